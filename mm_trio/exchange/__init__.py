@@ -1,0 +1,1 @@
+"""Venue access: the Exchange interface, the shared limiter and the venue implementations."""

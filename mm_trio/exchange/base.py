@@ -1,0 +1,149 @@
+"""The one trio-native ``Exchange`` interface every venue implements, and its error kinds.
+
+Venue errors are classified (SPEC §12) so callers never parse messages:
+``FilterRejected``, ``InsufficientBalance``, ``DuplicateOrder``, ``WouldTake`` (post-only
+would cross), ``UnknownOrder``, ``RateLimited``; ``OutcomeUnknown`` means the request may or
+may not have reached the venue (timeout, 5xx) and must be resolved by querying.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+
+import trio
+
+from mm_trio.model import Balance, Event, OpenOrder, OrderRequest, SymbolSpec
+
+
+class ExchangeError(Exception):
+    """Base of every classified venue error. ``kind`` is a short stable name."""
+
+    kind = "unknown"
+
+    def __init__(self, message: str, *, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class OrderRejected(ExchangeError):
+    """The venue refused the order; nothing was created."""
+
+    kind = "rejected"
+
+
+class FilterRejected(OrderRejected):
+    kind = "filter"
+
+
+class InsufficientBalance(OrderRejected):
+    kind = "balance"
+
+
+class DuplicateOrder(OrderRejected):
+    kind = "duplicate"
+
+
+class WouldTake(OrderRejected):
+    """A post-only order would have crossed the book."""
+
+    kind = "post_only"
+
+
+class TooManyOrders(OrderRejected):
+    kind = "max_orders"
+
+
+class UnknownOrder(ExchangeError):
+    """Cancel/query of an order the venue does not know (it may have filled)."""
+
+    kind = "unknown_order"
+
+
+class RateLimited(ExchangeError):
+    """429/418: the venue wants us to stop until ``retry_after`` seconds have passed."""
+
+    kind = "rate_limit"
+
+    def __init__(self, message: str, *, retry_after: float, banned: bool = False,
+                 code: int | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+        self.banned = banned
+
+
+class OutcomeUnknown(ExchangeError):
+    """Timeout or 5xx: the request may or may not have been applied."""
+
+    kind = "outcome_unknown"
+
+
+class UnknownSymbol(ExchangeError):
+    kind = "unknown_symbol"
+
+
+class Exchange(abc.ABC):
+    """A venue connection shared by every symbol.
+
+    Use as ``async with exchange.connect():`` — or call :meth:`run` inside a nursery via
+    ``await nursery.start(exchange.run)``, which keeps the connection (and any feed tasks)
+    alive until cancelled. ``events`` is one receive channel carrying decoded events for every
+    subscribed symbol plus our order and balance updates.
+    """
+
+    name: str = "exchange"
+
+    @abc.abstractmethod
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Connect, call ``task_status.started()``, then keep the connection until cancelled."""
+
+    @property
+    @abc.abstractmethod
+    def events(self) -> trio.MemoryReceiveChannel[Event]:
+        """The single event stream (all symbols, market data and our orders)."""
+
+    @abc.abstractmethod
+    async def load_specs(self) -> dict[str, SymbolSpec]:
+        """Specs of every symbol the venue lists, keyed by unified symbol."""
+
+    @abc.abstractmethod
+    async def subscribe(self, symbols: Sequence[str]) -> None:
+        """Start market data for ``symbols`` (idempotent)."""
+
+    @abc.abstractmethod
+    async def unsubscribe(self, symbols: Sequence[str]) -> None:
+        """Stop market data for ``symbols`` (idempotent)."""
+
+    @abc.abstractmethod
+    async def place(self, request: OrderRequest) -> OpenOrder:
+        """Place a limit order; returns the venue's acknowledgement or raises an ExchangeError."""
+
+    @abc.abstractmethod
+    async def cancel(self, symbol: str, client_id: str) -> OpenOrder:
+        """Cancel by client id; raises :class:`UnknownOrder` if the venue has no such open order."""
+
+    @abc.abstractmethod
+    async def query(self, symbol: str, client_id: str) -> OpenOrder:
+        """Current state of an order by client id; raises :class:`UnknownOrder` if none."""
+
+    @abc.abstractmethod
+    async def open_orders(self, symbol: str | None = None) -> list[OpenOrder]:
+        """Open orders, for one symbol or all."""
+
+    @abc.abstractmethod
+    async def balances(self) -> dict[str, Balance]:
+        """Balances keyed by asset."""
+
+    async def cancel_all(self, symbol: str, prefix: str) -> list[OpenOrder]:
+        """Cancel every open order of ``symbol`` whose client id starts with ``prefix + '_'``.
+
+        Orders without our prefix are never touched. Returns the cancelled orders.
+        """
+        cancelled: list[OpenOrder] = []
+        for order in await self.open_orders(symbol):
+            if order.client_id.startswith(prefix + "_"):
+                try:
+                    cancelled.append(await self.cancel(symbol, order.client_id))
+                except UnknownOrder:
+                    pass  # filled or cancelled meanwhile: its report arrives on the stream
+        return cancelled
