@@ -85,6 +85,7 @@ class SimVenueConfig:
     queue_fill_probability: float = 0.3  # chance a trade at our price reaches us (probabilistic)
     tick_interval_ms: float = 100.0  # synthetic market update period per symbol
     volatility: float = 0.0004  # per-second relative volatility of the synthetic mid
+    drift: float = 0.0  # per-second relative drift of the synthetic mid (e.g. -0.0005 falls)
     balances: dict[str, Decimal] = attrs.field(
         factory=lambda: {"USDT": D("100000"), "BTC": D("1"), "ETH": D("20")}
     )

@@ -1,0 +1,231 @@
+"""The ``mm-trio`` command: ``run`` trades symbols on the simulated venue (default).
+
+Exit codes: 0 done (also after SIGINT/SIGTERM), 2 bad input (symbol, config), 1 crash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TextIO
+
+import attrs
+import msgspec
+import trio
+
+from mm_trio import __version__
+from mm_trio.config import Config, ConfigError, load_config, validate
+from mm_trio.exchange.limiter import Limiter
+from mm_trio.exchange.sim.venue import SimulatedExchange
+from mm_trio.model import SymbolError, parse_symbol
+from mm_trio.orchestrator import Orchestrator, Snapshot, open_orchestrator
+
+log = logging.getLogger("mm_trio")
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit 2."""
+
+
+def _parse_symbols(text: str) -> list[str]:
+    symbols = [s.strip() for s in text.split(",") if s.strip()]
+    if not symbols:
+        raise UsageError("--symbols: no symbol given (expected e.g. BTC/USDT,ETH/USDT)")
+    seen: set[str] = set()
+    for s in symbols:
+        try:
+            parse_symbol(s)
+        except SymbolError as exc:
+            raise UsageError(f"--symbols: {exc}") from None
+        if s in seen:
+            raise UsageError(f"--symbols: {s!r} given twice")
+        seen.add(s)
+    return symbols
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mm-trio", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"mm-trio {__version__}")
+    parser.add_argument("--log-level", default="WARNING",
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="log level for stderr (default WARNING)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="trade grid strategies on one or more symbols")
+    run.add_argument("--symbols", required=True, help="comma-separated BASE/QUOTE symbols")
+    run.add_argument("--config", type=Path, help="TOML config file (every key has a default)")
+    run.add_argument("--duration", type=float, help="stop after this many seconds")
+    run.add_argument("--seed", type=int, help="simulated venue seed (overrides venue.seed)")
+    run.add_argument("--summary-json", type=Path, help="write the exit summary as JSON here")
+    run.add_argument("--status-interval", type=float,
+                     help="seconds between status lines (overrides run.status_interval)")
+    return parser
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _fmt(d: Decimal | None, places: int = 2) -> str:
+    if d is None:
+        return "-"
+    return f"{d:.{places}f}"
+
+
+def status_line(snapshot: Snapshot) -> str:
+    parts = []
+    for sym, s in snapshot.symbols.items():
+        breakers = ",".join(s.breakers) or "-"
+        parts.append(
+            f"{sym} {s.state} mid={_fmt(s.mid, 4)} pos={s.position.normalize():f} "
+            f"open={s.open_orders} fills={s.fills} pnl={_fmt(s.total_pnl, 4)} brk={breakers}"
+        )
+    exp = snapshot.exposure
+    parts.append(f"exposure={_fmt(exp.total)}/{exp.max_total}")
+    return " | ".join(parts)
+
+
+def summary_dict(snapshot: Snapshot, open_at_exit: dict[str, int]) -> dict[str, Any]:
+    symbols: dict[str, Any] = {}
+    for sym, s in snapshot.symbols.items():
+        symbols[sym] = {
+            "fills": s.fills,
+            "buys": s.buys,
+            "sells": s.sells,
+            "position": str(s.position),
+            "realized_pnl": str(s.realized_pnl),
+            "unrealized_pnl": str(s.unrealized_pnl),
+            "fees": str(s.fees_quote),
+            "max_inventory": str(s.max_inventory),
+            "breaker_trips": s.breaker_trips,
+            "open_orders_at_exit": open_at_exit.get(sym, s.open_orders),
+            "state": s.state,
+            "reason": s.reason,
+        }
+    return {
+        "symbols": symbols,
+        "exposure": msgspec.to_builtins(snapshot.exposure),
+        "killed": snapshot.killed,
+        "kill_reason": snapshot.kill_reason,
+    }
+
+
+def summary_table(summary: dict[str, Any]) -> str:
+    cols = ["symbol", "state", "fills", "buys", "sells", "position", "realized_pnl", "fees",
+            "open_orders_at_exit"]
+    rows = [cols]
+    for sym, s in summary["symbols"].items():
+        rows.append([sym] + [str(s[c]) for c in cols[1:]])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(cols))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    exp = summary["exposure"]
+    lines.append(f"exposure total {exp.get('total')} (cap {exp.get('max_total')})"
+                 + ("  KILLED: " + summary["kill_reason"] if summary["killed"] else ""))
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- run
+
+
+async def _print_status(orch: Orchestrator, interval: float, out: TextIO) -> None:
+    while True:
+        await trio.sleep(interval)
+        print(status_line(orch.snapshot()), file=out, flush=True)
+
+
+async def _watch_signals(run_scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.warning("received %s: cancelling our orders and exiting",
+                        signal.Signals(signum).name)
+            run_scope.cancel()
+            return
+
+
+async def run_command(config: Config, symbols: Sequence[str], *, duration: float | None,
+                      summary_json: Path | None, out: TextIO = sys.stdout,
+                      err: TextIO = sys.stderr) -> int:
+    """Trade ``symbols`` until ``duration`` elapses or SIGINT/SIGTERM; print the summary."""
+    limiter = Limiter(config.limiter)
+    exchange = SimulatedExchange(config.venue, limiter=limiter)
+    run_scope = trio.CancelScope()
+    rc = EXIT_OK
+    async with trio.open_nursery() as outer:
+        outer.start_soon(_watch_signals, run_scope)
+        async with open_orchestrator(exchange, config, limiter=limiter) as orch:
+            try:
+                for symbol in symbols:
+                    orch.check_symbol(symbol)
+            except SymbolError as exc:
+                print(f"mm-trio: error: --symbols: {exc}", file=err, flush=True)
+                rc = EXIT_USAGE
+            if rc == EXIT_OK:
+                for symbol in symbols:
+                    await orch.add_symbol(symbol)
+                print(f"mm-trio: trading {', '.join(symbols)} on {exchange.name}"
+                      + (f" for {duration:g}s" if duration else " (Ctrl-C to stop)"),
+                      file=out, flush=True)
+                with run_scope:
+                    if duration is not None:
+                        run_scope.deadline = trio.current_time() + duration
+                    async with trio.open_nursery() as inner:
+                        inner.start_soon(_print_status, orch, config.run.status_interval, out)
+                        await trio.sleep_forever()
+                await _finish(orch, exchange, summary_json, out)
+        outer.cancel_scope.cancel()
+    return rc
+
+
+async def _finish(orch: Orchestrator, exchange: SimulatedExchange, summary_json: Path | None,
+                  out: TextIO) -> None:
+    with trio.CancelScope(shield=True):
+        await orch.shutdown()
+        open_at_exit: dict[str, int] = {}
+        prefixes = {orch.config.grid_for(s).client_id_prefix for s in orch.snapshot().symbols}
+        for order in await exchange.open_orders():
+            if any(order.client_id.startswith(p + "_") for p in prefixes):
+                open_at_exit[order.symbol] = open_at_exit.get(order.symbol, 0) + 1
+        for sym in orch.snapshot().symbols:
+            open_at_exit.setdefault(sym, 0)
+        summary = summary_dict(orch.snapshot(), open_at_exit)
+        print(summary_table(summary), file=out, flush=True)
+        if summary_json is not None:
+            summary_json.write_text(msgspec.json.format(msgspec.json.encode(summary)).decode()
+                                    + "\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "run":
+            symbols = _parse_symbols(args.symbols)
+            config = load_config(args.config)
+            if args.seed is not None:
+                config = validate(attrs.evolve(config,
+                                               venue=attrs.evolve(config.venue, seed=args.seed)))
+            if args.status_interval is not None:
+                config = validate(attrs.evolve(config, run=attrs.evolve(
+                    config.run, status_interval=args.status_interval)))
+            if args.duration is not None and args.duration <= 0:
+                raise UsageError(f"--duration: must be > 0, got {args.duration:g}")
+            return trio.run(lambda: run_command(config, symbols, duration=args.duration,
+                                                summary_json=args.summary_json))
+    except (UsageError, ConfigError, SymbolError) as exc:
+        print(f"mm-trio: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    parser.error(f"unknown command {args.command!r}")
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

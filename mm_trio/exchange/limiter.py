@@ -1,0 +1,349 @@
+"""The one rate limiter shared by everything that talks to the venue (SPEC §7).
+
+Two layers:
+
+* :class:`LimiterCore` is pure (no trio, no clock reads): every method takes ``now``. It
+  holds one :class:`WindowBucket` per venue limit -- request weight per 60 s, orders per
+  10 s and orders per day -- plus a pause deadline (429 Retry-After / 418 ban).
+* :class:`Limiter` is the trio shell: ``await limiter.acquire(weight, orders, cancel=...)``
+  waits until the request may be sent. Waiters are served in priority order -- cancels
+  before everything else, then first come first served -- and every wait is cancellable.
+
+**Why a sliding-window log.** Each bucket is a token bucket whose refill is the *expiry of
+past spends*: tokens spent at time ``t`` come back exactly ``window`` seconds later, never
+earlier. Hence, for every take at time ``T``, everything spent in ``(T - window, T]`` is
+still counted, so over ANY window of the bucket's length the amount sent never exceeds the
+limit. A plain refill-rate bucket (capacity ``L``, refill ``L / window`` per second) does
+not have that property: it can send ``L`` at once and, as it refills, almost ``L`` more
+within the same window -- a burst of up to 2x the venue's limit.
+
+Spends that happen within ``resolution`` seconds of the newest log entry are merged into
+it and stamped with the later time. That only ever delays the return of tokens (it is
+conservative, the any-window guarantee still holds) and it bounds the size of the log,
+e.g. of the daily order bucket, to about ``window / resolution`` entries.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+from decimal import ROUND_FLOOR, Decimal
+
+import trio
+
+from mm_trio.config import LimiterConfig
+
+__all__ = ["Limiter", "LimiterCore", "RateLimits", "WindowBucket", "effective_limit"]
+
+WEIGHT_WINDOW = 60.0
+ORDERS_SHORT_WINDOW = 10.0
+ORDERS_DAY_WINDOW = 86400.0
+
+
+def effective_limit(limit: int, safety_margin: Decimal) -> int:
+    """``floor(limit * (1 - safety_margin))``, but at least 1."""
+    value = (Decimal(limit) * (1 - safety_margin)).to_integral_value(rounding=ROUND_FLOOR)
+    return max(1, int(value))
+
+
+class _Spend:
+    __slots__ = ("at", "amount")
+
+    def __init__(self, at: float, amount: int) -> None:
+        self.at = at
+        self.amount = amount
+
+
+class WindowBucket:
+    """At most ``limit`` units over any ``window`` seconds (sliding-window log)."""
+
+    __slots__ = ("name", "limit", "window", "resolution", "_log", "_used")
+
+    def __init__(self, name: str, limit: int, window: float, *,
+                 resolution: float | None = None) -> None:
+        if limit <= 0 or window <= 0:
+            raise ValueError(f"bucket {name}: limit and window must be > 0")
+        self.name = name
+        self.limit = limit
+        self.window = window
+        self.resolution = window / 10000 if resolution is None else resolution
+        # spends, oldest first; amounts are > 0; stamps are non-decreasing
+        self._log: deque[_Spend] = deque()
+        self._used = 0
+
+    def _expire(self, now: float) -> None:
+        log = self._log
+        window = self.window
+        while log and log[0].at + window <= now:
+            self._used -= log.popleft().amount
+
+    def used(self, now: float) -> int:
+        """Units spent in ``(now - window, now]``."""
+        self._expire(now)
+        return self._used
+
+    def can_take(self, amount: int, now: float) -> bool:
+        if amount <= 0:
+            return True
+        self._expire(now)
+        return self._used + amount <= self.limit
+
+    def take(self, amount: int, now: float) -> None:
+        """Record a spend (callers check :meth:`can_take` first; ``observe`` may overdraw)."""
+        if amount <= 0:
+            return
+        self._expire(now)
+        log = self._log
+        if log and now - log[-1].at <= self.resolution:
+            last = log[-1]
+            last.at = max(last.at, now)
+            last.amount += amount
+        else:
+            log.append(_Spend(now, amount))
+        self._used += amount
+
+    def next_time(self, amount: int, now: float) -> float:
+        """Earliest time ``>= now`` at which ``amount`` fits (if nothing else is taken)."""
+        if amount > self.limit:
+            raise ValueError(f"{self.name}: request of {amount} exceeds the limit {self.limit}")
+        if self.can_take(amount, now):
+            return now
+        excess = self._used + amount - self.limit
+        freed = 0
+        for spend in self._log:
+            freed += spend.amount
+            if freed >= excess:
+                return spend.at + self.window
+        raise AssertionError("unreachable: the whole log frees enough")  # pragma: no cover
+
+
+class RateLimits:
+    """The venue limits in force: effective (safety-margined) limit and window per bucket."""
+
+    __slots__ = ("weight", "orders_short", "orders_day")
+
+    def __init__(self, weight: int, orders_short: int, orders_day: int) -> None:
+        self.weight = weight
+        self.orders_short = orders_short
+        self.orders_day = orders_day
+
+    @classmethod
+    def from_config(cls, config: LimiterConfig) -> RateLimits:
+        m = config.safety_margin
+        return cls(
+            effective_limit(config.weight_per_minute, m),
+            effective_limit(config.orders_per_10s, m),
+            effective_limit(config.orders_per_day, m),
+        )
+
+    def __repr__(self) -> str:
+        return (f"RateLimits(weight={self.weight}/60s, orders={self.orders_short}/10s, "
+                f"{self.orders_day}/day)")
+
+
+class LimiterCore:
+    """Pure limiter state: three window buckets and a pause deadline. Time is passed in."""
+
+    def __init__(self, limits: RateLimits | LimiterConfig) -> None:
+        if isinstance(limits, LimiterConfig):
+            limits = RateLimits.from_config(limits)
+        self.limits = limits
+        self.weight = WindowBucket("weight", limits.weight, WEIGHT_WINDOW)
+        self.orders_short = WindowBucket("orders/10s", limits.orders_short, ORDERS_SHORT_WINDOW)
+        self.orders_day = WindowBucket("orders/day", limits.orders_day, ORDERS_DAY_WINDOW)
+        self.paused_until = -math.inf
+        self.banned = False
+
+    def validate(self, weight: int, orders: int) -> None:
+        """Raise ``ValueError`` for a request that could never be granted."""
+        if weight < 0 or orders < 0:
+            raise ValueError(f"weight ({weight}) and orders ({orders}) must be >= 0")
+        if weight > self.weight.limit:
+            raise ValueError(f"request weight {weight} exceeds the limit {self.weight.limit}/60s")
+        for bucket in (self.orders_short, self.orders_day):
+            if orders > bucket.limit:
+                raise ValueError(f"request of {orders} orders exceeds the limit "
+                                 f"{bucket.limit} ({bucket.name})")
+
+    def can_take(self, weight: int, orders: int, now: float) -> bool:
+        self.validate(weight, orders)
+        return (
+            now >= self.paused_until
+            and self.weight.can_take(weight, now)
+            and self.orders_short.can_take(orders, now)
+            and self.orders_day.can_take(orders, now)
+        )
+
+    def take(self, weight: int, orders: int, now: float) -> None:
+        """Spend; raise ``RuntimeError`` if it does not fit now (check first)."""
+        if not self.can_take(weight, orders, now):
+            raise RuntimeError(f"limiter: weight {weight} / {orders} orders do not fit at {now}")
+        self.weight.take(weight, now)
+        self.orders_short.take(orders, now)
+        self.orders_day.take(orders, now)
+
+    def next_time(self, weight: int, orders: int, now: float) -> float:
+        """Earliest time ``>= now`` the request could be taken (if nothing else is taken).
+
+        Buckets only ever free up as time passes, so the latest of the per-bucket earliest
+        times (and the pause deadline) is the joint earliest time.
+        """
+        self.validate(weight, orders)
+        return max(
+            now,
+            self.paused_until,
+            self.weight.next_time(weight, now),
+            self.orders_short.next_time(orders, now),
+            self.orders_day.next_time(orders, now),
+        )
+
+    def observe_used_weight(self, used: int, now: float) -> int:
+        """The venue says ``used`` weight was spent in its current window.
+
+        If that is more than we account for, the difference is booked now (so it returns
+        a full window later) and we slow down accordingly. Returns the amount booked.
+        """
+        ours = self.weight.used(now)
+        extra = used - ours
+        if extra <= 0:
+            return 0
+        self.weight.take(extra, now)
+        return extra
+
+    def pause_until(self, t: float, banned: bool = False) -> None:
+        """Stop all traffic until ``t`` (429 Retry-After; ``banned`` for a 418 ban)."""
+        if t > self.paused_until:
+            self.paused_until = t
+        self.banned = self.banned or banned
+
+    def paused(self, now: float) -> bool:
+        if now >= self.paused_until:
+            self.banned = False
+            return False
+        return True
+
+
+class _Waiter:
+    __slots__ = ("weight", "orders", "cancel", "wake")
+
+    def __init__(self, weight: int, orders: int, cancel: bool) -> None:
+        self.weight = weight
+        self.orders = orders
+        self.cancel = cancel
+        self.wake = trio.Event()
+
+
+class Limiter:
+    """Trio shell around :class:`LimiterCore`; one instance shared by the whole process.
+
+    Only the head of the queue (the oldest cancel, else the oldest other request) sleeps
+    on the clock; the others wait until they become the head. A new cancel, a pause and a
+    waiter leaving the queue wake the head so it re-evaluates.
+    """
+
+    def __init__(self, config: LimiterConfig, *,
+                 on_alert: Callable[[str], None] | None = None) -> None:
+        self.core = LimiterCore(config)
+        self.on_alert = on_alert
+        self._cancels: deque[_Waiter] = deque()
+        self._others: deque[_Waiter] = deque()
+        self.sent_weight = 0
+        self.sent_orders = 0
+        self.waits = 0
+        self.pauses = 0
+        self.bans = 0
+        self.last_pause_reason = ""
+
+    # ------------------------------------------------------------------ metrics
+    @property
+    def paused_until(self) -> float:
+        """Trio time until which all traffic is paused (``-inf`` if never paused)."""
+        return self.core.paused_until
+
+    @property
+    def queued(self) -> int:
+        return len(self._cancels) + len(self._others)
+
+    @property
+    def limits(self) -> RateLimits:
+        return self.core.limits
+
+    # ------------------------------------------------------------------ queue
+    def _head(self) -> _Waiter | None:
+        if self._cancels:
+            return self._cancels[0]
+        if self._others:
+            return self._others[0]
+        return None
+
+    def _wake_head(self) -> None:
+        head = self._head()
+        if head is not None:
+            head.wake.set()
+
+    def _grant(self, weight: int, orders: int, now: float) -> None:
+        self.core.take(weight, orders, now)
+        self.sent_weight += weight
+        self.sent_orders += orders
+
+    async def acquire(self, weight: int = 1, orders: int = 0, *, cancel: bool = False) -> None:
+        """Wait until ``weight`` request weight and ``orders`` new orders may be sent.
+
+        ``cancel=True`` marks an order cancel: it is served before every non-cancel waiter.
+        Raises ``ValueError`` at once for a request larger than a limit. Cancellable.
+        """
+        self.core.validate(weight, orders)
+        await trio.lowlevel.checkpoint()
+        now = trio.current_time()
+        ahead = bool(self._cancels) if cancel else self._head() is not None
+        if not ahead and self.core.can_take(weight, orders, now):
+            self._grant(weight, orders, now)
+            return
+        self.waits += 1
+        waiter = _Waiter(weight, orders, cancel)
+        queue = self._cancels if cancel else self._others
+        queue.append(waiter)
+        if cancel and len(queue) == 1:
+            # we may have displaced a non-cancel head: let it go back to plain waiting
+            if self._others:
+                self._others[0].wake.set()
+        try:
+            while True:
+                if self._head() is waiter:
+                    now = trio.current_time()
+                    if self.core.can_take(weight, orders, now):
+                        self._grant(weight, orders, now)
+                        return
+                    deadline = self.core.next_time(weight, orders, now)
+                    with trio.move_on_at(deadline):
+                        await waiter.wake.wait()
+                else:
+                    await waiter.wake.wait()
+                if waiter.wake.is_set():
+                    waiter.wake = trio.Event()
+        finally:
+            # granted or cancelled: leave the queue and let the next waiter look
+            was_head = self._head() is waiter
+            queue.remove(waiter)
+            if was_head:
+                self._wake_head()
+
+    def pause(self, seconds: float, *, banned: bool = False, reason: str = "") -> None:
+        """Stop ALL traffic for ``seconds`` (429 Retry-After, or a 418 ban with an alert)."""
+        until = trio.current_time() + max(0.0, seconds)
+        self.core.pause_until(until, banned)
+        self.pauses += 1
+        self.last_pause_reason = reason
+        if banned:
+            self.bans += 1
+            if self.on_alert is not None:
+                self.on_alert(
+                    f"venue ban (418): all traffic stopped for {seconds:.0f}s"
+                    + (f": {reason}" if reason else "")
+                )
+        self._wake_head()
+
+    def observe_used_weight(self, used: int) -> None:
+        """Feed the venue's X-MBX-USED-WEIGHT(-1M) header value."""
+        self.core.observe_used_weight(used, trio.current_time())

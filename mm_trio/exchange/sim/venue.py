@@ -1,0 +1,306 @@
+"""The trio shell of the simulated venue: :class:`SimulatedExchange` (SPEC §7).
+
+All venue logic lives in the pure :class:`~mm_trio.exchange.sim.matching.MatchingEngine`
+and market data in a pure feed (by default the seeded
+:class:`~mm_trio.exchange.sim.feed.SyntheticFeed`). This class only adds time, latency, the
+shared rate limiter and the event channel:
+
+* :meth:`run` opens the stream: every ``tick_interval_ms`` of trio time it advances the feed
+  to now and passes each market event through the engine, sending the market event and then
+  the fills it caused. Timestamps are ``EPOCH_NS + trio.current_time()`` in ns, so under
+  ``trio.testing.MockClock`` a session with a given seed is fully deterministic.
+* :meth:`place` / :meth:`cancel` wait ``latency_ms`` (one way) before the engine applies them;
+  their events (``NEW`` / ``CANCELED`` / taker fills and balance updates) go into the same
+  channel.
+* Ordering and back-pressure: every engine call and the posting of its events happen without
+  a checkpoint in between, into one FIFO (the channel, overflowing into an outbox that a
+  forwarder task drains with ``await send``), so the stream's order is exactly the order the
+  engine applied things in, and nothing is ever dropped. ``place``/``cancel`` never wait for
+  the consumer (no deadlock when the consumer itself places orders); the market-data loop
+  does: while the outbox holds more than ``buffer_size`` events it pauses, then catches up.
+* Every request first takes Binance-like weights from the limiter, if one was given.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from typing import Protocol
+
+import trio
+
+from mm_trio.config import SimVenueConfig
+from mm_trio.exchange.base import Exchange
+from mm_trio.exchange.sim.feed import SyntheticFeed
+from mm_trio.exchange.sim.matching import MatchingEngine
+from mm_trio.model import Balance, Event, OpenOrder, OrderRequest, Quote, StreamStatus, SymbolSpec
+
+EPOCH_NS = 1_700_000_000_000_000_000
+"""Added to trio time so event timestamps look like real Unix ns (2023-11-14)."""
+EVENT_BUFFER = 100_000
+"""Capacity of the event channel; beyond it the venue waits for the consumer."""
+
+# Binance-like request weights
+WEIGHT_PLACE = 1
+WEIGHT_CANCEL = 1
+WEIGHT_QUERY = 4
+WEIGHT_OPEN_ORDERS_SYMBOL = 6
+WEIGHT_OPEN_ORDERS_ALL = 80
+WEIGHT_BALANCES = 20
+WEIGHT_SPECS = 20
+
+
+class LimiterLike(Protocol):
+    """What the venue needs of the shared limiter (:mod:`mm_trio.exchange.limiter`)."""
+
+    async def acquire(self, weight: int = 1, orders: int = 0, *, cancel: bool = False) -> None:
+        ...
+
+
+class MarketFeed(Protocol):
+    """A pure market-data source the venue advances on its clock."""
+
+    def add(self, symbol: str, start_price: Decimal) -> None:
+        ...
+
+    def remove(self, symbol: str) -> None:
+        ...
+
+    def advance(self, to_ts: int) -> list[Event]:
+        ...
+
+
+class SimulatedExchange(Exchange):
+    """The embedded simulated venue behind the :class:`Exchange` interface.
+
+    ``limiter``: the shared limiter (anything with ``acquire(weight, orders, *, cancel)``);
+    ``feed``: a pure market-data source (default: :class:`SyntheticFeed` seeded by
+    ``config.seed``); ``engine``: the matching engine (default: a fresh one for ``config``),
+    exposed as :attr:`engine` for tests and summaries; ``buffer_size``: the event channel's
+    capacity.
+    """
+
+    name = "sim"
+
+    def __init__(self, config: SimVenueConfig, *, limiter: LimiterLike | None = None,
+                 feed: MarketFeed | None = None, engine: MatchingEngine | None = None,
+                 buffer_size: int = EVENT_BUFFER) -> None:
+        self.config = config
+        self.engine = engine if engine is not None else MatchingEngine(config)
+        self.feed: MarketFeed = (feed if feed is not None
+                                 else SyntheticFeed(config, self.engine.specs))
+        self._limiter = limiter
+        self._send, self._recv = trio.open_memory_channel[Event](buffer_size)
+        self._buffer_size = buffer_size
+        self._outbox: deque[Event] = deque()  # events that did not fit into the channel
+        self._wake = trio.Event()  # set when the outbox gets events
+        self._room: trio.Event | None = None  # set when a paused feed loop may go on
+        self._subscribed: dict[str, None] = {}
+        self._latency = config.latency_ms / 1000.0
+        self._interval = config.tick_interval_ms / 1000.0
+        self._running = False
+        self._closed = False
+        self.market_events = 0  # market events passed through the engine
+        self.dropped_events = 0  # events not delivered because the stream was closed
+
+    # ------------------------------------------------------------------ stream
+    @property
+    def events(self) -> trio.MemoryReceiveChannel[Event]:
+        return self._recv
+
+    @property
+    def subscribed(self) -> list[str]:
+        """Symbols currently producing market data, in subscription order."""
+        return list(self._subscribed)
+
+    def now_ns(self) -> int:
+        """Venue time: ``EPOCH_NS`` plus trio time, in integer ns."""
+        return EPOCH_NS + round(trio.current_time() * 1e9)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Generate market data until cancelled; closes the event stream when it ends."""
+        if self._running:
+            raise RuntimeError("SimulatedExchange.run() is already running")
+        self._running = True
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._forward)
+                self._post((StreamStatus(status="connected", ts=self.now_ns()),))
+                task_status.started()
+                await self._feed_loop()
+        finally:
+            self._closed = True
+            self._send.close()
+            self.dropped_events += len(self._outbox)
+            self._outbox.clear()
+            self._running = False
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[SimulatedExchange]:
+        """``async with venue.connect():`` runs :meth:`run` in the background."""
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.run)
+            try:
+                yield self
+            finally:
+                nursery.cancel_scope.cancel()
+
+    async def _feed_loop(self) -> None:
+        interval = self._interval
+        t0 = trio.current_time()
+        k = 0
+        while True:
+            events = self.feed.advance(self.now_ns())
+            if events:
+                self._process(events)
+            if len(self._outbox) > self._buffer_size:  # slow consumer: wait for room
+                self._room = room = trio.Event()
+                await room.wait()
+            k += 1
+            target = t0 + k * interval
+            now = trio.current_time()
+            if target < now:  # fell behind: skip the missed wake-ups, the feed catches up
+                k = int((now - t0) / interval) + 1
+                target = t0 + k * interval
+            await trio.sleep_until(target)
+
+    async def _forward(self) -> None:
+        """Move outbox events into the channel, waiting for the consumer as needed."""
+        outbox = self._outbox
+        send = self._send.send
+        low = self._buffer_size // 2
+        while True:
+            if not outbox:
+                self._wake = trio.Event()
+                await self._wake.wait()
+                continue
+            try:
+                await send(outbox[0])
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._closed = True
+                self.dropped_events += len(outbox)
+                outbox.clear()
+                return
+            outbox.popleft()
+            room = self._room
+            if room is not None and len(outbox) <= low:
+                self._room = None
+                room.set()
+
+    async def push_market(self, events: Iterable[Event]) -> None:
+        """Pass externally sourced market events (e.g. a replay) through the engine and out."""
+        await trio.lowlevel.checkpoint()
+        self._process(events)
+
+    def _process(self, events: Iterable[Event]) -> None:
+        """Match each market event, then post it followed by the fills it caused."""
+        engine = self.engine
+        on_quote, on_trade = engine.on_quote, engine.on_trade
+        send_nowait = self._send.send_nowait
+        outbox = self._outbox
+        n = 0
+        for ev in events:
+            n += 1
+            fills = on_quote(ev) if type(ev) is Quote else on_trade(ev)  # type: ignore[arg-type]
+            if not outbox and not self._closed:
+                try:
+                    send_nowait(ev)
+                except trio.WouldBlock:
+                    self._post((ev,))
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    self._closed = True
+            else:
+                self._post((ev,))
+            if fills:
+                self._post(fills)
+        self.market_events += n
+
+    def _post(self, events: Sequence[Event]) -> None:
+        """Queue ``events`` for the stream in order without ever blocking."""
+        if self._closed:
+            self.dropped_events += len(events)
+            return
+        outbox = self._outbox
+        if outbox:
+            outbox.extend(events)
+            return
+        send_nowait = self._send.send_nowait
+        for i, ev in enumerate(events):
+            try:
+                send_nowait(ev)
+            except trio.WouldBlock:
+                outbox.extend(events[i:])
+                self._wake.set()
+                return
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._closed = True
+                self.dropped_events += len(events) - i
+                return
+
+    # ------------------------------------------------------------------ requests
+    async def _acquire(self, weight: int, orders: int = 0, *, cancel: bool = False) -> None:
+        if self._limiter is not None:
+            await self._limiter.acquire(weight, orders, cancel=cancel)
+
+    async def _delay(self) -> None:
+        """The one-way request latency (a bare checkpoint when it is zero)."""
+        if self._latency > 0:
+            await trio.sleep(self._latency)
+        else:
+            await trio.lowlevel.checkpoint()
+
+    async def load_specs(self) -> dict[str, SymbolSpec]:
+        await self._acquire(WEIGHT_SPECS)
+        await trio.lowlevel.checkpoint()
+        return dict(self.engine.specs)
+
+    async def subscribe(self, symbols: Sequence[str]) -> None:
+        """Start market data; raises ``UnknownSymbol`` naming the first unlisted symbol."""
+        for symbol in symbols:
+            self.engine.spec(symbol)  # validates all before changing anything
+        for symbol in symbols:
+            if symbol in self._subscribed:
+                continue
+            quote = self.engine.last_quote(symbol)
+            start = quote.mid if quote is not None else self.engine.start_prices[symbol]
+            self.feed.add(symbol, start)
+            self._subscribed[symbol] = None
+        await trio.lowlevel.checkpoint()
+
+    async def unsubscribe(self, symbols: Sequence[str]) -> None:
+        """Stop market data for ``symbols`` (unknown or unsubscribed ones are ignored)."""
+        for symbol in symbols:
+            if self._subscribed.pop(symbol, 0) is None:
+                self.feed.remove(symbol)
+        await trio.lowlevel.checkpoint()
+
+    async def place(self, request: OrderRequest) -> OpenOrder:
+        await self._acquire(WEIGHT_PLACE, 1)
+        await self._delay()
+        order, events = self.engine.place(request, self.now_ns())
+        self._post(events)
+        return order
+
+    async def cancel(self, symbol: str, client_id: str) -> OpenOrder:
+        await self._acquire(WEIGHT_CANCEL, cancel=True)
+        await self._delay()
+        order, events = self.engine.cancel(symbol, client_id, self.now_ns())
+        self._post(events)
+        return order
+
+    async def query(self, symbol: str, client_id: str) -> OpenOrder:
+        await self._acquire(WEIGHT_QUERY)
+        await trio.lowlevel.checkpoint()
+        return self.engine.query(symbol, client_id)
+
+    async def open_orders(self, symbol: str | None = None) -> list[OpenOrder]:
+        await self._acquire(WEIGHT_OPEN_ORDERS_SYMBOL if symbol else WEIGHT_OPEN_ORDERS_ALL)
+        await trio.lowlevel.checkpoint()
+        return self.engine.open_orders(symbol)
+
+    async def balances(self) -> dict[str, Balance]:
+        await self._acquire(WEIGHT_BALANCES)
+        await trio.lowlevel.checkpoint()
+        return self.engine.balances()

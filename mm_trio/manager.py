@@ -1,0 +1,523 @@
+"""SymbolManager: the trio shell around one symbol's pure core (grid, position, risk).
+
+One manager runs in its own child nursery. Its single event-loop task is the only code that
+touches the pure objects, so they never see concurrent mutation. Everything else is thin:
+
+* the demux calls :meth:`SymbolManager.deliver` (never blocks: quotes are conflated, order
+  events go into a bounded channel whose overflow halts the symbol and resyncs it over REST);
+* every intent is gated by the aggregate :class:`~mm_trio.risk.governor.RiskGovernor`, then sent
+  by a short-lived task per request (the shared limiter orders them, cancels first);
+* venue outcomes (rejects, unknown outcomes resolved by query) come back into the same channel
+  as ``OrderUpdate`` events, so the strategy learns everything the same way.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import trio
+
+from mm_trio.config import GridConfig, RiskConfig, RunConfig
+from mm_trio.exchange.base import (
+    Exchange,
+    OrderRejected,
+    OutcomeUnknown,
+    RateLimited,
+    UnknownOrder,
+)
+from mm_trio.grid.strategy import GridStrategy
+from mm_trio.intents import CancelOrder, Intent, PlaceOrder
+from mm_trio.model import (
+    TERMINAL_STATUSES,
+    ZERO,
+    OpenOrder,
+    OrderUpdate,
+    Quote,
+    StreamStatus,
+    SymbolSpec,
+    Trade,
+)
+from mm_trio.position import PositionManager
+from mm_trio.risk.monitor import BreakerChange, RiskMonitor
+
+if TYPE_CHECKING:
+    from mm_trio.orchestrator import Orchestrator
+
+log = logging.getLogger("mm_trio.manager")
+
+
+class SymbolState(enum.StrEnum):
+    STARTING = "STARTING"
+    RUNNING = "RUNNING"
+    HALTED = "HALTED"  # risk breaker or governor: opening paused
+    STOPPING = "STOPPING"
+    STOPPED = "STOPPED"  # loss limit or kill switch: no orders until resumed
+    REMOVED = "REMOVED"
+    FAILED = "FAILED"
+
+
+class SymbolSnapshot(msgspec.Struct, kw_only=True):
+    """What the status line, the control plane and the summary show for one symbol."""
+
+    symbol: str
+    state: str
+    reason: str
+    mid: Decimal | None
+    position: Decimal
+    open_orders: int
+    fills: int
+    buys: int
+    sells: int
+    realized_pnl: Decimal
+    unrealized_pnl: Decimal
+    fees: dict[str, Decimal]
+    fees_quote: Decimal
+    total_pnl: Decimal
+    max_inventory: Decimal
+    breakers: list[str]
+    breaker_trips: int
+    events: int
+    quotes_skipped: int
+    trades_dropped: int
+    rejects: int
+
+
+class _Marker(enum.Enum):
+    QUOTE = "quote"  # the conflated latest quote is waiting in ``_latest_quote``
+    TICK = "tick"  # time passed: run time-driven risk checks
+    GATES = "gates"  # governor state changed: recompute gates
+    STOP = "stop"  # cancel everything and place nothing more
+    RESUME = "resume"
+    RESYNC = "resync"  # query the venue for every live order and apply what it says
+
+
+# Sent by the shell, not the venue: carries a venue outcome for one of our orders.
+def _outcome(req_symbol: str, client_id: str, side: Any, price: Decimal, qty: Decimal,
+             status: Any, reason: str, cum: Decimal = ZERO) -> OrderUpdate:
+    return OrderUpdate(symbol=req_symbol, client_id=client_id, side=side, price=price, qty=qty,
+                       status=status, cum_qty=cum, reason=reason)
+
+
+def _from_open_order(order: OpenOrder) -> OrderUpdate:
+    return OrderUpdate(symbol=order.symbol, client_id=order.client_id, side=order.side,
+                       price=order.price, qty=order.qty, status=order.status,
+                       cum_qty=order.cum_qty, order_id=order.order_id, ts=order.ts)
+
+
+class SymbolManager:
+    """Runs one symbol: GridStrategy + PositionManager + RiskMonitor behind one event loop."""
+
+    def __init__(
+        self,
+        orchestrator: Orchestrator,
+        spec: SymbolSpec,
+        grid: GridConfig,
+        risk: RiskConfig,
+        run: RunConfig,
+        *,
+        start_position: Decimal = ZERO,
+        clock: Callable[[], float] = trio.current_time,
+    ) -> None:
+        self.symbol = spec.symbol
+        self.spec = spec
+        self.grid_config = grid
+        self._orch = orchestrator
+        self._exchange: Exchange = orchestrator.exchange
+        self._run_config = run
+        self._clock = clock
+        self.strategy = GridStrategy(spec, grid, start_position=start_position)
+        self.position = PositionManager(spec.symbol, spec.base, spec.quote,
+                                        start_position=start_position)
+        self.risk = RiskMonitor(risk)
+        self.state = SymbolState.STARTING
+        self.reason = ""
+        self.mid: Decimal | None = None
+        self.prefix = grid.client_id_prefix
+        self._send, self._recv = trio.open_memory_channel[Any](run.order_channel_size)
+        self._latest_quote: Quote | None = None
+        self._quote_pending = False
+        self._gates: tuple[bool, bool] = (False, False)
+        self._stopping = False
+        self._resyncing = False
+        self.flat = trio.Event()  # set when stopping and no live orders remain
+        self.done = trio.Event()  # set when the manager's scope has exited
+        self.cancel_scope = trio.CancelScope()
+        self._nursery: trio.Nursery | None = None
+        # metrics
+        self.events = 0
+        self.quotes_skipped = 0
+        self.trades_dropped = 0
+        self.rejects = 0
+        self.overflows = 0
+
+    # ------------------------------------------------------------------ demux side (sync)
+    def deliver(self, event: Any) -> None:
+        """Hand one routed event to this symbol. Never blocks (SPEC §8)."""
+        if type(event) is Quote:
+            self._latest_quote = event
+            if self._quote_pending:
+                self.quotes_skipped += 1
+                return
+            try:
+                self._send.send_nowait(_Marker.QUOTE)
+                self._quote_pending = True
+            except trio.WouldBlock:
+                self.quotes_skipped += 1
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                pass
+            return
+        try:
+            self._send.send_nowait(event)
+        except trio.WouldBlock:
+            if type(event) is Trade:
+                self.trades_dropped += 1
+            else:
+                self._overflow()
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass
+
+    def poke(self, marker: _Marker) -> None:
+        try:
+            self._send.send_nowait(marker)
+        except trio.WouldBlock:
+            if marker in (_Marker.STOP, _Marker.RESYNC, _Marker.GATES):
+                self._overflow()
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass
+
+    def _overflow(self) -> None:
+        """An order event could not be queued: halt this symbol and resync from REST, loudly."""
+        self.overflows += 1
+        if not self._resyncing:
+            self._resyncing = True
+            log.error("%s: order channel overflow; halting and resyncing from the venue",
+                      self.symbol)
+            if self._nursery is not None:
+                self._nursery.start_soon(self._resync_after_overflow)
+
+    # ------------------------------------------------------------------ lifecycle
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The symbol's child nursery. Exceptions in its logic stay here (isolation)."""
+        try:
+            with self.cancel_scope:
+                try:
+                    async with trio.open_nursery() as nursery:
+                        self._nursery = nursery
+                        nursery.start_soon(self._ticker)
+                        self.state = SymbolState.RUNNING
+                        task_status.started()
+                        await self._event_loop()
+                except Exception as exc:
+                    await self._fail(exc)
+        finally:
+            self._nursery = None
+            self.done.set()
+
+    async def _fail(self, exc: BaseException) -> None:
+        self.state = SymbolState.FAILED
+        self.reason = f"{type(exc).__name__}: {exc}"
+        log.exception("%s FAILED: %s; cancelling its orders", self.symbol, self.reason)
+        with trio.CancelScope(shield=True), trio.move_on_after(self._run_config.shutdown_timeout):
+            try:
+                await self._exchange.cancel_all(self.symbol, self.prefix)
+            except Exception as cancel_exc:  # the venue may be down too; say so, keep going
+                log.error("%s: cancel-all after failure failed: %s", self.symbol, cancel_exc)
+        self.flat.set()
+
+    async def _ticker(self) -> None:
+        while True:
+            await trio.sleep(1.0)
+            self.poke(_Marker.TICK)
+
+    async def stop(self, timeout: float) -> bool:
+        """Stop opening, cancel our open orders and wait for the acks. True if flat in time."""
+        self._stopping = True
+        if self.state is not SymbolState.FAILED:
+            self.state = SymbolState.STOPPING
+        self.poke(_Marker.STOP)
+        with trio.move_on_after(timeout):
+            await self.flat.wait()
+        ok = self.flat.is_set()
+        # belt and braces: whatever the venue still lists under our prefix goes now
+        with trio.move_on_after(timeout):
+            try:
+                left = await self._exchange.cancel_all(self.symbol, self.prefix)
+                if left:
+                    log.warning("%s: cancelled %d leftover orders at stop", self.symbol, len(left))
+            except Exception as exc:
+                log.error("%s: final cancel-all failed: %s", self.symbol, exc)
+                ok = False
+        return ok
+
+    def close(self) -> None:
+        """Exit the symbol's scope (after :meth:`stop`)."""
+        self.cancel_scope.cancel()
+
+    # ------------------------------------------------------------------ event loop
+    async def _event_loop(self) -> None:
+        strategy, position, risk = self.strategy, self.position, self.risk
+        async for item in self._recv:
+            self.events += 1
+            now = self._clock()
+            changes: list[BreakerChange] = []
+            intents: list[Intent]
+            if item is _Marker.QUOTE:
+                self._quote_pending = False
+                quote = self._latest_quote
+                if quote is None:
+                    continue
+                self.mid = quote.mid
+                changes = risk.on_quote(quote, now)
+                intents = strategy.on_quote(quote)
+            elif type(item) is OrderUpdate:
+                position.on_order_update(item)
+                intents = strategy.on_order_update(item)
+                if item.status == "REJECTED":
+                    self.rejects += 1
+                    changes = risk.on_reject(item.reason or "rejected", now)
+            elif type(item) is Trade:
+                changes = risk.on_trade(item, now)
+                intents = []
+            elif item is _Marker.TICK:
+                changes = risk.tick(now)
+                if self.mid is not None:
+                    changes += risk.on_pnl(position.total_pnl(self.mid), now)
+                intents = []
+            elif item is _Marker.STOP:
+                intents = strategy.stop()
+            elif item is _Marker.RESUME:
+                self._stopping = False
+                intents = strategy.resume()
+                self.state = SymbolState.RUNNING
+                self.reason = ""
+            elif item is _Marker.GATES:
+                intents = []
+            elif item is _Marker.RESYNC:
+                intents = []
+                if self._nursery is not None:
+                    self._nursery.start_soon(self._resync)
+            elif type(item) is StreamStatus:
+                intents = []
+                if item.status in ("connected", "resynced") and self._nursery is not None:
+                    self._nursery.start_soon(self._resync)
+            else:
+                intents = []
+            if changes:
+                self._log_breakers(changes)
+            intents += self._apply_gates()
+            self._dispatch(intents)
+            if self._stopping and not strategy.live_orders():
+                self.flat.set()
+
+    def _apply_gates(self) -> list[Intent]:
+        """Push the current risk and governor state into the strategy when it changed."""
+        if self.risk.stopped and not self.strategy.stopped:
+            self.state = SymbolState.STOPPED
+            self.reason = "loss limit: " + self.risk.tripped()["loss_limit"].reason
+            return self.strategy.stop()
+        halt = self.risk.halt_opening
+        reduce_only = self._orch.governor.reduce_only(self.symbol)
+        gates = (halt, reduce_only)
+        if gates == self._gates:
+            return []
+        self._gates = gates
+        if self.state in (SymbolState.RUNNING, SymbolState.HALTED):
+            if halt or reduce_only:
+                self.state = SymbolState.HALTED
+                why = [b.reason for b in self.risk.tripped().values()]
+                if reduce_only:
+                    why.append("governor: reduce-only")
+                self.reason = "; ".join(why)
+            else:
+                self.state = SymbolState.RUNNING
+                self.reason = ""
+        return self.strategy.set_gates(halt_opening=halt, reduce_only=reduce_only)
+
+    def _log_breakers(self, changes: list[BreakerChange]) -> None:
+        for change in changes:
+            verb = "TRIPPED" if change.tripped else "cleared"
+            log.warning("%s breaker %s %s: %s", self.symbol, change.breaker, verb, change.reason)
+
+    def _dispatch(self, intents: list[Intent]) -> None:
+        """Gate every intent through the governor, then send the admitted ones."""
+        if not intents:
+            self._report_exposure()
+            return
+        governor = self._orch.governor
+        # the governor sees the exposure without this batch's new buys, then admits them one by one
+        batch_buys = sum(
+            (i.request.price * i.request.qty for i in intents
+             if type(i) is PlaceOrder and i.request.side == "BUY"),
+            ZERO,
+        )
+        self._report_exposure(exclude_buy_notional=batch_buys)
+        refused: list[OrderUpdate] = []
+        nursery = self._nursery
+        for intent in intents:
+            reason = governor.check(self.symbol, intent)
+            if reason is not None:
+                r = intent.request  # only places are ever refused
+                refused.append(_outcome(r.symbol, r.client_id, r.side, r.price, r.qty,
+                                        "REJECTED", "governor: " + reason))
+                continue
+            if nursery is not None:
+                if type(intent) is PlaceOrder:
+                    self._orch.journal("place", intent.request)
+                    nursery.start_soon(self._place, intent)
+                else:
+                    self._orch.journal("cancel", intent)
+                    nursery.start_soon(self._cancel, intent)
+        for update in refused:
+            self._dispatch(self.strategy.on_order_update(update))
+
+    def _report_exposure(self, exclude_buy_notional: Decimal = ZERO) -> None:
+        mid = self.mid
+        changes = self._orch.governor.update(
+            self.symbol,
+            position=self.strategy.position,
+            mid=mid,
+            open_buy_notional=self.strategy.open_buy_notional - exclude_buy_notional,
+            pnl=self.position.total_pnl(mid) if mid is not None else ZERO,
+        )
+        if changes:
+            self._orch.on_governor_changes(changes)
+
+    # ------------------------------------------------------------------ venue requests
+    async def _feedback(self, update: OrderUpdate) -> None:
+        await self._send.send(update)
+
+    async def _place(self, intent: PlaceOrder) -> None:
+        r = intent.request
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                await self._exchange.place(r)
+                return  # the NEW / fill reports arrive on the event stream
+            except RateLimited as exc:
+                self._orch.limiter.pause(exc.retry_after, banned=exc.banned, reason=str(exc))
+                continue  # same client id: a retry is not a new order
+            except OrderRejected as exc:
+                await self._feedback(_outcome(r.symbol, r.client_id, r.side, r.price, r.qty,
+                                              "REJECTED", f"{exc.kind}: {exc}"))
+                return
+            except OutcomeUnknown as exc:
+                log.warning("%s: place %s outcome unknown (%s); querying", self.symbol,
+                            r.client_id, exc)
+                found = await self._resolve(r.symbol, r.client_id)
+                if found is not None:
+                    await self._feedback(_from_open_order(found))
+                    return
+                if attempts >= 3:
+                    await self._feedback(_outcome(r.symbol, r.client_id, r.side, r.price, r.qty,
+                                                  "REJECTED", "outcome_unknown: gave up"))
+                    return
+                # confirmed absent twice: safe to send again under the same id
+
+    async def _cancel(self, intent: CancelOrder) -> None:
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                await self._exchange.cancel(intent.symbol, intent.client_id)
+                return  # CANCELED arrives on the event stream
+            except RateLimited as exc:
+                self._orch.limiter.pause(exc.retry_after, banned=exc.banned, reason=str(exc))
+            except UnknownOrder:
+                # it may have filled, or never existed: ask the venue
+                found = await self._resolve(intent.symbol, intent.client_id)
+                if found is not None:
+                    await self._feedback(_from_open_order(found))
+                    if found.status in TERMINAL_STATUSES:
+                        return
+                    if attempts >= 5:
+                        return
+                    continue
+                live = {o.client_id: o for o in self.strategy.live_orders()}
+                lo = live.get(intent.client_id)
+                if lo is not None:
+                    await self._feedback(_outcome(intent.symbol, lo.client_id, lo.side, lo.price,
+                                                  lo.qty, "CANCELED", "unknown to venue",
+                                                  cum=lo.filled))
+                return
+            except OutcomeUnknown:
+                if attempts >= 5:
+                    self.poke(_Marker.RESYNC)
+                    return
+                await trio.sleep(min(2.0, 0.1 * 2**attempts))
+            except OrderRejected as exc:
+                log.warning("%s: cancel %s rejected: %s", self.symbol, intent.client_id, exc)
+                return
+
+    async def _resolve(self, symbol: str, client_id: str) -> OpenOrder | None:
+        """Query until the venue confirms the order exists, or twice that it does not."""
+        misses = 0
+        delay = 0.05
+        while True:
+            try:
+                return await self._exchange.query(symbol, client_id)
+            except UnknownOrder:
+                misses += 1
+                if misses >= 2:
+                    return None
+            except RateLimited as exc:
+                self._orch.limiter.pause(exc.retry_after, banned=exc.banned, reason=str(exc))
+            except OutcomeUnknown:
+                pass
+            await trio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    async def _resync(self) -> None:
+        """Ask the venue about every live order and feed back what it says (after reconnects)."""
+        for order in self.strategy.live_orders():
+            if order.status == "PENDING_NEW":
+                continue  # its place request is still in flight and resolves itself
+            found = await self._resolve(self.symbol, order.client_id)
+            if found is not None:
+                await self._feedback(_from_open_order(found))
+            else:
+                await self._feedback(_outcome(self.symbol, order.client_id, order.side,
+                                              order.price, order.qty, "CANCELED",
+                                              "resync: unknown to venue", cum=order.filled))
+
+    async def _resync_after_overflow(self) -> None:
+        try:
+            await self._resync()
+        finally:
+            self._resyncing = False
+
+    # ------------------------------------------------------------------ views
+    def snapshot(self) -> SymbolSnapshot:
+        mid = self.mid
+        pos = self.position
+        fees_quote = pos.fees_in_quote(mid) if mid is not None else pos.fees.get(self.spec.quote,
+                                                                                   ZERO)
+        return SymbolSnapshot(
+            symbol=self.symbol,
+            state=str(self.state),
+            reason=self.reason,
+            mid=mid,
+            position=self.strategy.position,
+            open_orders=len(self.strategy.live_orders()),
+            fills=pos.fills,
+            buys=pos.buys,
+            sells=pos.sells,
+            realized_pnl=pos.realized_pnl,
+            unrealized_pnl=pos.unrealized_pnl(mid) if mid is not None else ZERO,
+            fees=dict(pos.fees),
+            fees_quote=fees_quote,
+            total_pnl=pos.total_pnl(mid) if mid is not None else pos.realized_pnl - fees_quote,
+            max_inventory=pos.max_inventory,
+            breakers=sorted(self.risk.tripped()),
+            breaker_trips=self.risk.trips,
+            events=self.events,
+            quotes_skipped=self.quotes_skipped,
+            trades_dropped=self.trades_dropped,
+            rejects=self.rejects,
+        )
+

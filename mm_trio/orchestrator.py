@@ -1,0 +1,258 @@
+"""Orchestrator: owns the nursery, the shared venue connection, the limiter, the demux task,
+the registry of SymbolManagers (one child nursery each) and the aggregate RiskGovernor.
+
+Use it as an async context manager::
+
+    async with open_orchestrator(exchange, config, limiter=limiter) as orch:
+        await orch.add_symbol("BTC/USDT")
+        ...
+    # leaving the block cancels our open orders on every symbol, then closes everything
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import msgspec
+import trio
+
+from mm_trio.config import Config, GridConfig, ConfigError, validate_grid
+from mm_trio.exchange.base import Exchange
+from mm_trio.exchange.limiter import Limiter
+from mm_trio.manager import SymbolManager, SymbolSnapshot, SymbolState, _Marker
+from mm_trio.model import (
+    ZERO,
+    Balance,
+    BalanceUpdate,
+    OrderUpdate,
+    StreamStatus,
+    SymbolError,
+    SymbolSpec,
+    parse_symbol,
+)
+from mm_trio.risk.governor import ExposureSnapshot, GovernorChange, RiskGovernor
+
+log = logging.getLogger("mm_trio.orchestrator")
+
+
+class Snapshot(msgspec.Struct, kw_only=True):
+    symbols: dict[str, SymbolSnapshot]
+    exposure: ExposureSnapshot
+    unrouted_events: int
+    killed: bool
+    kill_reason: str
+
+
+class Orchestrator:
+    """Runs many SymbolManagers over one shared exchange connection (SPEC §2)."""
+
+    def __init__(
+        self,
+        exchange: Exchange,
+        config: Config,
+        *,
+        limiter: Limiter,
+        clock: Callable[[], float] = trio.current_time,
+        journal: Callable[[str, Any], None] | None = None,
+    ) -> None:
+        self.exchange = exchange
+        self.config = config
+        self.limiter = limiter
+        self.governor = RiskGovernor(config.governor)
+        self.specs: dict[str, SymbolSpec] = {}
+        self.balances: dict[str, Balance] = {}
+        self.unrouted_events = 0
+        self._clock = clock
+        self._journal = journal
+        self._managers: dict[str, SymbolManager] = {}
+        self._retired: dict[str, SymbolSnapshot] = {}
+        self._nursery: trio.Nursery | None = None
+        self._lock = trio.Lock()  # serialises add/remove so the registry never races
+
+    # ------------------------------------------------------------------ lifecycle
+    async def _start(self, nursery: trio.Nursery) -> None:
+        self._nursery = nursery
+        await nursery.start(self.exchange.run)
+        self.specs = await self.exchange.load_specs()
+        self.balances = await self.exchange.balances()
+        nursery.start_soon(self._demux)
+
+    async def shutdown(self) -> None:
+        """Stop every symbol (cancelling our open orders), bounded by ``run.shutdown_timeout``."""
+        timeout = self.config.run.shutdown_timeout
+        with trio.CancelScope(shield=True):
+            async with trio.open_nursery() as n:
+                for symbol in list(self._managers):
+                    n.start_soon(self._remove, symbol, timeout)
+
+    # ------------------------------------------------------------------ public API
+    def symbols(self) -> list[str]:
+        return sorted(self._managers)
+
+    def manager(self, symbol: str) -> SymbolManager:
+        try:
+            return self._managers[symbol]
+        except KeyError:
+            raise SymbolError(f"symbol {symbol!r} is not running") from None
+
+    def check_symbol(self, symbol: str) -> SymbolSpec:
+        """The venue's spec for ``symbol``; :class:`SymbolError` naming it if malformed/unlisted."""
+        parse_symbol(symbol)
+        spec = self.specs.get(symbol)
+        if spec is None:
+            raise SymbolError(f"symbol {symbol!r} is not listed by venue {self.exchange.name!r}")
+        return spec
+
+    async def add_symbol(self, symbol: str, config: GridConfig | None = None) -> SymbolManager:
+        """Start trading ``symbol`` in its own child nursery. Rejects bad symbols by name."""
+        async with self._lock:
+            spec = self.check_symbol(symbol)
+            if symbol in self._managers:
+                raise SymbolError(f"symbol {symbol!r} is already running")
+            grid = config if config is not None else self.config.grid_for(symbol)
+            try:
+                validate_grid(grid, f"symbols.{symbol!r}")
+            except ConfigError as exc:
+                raise SymbolError(str(exc)) from None
+            assert self._nursery is not None, "orchestrator is not running"
+            start_position = ZERO
+            if grid.mode == "neutral":
+                bal = self.balances.get(spec.base)
+                start_position = bal.free if bal is not None else ZERO
+            manager = SymbolManager(self, spec, grid, self.config.risk, self.config.run,
+                                    start_position=start_position, clock=self._clock)
+            self._managers[symbol] = manager
+            self._retired.pop(symbol, None)
+            try:
+                await self._nursery.start(manager.run)
+                await self.exchange.subscribe([symbol])
+            except BaseException:
+                self._managers.pop(symbol, None)
+                manager.close()
+                raise
+            log.info("%s added (%s grid, step %s, %d below / %d above)", symbol, grid.spacing,
+                     grid.step, grid.levels_below, grid.levels_above)
+            return manager
+
+    async def remove_symbol(self, symbol: str) -> SymbolSnapshot:
+        """Stop opening, cancel the symbol's open orders, wait for the acks, exit its scope."""
+        async with self._lock:
+            if symbol not in self._managers:
+                parse_symbol(symbol)
+                raise SymbolError(f"symbol {symbol!r} is not running")
+            return await self._remove(symbol, self.config.run.shutdown_timeout)
+
+    async def _remove(self, symbol: str, timeout: float) -> SymbolSnapshot:
+        manager = self._managers[symbol]
+        flat = await manager.stop(timeout)
+        if not flat:
+            log.warning("%s: not every cancel was acknowledged within %.1fs", symbol, timeout)
+        try:
+            await self.exchange.unsubscribe([symbol])
+        except Exception as exc:
+            log.warning("%s: unsubscribe failed: %s", symbol, exc)
+        manager.close()
+        with trio.move_on_after(timeout):
+            await manager.done.wait()
+        if manager.state is not SymbolState.FAILED:
+            manager.state = SymbolState.REMOVED
+        snap = manager.snapshot()
+        self._retired[symbol] = snap
+        del self._managers[symbol]
+        self._on_changes(self.governor.remove(symbol))
+        log.info("%s removed (%d open orders left)", symbol, snap.open_orders)
+        return snap
+
+    def snapshot(self) -> Snapshot:
+        symbols = {s: m.snapshot() for s, m in sorted(self._managers.items())}
+        for s, snap in self._retired.items():
+            symbols.setdefault(s, snap)
+        return Snapshot(
+            symbols=dict(sorted(symbols.items())),
+            exposure=self.governor.exposure(),
+            unrouted_events=self.unrouted_events,
+            killed=self.governor.killed,
+            kill_reason=self.governor.kill_reason,
+        )
+
+    async def kill(self, reason: str) -> None:
+        """Operator kill: cancel every order on every symbol and stop until resumed."""
+        log.critical("KILL: %s", reason)
+        self._stop_all(reason)
+
+    async def resume(self) -> None:
+        self._on_changes(self.governor.resume())
+        for manager in self._managers.values():
+            manager.poke(_Marker.RESUME)
+
+    # ------------------------------------------------------------------ internals
+    def journal(self, kind: str, payload: Any) -> None:
+        if self._journal is not None:
+            self._journal(kind, payload)
+
+    def on_governor_changes(self, changes: list[GovernorChange]) -> None:
+        self._on_changes(changes)
+
+    def _on_changes(self, changes: list[GovernorChange]) -> None:
+        for change in changes:
+            log.warning("governor %s -> %s: %s", change.scope, change.state, change.reason)
+            if change.state == "killed":
+                self._stop_all(change.reason)
+        for manager in self._managers.values():
+            manager.poke(_Marker.GATES)
+
+    def _stop_all(self, reason: str) -> None:
+        for manager in self._managers.values():
+            if manager.state not in (SymbolState.FAILED, SymbolState.STOPPING):
+                manager.state = SymbolState.STOPPED
+                manager.reason = "kill switch: " + reason
+            manager.poke(_Marker.STOP)
+
+    async def _demux(self) -> None:
+        """Route every decoded event to its symbol's manager; never block on a slow symbol."""
+        managers = self._managers
+        async for event in self.exchange.events:
+            kind = type(event)
+            if kind is BalanceUpdate:
+                self.balances[event.asset] = Balance(asset=event.asset, free=event.free,
+                                                     locked=event.locked)
+                continue
+            if kind is StreamStatus:
+                targets = event.symbols or tuple(managers)
+                for symbol in targets:
+                    m = managers.get(symbol)
+                    if m is not None:
+                        m.deliver(event)
+                continue
+            manager = managers.get(event.symbol)
+            if manager is None:
+                self.unrouted_events += 1
+                continue
+            if kind is OrderUpdate and self._journal is not None:
+                self._journal("report", event)
+            manager.deliver(event)
+
+
+@asynccontextmanager
+async def open_orchestrator(
+    exchange: Exchange,
+    config: Config,
+    *,
+    limiter: Limiter,
+    clock: Callable[[], float] = trio.current_time,
+    journal: Callable[[str, Any], None] | None = None,
+) -> AsyncIterator[Orchestrator]:
+    """Run an :class:`Orchestrator`; on exit cancel our orders everywhere, then close."""
+    orch = Orchestrator(exchange, config, limiter=limiter, clock=clock, journal=journal)
+    async with trio.open_nursery() as nursery:
+        await orch._start(nursery)
+        try:
+            yield orch
+        finally:
+            if config.run.cancel_on_exit:
+                await orch.shutdown()
+            nursery.cancel_scope.cancel()
+

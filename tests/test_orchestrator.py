@@ -1,0 +1,276 @@
+"""Orchestrator and SymbolManager on the simulated venue and a scripted fake venue.
+
+Time-based tests run on trio's MockClock (pytest-trio's ``autojump_clock``), so simulated
+minutes take milliseconds and every run is deterministic.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import trio
+
+from mm_trio.config import Config, config_from_dict
+from mm_trio.exchange.limiter import Limiter
+from mm_trio.exchange.sim.venue import SimulatedExchange
+from mm_trio.manager import SymbolManager, SymbolState
+from mm_trio.model import BalanceUpdate, OrderUpdate, Quote, SymbolError, Trade
+from mm_trio.orchestrator import Orchestrator, open_orchestrator
+from tests.fakes import FakeExchange
+
+D = Decimal
+
+LIVELY = {
+    "venue": {"volatility": 0.0015, "latency_ms": 2, "seed": 7},
+    "grid": {"step": "0.001", "levels_below": 4, "levels_above": 4},
+}
+
+
+def make_config(extra: dict[str, Any] | None = None) -> Config:
+    data: dict[str, Any] = {k: dict(v) for k, v in LIVELY.items()}
+    for section, values in (extra or {}).items():
+        if isinstance(values, dict):
+            data.setdefault(section, {}).update(values)
+        else:
+            data[section] = values
+    return config_from_dict(data)
+
+
+def sim(config: Config) -> tuple[SimulatedExchange, Limiter]:
+    limiter = Limiter(config.limiter)
+    return SimulatedExchange(config.venue, limiter=limiter), limiter
+
+
+async def our_open_orders(exchange: Any, symbol: str, prefix: str = "mmt") -> int:
+    return sum(1 for o in await exchange.open_orders(symbol)
+               if o.client_id.startswith(prefix + "_"))
+
+
+async def wait_for(predicate: Any, timeout: float = 600.0, step: float = 0.5) -> None:
+    with trio.fail_after(timeout):
+        while not predicate():
+            await trio.sleep(step)
+
+
+# --------------------------------------------------------------------------- routing
+
+
+async def test_orchestrator_routing(autojump_clock: trio.abc.Clock,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every event reaches exactly its symbol's manager; others are counted, not errors."""
+    delivered: dict[str, list[Any]] = {}
+    original = SymbolManager.deliver
+
+    def recording_deliver(self: SymbolManager, event: Any) -> None:
+        delivered.setdefault(self.symbol, []).append(event)
+        original(self, event)
+
+    monkeypatch.setattr(SymbolManager, "deliver", recording_deliver)
+    fake = FakeExchange(["AAA/USDT", "BBB/USDT", "CCC/USDT"])
+    config = make_config()
+    async with open_orchestrator(fake, config, limiter=Limiter(config.limiter)) as orch:
+        await orch.add_symbol("AAA/USDT")
+        await orch.add_symbol("BBB/USDT")
+        qa = Quote(symbol="AAA/USDT", bid=D("10.00"), bid_qty=D(1), ask=D("10.01"),
+                   ask_qty=D(1), ts=1)
+        qb = Quote(symbol="BBB/USDT", bid=D("20.00"), bid_qty=D(1), ask=D("20.02"),
+                   ask_qty=D(1), ts=2)
+        qc = Quote(symbol="CCC/USDT", bid=D("30.00"), bid_qty=D(1), ask=D("30.03"),
+                   ask_qty=D(1), ts=3)
+        tb = Trade(symbol="BBB/USDT", price=D("20.01"), qty=D(1), buyer_maker=True,
+                   trade_id=1, ts=4)
+        foreign = OrderUpdate(symbol="AAA/USDT", client_id="someone-else", side="BUY",
+                              price=D("9"), qty=D(1), status="NEW")
+        for ev in (qa, qb, qc, tb, foreign,
+                   BalanceUpdate(asset="USDT", free=D(5), locked=D(1))):
+            fake.inject(ev)
+        await trio.sleep(1)
+        a_events = [e for e in delivered["AAA/USDT"] if e in (qa, qb, qc, tb, foreign)]
+        b_events = [e for e in delivered["BBB/USDT"] if e in (qa, qb, qc, tb, foreign)]
+        assert a_events == [qa, foreign]
+        assert b_events == [qb, tb]
+        # every order event routed to AAA or BBB names that symbol
+        for sym, events in delivered.items():
+            assert all(getattr(e, "symbol", sym) == sym for e in events)
+        assert orch.unrouted_events == 1  # the CCC quote: not running, counted
+        assert orch.balances["USDT"].free == D(5)
+        # the managers placed grids from their own quotes only
+        assert {r.symbol for r in fake.placed} == {"AAA/USDT", "BBB/USDT"}
+        assert all(r.price < D("10.01") for r in fake.placed if r.symbol == "AAA/USDT")
+        assert all(r.price < D("20.02") for r in fake.placed if r.symbol == "BBB/USDT")
+    assert fake.orders == {}  # shutdown cancelled everything
+
+
+async def test_quotes_are_conflated_and_counted(autojump_clock: trio.abc.Clock) -> None:
+    fake = FakeExchange(["AAA/USDT"])
+    config = make_config()
+    async with open_orchestrator(fake, config, limiter=Limiter(config.limiter)) as orch:
+        manager = await orch.add_symbol("AAA/USDT")
+        for i in range(50):  # delivered in one go: the manager sees the latest only
+            manager.deliver(Quote(symbol="AAA/USDT", bid=D("10.00") + i, bid_qty=D(1),
+                                  ask=D("10.01") + i, ask_qty=D(1), ts=i))
+        assert manager.quotes_skipped == 49
+        await trio.sleep(1)
+        assert manager.mid == (D("59.00") + D("59.01")) / 2
+
+
+async def test_unknown_and_malformed_symbols_rejected_by_name(
+        autojump_clock: trio.abc.Clock) -> None:
+    fake = FakeExchange(["AAA/USDT"])
+    config = make_config()
+    async with open_orchestrator(fake, config, limiter=Limiter(config.limiter)) as orch:
+        with pytest.raises(SymbolError, match="AAAUSDT"):
+            await orch.add_symbol("AAAUSDT")
+        with pytest.raises(SymbolError, match="ZZZ/USDT"):
+            await orch.add_symbol("ZZZ/USDT")
+        await orch.add_symbol("AAA/USDT")
+        with pytest.raises(SymbolError, match="already running"):
+            await orch.add_symbol("AAA/USDT")
+        with pytest.raises(SymbolError, match="BBB/USDT"):
+            await orch.remove_symbol("BBB/USDT")
+        assert orch.symbols() == ["AAA/USDT"]
+
+
+# --------------------------------------------------------------------------- simulated venue
+
+
+async def test_orchestrator_lifecycle(autojump_clock: trio.abc.Clock) -> None:
+    """All managers start and stop cleanly; nothing left running; no open orders after."""
+    config = make_config()
+    exchange, limiter = sim(config)
+    symbols = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
+    managers: list[SymbolManager] = []
+    async with open_orchestrator(exchange, config, limiter=limiter) as orch:
+        for s in symbols:
+            managers.append(await orch.add_symbol(s))
+        assert orch.symbols() == sorted(symbols)
+        await trio.sleep(60)
+        assert all(m.state in (SymbolState.RUNNING, SymbolState.HALTED) for m in managers)
+        assert all(await our_open_orders(exchange, s) > 0 for s in symbols)
+    for m in managers:
+        assert m.done.is_set()
+        assert m.state is SymbolState.REMOVED
+        assert m.strategy.live_orders() == []
+    for s in symbols:
+        assert await our_open_orders(exchange, s) == 0
+    assert orch.symbols() == []
+
+
+async def test_multi_symbol_trading(autojump_clock: trio.abc.Clock) -> None:
+    """Two symbols trade at once: both fill, both positions match the venue's balances."""
+    config = make_config()
+    exchange, limiter = sim(config)
+    start = await exchange.balances()
+    async with open_orchestrator(exchange, config, limiter=limiter) as orch:
+        btc = await orch.add_symbol("BTC/USDT")
+        eth = await orch.add_symbol("ETH/USDT")
+        await wait_for(lambda: btc.position.fills >= 3 and eth.position.fills >= 3
+                       and btc.position.sells >= 1 and eth.position.sells >= 1)
+        await trio.sleep(1)  # let in-flight reports land
+        balances = await exchange.balances()
+        for manager in (btc, eth):
+            base = manager.spec.base
+            venue_delta = balances[base].total - start[base].total
+            assert manager.strategy.position == venue_delta
+            assert manager.position.position == venue_delta
+    end = await exchange.balances()
+    for manager in (btc, eth):
+        base = manager.spec.base
+        assert manager.strategy.position == end[base].total - start[base].total
+        assert await our_open_orders(exchange, manager.symbol) == 0
+
+
+async def test_failure_is_isolated_to_one_symbol(autojump_clock: trio.abc.Clock) -> None:
+    """An exception in one symbol's logic cancels its orders and marks it FAILED; the other
+    symbol keeps trading."""
+    config = make_config()
+    exchange, limiter = sim(config)
+    async with open_orchestrator(exchange, config, limiter=limiter) as orch:
+        btc = await orch.add_symbol("BTC/USDT")
+        eth = await orch.add_symbol("ETH/USDT")
+        await wait_for(lambda: len(btc.strategy.live_orders()) > 0)
+        await trio.sleep(5)
+        assert await our_open_orders(exchange, "BTC/USDT") > 0
+
+        def boom(quote: Quote) -> list[Any]:
+            raise RuntimeError("strategy bug in BTC")
+
+        btc.strategy.on_quote = boom  # type: ignore[method-assign]
+        await wait_for(lambda: btc.state is SymbolState.FAILED)
+        assert "strategy bug in BTC" in btc.reason
+        assert btc.done.is_set()
+        assert await our_open_orders(exchange, "BTC/USDT") == 0
+        fills_before = eth.position.fills
+        await wait_for(lambda: eth.position.fills > fills_before + 2)
+        assert eth.state in (SymbolState.RUNNING, SymbolState.HALTED)
+        assert await our_open_orders(exchange, "ETH/USDT") > 0
+        snap = orch.snapshot()
+        assert snap.symbols["BTC/USDT"].state == "FAILED"
+        # a failed symbol can be removed and added again
+        await orch.remove_symbol("BTC/USDT")
+        again = await orch.add_symbol("BTC/USDT")
+        await wait_for(lambda: len(again.strategy.live_orders()) > 0)
+
+
+async def test_add_and_remove_symbols_at_runtime(autojump_clock: trio.abc.Clock) -> None:
+    config = make_config()
+    exchange, limiter = sim(config)
+    async with open_orchestrator(exchange, config, limiter=limiter) as orch:
+        btc = await orch.add_symbol("BTC/USDT")
+        await wait_for(lambda: btc.position.fills > 0)
+        eth = await orch.add_symbol("ETH/USDT")
+        assert orch.symbols() == ["BTC/USDT", "ETH/USDT"]
+        await trio.sleep(5)
+        snap = await orch.remove_symbol("BTC/USDT")
+        assert snap.state == "REMOVED"
+        assert btc.done.is_set()
+        assert await our_open_orders(exchange, "BTC/USDT") == 0
+        assert orch.symbols() == ["ETH/USDT"]
+        await wait_for(lambda: eth.position.fills >= 2)
+        assert await our_open_orders(exchange, "BTC/USDT") == 0  # and it stays that way
+        assert await our_open_orders(exchange, "ETH/USDT") > 0
+        assert "BTC/USDT" in orch.snapshot().symbols  # retired symbols stay in the report
+
+
+async def test_aggregate_exposure_cap_holds_in_falling_market(
+        autojump_clock: trio.abc.Clock) -> None:
+    """Three symbols, a market falling steadily: Σ|position|·mid + open buy notional, measured
+    on the venue, never exceeds the total cap, and each symbol stays under its own cap."""
+    cap_total, cap_symbol = D("1500"), D("700")
+    config = make_config({
+        "venue": {"volatility": 0.0005, "drift": -0.0004},
+        "grid": {"step": "0.002", "levels_below": 6, "order_size": "100"},
+        "governor": {"max_total_exposure": str(cap_total),
+                     "max_symbol_exposure": str(cap_symbol),
+                     "max_total_loss": "100000"},
+        "risk": {"max_loss": "100000", "jump_pct": "0.5"},
+    })
+    exchange, limiter = sim(config)
+    symbols = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
+    start = await exchange.balances()
+    peak = D(0)
+    async with open_orchestrator(exchange, config, limiter=limiter) as orch:
+        for s in symbols:
+            await orch.add_symbol(s)
+        for _ in range(1200):
+            await trio.sleep(0.25)
+            balances = await exchange.balances()
+            total = D(0)
+            for s in symbols:
+                m = orch.manager(s)
+                if m.mid is None:
+                    continue
+                held = balances[m.spec.base].total - start[m.spec.base].total
+                open_buys = sum((o.price * (o.qty - o.cum_qty)
+                                 for o in await exchange.open_orders(s)
+                                 if o.side == "BUY"), D(0))
+                exposure = abs(held) * m.mid + open_buys
+                assert exposure <= cap_symbol * D("1.02"), (s, exposure)
+                total += exposure
+            assert total <= cap_total * D("1.02"), total
+            peak = max(peak, total)
+        snap = orch.snapshot()
+    assert peak > cap_total * D("0.6")  # the cap was actually what bound the grids
+    assert sum(s.fills for s in snap.symbols.values()) > 5
