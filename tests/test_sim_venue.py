@@ -113,7 +113,8 @@ async def test_events_flow_only_for_subscribed_symbols(autojump_clock: object) -
 async def test_place_new_fill_and_cancel_flow(autojump_clock: object) -> None:
     t = EPOCH_NS
     feed = ScriptedFeed([
-        Quote(symbol=SYM, bid=D("59999"), bid_qty=D(1), ask=D("60000"), ask_qty=D(1), ts=t),
+        Quote(symbol=SYM, bid=D("59999"), bid_qty=D(1), ask=D("60000"), ask_qty=D(1),
+              ts=t + 100 * MS),
         Trade(symbol=SYM, price=D("59000"), qty=D("0.0004"), buyer_maker=True, trade_id=1,
               ts=t + 500 * MS),
     ])

@@ -258,8 +258,9 @@ class Limiter:
     # ------------------------------------------------------------------ metrics
     @property
     def paused_until(self) -> float:
-        """Trio time until which all traffic is paused (``-inf`` if never paused)."""
-        return self.core.paused_until
+        """Trio time until which all traffic is paused (0.0 if never paused: finite for
+        metrics and JSON)."""
+        return max(0.0, self.core.paused_until)
 
     @property
     def queued(self) -> int:

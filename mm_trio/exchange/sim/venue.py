@@ -5,26 +5,35 @@ and market data in a pure feed (by default the seeded
 :class:`~mm_trio.exchange.sim.feed.SyntheticFeed`). This class only adds time, latency, the
 shared rate limiter and the event channel:
 
-* :meth:`run` opens the stream: every ``tick_interval_ms`` of trio time it advances the feed
-  to now and passes each market event through the engine, sending the market event and then
-  the fills it caused. Timestamps are ``EPOCH_NS + trio.current_time()`` in ns, so under
-  ``trio.testing.MockClock`` a session with a given seed is fully deterministic.
-* :meth:`place` / :meth:`cancel` wait ``latency_ms`` (one way) before the engine applies them;
+* :meth:`run` starts the venue clock: every ``tick_interval_ms`` of trio time it advances the
+  feed to now and passes each market event through the engine, posting the market event and
+  then the fills it caused. Timestamps are ``EPOCH_NS + trio.current_time()`` in ns.
+* :meth:`place` / :meth:`cancel` take effect ``latency_ms`` (one way) after they are called;
   their events (``NEW`` / ``CANCELED`` / taker fills and balance updates) go into the same
-  channel.
-* Ordering and back-pressure: every engine call and the posting of its events happen without
-  a checkpoint in between, into one FIFO (the channel, overflowing into an outbox that a
-  forwarder task drains with ``await send``), so the stream's order is exactly the order the
-  engine applied things in, and nothing is ever dropped. ``place``/``cancel`` never wait for
-  the consumer (no deadlock when the consumer itself places orders); the market-data loop
-  does: while the outbox holds more than ``buffer_size`` events it pauses, then catches up.
+  stream. Errors are raised to the caller at that moment.
+* Determinism: while :meth:`run` is running, delayed requests are applied by the same task
+  that applies market ticks, in order of (due time, call order), a request before a tick due
+  at the same instant. So the engine's history does not depend on trio's (randomised)
+  scheduling of tasks that wake at the same instant, and under ``trio.testing.MockClock`` a
+  session with a given seed is reproducible. (With ``latency_ms = 0`` a request is applied
+  inline by the caller; a caller woken at exactly a tick time may then land before or after
+  that tick.)
+* Ordering and back-pressure: an engine call and the posting of its events happen without a
+  checkpoint in between, into one FIFO (the channel, overflowing into an outbox that a
+  forwarder task drains with ``await send``), so the stream order is the order the engine
+  applied things in, and nothing is dropped while the stream is open. Requests never wait for
+  the consumer (no deadlock when the consumer itself places orders); market ticks do: while
+  the outbox holds more than ``buffer_size`` events no tick is generated, and the feed catches
+  up afterwards.
 * Every request first takes Binance-like weights from the limiter, if one was given.
 """
 
 from __future__ import annotations
 
+import heapq
+import math
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Protocol
@@ -32,7 +41,7 @@ from typing import Protocol
 import trio
 
 from mm_trio.config import SimVenueConfig
-from mm_trio.exchange.base import Exchange
+from mm_trio.exchange.base import Exchange, OutcomeUnknown
 from mm_trio.exchange.sim.feed import SyntheticFeed
 from mm_trio.exchange.sim.matching import MatchingEngine
 from mm_trio.model import Balance, Event, OpenOrder, OrderRequest, Quote, StreamStatus, SymbolSpec
@@ -72,6 +81,26 @@ class MarketFeed(Protocol):
         ...
 
 
+_Apply = Callable[[int], tuple[OpenOrder, list[Event]]]
+
+
+class _Request:
+    """A place/cancel waiting for its due time on the venue clock."""
+
+    __slots__ = ("due", "seq", "apply", "done", "value", "error")
+
+    def __init__(self, due: float, seq: int, apply: _Apply) -> None:
+        self.due = due
+        self.seq = seq
+        self.apply = apply
+        self.done = trio.Event()
+        self.value: OpenOrder | None = None
+        self.error: BaseException | None = None
+
+    def __lt__(self, other: _Request) -> bool:
+        return (self.due, self.seq) < (other.due, other.seq)
+
+
 class SimulatedExchange(Exchange):
     """The embedded simulated venue behind the :class:`Exchange` interface.
 
@@ -95,8 +124,10 @@ class SimulatedExchange(Exchange):
         self._send, self._recv = trio.open_memory_channel[Event](buffer_size)
         self._buffer_size = buffer_size
         self._outbox: deque[Event] = deque()  # events that did not fit into the channel
-        self._wake = trio.Event()  # set when the outbox gets events
-        self._room: trio.Event | None = None  # set when a paused feed loop may go on
+        self._wake = trio.Event()  # set when the outbox gets events (wakes the forwarder)
+        self._wakeup = trio.Event()  # wakes the venue clock (new request, room in the outbox)
+        self._pending: list[_Request] = []  # heap of delayed requests
+        self._seq = 0
         self._subscribed: dict[str, None] = {}
         self._latency = config.latency_ms / 1000.0
         self._interval = config.tick_interval_ms / 1000.0
@@ -120,7 +151,7 @@ class SimulatedExchange(Exchange):
         return EPOCH_NS + round(trio.current_time() * 1e9)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Generate market data until cancelled; closes the event stream when it ends."""
+        """Run the venue clock until cancelled; closes the event stream when it ends."""
         if self._running:
             raise RuntimeError("SimulatedExchange.run() is already running")
         self._running = True
@@ -129,13 +160,17 @@ class SimulatedExchange(Exchange):
                 nursery.start_soon(self._forward)
                 self._post((StreamStatus(status="connected", ts=self.now_ns()),))
                 task_status.started()
-                await self._feed_loop()
+                await self._clock_loop()
         finally:
+            self._running = False
             self._closed = True
             self._send.close()
             self.dropped_events += len(self._outbox)
             self._outbox.clear()
-            self._running = False
+            for req in self._pending:  # never applied: the caller must not hang
+                req.error = OutcomeUnknown("simulated venue stopped before the request arrived")
+                req.done.set()
+            self._pending.clear()
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[SimulatedExchange]:
@@ -147,24 +182,60 @@ class SimulatedExchange(Exchange):
             finally:
                 nursery.cancel_scope.cancel()
 
-    async def _feed_loop(self) -> None:
+    async def _clock_loop(self) -> None:
+        """Apply due requests and market ticks in time order (requests first on ties)."""
         interval = self._interval
+        pending = self._pending
         t0 = trio.current_time()
         k = 0
         while True:
-            events = self.feed.advance(self.now_ns())
-            if events:
-                self._process(events)
-            if len(self._outbox) > self._buffer_size:  # slow consumer: wait for room
-                self._room = room = trio.Event()
-                await room.wait()
-            k += 1
-            target = t0 + k * interval
             now = trio.current_time()
-            if target < now:  # fell behind: skip the missed wake-ups, the feed catches up
-                k = int((now - t0) / interval) + 1
-                target = t0 + k * interval
-            await trio.sleep_until(target)
+            tick_at = t0 + k * interval
+            if len(self._outbox) > self._buffer_size:
+                tick_at = math.inf  # slow consumer: no market data until there is room
+            due = pending[0].due if pending else math.inf
+            if due <= now and due <= tick_at:
+                self._apply(heapq.heappop(pending))
+                continue
+            if tick_at <= now:
+                events = self.feed.advance(self.now_ns())
+                if events:
+                    self._process(events)
+                k += 1
+                if t0 + k * interval <= now:  # fell behind: the feed has caught up to now
+                    k = math.floor((now - t0) / interval) + 1
+                await trio.lowlevel.checkpoint()
+                continue
+            self._wakeup = wakeup = trio.Event()
+            with trio.move_on_at(min(tick_at, due)):
+                await wakeup.wait()
+
+    def _apply(self, req: _Request) -> None:
+        try:
+            order, events = req.apply(self.now_ns())
+        except Exception as exc:  # classified errors (and bugs) go back to the caller
+            req.error = exc
+        else:
+            req.value = order
+            self._post(events)
+        req.done.set()
+
+    async def _request(self, apply: _Apply) -> OpenOrder:
+        """Apply a place/cancel ``latency_ms`` from now; return its ack or raise its error."""
+        if self._latency <= 0 or not self._running:
+            await self._delay()
+            order, events = apply(self.now_ns())
+            self._post(events)
+            return order
+        self._seq += 1
+        req = _Request(trio.current_time() + self._latency, self._seq, apply)
+        heapq.heappush(self._pending, req)
+        self._wakeup.set()
+        await req.done.wait()  # if we are cancelled now, the request still arrives
+        if req.error is not None:
+            raise req.error
+        assert req.value is not None
+        return req.value
 
     async def _forward(self) -> None:
         """Move outbox events into the channel, waiting for the consumer as needed."""
@@ -184,10 +255,8 @@ class SimulatedExchange(Exchange):
                 outbox.clear()
                 return
             outbox.popleft()
-            room = self._room
-            if room is not None and len(outbox) <= low:
-                self._room = None
-                room.set()
+            if len(outbox) == low:
+                self._wakeup.set()  # the clock may generate market data again
 
     async def push_market(self, events: Iterable[Event]) -> None:
         """Pass externally sourced market events (e.g. a replay) through the engine and out."""
@@ -278,17 +347,13 @@ class SimulatedExchange(Exchange):
 
     async def place(self, request: OrderRequest) -> OpenOrder:
         await self._acquire(WEIGHT_PLACE, 1)
-        await self._delay()
-        order, events = self.engine.place(request, self.now_ns())
-        self._post(events)
-        return order
+        engine = self.engine
+        return await self._request(lambda ts: engine.place(request, ts))
 
     async def cancel(self, symbol: str, client_id: str) -> OpenOrder:
         await self._acquire(WEIGHT_CANCEL, cancel=True)
-        await self._delay()
-        order, events = self.engine.cancel(symbol, client_id, self.now_ns())
-        self._post(events)
-        return order
+        engine = self.engine
+        return await self._request(lambda ts: engine.cancel(symbol, client_id, ts))
 
     async def query(self, symbol: str, client_id: str) -> OpenOrder:
         await self._acquire(WEIGHT_QUERY)
