@@ -103,6 +103,13 @@ def _outcome(req_symbol: str, client_id: str, side: Any, price: Decimal, qty: De
                        status=status, cum_qty=cum, reason=reason)
 
 
+def _describe(exc: BaseException) -> str:
+    """``Type: message`` of the first leaf of a (possibly nested) exception group."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}"
+
+
 def _from_open_order(order: OpenOrder) -> OrderUpdate:
     return OrderUpdate(symbol=order.symbol, client_id=order.client_id, side=order.side,
                        price=order.price, qty=order.qty, status=order.status,
@@ -220,7 +227,7 @@ class SymbolManager:
 
     async def _fail(self, exc: BaseException) -> None:
         self.state = SymbolState.FAILED
-        self.reason = f"{type(exc).__name__}: {exc}"
+        self.reason = _describe(exc)
         log.exception("%s FAILED: %s; cancelling its orders", self.symbol, self.reason)
         with trio.CancelScope(shield=True), trio.move_on_after(self._run_config.shutdown_timeout):
             try:

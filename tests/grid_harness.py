@@ -75,7 +75,7 @@ def scenarios(draw: st.DrawFn, *, mode: str | None = None, steps: int = 200) -> 
     la = draw(st.integers(0 if lb else 1, 5))
     size_in = draw(st.sampled_from(["quote", "base"]))
     if size_in == "quote":
-        order_size = price0 * step_size * draw(st.sampled_from([1, 3, 5, 13]))
+        order_size = price0 * step_size * draw(st.sampled_from([1, 5, 13, 40]))
     else:
         order_size = step_size * draw(st.sampled_from([1, 5, 13, 40])) + draw(
             st.sampled_from([D(0), step_size / 3]))

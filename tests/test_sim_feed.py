@@ -125,3 +125,19 @@ def test_zero_volatility_is_flat() -> None:
     feed = make_feed(1, ("ETH/USDT",), volatility=0.0)
     mids = {e.mid for e in run(feed, 10) if isinstance(e, Quote)}
     assert all(abs(m - 3000) <= Decimal("0.02") for m in mids)
+
+
+def test_drift_moves_the_market_and_its_centre() -> None:
+    """A negative drift makes a steadily falling market (mean reversion follows the drift)."""
+    config = attrs.evolve(SimVenueConfig(), volatility=0.0002, drift=-0.001)
+    specs, prices = build_registry(config)
+    feed = SyntheticFeed(config, specs)
+    feed.add("BTC/USDT", prices["BTC/USDT"])
+    start = float(prices["BTC/USDT"])
+    mids = []
+    for minute in range(1, 6):
+        feed.advance(minute * 60 * 10**9)
+        mids.append(feed.mid("BTC/USDT"))
+    assert all(b < a for a, b in zip(mids, mids[1:], strict=False))
+    # about -0.1 %/s for 300 s: e^-0.3 ≈ 0.74 of the start (reversion lags a little)
+    assert 0.70 * start < mids[-1] < 0.80 * start

@@ -10,7 +10,7 @@ import trio
 import trio.testing
 
 from mm_trio.config import SimVenueConfig
-from mm_trio.exchange.base import UnknownOrder, UnknownSymbol, WouldTake
+from mm_trio.exchange.base import OutcomeUnknown, UnknownOrder, UnknownSymbol, WouldTake
 from mm_trio.exchange.sim import EPOCH_NS, SimulatedExchange
 from mm_trio.model import (
     BalanceUpdate,
@@ -193,14 +193,36 @@ async def test_slow_consumer_loses_nothing(autojump_clock: object) -> None:
     assert trades == list(range(trades[0], trades[0] + len(trades)))
 
 
-async def _session(seed: int) -> list[Event]:
-    """A small grid session: buys below the mid, a take-profit one step up on each fill."""
-    venue = SimulatedExchange(cfg(seed=seed, queue_model="probabilistic", volatility=0.002))
+async def _session(seed: int, latency_ms: float) -> list[Event]:
+    """A small grid session on two tasks.
+
+    The consumer buys below the mid and puts a take-profit one step up on each fill; a second
+    task places and cancels an order every second (waking at the same instants as ticks).
+    """
+    venue = SimulatedExchange(cfg(seed=seed, queue_model="probabilistic", volatility=0.002,
+                                  latency_ms=latency_ms))
     log: list[Event] = []
+
+    async def pinger() -> None:
+        for i in range(1000):
+            await trio.sleep(1.0)
+            q = venue.engine.start_prices["ETH/USDT"]
+            req = OrderRequest(symbol="ETH/USDT", client_id=f"p{i}", side="BUY",
+                               price=q - D(5), qty=D("0.01"))
+            try:
+                await venue.place(req)
+            except WouldTake:
+                continue
+            await trio.sleep(0.5)
+            try:
+                await venue.cancel("ETH/USDT", f"p{i}")
+            except UnknownOrder:
+                pass
+
     async with trio.open_nursery() as nursery:
         await nursery.start(venue.run)
         await venue.subscribe([SYM, "ETH/USDT"])
-        await trio.sleep(0.2)
+        nursery.start_soon(pinger)
         n = 0
         placed = False
         end = trio.current_time() + 60
@@ -213,26 +235,94 @@ async def _session(seed: int) -> list[Event]:
                     price = ev.bid - k * D(10)
                     await venue.place(OrderRequest(symbol=SYM, client_id=f"b{n}", side="BUY",
                                                    price=price, qty=D("0.001")))
-            elif isinstance(ev, OrderUpdate) and ev.side == "BUY" and ev.last_qty > 0:
+            elif (isinstance(ev, OrderUpdate) and ev.symbol == SYM and ev.side == "BUY"
+                  and ev.last_qty > 0):
                 n += 1
                 q = venue.engine.last_quote(SYM)
                 price = max(ev.last_price + D(10), q.ask + D("0.01") if q else D(0))
-                await venue.place(OrderRequest(symbol=SYM, client_id=f"s{n}", side="SELL",
-                                               price=price, qty=ev.last_qty))
+                try:
+                    await venue.place(OrderRequest(symbol=SYM, client_id=f"s{n}",
+                                                   side="SELL", price=price, qty=ev.last_qty))
+                except WouldTake:  # the market moved during the latency: deterministic too
+                    log.append(StreamStatus(status="connected", reason=f"s{n} would take"))
             if trio.current_time() >= end:
                 break
         nursery.cancel_scope.cancel()
     return log
 
 
-def _run_session(seed: int) -> list[Event]:
-    return trio.run(_session, seed, clock=trio.testing.MockClock(autojump_threshold=0))
+def _run_session(seed: int, latency_ms: float = 5.0) -> list[Event]:
+    return trio.run(_session, seed, latency_ms,
+                    clock=trio.testing.MockClock(autojump_threshold=0))
 
 
-def test_whole_session_is_deterministic_by_seed() -> None:
-    a = _run_session(3)
-    b = _run_session(3)
-    c = _run_session(4)
-    assert a == b
-    assert a != c
-    assert any(isinstance(e, OrderUpdate) and e.last_qty > 0 for e in a)
+@pytest.mark.parametrize("latency_ms", [5.0, 100.0])
+def test_whole_session_is_deterministic_by_seed(latency_ms: float) -> None:
+    a = _run_session(3, latency_ms)
+    for _ in range(4):  # trio randomises the order of tasks woken at the same instant
+        assert _run_session(3, latency_ms) == a
+    assert _run_session(4, latency_ms) != a
+    our = [e for e in a if isinstance(e, OrderUpdate)]
+    assert any(e.last_qty > 0 and e.side == "BUY" for e in our)
+    assert any(e.last_qty > 0 and e.side == "SELL" for e in our)
+    assert any(e.client_id.startswith("p") and e.status == "CANCELED" for e in our)
+
+
+async def test_cancelled_caller_request_still_arrives(autojump_clock: object) -> None:
+    venue = SimulatedExchange(cfg(latency_ms=50.0))
+    async with venue.connect():
+        with trio.move_on_after(0.01):
+            await venue.place(buy("b", "50000"))
+        assert venue.engine.open_orders() == []
+        await trio.sleep(0.1)
+        assert [o.client_id for o in venue.engine.open_orders()] == ["b"]
+
+
+async def test_pending_request_fails_when_venue_stops(autojump_clock: object) -> None:
+    venue = SimulatedExchange(cfg(latency_ms=50.0))
+    errors: list[BaseException] = []
+
+    async def placer() -> None:
+        try:
+            await venue.place(buy("b", "50000"))
+        except OutcomeUnknown as exc:
+            errors.append(exc)
+
+    async with trio.open_nursery() as outer:
+        async with trio.open_nursery() as inner:
+            await inner.start(venue.run)
+            outer.start_soon(placer)
+            await trio.sleep(0.01)
+            inner.cancel_scope.cancel()
+    assert len(errors) == 1
+    assert venue.engine.open_orders() == []
+
+
+async def test_consumer_placing_inline_with_tiny_buffer_does_not_deadlock(
+        autojump_clock: object) -> None:
+    venue = SimulatedExchange(cfg(latency_ms=5.0), buffer_size=2)
+    placed = 0
+    async with venue.connect():
+        await venue.subscribe([SYM, "ETH/USDT", "SOL/USDT"])
+        await trio.sleep(2.0)  # fill the buffer and the outbox
+        with trio.fail_after(30):
+            async for ev in venue.events:
+                if isinstance(ev, Quote) and ev.symbol == SYM and placed < 20:
+                    placed += 1
+                    await venue.place(buy(f"b{placed}", str(ev.bid - 100)))
+                if placed >= 20:
+                    break
+    assert placed == 20
+
+
+async def test_with_the_shared_limiter_orders_are_paced(autojump_clock: object) -> None:
+    from mm_trio.config import LimiterConfig
+    from mm_trio.exchange.limiter import Limiter
+
+    limiter = Limiter(LimiterConfig(orders_per_10s=10, safety_margin=D(0)))
+    venue = SimulatedExchange(cfg(latency_ms=0.0), limiter=limiter)
+    start = trio.current_time()
+    for i in range(25):
+        await venue.place(buy(f"b{i}", str(50000 - i)))
+    assert trio.current_time() - start >= 20.0  # 10 per 10 s
+    assert limiter.sent_orders == 25

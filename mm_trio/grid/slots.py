@@ -108,7 +108,7 @@ class OrderState:
     """Mutable bookkeeping of one emitted order."""
 
     __slots__ = ("client_id", "side", "level", "price", "qty", "filled", "opening",
-                 "cancel_requested", "status", "trade_ids")
+                 "cancel_requested", "status", "trade_ids", "traded")
 
     def __init__(self, client_id: str, side: Side, level: int, price: Decimal, qty: Decimal,
                  opening: bool) -> None:
@@ -122,10 +122,16 @@ class OrderState:
         self.cancel_requested = False
         self.status: OrderStatus = "PENDING_NEW"
         self.trade_ids: set[int] = set()
+        self.traded = ZERO  # quantity confirmed by trade reports (whose fees are known)
 
     @property
     def live(self) -> bool:
         return self.status not in TERMINAL_STATUSES
+
+    @property
+    def unconfirmed(self) -> Decimal:
+        """Filled quantity whose trade report (with its fee) has not arrived yet."""
+        return self.filled - self.traded if self.filled > self.traded else ZERO
 
     @property
     def remaining(self) -> Decimal:
@@ -181,14 +187,16 @@ class Slot:
     """One grid level: its signed lot and its (at most one) live opening/closing order.
 
     ``closing_qty`` is the placeable closing quantity of the lot (``0`` when the lot is dust);
-    the strategy recomputes it whenever the lot changes.
+    the strategy recomputes it whenever the lot or ``pending`` changes.
     """
 
-    __slots__ = ("level", "lot", "closing_qty", "opening", "closing")
+    __slots__ = ("level", "lot", "lot_sign", "pending", "closing_qty", "opening", "closing")
 
     def __init__(self, level: int) -> None:
         self.level = level
         self.lot = ZERO
+        self.lot_sign = 0  # sign of the lot when closing_qty was last computed
+        self.pending = ZERO  # unconfirmed BUY fills (their fee may still reduce the lot)
         self.closing_qty = ZERO
         self.opening: str | None = None
         self.closing: str | None = None

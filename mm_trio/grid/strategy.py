@@ -237,6 +237,7 @@ class GridStrategy:
         was_live = order.live
         before = slot.state
         changed = False
+        unconfirmed_before = order.unconfirmed
         delta = ZERO
         cum = min(u.cum_qty, order.qty)
         if cum > order.filled:
@@ -247,14 +248,22 @@ class GridStrategy:
         if u.trade_id is not None and u.last_qty > 0:
             if u.trade_id not in order.trade_ids:
                 order.trade_ids.add(u.trade_id)
+                order.traded += u.last_qty
+                changed = True
                 if u.fee_asset == self.spec.base:
                     fee = u.fee
-        elif delta > 0 and u.fee_asset == self.spec.base:
-            fee = u.fee
+        elif delta > 0 and u.last_qty > 0:
+            # a fill report without a trade id: it is the trade (and carries its fee)
+            order.traded += delta
+            if u.fee_asset == self.spec.base:
+                fee = u.fee
         signed = delta if order.side == "BUY" else -delta
-        if signed or fee:
-            self._move_lot(slot, signed - fee)
-            changed = True
+        amount = signed - fee
+        self._position += amount
+        slot.lot += amount
+        if order.side == "BUY":
+            slot.pending += order.unconfirmed - unconfirmed_before
+        self._refresh(slot)
         status, cancel_rejected = next_order_status(order.status, u.status)
         if cancel_rejected and order.cancel_requested:
             order.cancel_requested = False
@@ -278,35 +287,43 @@ class GridStrategy:
         self._maybe_prune(slot)
         return changed
 
-    def _move_lot(self, slot: Slot, amount: Decimal) -> None:
-        self._position += amount
+    def _refresh(self, slot: Slot) -> None:
+        """Recompute the slot's closing quantity and the held-levels counters."""
         if slot.closing_qty > 0:
-            if slot.lot > 0:
+            if slot.lot_sign > 0:
                 self._held_long -= 1
             else:
                 self._held_short -= 1
-        slot.lot += amount
-        slot.closing_qty = self._closing_qty(slot.level, slot.lot)
+        slot.closing_qty = self._closing_qty(slot.level, slot.lot, slot.pending)
+        slot.lot_sign = 1 if slot.lot > 0 else -1
         if slot.closing_qty > 0:
-            if slot.lot > 0:
+            if slot.lot_sign > 0:
                 self._held_long += 1
             else:
                 self._held_short += 1
 
     def _maybe_prune(self, slot: Slot) -> None:
-        if slot.lot == 0 and slot.opening is None and slot.closing is None:
+        if (slot.lot == 0 and slot.pending == 0 and slot.opening is None
+                and slot.closing is None):
             del self._slots[slot.level]
 
     def _closing_price(self, level: int, lot: Decimal) -> Decimal:
         assert self._grid is not None
         return self._grid.price(level + 1 if lot > 0 else level - 1)
 
-    def _closing_qty(self, level: int, lot: Decimal) -> Decimal:
-        """Placeable closing quantity of ``lot`` at ``level`` (``0`` for dust)."""
+    def _closing_qty(self, level: int, lot: Decimal, pending: Decimal) -> Decimal:
+        """Placeable closing quantity of ``lot`` at ``level`` (``0`` for dust).
+
+        A long lot counts only its confirmed part: fills whose trade report (and so its
+        fee, maybe in the base asset) has not arrived yet are not sold.
+        """
         if lot == 0 or self._grid is None:
             return ZERO
         spec = self.spec
-        qty = snap_down(min(abs(lot), spec.max_qty), spec.step_size)
+        size = lot - pending if lot > 0 else -lot
+        if size <= 0:
+            return ZERO
+        qty = snap_down(min(size, spec.max_qty), spec.step_size)
         if qty <= 0:
             return ZERO
         if spec.filter_error(self._closing_price(level, lot), qty) is not None:
@@ -438,8 +455,12 @@ class GridStrategy:
         # 2. closing orders (take-profits, buy-backs)
         deferred_buy: Decimal | None = None   # highest deferred closing BUY price
         deferred_sell: Decimal | None = None  # lowest deferred closing SELL price
-        uncovered_long = sum((s.lot for s in self._slots.values()
-                              if s.lot > 0 and s.closing is None), ZERO)
+        uncovered_long = ZERO
+        pending = ZERO  # unconfirmed buy fills: their base fee may still reduce the position
+        for s in self._slots.values():
+            pending += s.pending
+            if s.lot > 0 and s.closing is None:
+                uncovered_long += s.lot
         room_needed = 0
         n_live = len(self._orders)
         max_orders = self.spec.max_orders
@@ -452,7 +473,8 @@ class GridStrategy:
             qty = slot.closing_qty
             if lot > 0:
                 side: Side = "SELL"
-                avail = snap_down(self._position - sell_committed, self.spec.step_size)
+                avail = snap_down(self._position - sell_committed - pending,
+                                  self.spec.step_size)
                 if avail < qty:
                     qty = avail
                 placeable = qty > 0 and self.spec.filter_error(price, qty) is None
@@ -544,7 +566,7 @@ class GridStrategy:
             floor_ = max_buy
             if deferred_buy is not None and (floor_ is None or deferred_buy > floor_):
                 floor_ = deferred_buy
-            free = self._position - sell_committed - uncovered_long
+            free = self._position - sell_committed - uncovered_long - pending
             for level in range(bottom, bottom + self._la):
                 if n_open >= self._la or n_live >= max_orders:
                     break

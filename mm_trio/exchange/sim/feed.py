@@ -5,7 +5,8 @@ across processes, unlike ``hash()``), so adding or removing one symbol never cha
 symbol's path. Every ``tick_interval_ms`` (on a global grid of multiples of the interval) each
 symbol emits one :class:`Quote` and a Poisson number of :class:`Trade` s:
 
-* the mid follows a geometric random walk with ``volatility`` relative vol per sqrt-second and
+* the mid follows a geometric random walk with ``volatility`` relative vol per sqrt-second
+  (plus ``drift`` per second, which also moves the mean-reversion centre) and
   a mild mean reversion (time constant :data:`MEAN_REVERSION_S`) to the start price;
 * the spread is 1-3 ticks; top-of-book quantities are log-normal around
   :data:`TOP_NOTIONAL_MIN_NOTIONALS` × the symbol's min notional;
@@ -44,7 +45,7 @@ def symbol_seed(seed: int, symbol: str) -> int:
 class _SymState:
     """Random-walk state of one symbol."""
 
-    __slots__ = ("symbol", "rng", "start", "x", "tick", "tick_f", "step", "mu_top", "mu_trade",
+    __slots__ = ("symbol", "rng", "start", "x", "center", "tick", "tick_f", "step", "mu_top", "mu_trade",
                  "trade_id")
 
     def __init__(self, symbol: str, seed: int, start: float, spec: SymbolSpec) -> None:
@@ -52,6 +53,7 @@ class _SymState:
         self.rng = random.Random(symbol_seed(seed, symbol))
         self.start = start
         self.x = 0.0  # log(mid / start)
+        self.center = 0.0  # where mean reversion pulls x; moves with the configured drift
         self.tick = spec.tick_size
         self.tick_f = float(spec.tick_size)
         self.step = spec.step_size
@@ -79,6 +81,7 @@ class SyntheticFeed:
         dt = self.interval_ns / 1e9
         self._sigma = float(config.volatility) * math.sqrt(dt)
         self._revert = min(1.0, dt / MEAN_REVERSION_S)
+        self._drift = float(config.drift) * dt  # log-drift per tick
         self._poisson_l = math.exp(-TRADE_RATE_PER_S * dt)
         self._symbols: dict[str, _SymState] = {}
         self._next_ts: int | None = None  # next grid time to emit
@@ -134,7 +137,8 @@ class SyntheticFeed:
 
     def _tick(self, st: _SymState, ts: int, out: list[Event]) -> None:
         rng = st.rng
-        st.x += self._sigma * rng.gauss(0.0, 1.0) - self._revert * st.x
+        st.center += self._drift
+        st.x += self._drift + self._sigma * rng.gauss(0.0, 1.0) - self._revert * (st.x - st.center)
         mid_ticks = st.start * math.exp(st.x) / st.tick_f
         u = rng.random()
         spread = 1 if u < 0.6 else (2 if u < 0.9 else 3)
