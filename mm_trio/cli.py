@@ -24,6 +24,7 @@ from mm_trio.exchange.limiter import Limiter
 from mm_trio.exchange.sim.venue import SimulatedExchange
 from mm_trio.model import SymbolError, parse_symbol
 from mm_trio.orchestrator import Orchestrator, Snapshot, open_orchestrator
+from mm_trio.replay_errors import ReplayInputError
 
 log = logging.getLogger("mm_trio")
 
@@ -66,6 +67,14 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--summary-json", type=Path, help="write the exit summary as JSON here")
     run.add_argument("--status-interval", type=float,
                      help="seconds between status lines (overrides run.status_interval)")
+    rep = sub.add_parser("replay", help="replay recordings through the live pipeline")
+    rep.add_argument("files", nargs="+", type=Path, help="recordings (SPEC §10, gzip or plain)")
+    rep.add_argument("--config", type=Path, help="TOML config file")
+    rep.add_argument("--speed", default="max",
+                     help="'max' (as fast as possible, default) or a factor of real time")
+    rep.add_argument("--out", type=Path,
+                     help="write orders.jsonl, fills.csv, equity.csv, summary.json here")
+    rep.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
@@ -91,35 +100,59 @@ def status_line(snapshot: Snapshot) -> str:
     return " | ".join(parts)
 
 
-def summary_dict(snapshot: Snapshot, open_at_exit: dict[str, int]) -> dict[str, Any]:
+def plain(value: Decimal) -> str:
+    """A Decimal as plain digits without trailing zeros (``0E-13`` -> ``0``)."""
+    text = f"{value.normalize():f}"
+    return "0" if text in ("-0", "0") else text
+
+
+def _plain_tree(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return plain(value)
+    if isinstance(value, dict):
+        return {k: _plain_tree(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain_tree(v) for v in value]
+    return value
+
+
+def summary_dict(snapshot: Snapshot, open_at_exit: dict[str, int],
+                 exposure_at_stop: Snapshot | None = None) -> dict[str, Any]:
+    """The exit summary (``--summary-json``); ``exposure_at_stop`` is a snapshot taken when
+    trading stopped, before our orders were cancelled and the symbols removed."""
     symbols: dict[str, Any] = {}
     for sym, s in snapshot.symbols.items():
         symbols[sym] = {
             "fills": s.fills,
             "buys": s.buys,
             "sells": s.sells,
-            "position": str(s.position),
-            "realized_pnl": str(s.realized_pnl),
-            "unrealized_pnl": str(s.unrealized_pnl),
-            "fees": str(s.fees_quote),
-            "max_inventory": str(s.max_inventory),
+            "position": plain(s.position),
+            "realized_pnl": plain(s.realized_pnl),
+            "unrealized_pnl": plain(s.unrealized_pnl),
+            "fees": plain(s.fees_quote),
+            "max_inventory": plain(s.max_inventory),
             "breaker_trips": s.breaker_trips,
             "open_orders_at_exit": open_at_exit.get(sym, s.open_orders),
             "state": s.state,
             "reason": s.reason,
         }
+    exposure = (exposure_at_stop or snapshot).exposure
     return {
         "symbols": symbols,
-        "exposure": msgspec.to_builtins(snapshot.exposure),
+        "exposure": _plain_tree(msgspec.to_builtins(exposure, builtin_types=(Decimal,))),
         "killed": snapshot.killed,
         "kill_reason": snapshot.kill_reason,
     }
 
 
-def summary_table(summary: dict[str, Any]) -> str:
-    cols = ["symbol", "state", "fills", "buys", "sells", "position", "realized_pnl", "fees",
-            "open_orders_at_exit"]
-    rows = [cols]
+RUN_COLUMNS = ["symbol", "state", "fills", "buys", "sells", "position", "realized_pnl",
+               "unrealized_pnl", "fees", "open_orders_at_exit"]
+REPLAY_COLUMNS = ["symbol", "events", "fills", "buys", "sells", "position", "realized_pnl",
+                  "unrealized_pnl", "fees", "max_inventory", "breaker_trips"]
+
+
+def summary_table(summary: dict[str, Any], cols: Sequence[str] = RUN_COLUMNS) -> str:
+    rows = [list(cols)]
     for sym, s in summary["symbols"].items():
         rows.append([sym] + [str(s[c]) for c in cols[1:]])
     widths = [max(len(r[i]) for r in rows) for i in range(len(cols))]
@@ -186,6 +219,7 @@ async def run_command(config: Config, symbols: Sequence[str], *, duration: float
 async def _finish(orch: Orchestrator, exchange: SimulatedExchange, summary_json: Path | None,
                   out: TextIO) -> None:
     with trio.CancelScope(shield=True):
+        at_stop = orch.snapshot()
         await orch.shutdown()
         open_at_exit: dict[str, int] = {}
         prefixes = {orch.config.grid_for(s).client_id_prefix for s in orch.snapshot().symbols}
@@ -194,7 +228,7 @@ async def _finish(orch: Orchestrator, exchange: SimulatedExchange, summary_json:
                 open_at_exit[order.symbol] = open_at_exit.get(order.symbol, 0) + 1
         for sym in orch.snapshot().symbols:
             open_at_exit.setdefault(sym, 0)
-        summary = summary_dict(orch.snapshot(), open_at_exit)
+        summary = summary_dict(orch.snapshot(), open_at_exit, at_stop)
         print(summary_table(summary), file=out, flush=True)
         if summary_json is not None:
             summary_json.write_text(msgspec.json.format(msgspec.json.encode(summary)).decode()
@@ -220,7 +254,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise UsageError(f"--duration: must be > 0, got {args.duration:g}")
             return trio.run(lambda: run_command(config, symbols, duration=args.duration,
                                                 summary_json=args.summary_json))
-    except (UsageError, ConfigError, SymbolError) as exc:
+        if args.command == "replay":
+            from mm_trio.replay import run_replay
+
+            config = load_config(args.config)
+            summary = run_replay(args.files, config, speed=args.speed, out=args.out,
+                                 progress=None if args.no_progress else sys.stderr)
+            print(summary_table(summary, REPLAY_COLUMNS))
+            rp = summary["replay"]
+            print(f"replayed {rp['records']:,} records ({rp['duration_s']}s of market time); "
+                  f"malformed lines {rp['malformed_lines']}, unknown streams "
+                  f"{rp['unknown_streams']}" + (f"; outputs in {args.out}" if args.out else ""))
+            return EXIT_OK
+    except (UsageError, ConfigError, SymbolError, ReplayInputError) as exc:
         print(f"mm-trio: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     parser.error(f"unknown command {args.command!r}")

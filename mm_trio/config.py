@@ -115,6 +115,20 @@ class RunConfig:
     order_channel_size: int = 10000
 
 
+SPEC_OVERRIDE_KEYS = frozenset({"tick_size", "step_size", "min_price", "max_price", "min_qty",
+                                "max_qty", "min_notional", "max_orders"})
+
+
+@attrs.frozen(kw_only=True)
+class ReplayConfig:
+    """``mm-trio replay``: symbol names and specs for recorded data."""
+
+    equity_interval: float = 1.0  # seconds of market time between equity-curve samples
+    symbols: dict[str, str] = attrs.field(factory=dict)  # native -> "BASE/QUOTE" when unclear
+    # per-symbol SymbolSpec overrides of the inferred specs, e.g. tick_size, step_size
+    specs: dict[str, dict[str, Decimal]] = attrs.field(factory=dict)
+
+
 @attrs.frozen(kw_only=True)
 class Config:
     grid: GridConfig = attrs.field(factory=GridConfig)
@@ -124,6 +138,7 @@ class Config:
     venue: SimVenueConfig = attrs.field(factory=SimVenueConfig)
     limiter: LimiterConfig = attrs.field(factory=LimiterConfig)
     run: RunConfig = attrs.field(factory=RunConfig)
+    replay: ReplayConfig = attrs.field(factory=ReplayConfig)
 
     def grid_for(self, symbol: str) -> GridConfig:
         """The default grid with ``[symbols."<symbol>"]`` overrides applied."""
@@ -256,6 +271,20 @@ def validate(config: Config) -> Config:
            "must be > 0")
     _check(config.run.order_channel_size > 0, "run.order_channel_size",
            config.run.order_channel_size, "must be > 0")
+    rp = config.replay
+    _check(rp.equity_interval > 0, "replay.equity_interval", rp.equity_interval, "must be > 0")
+    for native, unified in rp.symbols.items():
+        try:
+            parse_symbol(unified)
+        except SymbolError as exc:
+            raise ConfigError(f"invalid config: replay.symbols.{native} = {unified!r}: {exc}") \
+                from None
+    for symbol, fields in rp.specs.items():
+        for key, value in fields.items():
+            path = f"replay.specs.{symbol!r}.{key}"
+            _check(key in SPEC_OVERRIDE_KEYS, path, str(value),
+                   "unknown spec field (use " + ", ".join(sorted(SPEC_OVERRIDE_KEYS)) + ")")
+            _check(value >= 0, path, str(value), "must be >= 0")
     return config
 
 

@@ -371,6 +371,7 @@ class SymbolManager:
                 r = intent.request  # only places are ever refused
                 refused.append(_outcome(r.symbol, r.client_id, r.side, r.price, r.qty,
                                         "REJECTED", "governor: " + reason))
+                self._orch.journal("refused", refused[-1])
                 continue
             if nursery is not None:
                 if type(intent) is PlaceOrder:
@@ -396,6 +397,8 @@ class SymbolManager:
 
     # ------------------------------------------------------------------ venue requests
     async def _feedback(self, update: OrderUpdate) -> None:
+        """A venue outcome learnt by the shell (reject, query result) goes to the strategy."""
+        self._orch.journal("outcome", update)
         await self._send.send(update)
 
     async def _place(self, intent: PlaceOrder) -> None:

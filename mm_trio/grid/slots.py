@@ -32,7 +32,8 @@ from its data:
 
 * ``EMPTY``   - no live order and the lot is dust (closing qty below the symbol's minimums)
 * ``OPENING`` - a live opening order (maybe partially filled, maybe cancel-requested)
-* ``HOLDING`` - no live order, a placeable lot: a closing order is due (maybe deferred)
+* ``HOLDING`` - no live order, a placeable lot: a closing order is due (maybe deferred);
+  also while a fill's trade report (with its fee) is still outstanding
 * ``CLOSING`` - a live closing order
 
 :data:`SLOT_TRANSITIONS` lists every allowed ``(state, event) -> {next states}``; the
@@ -207,12 +208,12 @@ class Slot:
             return SlotState.OPENING
         if self.closing is not None:
             return SlotState.CLOSING
-        return SlotState.HOLDING if self.closing_qty > 0 else SlotState.EMPTY
+        return SlotState.HOLDING if self.holds else SlotState.EMPTY
 
     @property
     def holds(self) -> bool:
-        """Holds inventory: a placeable lot or a live closing order."""
-        return self.closing_qty > 0 or self.closing is not None
+        """Holds inventory: a placeable or unconfirmed lot, or a live closing order."""
+        return self.closing_qty > 0 or self.pending > 0 or self.closing is not None
 
     def check(self, before: SlotState, event: SlotEvent) -> None:
         after = self.state

@@ -492,7 +492,8 @@ class GridStrategy:
                 side = "BUY"
                 if deferred_buy is None or price > deferred_buy:
                     deferred_buy = price
-                if self._stopped or self._reduce_only or (side, level) in self._rejected:
+                if (self._stopped or self._reduce_only or not qty
+                        or (side, level) in self._rejected):
                     continue
                 if min_sell is not None and price >= min_sell:
                     for o in live:

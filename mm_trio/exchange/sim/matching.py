@@ -300,9 +300,12 @@ class MatchingEngine:
         self.fees: dict[str, Decimal] = {}
 
     # ------------------------------------------------------------------ registry
-    def add_symbol(self, spec: SymbolSpec, start_price: Decimal) -> None:
-        """List another symbol (e.g. one found in a recording). Idempotent per symbol."""
-        if spec.symbol in self._books:
+    def add_symbol(self, spec: SymbolSpec, start_price: Decimal, *,
+                   replace: bool = False) -> None:
+        """List another symbol (e.g. one found in a recording). Idempotent per symbol unless
+        ``replace`` (then a listed symbol without resting orders gets the new spec)."""
+        book = self._books.get(spec.symbol)
+        if book is not None and (not replace or book.by_cid):
             return
         self.specs[spec.symbol] = spec
         self.start_prices[spec.symbol] = start_price

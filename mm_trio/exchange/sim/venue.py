@@ -69,7 +69,12 @@ class LimiterLike(Protocol):
 
 
 class MarketFeed(Protocol):
-    """A pure market-data source the venue advances on its clock."""
+    """A pure market-data source the venue advances on its clock.
+
+    A feed may also have ``next_ts() -> int | None`` (the venue time of its next event, ``None``
+    when exhausted): the venue then wakes exactly at each event instead of on a fixed grid —
+    this is how a replay drives the venue clock from the recording.
+    """
 
     def add(self, symbol: str, start_price: Decimal) -> None:
         ...
@@ -115,8 +120,9 @@ class SimulatedExchange(Exchange):
 
     def __init__(self, config: SimVenueConfig, *, limiter: LimiterLike | None = None,
                  feed: MarketFeed | None = None, engine: MatchingEngine | None = None,
-                 buffer_size: int = EVENT_BUFFER) -> None:
+                 buffer_size: int = EVENT_BUFFER, epoch_ns: int = EPOCH_NS) -> None:
         self.config = config
+        self.epoch_ns = epoch_ns
         self.engine = engine if engine is not None else MatchingEngine(config)
         self.feed: MarketFeed = (feed if feed is not None
                                  else SyntheticFeed(config, self.engine.specs))
@@ -147,8 +153,8 @@ class SimulatedExchange(Exchange):
         return list(self._subscribed)
 
     def now_ns(self) -> int:
-        """Venue time: ``EPOCH_NS`` plus trio time, in integer ns."""
-        return EPOCH_NS + round(trio.current_time() * 1e9)
+        """Venue time: ``epoch_ns`` plus trio time, in integer ns."""
+        return self.epoch_ns + round(trio.current_time() * 1e9)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the venue clock until cancelled; closes the event stream when it ends."""
@@ -188,9 +194,15 @@ class SimulatedExchange(Exchange):
         pending = self._pending
         t0 = trio.current_time()
         k = 0
+        next_ts: Callable[[], int | None] | None = getattr(self.feed, "next_ts", None)
+        feed_ts: int | None = None
         while True:
             now = trio.current_time()
-            tick_at = t0 + k * interval
+            if next_ts is not None:
+                feed_ts = next_ts()
+                tick_at = math.inf if feed_ts is None else (feed_ts - self.epoch_ns) / 1e9
+            else:
+                tick_at = t0 + k * interval
             if len(self._outbox) > self._buffer_size:
                 tick_at = math.inf  # slow consumer: no market data until there is room
             due = pending[0].due if pending else math.inf
@@ -198,7 +210,10 @@ class SimulatedExchange(Exchange):
                 self._apply(heapq.heappop(pending))
                 continue
             if tick_at <= now:
-                events = self.feed.advance(self.now_ns())
+                to_ts = self.now_ns()
+                if feed_ts is not None and feed_ts > to_ts:
+                    to_ts = feed_ts  # float rounding of the wake-up time must not stall the feed
+                events = self.feed.advance(to_ts)
                 if events:
                     self._process(events)
                 k += 1
