@@ -224,6 +224,8 @@ class SymbolManager:
         finally:
             self._nursery = None
             self.done.set()
+        if self.state is SymbolState.FAILED and not self._stopping:
+            self._orch.on_symbol_failed(self)
 
     async def _fail(self, exc: BaseException) -> None:
         self.state = SymbolState.FAILED

@@ -71,6 +71,7 @@ class Orchestrator:
         self._retired: dict[str, SymbolSnapshot] = {}
         self._nursery: trio.Nursery | None = None
         self._lock = trio.Lock()  # serialises add/remove so the registry never races
+        self._failures: dict[str, int] = {}  # consecutive failures per symbol (restart back-off)
 
     # ------------------------------------------------------------------ lifecycle
     async def _start(self, nursery: trio.Nursery) -> None:
@@ -189,6 +190,29 @@ class Orchestrator:
             manager.poke(_Marker.RESUME)
 
     # ------------------------------------------------------------------ internals
+    def on_symbol_failed(self, manager: SymbolManager) -> None:
+        """A symbol FAILED (its orders are already cancelled): restart it if configured."""
+        run = self.config.run
+        if not run.restart_failed or self._nursery is None:
+            return
+        n = self._failures.get(manager.symbol, 0) + 1
+        self._failures[manager.symbol] = n
+        delay = run.restart_backoff * 2 ** (n - 1)
+        log.warning("%s: restarting in %.1fs (failure #%d)", manager.symbol, delay, n)
+        self._nursery.start_soon(self._restart, manager, delay)
+
+    async def _restart(self, failed: SymbolManager, delay: float) -> None:
+        await trio.sleep(delay)
+        async with self._lock:
+            if self._managers.get(failed.symbol) is not failed:
+                return  # removed (or replaced) meanwhile
+            del self._managers[failed.symbol]
+            self._on_changes(self.governor.remove(failed.symbol))
+        try:
+            await self.add_symbol(failed.symbol, failed.grid_config)
+        except Exception as exc:
+            log.error("%s: restart failed: %s", failed.symbol, exc)
+
     def journal(self, kind: str, payload: Any) -> None:
         if self._journal is not None:
             self._journal(kind, payload)

@@ -148,6 +148,7 @@ class Run:
     seen_cum: dict[str, Decimal] = field(default_factory=dict)
     seen_fee: dict[int, Decimal] = field(default_factory=dict)
     fills: list[tuple[str, int, str, Decimal, Decimal]] = field(default_factory=list)
+    acked: set[str] = field(default_factory=set)  # orders whose ack/fill was delivered
 
     def __post_init__(self) -> None:
         s = self.scn
@@ -180,6 +181,8 @@ class Run:
         self.feed("report", report, lambda: self.strategy.on_order_update(report))
 
     def _note_seen(self, r: OrderUpdate) -> None:
+        if r.status != "REJECTED":
+            self.acked.add(r.client_id)
         if r.client_id in self.seen_cum or self.strategy_knows(r.client_id):
             self.seen_cum[r.client_id] = max(self.seen_cum.get(r.client_id, D(0)), r.cum_qty)
         if r.trade_id is not None and r.fee_asset == self.scn.spec.base and r.last_qty > 0:
@@ -260,6 +263,9 @@ class Run:
                 if o.status in ("NEW", "PARTIALLY_FILLED"):
                     o.status = "CANCELED"
                     self._report(o, "CANCELED")
+                elif o.client_id in self.acked and self.rnd.random() < 0.5:
+                    # the cancel arrived after the fill: the venue refuses it
+                    self._report(o, "REJECTED")
                 # else: it already filled/was rejected; the cancel fails silently
         del self.inflight[:n]
 

@@ -279,3 +279,25 @@ async def test_aggregate_exposure_cap_holds_in_falling_market(
             assert orch.manager(s).mid < start_mids[s] * D("0.95")
     assert peak > cap_total * D("0.6")  # the cap was actually what bound the grids
     assert sum(s.fills for s in snap.symbols.values()) > 5
+
+
+async def test_failed_symbol_restarts_with_backoff_when_configured(
+        autojump_clock: trio.abc.Clock) -> None:
+    config = make_config({"run": {"restart_failed": True, "restart_backoff": 3.0}})
+    exchange, limiter = sim(config)
+    async with open_orchestrator(exchange, config, limiter=limiter) as orch:
+        btc = await orch.add_symbol("BTC/USDT")
+        await wait_for(lambda: len(btc.strategy.live_orders()) > 0)
+
+        def boom(quote: Quote) -> list[Any]:
+            raise ValueError("bad tick")
+
+        btc.strategy.on_quote = boom  # type: ignore[method-assign]
+        await wait_for(lambda: btc.state is SymbolState.FAILED, step=0.01)
+        failed_at = trio.current_time()
+        assert await our_open_orders(exchange, "BTC/USDT") == 0
+        await wait_for(lambda: orch.manager("BTC/USDT") is not btc, step=0.01)
+        assert trio.current_time() - failed_at >= 2.99  # waited for the back-off
+        again = orch.manager("BTC/USDT")
+        await wait_for(lambda: len(again.strategy.live_orders()) > 0)
+        assert again.state in (SymbolState.RUNNING, SymbolState.HALTED)

@@ -17,8 +17,8 @@ terminal          (=)    (=)               (=)     (=)       (=)      (=)
 
 ``(=)`` keeps the current status: a late ``NEW`` never undoes a fill, terminal statuses are
 sticky. ``(*)`` a ``REJECTED`` for an order the venue already acknowledged can only be a
-rejected *cancel*: the order stays live and its ``cancel_requested`` flag is cleared (the
-shell queries the order and reports its real state). Quantities are applied separately,
+rejected *cancel*: the order stays live and cancel-requested (the shell queries the order
+and reports its real state); the strategy only counts it. Quantities are applied separately,
 by cumulative quantity (``filled = max(filled, cum_qty)``), so a higher ``cum_qty`` counts
 even when its report's status is stale.
 

@@ -43,7 +43,14 @@ Model
   increase goes to the slot lot (buy +, sell -) and ``position``. A fee charged in the base
   asset is subtracted from both, once per ``trade_id`` (once per ``cum_qty`` increase when a
   report carries no trade id). Reports for unknown client ids (or other symbols) are
-  counted in :attr:`GridStrategy.ignored_updates`. Terminal orders are remembered (the most
+  counted in :attr:`GridStrategy.ignored_updates`. A ``REJECTED`` report for an order the
+  venue already acknowledged is a rejected *cancel*: counted in ``cancel_rejects``, the order
+  stays live and cancel-requested until a report (from the shell's order query) ends it.
+  A ``REJECTED`` place is not retried on that (side, level) until the window moves.
+  Closing orders only sell *confirmed* long inventory: fills whose trade report (with
+  ``last_qty > 0``, carrying the fee) has not arrived are held back (the slot is
+  ``HOLDING`` meanwhile), so the shell must deliver every fill as a trade report (a cum-only
+  status report counts for the position at once, but its take-profit waits). Terminal orders are remembered (the most
   recent :data:`DONE_MEMORY`) so late fills on them still count.
 * **Gates**: ``halt_opening`` cancels opening orders and places none; ``reduce_only`` cancels
   every live BUY and places none (SELLs, which reduce inventory, continue). :meth:`stop`
@@ -137,6 +144,7 @@ class GridStrategy:
         self._rejected: set[tuple[Side, int]] = set()  # until the window moves
         self.ignored_updates = 0
         self.ignored_quotes = 0
+        self.cancel_rejects = 0
 
     def _make_grid(self, anchor: Decimal) -> LevelGrid:
         return LevelGrid(spacing=self.config.spacing, step=self.config.step, anchor=anchor,
@@ -265,9 +273,10 @@ class GridStrategy:
             slot.pending += order.unconfirmed - unconfirmed_before
         self._refresh(slot)
         status, cancel_rejected = next_order_status(order.status, u.status)
-        if cancel_rejected and order.cancel_requested:
-            order.cancel_requested = False
-            changed = True
+        if cancel_rejected:
+            # our cancel was refused (the order filled meanwhile, or is unknown): keep it
+            # cancel-requested and wait for the report the shell's order query brings
+            self.cancel_rejects += 1
         if status != order.status:
             order.status = status
             changed = True
