@@ -204,8 +204,9 @@ def validate_grid(grid: GridConfig, path: str = "grid") -> None:
     _check(grid.step > 0, f"{path}.step", str(grid.step), "must be > 0")
     if grid.spacing == "geometric":
         _check(grid.step < 1, f"{path}.step", str(grid.step), "a geometric ratio must be < 1")
-    _check(0 <= grid.levels_below <= 100, f"{path}.levels_below", grid.levels_below, "must be 0..100")
-    _check(0 <= grid.levels_above <= 100, f"{path}.levels_above", grid.levels_above, "must be 0..100")
+    for key in ("levels_below", "levels_above"):
+        _check(0 <= getattr(grid, key) <= 100, f"{path}.{key}", getattr(grid, key),
+               "must be 0..100")
     _check(grid.levels_below + grid.levels_above > 0, f"{path}.levels_below", grid.levels_below,
            "levels_below + levels_above must be > 0")
     _check(grid.order_size > 0, f"{path}.order_size", str(grid.order_size), "must be > 0")

@@ -17,7 +17,10 @@ from mm_trio.model import Side, native_symbol
 
 MAX_ID_LEN = 36
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9-]{1,8}$")
-_ID_RE = re.compile(r"^(?P<prefix>[A-Za-z0-9-]{1,8})_(?P<sym>[A-Za-z0-9]+)_(?P<side>[BS])(?P<level>-?\d+)_(?P<gen>\d+)$")
+_ID_RE = re.compile(
+    r"^(?P<prefix>[A-Za-z0-9-]{1,8})_(?P<sym>[A-Za-z0-9]+)_(?P<side>[BS])(?P<level>-?\d+)"
+    r"_(?P<gen>\d+)$"
+)
 
 
 class ClientId(msgspec.Struct, frozen=True):

@@ -8,7 +8,10 @@ from mm_trio.model import OrderRequest
 
 
 class PlaceOrder(msgspec.Struct, frozen=True, tag="place"):
-    """Send this new order. ``opening`` is False for take-profits/buy-backs (they hold inventory)."""
+    """Send this new order.
+
+    ``opening`` is False for take-profits and buy-backs (they close held inventory).
+    """
 
     request: OrderRequest
     opening: bool = True

@@ -243,7 +243,7 @@ class SymbolManager:
             await trio.sleep(1.0)
             self.poke(_Marker.TICK)
 
-    async def stop(self, timeout: float) -> bool:
+    async def stop(self, timeout: float) -> bool:  # noqa: ASYNC109 - a bound, not a deadline
         """Stop opening, cancel our open orders and wait for the acks. True if flat in time."""
         self._stopping = True
         if self.state is not SymbolState.FAILED:

@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 import trio
 
-from mm_trio.config import Config, GridConfig, ConfigError, validate_grid
+from mm_trio.config import Config, ConfigError, GridConfig, validate_grid
 from mm_trio.exchange.base import Exchange
 from mm_trio.exchange.limiter import Limiter
 from mm_trio.manager import SymbolManager, SymbolSnapshot, SymbolState, _Marker
@@ -146,7 +146,7 @@ class Orchestrator:
                 raise SymbolError(f"symbol {symbol!r} is not running")
             return await self._remove(symbol, self.config.run.shutdown_timeout)
 
-    async def _remove(self, symbol: str, timeout: float) -> SymbolSnapshot:
+    async def _remove(self, symbol: str, timeout: float) -> SymbolSnapshot:  # noqa: ASYNC109
         manager = self._managers[symbol]
         flat = await manager.stop(timeout)
         if not flat:

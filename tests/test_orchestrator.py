@@ -17,7 +17,7 @@ from mm_trio.exchange.limiter import Limiter
 from mm_trio.exchange.sim.venue import SimulatedExchange
 from mm_trio.manager import SymbolManager, SymbolState
 from mm_trio.model import BalanceUpdate, OrderUpdate, Quote, SymbolError, Trade
-from mm_trio.orchestrator import Orchestrator, open_orchestrator
+from mm_trio.orchestrator import open_orchestrator
 from tests.fakes import FakeExchange
 
 D = Decimal
@@ -48,9 +48,10 @@ async def our_open_orders(exchange: Any, symbol: str, prefix: str = "mmt") -> in
                if o.client_id.startswith(prefix + "_"))
 
 
-async def wait_for(predicate: Any, timeout: float = 600.0, step: float = 0.5) -> None:
-    with trio.fail_after(timeout):
-        while not predicate():
+async def wait_for(predicate: Any, limit: float = 600.0, step: float = 0.5) -> None:
+    """Poll ``predicate`` on the (mock) clock; fail after ``limit`` simulated seconds."""
+    with trio.fail_after(limit):
+        while not predicate():  # noqa: ASYNC110 - polling state the pure core owns
             await trio.sleep(step)
 
 
