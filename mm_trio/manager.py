@@ -215,7 +215,6 @@ class SymbolManager:
                 try:
                     async with trio.open_nursery() as nursery:
                         self._nursery = nursery
-                        nursery.start_soon(self._ticker)
                         self.state = SymbolState.RUNNING
                         task_status.started()
                         await self._event_loop()
@@ -238,17 +237,22 @@ class SymbolManager:
                 log.error("%s: cancel-all after failure failed: %s", self.symbol, cancel_exc)
         self.flat.set()
 
-    async def _ticker(self) -> None:
-        while True:
-            await trio.sleep(1.0)
-            self.poke(_Marker.TICK)
+    def tick(self) -> None:
+        """Time passed (called once a second by the orchestrator's single ticker)."""
+        self.poke(_Marker.TICK)
 
-    async def stop(self, timeout: float) -> bool:  # noqa: ASYNC109 - a bound, not a deadline
-        """Stop opening, cancel our open orders and wait for the acks. True if flat in time."""
+    def begin_stop(self) -> None:
+        """Stop opening and cancel our open orders (the acks arrive later: see ``flat``)."""
+        if self._stopping:
+            return
         self._stopping = True
         if self.state is not SymbolState.FAILED:
             self.state = SymbolState.STOPPING
         self.poke(_Marker.STOP)
+
+    async def stop(self, timeout: float) -> bool:  # noqa: ASYNC109 - a bound, not a deadline
+        """Stop opening, cancel our open orders and wait for the acks. True if flat in time."""
+        self.begin_stop()
         with trio.move_on_after(timeout):
             await self.flat.wait()
         ok = self.flat.is_set()

@@ -36,6 +36,7 @@ from mm_trio.model import (
 from mm_trio.risk.governor import ExposureSnapshot, GovernorChange, RiskGovernor
 
 log = logging.getLogger("mm_trio.orchestrator")
+TICK_SECONDS = 1.0
 
 
 class Snapshot(msgspec.Struct, kw_only=True):
@@ -72,6 +73,7 @@ class Orchestrator:
         self._nursery: trio.Nursery | None = None
         self._lock = trio.Lock()  # serialises add/remove so the registry never races
         self._failures: dict[str, int] = {}  # consecutive failures per symbol (restart back-off)
+        self.tick_hooks: list[Callable[[], None]] = []  # run once a second after the ticks
 
     # ------------------------------------------------------------------ lifecycle
     async def _start(self, nursery: trio.Nursery) -> None:
@@ -80,14 +82,25 @@ class Orchestrator:
         self.specs = await self.exchange.load_specs()
         self.balances = await self.exchange.balances()
         nursery.start_soon(self._demux)
+        nursery.start_soon(self._ticker)
 
     async def shutdown(self) -> None:
-        """Stop every symbol (cancelling our open orders), bounded by ``run.shutdown_timeout``."""
+        """Stop every symbol (cancelling our open orders), bounded by ``run.shutdown_timeout``.
+
+        Every symbol is told to stop at once (one synchronous pass, so the cancels go out in
+        registry order), then they are removed one by one once flat: nothing here depends on
+        the order in which trio wakes cancelled tasks, which keeps replays byte-identical.
+        """
         timeout = self.config.run.shutdown_timeout
         with trio.CancelScope(shield=True):
-            async with trio.open_nursery() as n:
-                for symbol in list(self._managers):
-                    n.start_soon(self._remove, symbol, timeout)
+            managers = list(self._managers.values())
+            for manager in managers:
+                manager.begin_stop()
+            with trio.move_on_after(timeout):
+                for manager in managers:
+                    await manager.flat.wait()
+            for symbol in list(self._managers):
+                await self._remove(symbol, timeout)
 
     # ------------------------------------------------------------------ public API
     def symbols(self) -> list[str]:
@@ -234,6 +247,19 @@ class Orchestrator:
                 manager.state = SymbolState.STOPPED
                 manager.reason = "kill switch: " + reason
             manager.poke(_Marker.STOP)
+
+    async def _ticker(self) -> None:
+        """One ticker for every symbol: time-driven risk checks, in registry order.
+
+        A single task (rather than one per symbol) means no two timers expire at the same
+        instant, whose wake-up order trio does not define; replays stay byte-identical.
+        """
+        while True:
+            await trio.sleep(TICK_SECONDS)
+            for manager in list(self._managers.values()):
+                manager.tick()
+            for hook in self.tick_hooks:
+                hook()
 
     async def _demux(self) -> None:
         """Route every decoded event to its symbol's manager; never block on a slow symbol."""

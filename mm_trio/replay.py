@@ -255,10 +255,14 @@ async def replay_session(paths: Sequence[Path], config: Config, *,
             await orch.add_symbol(sym)
         interval = config.replay.equity_interval
         next_sample = trio.current_time()
-        last_pct = -1
         step_pct = 1 if progress is not None and progress.isatty() else 10
-        while not feed.exhausted:
-            await trio.sleep(min(1.0, interval))
+        last_pct = -1
+        ticks_after_end = 0
+        finished = trio.Event()
+
+        def on_tick() -> None:
+            # runs in the orchestrator's ticker, so it never races a timer of its own
+            nonlocal next_sample, last_pct, ticks_after_end
             if trio.current_time() >= next_sample:
                 recorder.sample(orch)
                 next_sample += interval
@@ -267,7 +271,13 @@ async def replay_session(paths: Sequence[Path], config: Config, *,
                 if pct != last_pct:
                     last_pct = pct
                     _progress(feed.records, total_records, progress)
-        await trio.sleep(1.0)  # let the last reports land
+            if feed.exhausted:
+                ticks_after_end += 1
+                if ticks_after_end >= 2:  # the last reports have landed
+                    finished.set()
+
+        orch.tick_hooks.append(on_tick)
+        await finished.wait()
         recorder.sample(orch)
         at_stop = orch.snapshot()
         await orch.shutdown()

@@ -1,8 +1,10 @@
 """Generate the synthetic market-data recordings in ``fixtures/`` (deterministic, seeded).
 
 Each file is a recording in the SPEC §10 format (gzip text, ``<receive ns> <combined-stream
-JSON>`` per line) holding Binance spot ``bookTicker``, ``trade`` and ``depth@100ms``
-messages for one symbol. The market follows the same script in every file:
+JSON>`` per line) for one symbol: Binance spot ``bookTicker``, ``trade`` and ``depth@100ms``
+messages, or (``btcusdt-usdm-synth.gz``) Binance USDⓈ-M futures ``bookTicker``, ``aggTrade``
+and ``depth@100ms`` messages laid out exactly as fstream sends them. The market follows the
+same script in every file:
 
 ====================  ===========================================================
 market time (s)       segment
@@ -17,6 +19,13 @@ market time (s)       segment
 ``btcusdt`` additionally holds one line with a non-integer receive time (recording-level
 malformed), one truncated JSON line (message-level malformed) and one ``@kline_1m`` line (an
 unknown stream). ``ethbtc`` is a short, sparse third file (30 s - 150 s).
+
+The USDⓈ-M file uses futures conventions: fstream field order, ``E`` (event) and ``T``
+(transaction) times on every message, aggregate trades (``a``/``f``/``l``; the classic
+futures API documents no raw ``@trade`` stream), 13-digit order-book update ids, depth diffs
+chained by ``pu`` (= the previous diff's ``u``; broken once, across the gap, where the
+recorder missed messages), BTCUSDT-perpetual precision (price 2 decimals on a 0.10 tick,
+quantity 3 decimals) and no malformed lines.
 
 Only ``random.Random.random`` and integer arithmetic feed the output, and gzip is written with
 mtime 0 and no file name, so the same seed gives the same bytes::
@@ -35,6 +44,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
 
 from mm_trio.exchange.binance.decode import (
     DepthUpdate,
@@ -42,7 +54,7 @@ from mm_trio.exchange.binance.decode import (
     encode_depth_update,
     encode_trade,
 )
-from mm_trio.model import Quote, Trade
+from mm_trio.model import Quote, Trade, native_symbol
 from mm_trio.recording import write_raw_lines
 
 START_NS = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
@@ -71,6 +83,7 @@ class FixtureSymbol:
     vol: float  # per-step noise, fraction of price
     start_s: int = 0
     end_s: int = 180
+    venue: Literal["spot", "usdm"] = "spot"
 
 
 SYMBOLS: tuple[FixtureSymbol, ...] = (
@@ -86,7 +99,23 @@ SYMBOLS: tuple[FixtureSymbol, ...] = (
         "ETH/BTC", "ethbtc-synth.gz", Decimal("0.04330"), Decimal("0.00001"),
         Decimal("0.0001"), Decimal("2"), step_ms=500, vol=0.0003, start_s=30, end_s=150,
     ),
+    # USDⓈ-M perpetual: a small premium over spot, 0.10 tick, 0.001 step, deeper book
+    FixtureSymbol(
+        "BTC/USDT", "btcusdt-usdm-synth.gz", Decimal("60030.00"), Decimal("0.1"),
+        Decimal("0.001"), Decimal("1.5"), step_ms=250, vol=0.00025, venue="usdm",
+    ),
 )  # fmt: skip
+
+# USDⓈ-M number formats (BTCUSDT perpetual: pricePrecision 2, quantityPrecision 3)
+USDM_PRICE_DP = 2
+USDM_QTY_DP = 3
+USDM_FIRST_UPDATE_ID = 7_910_000_000_000  # fstream order-book ids are 13-digit
+USDM_ID_SCALE = 37  # fstream ids advance by hundreds per 100 ms
+USDM_FIRST_AGG_ID = 2_950_000_000
+USDM_FIRST_TRADE_ID = 6_100_000_000
+USDM_GAP_IDS = 250_000  # ids consumed by the book while the recorder saw nothing
+
+_JSON = msgspec.json.Encoder()
 
 
 def _segment(t_s: float) -> tuple[float, bool] | None:
@@ -106,11 +135,16 @@ def _qty(rng: random.Random, fs: FixtureSymbol) -> Decimal:
 def generate(fs: FixtureSymbol, seed: int) -> Iterator[tuple[int, bytes]]:
     """``(receive ns, payload)`` lines for one symbol, in receive order."""
     rng = random.Random(seed * 1_000 + SYMBOLS.index(fs))
+    usdm = fs.venue == "usdm"
+    native = native_symbol(fs.symbol)
     tick = fs.tick
     anchor = float(fs.price)
     mid = anchor
-    update_id = 10_000_000
-    trade_id = 1_000_000
+    update_id = USDM_FIRST_UPDATE_ID if usdm else 10_000_000
+    id_scale = USDM_ID_SCALE if usdm else 1
+    trade_id = USDM_FIRST_AGG_ID if usdm else 1_000_000
+    first_trade = USDM_FIRST_TRADE_ID  # usdm: raw trade ids behind each aggTrade (f..l)
+    prev_u = update_id  # usdm: the previous depth diff's u (pu of the next one)
     step_ns = fs.step_ms * MS
     t = fs.start_s * SEC
     prev_bid: Decimal | None = None
@@ -118,6 +152,9 @@ def generate(fs: FixtureSymbol, seed: int) -> Iterator[tuple[int, bytes]]:
     while t < fs.end_s * SEC:
         seg = _segment(t / SEC)
         if seg is None:
+            if usdm:  # the book moved on unseen: the next diff's pu is not the last seen u
+                update_id += USDM_GAP_IDS * fs.step_ms // 1000
+                prev_u = update_id
             t += step_ns
             continue
         drift, ranging = seg
@@ -136,12 +173,19 @@ def generate(fs: FixtureSymbol, seed: int) -> Iterator[tuple[int, bytes]]:
         out: list[tuple[int, bytes]] = []
         latency = 2 * MS + int(rng.random() * 3 * MS)
         for k in range(1 + (rng.random() < 0.3)):
-            update_id += 1 + int(rng.random() * 4)
+            update_id += (1 + int(rng.random() * 4)) * id_scale
             q = Quote(
                 symbol=fs.symbol, bid=bid, bid_qty=_qty(rng, fs), ask=ask,
                 ask_qty=_qty(rng, fs), ts=0,
             )  # fmt: skip
-            out.append((t + offsets[k], encode_book_ticker(q, update_id=update_id)))
+            recv = t + offsets[k]
+            if usdm:
+                event_ms = (START_NS + recv - latency) // MS
+                trans_ms = event_ms - int(rng.random() * 2)
+                payload = _usdm_book_ticker(native, q, update_id, trans_ms, event_ms)
+            else:
+                payload = encode_book_ticker(q, update_id=update_id)
+            out.append((recv, payload))
         up = drift > 0 or (ranging and mid < anchor)
         for k in range(int(rng.random() * 4)):
             at_ask = rng.random() < (0.65 if up else 0.35)
@@ -152,9 +196,21 @@ def generate(fs: FixtureSymbol, seed: int) -> Iterator[tuple[int, bytes]]:
                 buyer_maker=not at_ask, trade_id=trade_id,
                 ts=(START_NS + recv - latency) // MS * MS,
             )  # fmt: skip
-            out.append((recv, encode_trade(tr)))
-        first = update_id + 1
-        update_id += 2 + int(rng.random() * 6)
+            if usdm:
+                fills = 1 + int(rng.random() ** 2 * 6)  # raw trades folded into this one
+                trans_ms = tr.ts // MS - 1 - int(rng.random() * 8)
+                payload = _usdm_agg_trade(
+                    native, tr, first_trade, first_trade + fills - 1, trans_ms
+                )
+                first_trade += fills
+            else:
+                payload = encode_trade(tr)
+            out.append((recv, payload))
+        if usdm:  # fstream: U jumps past ids already shown by bookTicker; pu chains diffs
+            first = update_id + 1 + int(rng.random() * 3) * id_scale
+        else:
+            first = update_id + 1
+        update_id += (2 + int(rng.random() * 6)) * id_scale
         bids = [(bid, _qty(rng, fs))]
         asks = [(ask, _qty(rng, fs))]
         if prev_bid is not None and prev_bid > bid:
@@ -168,8 +224,15 @@ def generate(fs: FixtureSymbol, seed: int) -> Iterator[tuple[int, bytes]]:
         depth = DepthUpdate(
             symbol=fs.symbol, first_id=first, last_id=update_id,
             bids=tuple(bids), asks=tuple(asks), ts=(START_NS + recv - latency) // MS * MS,
+            prev_last_id=prev_u if usdm else None,
         )  # fmt: skip
-        out.append((recv, encode_depth_update(depth)))
+        if usdm:
+            trans_ms = depth.ts // MS - 1 - int(rng.random() * 10)
+            payload = _usdm_depth_update(native, depth, trans_ms)
+            prev_u = update_id
+        else:
+            payload = encode_depth_update(depth)
+        out.append((recv, payload))
         out.sort(key=lambda item: item[0])
         for ts, payload in out:
             yield START_NS + ts, payload
@@ -177,11 +240,52 @@ def generate(fs: FixtureSymbol, seed: int) -> Iterator[tuple[int, bytes]]:
         t += step_ns
 
 
+def _usdm_price(value: Decimal) -> str:
+    return f"{value:.{USDM_PRICE_DP}f}"
+
+
+def _usdm_qty(value: Decimal) -> str:
+    return f"{value:.{USDM_QTY_DP}f}"
+
+
+def _combined(stream: str, data: dict[str, Any]) -> bytes:
+    return _JSON.encode({"stream": stream, "data": data})
+
+
+def _usdm_book_ticker(native: str, q: Quote, update_id: int, trans_ms: int, event_ms: int) -> bytes:
+    """USDⓈ-M ``<symbol>@bookTicker``, in fstream's field order (``T``/``E`` last)."""
+    return _combined(f"{native.lower()}@bookTicker", {
+        "e": "bookTicker", "u": update_id, "s": native,
+        "b": _usdm_price(q.bid), "B": _usdm_qty(q.bid_qty),
+        "a": _usdm_price(q.ask), "A": _usdm_qty(q.ask_qty),
+        "T": trans_ms, "E": event_ms,
+    })  # fmt: skip
+
+
+def _usdm_agg_trade(native: str, tr: Trade, first: int, last: int, trans_ms: int) -> bytes:
+    """USDⓈ-M ``<symbol>@aggTrade`` (``a`` = ``tr.trade_id``, raw trades ``f``..``l``)."""
+    return _combined(f"{native.lower()}@aggTrade", {
+        "e": "aggTrade", "E": tr.ts // MS, "a": tr.trade_id, "s": native,
+        "p": _usdm_price(tr.price), "q": _usdm_qty(tr.qty), "f": first, "l": last,
+        "T": trans_ms, "m": tr.buyer_maker,
+    })  # fmt: skip
+
+
+def _usdm_depth_update(native: str, d: DepthUpdate, trans_ms: int) -> bytes:
+    """USDⓈ-M ``<symbol>@depth@100ms`` diff (``E``, ``T``, ``U``, ``u``, ``pu``)."""
+    return _combined(f"{native.lower()}@depth@100ms", {
+        "e": "depthUpdate", "E": d.ts // MS, "T": trans_ms, "s": native,
+        "U": d.first_id, "u": d.last_id, "pu": d.prev_last_id,
+        "b": [[_usdm_price(p), _usdm_qty(q)] for p, q in d.bids],
+        "a": [[_usdm_price(p), _usdm_qty(q)] for p, q in d.asks],
+    })  # fmt: skip
+
+
 def _lines(fs: FixtureSymbol, seed: int) -> Iterator[bytes]:
-    """Rendered recording lines, with the deliberate bad lines for BTC/USDT."""
+    """Rendered recording lines, with the deliberate bad lines for spot BTC/USDT."""
     for ts, payload in generate(fs, seed):
         line = b"%d %s" % (ts, payload)
-        if fs.symbol == "BTC/USDT":
+        if fs.file == "btcusdt-synth.gz":
             if ts == _first_after(fs, seed, 20):
                 yield b'not-a-time {"stream":"btcusdt@trade","data":{}}'
             if ts == _first_after(fs, seed, 30):
@@ -198,7 +302,7 @@ _FIRST_CACHE: dict[tuple[str, int, int], int] = {}
 
 
 def _first_after(fs: FixtureSymbol, seed: int, second: int) -> int:
-    key = (fs.symbol, seed, second)
+    key = (fs.file, seed, second)
     if key not in _FIRST_CACHE:
         when = START_NS + second * SEC
         _FIRST_CACHE[key] = next(ts for ts, _ in generate(fs, seed) if ts >= when)
@@ -227,7 +331,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         with tempfile.TemporaryDirectory() as tmp:
             fresh = make_fixtures(Path(tmp), args.seed)
-            bad = [p.name for p in fresh if not filecmp.cmp(p, args.out / p.name, shallow=False)]
+            bad = [
+                p.name
+                for p in fresh
+                if not (args.out / p.name).is_file()
+                or not filecmp.cmp(p, args.out / p.name, shallow=False)
+            ]
         if bad:
             print(f"fixtures differ from the generator: {', '.join(bad)}", file=sys.stderr)
             return 1

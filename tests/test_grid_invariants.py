@@ -166,11 +166,12 @@ def _check_inv07(run: Run, kind: str, intents: list[Intent]) -> None:
                   and run.venue[f[0]].opening]
         if r.side == "SELL":
             assert r.price == grid.price(k + 1)
-            assert r.price - fill_price >= grid.min_gap(k) > 0
+            # one step (floored to tick), and at least one tick where a step is below a tick
+            assert r.price - fill_price >= max(grid.min_gap(k), grid.tick)
             assert all(r.price > f[3] for f in opened)
         else:
             assert r.price == grid.price(k - 1)
-            assert fill_price - r.price >= grid.min_gap(k - 1) > 0
+            assert fill_price - r.price >= max(grid.min_gap(k - 1), grid.tick)
             assert all(r.price < f[3] for f in opened)
 
 

@@ -1,0 +1,263 @@
+"""Sans-I/O conversion of Binance spot payloads: ``exchangeInfo`` -> :class:`SymbolSpec`,
+order JSON -> :class:`OpenOrder`, account JSON -> :class:`Balance`, Decimal -> wire string.
+
+Binance sends every price, quantity and filter value as a decimal string; they are decoded
+straight into ``Decimal`` (never through float). Filters used (SPEC §3):
+
+* ``PRICE_FILTER``: ``minPrice``, ``maxPrice``, ``tickSize`` (``0`` disables that bound);
+* ``LOT_SIZE``: ``minQty``, ``maxQty``, ``stepSize``;
+* ``NOTIONAL`` (``minNotional``) or the older ``MIN_NOTIONAL`` (``minNotional``);
+* ``MAX_NUM_ORDERS``: ``maxNumOrders`` (older payloads: ``limit``).
+
+Only symbols with ``status == "TRADING"`` whose assets form a valid unified ``BASE/QUOTE``
+are returned; native names (``BTCUSDT``) stay inside the adapter via :class:`SymbolMap`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+
+from mm_trio.model import (
+    ZERO,
+    Balance,
+    OpenOrder,
+    OrderStatus,
+    Side,
+    SymbolError,
+    SymbolSpec,
+    parse_symbol,
+)
+
+__all__ = [
+    "ORDER_STATUS",
+    "SymbolMap",
+    "balances_from_account",
+    "fmt_decimal",
+    "open_order_from_json",
+    "parse_exchange_info",
+]
+
+_MS = 1_000_000
+
+ORDER_STATUS: dict[str, OrderStatus] = {
+    "PENDING_NEW": "PENDING_NEW",
+    "NEW": "NEW",
+    "PARTIALLY_FILLED": "PARTIALLY_FILLED",
+    "FILLED": "FILLED",
+    "CANCELED": "CANCELED",
+    "PENDING_CANCEL": "NEW",  # unused by Binance; the order is still live
+    "REJECTED": "REJECTED",
+    "EXPIRED": "EXPIRED",
+    "EXPIRED_IN_MATCH": "EXPIRED",  # self-trade prevention
+}
+_SIDES: dict[str, Side] = {"BUY": "BUY", "SELL": "SELL"}
+
+
+def fmt_decimal(value: Decimal) -> str:
+    """Plain decimal string for the wire: no exponent, no trailing zeros (``1E+1`` -> ``10``).
+
+    Raises ``ValueError`` for NaN/infinity (a float never reaches an order, SPEC §3).
+    """
+    if not isinstance(value, Decimal):
+        raise TypeError(f"expected Decimal, got {type(value).__name__}")
+    if not value.is_finite():
+        raise ValueError(f"non-finite decimal {value}")
+    if value.is_zero():
+        return "0"
+    text = format(value.normalize(), "f")
+    return text
+
+
+def _plain(value: Decimal) -> Decimal:
+    """Drop trailing zeros without switching to exponent form (``10.00`` -> ``10``)."""
+    if value.is_zero():
+        return ZERO
+    norm = value.normalize()
+    exp = norm.as_tuple().exponent
+    if isinstance(exp, int) and exp > 0:
+        return norm.quantize(Decimal(1))
+    return norm
+
+
+class _Filter(msgspec.Struct, kw_only=True):
+    filterType: str
+    minPrice: Decimal | None = None
+    maxPrice: Decimal | None = None
+    tickSize: Decimal | None = None
+    minQty: Decimal | None = None
+    maxQty: Decimal | None = None
+    stepSize: Decimal | None = None
+    minNotional: Decimal | None = None
+    maxNumOrders: int | None = None
+    limit: int | None = None
+
+
+class _SymbolInfo(msgspec.Struct, kw_only=True):
+    symbol: str
+    status: str = "TRADING"
+    baseAsset: str
+    quoteAsset: str
+    filters: list[_Filter] = msgspec.field(default_factory=list)
+
+
+class _ExchangeInfo(msgspec.Struct, kw_only=True):
+    symbols: list[_SymbolInfo]
+
+
+_INFO_DECODER = msgspec.json.Decoder(_ExchangeInfo)
+
+
+class SymbolMap:
+    """Unified <-> native symbol names of the listed symbols."""
+
+    def __init__(self, pairs: Iterable[tuple[str, str]] = ()) -> None:
+        self.to_native: dict[str, str] = {}
+        self.to_unified: dict[str, str] = {}
+        for unified, native in pairs:
+            self.add(unified, native)
+
+    def add(self, unified: str, native: str) -> None:
+        self.to_native[unified] = native
+        self.to_unified[native] = unified
+
+    def native(self, unified: str) -> str | None:
+        return self.to_native.get(unified)
+
+    def unified(self, native: str) -> str | None:
+        return self.to_unified.get(native)
+
+    def __len__(self) -> int:
+        return len(self.to_native)
+
+
+def _spec(info: _SymbolInfo) -> SymbolSpec:
+    kw: dict[str, Any] = {}
+    tick: Decimal | None = None
+    step: Decimal | None = None
+    for f in info.filters:
+        t = f.filterType
+        if t == "PRICE_FILTER":
+            tick = f.tickSize
+            if f.minPrice is not None and f.minPrice > 0:
+                kw["min_price"] = _plain(f.minPrice)
+            if f.maxPrice is not None and f.maxPrice > 0:
+                kw["max_price"] = _plain(f.maxPrice)
+        elif t == "LOT_SIZE":
+            step = f.stepSize
+            if f.minQty is not None and f.minQty > 0:
+                kw["min_qty"] = _plain(f.minQty)
+            if f.maxQty is not None and f.maxQty > 0:
+                kw["max_qty"] = _plain(f.maxQty)
+        elif t in ("NOTIONAL", "MIN_NOTIONAL"):
+            if f.minNotional is not None and f.minNotional > kw.get("min_notional", ZERO):
+                kw["min_notional"] = _plain(f.minNotional)
+        elif t == "MAX_NUM_ORDERS":
+            n = f.maxNumOrders if f.maxNumOrders is not None else f.limit
+            if n is not None and n > 0:
+                kw["max_orders"] = n
+    if tick is None or tick <= 0 or step is None or step <= 0:
+        raise ValueError(f"{info.symbol}: no usable PRICE_FILTER tickSize / LOT_SIZE stepSize")
+    unified = f"{info.baseAsset}/{info.quoteAsset}"
+    parse_symbol(unified)
+    return SymbolSpec(
+        symbol=unified,
+        base=info.baseAsset,
+        quote=info.quoteAsset,
+        tick_size=_plain(tick),
+        step_size=_plain(step),
+        **kw,
+    )
+
+
+def parse_exchange_info(
+    raw: bytes | str | Mapping[str, Any], *, trading_only: bool = True
+) -> tuple[dict[str, SymbolSpec], SymbolMap]:
+    """``GET /api/v3/exchangeInfo`` body -> (specs by unified symbol, symbol map).
+
+    Symbols that are not ``TRADING`` (unless ``trading_only=False``), have unusable filters
+    or assets that do not form a valid unified symbol are skipped.
+    """
+    if isinstance(raw, Mapping):
+        info = msgspec.convert(raw, _ExchangeInfo, strict=False)
+    else:
+        info = _INFO_DECODER.decode(raw)
+    specs: dict[str, SymbolSpec] = {}
+    names = SymbolMap()
+    for sym in info.symbols:
+        if trading_only and sym.status != "TRADING":
+            continue
+        try:
+            spec = _spec(sym)
+        except (ValueError, SymbolError):
+            continue
+        specs[spec.symbol] = spec
+        names.add(spec.symbol, sym.symbol)
+    return specs, names
+
+
+# --------------------------------------------------------------------------- orders
+
+
+class _OrderJson(msgspec.Struct, kw_only=True):
+    symbol: str
+    orderId: int | str
+    clientOrderId: str
+    origClientOrderId: str | None = None
+    price: Decimal
+    origQty: Decimal
+    executedQty: Decimal = ZERO
+    status: str
+    side: str
+    transactTime: int | None = None
+    updateTime: int | None = None
+    time: int | None = None
+    workingTime: int | None = None
+
+
+def open_order_from_json(
+    data: Any, symbol: str, *, client_id: str | None = None
+) -> OpenOrder:
+    """An order/cancel/query/openOrders JSON object -> :class:`OpenOrder`.
+
+    ``symbol`` is the unified name. A cancel response carries a fresh ``clientOrderId`` and
+    ours in ``origClientOrderId``: that one is used (or ``client_id`` when given).
+    """
+    o = msgspec.convert(data, _OrderJson, strict=False)
+    status = ORDER_STATUS.get(o.status)
+    side = _SIDES.get(o.side)
+    if status is None or side is None:
+        raise ValueError(f"order JSON with status {o.status!r} side {o.side!r}")
+    ms = next((t for t in (o.transactTime, o.updateTime, o.time, o.workingTime)
+               if t is not None), 0)
+    cid = client_id or o.origClientOrderId or o.clientOrderId
+    return OpenOrder(
+        symbol=symbol,
+        client_id=cid,
+        order_id=str(o.orderId),
+        side=side,
+        price=o.price,
+        qty=o.origQty,
+        cum_qty=o.executedQty,
+        status=status,
+        ts=ms * _MS,
+    )
+
+
+class _BalanceJson(msgspec.Struct):
+    asset: str
+    free: Decimal
+    locked: Decimal
+
+
+class _Account(msgspec.Struct):
+    balances: list[_BalanceJson]
+
+
+def balances_from_account(data: Any) -> dict[str, Balance]:
+    """``GET /api/v3/account`` body -> balances keyed by asset."""
+    acct = msgspec.convert(data, _Account, strict=False)
+    return {b.asset: Balance(asset=b.asset, free=b.free, locked=b.locked) for b in acct.balances}
