@@ -231,8 +231,8 @@ async def _finish(orch: Orchestrator, exchange: SimulatedExchange, summary_json:
         summary = summary_dict(orch.snapshot(), open_at_exit, at_stop)
         print(summary_table(summary), file=out, flush=True)
         if summary_json is not None:
-            summary_json.write_text(  # noqa: ASYNC240 - one small file at exitmsgspec.json.format(msgspec.json.encode(summary)).decode()
-                                    + "\n")
+            text = msgspec.json.format(msgspec.json.encode(summary)).decode() + "\n"
+            summary_json.write_text(text)  # noqa: ASYNC240 - one small file at exit
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -207,7 +207,7 @@ def generate(fs: FixtureSymbol, seed: int) -> Iterator[tuple[int, bytes]]:
                 payload = encode_trade(tr)
             out.append((recv, payload))
         if usdm:  # fstream: U jumps past ids already shown by bookTicker; pu chains diffs
-            first = update_id + 1 + int(rng.random() * 3) * id_scale
+            first = update_id + 1 + int(rng.random() * 2) * id_scale
         else:
             first = update_id + 1
         update_id += (2 + int(rng.random() * 6)) * id_scale

@@ -18,7 +18,7 @@ from mm_trio.intents import Intent, PlaceOrder
 from mm_trio.model import OrderUpdate
 from tests.grid_harness import Run, Scenario, replay, scenarios
 
-EXAMPLES = settings(max_examples=40)
+EXAMPLES = settings(max_examples=400)
 D = Decimal
 
 
@@ -145,7 +145,7 @@ def test_inv06_long_never_sells_more_than_held(scn: Scenario) -> None:
     _run(scn, _check_inv06)
 
 
-@settings(max_examples=20)
+@settings(max_examples=200)
 @given(scenarios(mode="neutral"))
 def test_inv06_neutral_never_sells_more_than_held(scn: Scenario) -> None:
     _run(scn, _check_inv06)
@@ -230,7 +230,7 @@ def _check_fixpoint(run: Run, kind: str, intents: list[Intent]) -> None:
     assert run.strategy._reconcile() == []  # every call leaves a fixpoint
 
 
-@settings(max_examples=25)
+@settings(max_examples=150)
 @given(scenarios())
 def test_inv09_deterministic(scn: Scenario) -> None:
     first = _run(scn, _check_fixpoint)

@@ -228,17 +228,19 @@ def test_base_fee_reduces_lot_and_take_profit() -> None:
     assert s.position == D("0.999")
 
 
-def test_take_profit_waits_for_the_trade_report_carrying_the_fee() -> None:
+def test_unconfirmed_fill_keeps_a_fee_reserve() -> None:
     s = GridStrategy(spec(step_size=D("0.001")), cfg())
     b = Book(s)
     s.on_quote(quote("100.40", "100.60"))
     p = b.order(0)
-    # the cancel confirmation (cumulative qty) overtakes the trade report
+    # the cancel confirmation (cumulative qty) overtakes the trade report with the fee
     out = b.report(p, "CANCELED", "0.5")
-    assert places(out) == [] or all(x.opening for x in places(out))
     assert s.position == D("0.5")
+    assert ("SELL", "S0", D("101"), D("0.495"), False) in summary(out)  # 1 % kept back
     out = b.report(p, "PARTIALLY_FILLED", "0.5", "0.5", fee="0.0005", fee_asset="BTC")
-    assert ("SELL", "S0", D("101"), D("0.499"), False) in summary(out)
+    assert places(out) == []
+    assert s.position == D("0.4995")  # 0.495 to sell, 0.0045 dust stays on the level
+    assert s.level_inventory() == {0: D("0.4995")}
 
 
 def test_reports_are_idempotent_sticky_and_monotonic() -> None:
@@ -460,3 +462,62 @@ def test_geometric_step_too_small_at_first_mid_raises() -> None:
     s = GridStrategy(spec(), cfg(spacing="geometric", step=D("0.00001"), anchor=None))
     with pytest.raises(ValueError, match="grid.step"):
         s.on_quote(quote("100.40", "100.60"))
+
+
+# --------------------------------------------------------------------------- tables
+def test_order_transition_table_is_complete_and_sticky() -> None:
+    from mm_trio.grid.slots import ORDER_TRANSITIONS
+    from mm_trio.model import TERMINAL_STATUSES
+
+    statuses = ["PENDING_NEW", "NEW", "PARTIALLY_FILLED", "FILLED", "CANCELED", "EXPIRED",
+                "REJECTED"]
+    for cur in statuses:
+        for rep in statuses:
+            nxt, _ = ORDER_TRANSITIONS[(cur, rep)]  # type: ignore[index]
+            if cur in TERMINAL_STATUSES:
+                assert nxt == cur
+    assert ORDER_TRANSITIONS[("PARTIALLY_FILLED", "NEW")] == ("PARTIALLY_FILLED", False)
+    assert ORDER_TRANSITIONS[("NEW", "REJECTED")] == ("NEW", True)
+
+
+def test_illegal_slot_transition_raises() -> None:
+    from mm_trio.grid.slots import Slot, SlotEvent, SlotState, SlotStateError
+
+    slot = Slot(3)
+    slot.closing = "x"
+    with pytest.raises(SlotStateError, match="EMPTY --place_open--> CLOSING"):
+        slot.check(SlotState.EMPTY, SlotEvent.PLACE_OPEN)
+
+
+def test_cancel_reject_keeps_order_live_and_is_counted() -> None:
+    s = GridStrategy(spec(), cfg())
+    b = Book(s)
+    s.on_quote(quote("100.40", "100.60"))
+    p = b.order(-2)
+    b.report(p, "NEW")
+    out = s.on_quote(quote("101.40", "101.60"))
+    assert cancels(out) == [p.request.client_id]
+    assert b.report(p, "REJECTED") == []  # the cancel was refused
+    assert s.cancel_rejects == 1
+    o = next(o for o in s.live_orders() if o.client_id == p.request.client_id)
+    assert o.cancel_requested and o.status == "NEW"
+    out = b.fill(p)  # it had filled: its take-profit (99) first clears our buys at 99, 100
+    assert sorted(cancels(out)) == sorted([b.order(0).request.client_id,
+                                           b.order(-1).request.client_id])
+    assert s.level_inventory() == {-2: D("1")}
+
+
+def test_crossed_quotes_are_ignored() -> None:
+    s = GridStrategy(spec(), cfg())
+    assert s.on_quote(quote("100.60", "100.40")) == []
+    assert s.ignored_quotes == 1
+    assert s.anchor == D("100")  # configured anchor, no quote seen yet
+
+
+def test_open_buy_notional_tracks_remaining_quantity() -> None:
+    s = GridStrategy(spec(), cfg())
+    b = Book(s)
+    s.on_quote(quote("100.40", "100.60"))
+    assert s.open_buy_notional == D("297")
+    b.fill(b.order(-2), "0.5")
+    assert s.open_buy_notional == D("248")

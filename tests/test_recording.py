@@ -132,7 +132,8 @@ def test_merge_order_and_stability(tmp_path: Path) -> None:
 
 def test_merge_fixtures_is_sorted_and_complete() -> None:
     paths = recording_paths(FIXTURES)
-    assert [p.name for p in paths] == ["btcusdt-synth.gz", "ethbtc-synth.gz", "ethusdt-synth.gz"]
+    assert [p.name for p in paths] == ["btcusdt-synth.gz", "btcusdt-usdm-synth.gz",
+                                       "ethbtc-synth.gz", "ethusdt-synth.gz"]
     stats = RecordingStats()
     merged = list(merge_recordings(paths, stats))
     times = [ts for ts, _ in merged]

@@ -32,8 +32,7 @@ from its data:
 
 * ``EMPTY``   - no live order and the lot is dust (closing qty below the symbol's minimums)
 * ``OPENING`` - a live opening order (maybe partially filled, maybe cancel-requested)
-* ``HOLDING`` - no live order, a placeable lot: a closing order is due (maybe deferred);
-  also while a fill's trade report (with its fee) is still outstanding
+* ``HOLDING`` - no live order, a placeable lot: a closing order is due (maybe deferred)
 * ``CLOSING`` - a live closing order
 
 :data:`SLOT_TRANSITIONS` lists every allowed ``(state, event) -> {next states}``; the
@@ -197,7 +196,7 @@ class Slot:
         self.level = level
         self.lot = ZERO
         self.lot_sign = 0  # sign of the lot when closing_qty was last computed
-        self.pending = ZERO  # unconfirmed BUY fills (their fee may still reduce the lot)
+        self.pending = ZERO  # unconfirmed BUY fills (a base fee may still reduce the lot)
         self.closing_qty = ZERO
         self.opening: str | None = None
         self.closing: str | None = None
@@ -212,8 +211,8 @@ class Slot:
 
     @property
     def holds(self) -> bool:
-        """Holds inventory: a placeable or unconfirmed lot, or a live closing order."""
-        return self.closing_qty > 0 or self.pending > 0 or self.closing is not None
+        """Holds inventory: a placeable lot or a live closing order."""
+        return self.closing_qty > 0 or self.closing is not None
 
     def check(self, before: SlotState, event: SlotEvent) -> None:
         after = self.state

@@ -17,6 +17,7 @@ Model
   or a closing order (only once its opening order is terminal). The ``level`` in a client
   id is the slot level, so a take-profit for slot ``k`` carries ``k`` (its price is level
   ``k+1``'s).
+* **Modes**: long opens BUYs only (``levels_above`` is unused); neutral also opens SELLs.
 * **Reference price**: ``ref = mid - inventory_skew * (held long slots - held short slots) *
   step_at(mid)``.
 * **Window** (trailing): opening BUYs on the ``levels_below`` highest levels with
@@ -41,17 +42,21 @@ Model
   cancelled and no new opening order is placed.
 * **Fills** apply by cumulative quantity per order (``filled = max(filled, cum_qty)``); the
   increase goes to the slot lot (buy +, sell -) and ``position``. A fee charged in the base
-  asset is subtracted from both, once per ``trade_id`` (once per ``cum_qty`` increase when a
-  report carries no trade id). Reports for unknown client ids (or other symbols) are
-  counted in :attr:`GridStrategy.ignored_updates`. A ``REJECTED`` report for an order the
-  venue already acknowledged is a rejected *cancel*: counted in ``cancel_rejects``, the order
-  stays live and cancel-requested until a report (from the shell's order query) ends it.
-  A ``REJECTED`` place is not retried on that (side, level) until the window moves.
-  Closing orders only sell *confirmed* long inventory: fills whose trade report (with
-  ``last_qty > 0``, carrying the fee) has not arrived are held back (the slot is
-  ``HOLDING`` meanwhile), so the shell must deliver every fill as a trade report (a cum-only
-  status report counts for the position at once, but its take-profit waits). Terminal orders are remembered (the most
-  recent :data:`DONE_MEMORY`) so late fills on them still count.
+  asset is subtracted from both, once per ``trade_id`` (a fill report without a trade id
+  counts as its own trade). Terminal statuses are sticky (see the order table in
+  :mod:`~mm_trio.grid.slots`); terminal orders are remembered (the most recent
+  :data:`DONE_MEMORY`) so late fills on them still count. Reports for unknown client ids
+  (or other symbols) are counted in ``ignored_updates``; crossed or non-positive quotes in
+  ``ignored_quotes``.
+* **Unconfirmed fills**: a cum-only increase (a status or query report, e.g. ``CANCELED``
+  with ``cum_qty``, overtaking or replacing its trade report) counts for the position at
+  once, but its fee (maybe in base) is not known yet: closing orders and opening SELLs keep
+  :data:`FEE_RESERVE` (1 %) of such quantity back until the trade report (``last_qty > 0``)
+  arrives; whatever is left after the real fee stays as dust for the next lot.
+* **Rejects**: a ``REJECTED`` place is not retried on that (side, level) until the window
+  moves (no reject loops). A ``REJECTED`` for an order the venue already acknowledged is a
+  rejected *cancel*: counted in ``cancel_rejects``; the order stays live and
+  cancel-requested until a report (e.g. from the shell's order query) ends it.
 * **Gates**: ``halt_opening`` cancels opening orders and places none; ``reduce_only`` cancels
   every live BUY and places none (SELLs, which reduce inventory, continue). :meth:`stop`
   cancels everything and places nothing until :meth:`resume`.
@@ -85,6 +90,9 @@ from mm_trio.model import ZERO, OrderRequest, OrderUpdate, Quote, Side, SymbolSp
 
 DONE_MEMORY = 10_000
 """How many terminal orders are remembered for late reports."""
+
+FEE_RESERVE = Decimal("0.01")
+"""Share of an unconfirmed buy fill (no trade report yet) not sold: room for a base fee."""
 
 _Key = tuple[int | None, int | None]
 
@@ -323,13 +331,13 @@ class GridStrategy:
     def _closing_qty(self, level: int, lot: Decimal, pending: Decimal) -> Decimal:
         """Placeable closing quantity of ``lot`` at ``level`` (``0`` for dust).
 
-        A long lot counts only its confirmed part: fills whose trade report (and so its
-        fee, maybe in the base asset) has not arrived yet are not sold.
+        Of a long lot's ``pending`` (unconfirmed) quantity, whose trade report and so its
+        fee (maybe in the base asset) has not arrived yet, :data:`FEE_RESERVE` is kept back.
         """
         if lot == 0 or self._grid is None:
             return ZERO
         spec = self.spec
-        size = lot - pending if lot > 0 else -lot
+        size = lot - pending * FEE_RESERVE if lot > 0 else -lot
         if size <= 0:
             return ZERO
         qty = snap_down(min(size, spec.max_qty), spec.step_size)
@@ -465,9 +473,9 @@ class GridStrategy:
         deferred_buy: Decimal | None = None   # highest deferred closing BUY price
         deferred_sell: Decimal | None = None  # lowest deferred closing SELL price
         uncovered_long = ZERO
-        pending = ZERO  # unconfirmed buy fills: their base fee may still reduce the position
+        reserve = ZERO  # for base fees still to come on unconfirmed buy fills
         for s in self._slots.values():
-            pending += s.pending
+            reserve += s.pending * FEE_RESERVE
             if s.lot > 0 and s.closing is None:
                 uncovered_long += s.lot
         room_needed = 0
@@ -482,7 +490,7 @@ class GridStrategy:
             qty = slot.closing_qty
             if lot > 0:
                 side: Side = "SELL"
-                avail = snap_down(self._position - sell_committed - pending,
+                avail = snap_down(self._position - sell_committed - reserve,
                                   self.spec.step_size)
                 if avail < qty:
                     qty = avail
@@ -576,7 +584,7 @@ class GridStrategy:
             floor_ = max_buy
             if deferred_buy is not None and (floor_ is None or deferred_buy > floor_):
                 floor_ = deferred_buy
-            free = self._position - sell_committed - uncovered_long - pending
+            free = self._position - sell_committed - uncovered_long - reserve
             for level in range(bottom, bottom + self._la):
                 if n_open >= self._la or n_live >= max_orders:
                     break
