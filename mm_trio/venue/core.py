@@ -85,6 +85,7 @@ log = logging.getLogger(__name__)
 _JSON = msgspec.json.Encoder(decimal_format="string")
 _DECODE = msgspec.json.Decoder()
 _DEC_RE_TEXT = r"^([0-9]{1,20})(\.[0-9]{1,20})?$"
+_SYMBOLS_RE_TEXT = '^\\[("[A-Z0-9-_.]{1,20}"(,"[A-Z0-9-_.]{1,20}"){0,}){0,1}\\]$'
 _CID_RE_TEXT = r"^[\.A-Z\:/a-z0-9_-]{1,36}$"
 _CID_CHARS = frozenset(string.ascii_letters + string.digits + "._:/-")
 _ID_ALPHABET = string.ascii_letters + string.digits
@@ -712,9 +713,7 @@ class Venue:
         try:
             names = _DECODE.decode(raw)
         except msgspec.DecodeError:
-            raise VenueError(-1100, "Illegal characters found in parameter 'symbols'; legal "
-                             "range is '^\\[(\"[A-Z0-9-_.]{1,20}\"(,\"[A-Z0-9-_.]{1,20}\"){0,}){0,1}"
-                             "\\]$'.") from None
+            raise illegal("symbols", _SYMBOLS_RE_TEXT) from None
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise mandatory("symbols")
         if len(set(names)) != len(names):

@@ -190,7 +190,8 @@ class ReconnectingStream:
                 self.last_error = f"{type(exc).__name__}: {exc}"[:300]
                 if first and self.max_initial_attempts is not None \
                         and failures + 1 >= self.max_initial_attempts:
-                    raise
+                    raise ExchangeError(f"{self.name} stream: cannot connect after "
+                                        f"{failures + 1} attempts: {self.last_error}") from exc
                 log.warning("%s stream dropped: %s", self.name, self.last_error)
             self._ws = None
             if opened_at is not None and trio.current_time() - opened_at >= self.stable_after:
