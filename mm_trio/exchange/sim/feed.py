@@ -45,8 +45,8 @@ def symbol_seed(seed: int, symbol: str) -> int:
 class _SymState:
     """Random-walk state of one symbol."""
 
-    __slots__ = ("symbol", "rng", "start", "x", "center", "tick", "tick_f", "step", "mu_top", "mu_trade",
-                 "trade_id")
+    __slots__ = ("symbol", "rng", "start", "x", "center", "tick", "tick_f", "step", "mu_top",
+                 "mu_trade", "trade_id")
 
     def __init__(self, symbol: str, seed: int, start: float, spec: SymbolSpec) -> None:
         self.symbol = symbol
