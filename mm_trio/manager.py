@@ -149,6 +149,7 @@ class SymbolManager:
         self._latest_quote: Quote | None = None
         self._quote_pending = False
         self._gates: tuple[bool, bool] = (False, False)
+        self._exposure_key: tuple[Decimal, Decimal, int] | None = None
         self._stopping = False
         self._resyncing = False
         self.flat = trio.Event()  # set when stopping and no live orders remain
@@ -273,59 +274,76 @@ class SymbolManager:
 
     # ------------------------------------------------------------------ event loop
     async def _event_loop(self) -> None:
+        """Handle events one at a time; whatever is already queued is handled without
+        yielding to the scheduler in between (the pure core never waits)."""
+        receive, receive_nowait, handle = (self._recv.receive, self._recv.receive_nowait,
+                                           self._handle)
+        while True:
+            try:
+                item = await receive()
+            except trio.EndOfChannel:
+                return
+            handle(item)
+            while True:
+                try:
+                    item = receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+                handle(item)
+
+    def _handle(self, item: Any) -> None:
         strategy, position, risk = self.strategy, self.position, self.risk
-        async for item in self._recv:
-            self.events += 1
-            now = self._clock()
-            changes: list[BreakerChange] = []
-            intents: list[Intent]
-            if item is _Marker.QUOTE:
-                self._quote_pending = False
-                quote = self._latest_quote
-                if quote is None:
-                    continue
-                self.mid = quote.mid
-                changes = risk.on_quote(quote, now)
-                intents = strategy.on_quote(quote)
-            elif type(item) is OrderUpdate:
-                position.on_order_update(item)
-                intents = strategy.on_order_update(item)
-                if item.status == "REJECTED":
-                    self.rejects += 1
-                    changes = risk.on_reject(item.reason or "rejected", now)
-            elif type(item) is Trade:
-                changes = risk.on_trade(item, now)
-                intents = []
-            elif item is _Marker.TICK:
-                changes = risk.tick(now)
-                if self.mid is not None:
-                    changes += risk.on_pnl(position.total_pnl(self.mid), now)
-                intents = []
-            elif item is _Marker.STOP:
-                intents = strategy.stop()
-            elif item is _Marker.RESUME:
-                self._stopping = False
-                intents = strategy.resume()
-                self.state = SymbolState.RUNNING
-                self.reason = ""
-            elif item is _Marker.GATES:
-                intents = []
-            elif item is _Marker.RESYNC:
-                intents = []
-                if self._nursery is not None:
-                    self._nursery.start_soon(self._resync)
-            elif type(item) is StreamStatus:
-                intents = []
-                if item.status in ("connected", "resynced") and self._nursery is not None:
-                    self._nursery.start_soon(self._resync)
-            else:
-                intents = []
-            if changes:
-                self._log_breakers(changes)
-            intents += self._apply_gates()
-            self._dispatch(intents)
-            if self._stopping and not strategy.live_orders():
-                self.flat.set()
+        self.events += 1
+        now = self._clock()
+        changes: list[BreakerChange] = []
+        intents: list[Intent]
+        if item is _Marker.QUOTE:
+            self._quote_pending = False
+            quote = self._latest_quote
+            if quote is None:
+                return
+            self.mid = quote.mid
+            changes = risk.on_quote(quote, now)
+            intents = strategy.on_quote(quote)
+        elif type(item) is OrderUpdate:
+            position.on_order_update(item)
+            intents = strategy.on_order_update(item)
+            if item.status == "REJECTED":
+                self.rejects += 1
+                changes = risk.on_reject(item.reason or "rejected", now)
+        elif type(item) is Trade:
+            changes = risk.on_trade(item, now)
+            intents = []
+        elif item is _Marker.TICK:
+            changes = risk.tick(now)
+            if self.mid is not None:
+                changes += risk.on_pnl(position.total_pnl(self.mid), now)
+            intents = []
+        elif item is _Marker.STOP:
+            intents = strategy.stop()
+        elif item is _Marker.RESUME:
+            self._stopping = False
+            intents = strategy.resume()
+            self.state = SymbolState.RUNNING
+            self.reason = ""
+        elif item is _Marker.GATES:
+            intents = []
+        elif item is _Marker.RESYNC:
+            intents = []
+            if self._nursery is not None:
+                self._nursery.start_soon(self._resync)
+        elif type(item) is StreamStatus:
+            intents = []
+            if item.status in ("connected", "resynced") and self._nursery is not None:
+                self._nursery.start_soon(self._resync)
+        else:
+            intents = []
+        if changes:
+            self._log_breakers(changes)
+        intents += self._apply_gates()
+        self._dispatch(intents)
+        if self._stopping and not strategy.live_orders():
+            self.flat.set()
 
     def _apply_gates(self) -> list[Intent]:
         """Push the current risk and governor state into the strategy when it changed."""
@@ -391,11 +409,18 @@ class SymbolManager:
 
     def _report_exposure(self, exclude_buy_notional: Decimal = ZERO) -> None:
         mid = self.mid
+        position = self.strategy.position
+        open_buys = self.strategy.open_buy_notional - exclude_buy_notional
+        # flat and nothing changed: exposure and PnL cannot have moved, skip the governor
+        key = (position, open_buys, self.position.fills)
+        if not position and key == self._exposure_key:
+            return
+        self._exposure_key = key
         changes = self._orch.governor.update(
             self.symbol,
-            position=self.strategy.position,
+            position=position,
             mid=mid,
-            open_buy_notional=self.strategy.open_buy_notional - exclude_buy_notional,
+            open_buy_notional=open_buys,
             pnl=self.position.total_pnl(mid) if mid is not None else ZERO,
         )
         if changes:

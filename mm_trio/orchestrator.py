@@ -262,28 +262,45 @@ class Orchestrator:
                 hook()
 
     async def _demux(self) -> None:
-        """Route every decoded event to its symbol's manager; never block on a slow symbol."""
+        """Route every decoded event to its symbol's manager; never block on a slow symbol.
+
+        Events already queued are routed without yielding in between (routing never waits).
+        """
+        events = self.exchange.events
+        receive, receive_nowait, route = events.receive, events.receive_nowait, self._route
+        while True:
+            try:
+                event = await receive()
+            except trio.EndOfChannel:
+                return
+            route(event)
+            while True:
+                try:
+                    event = receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+                route(event)
+
+    def _route(self, event: Any) -> None:
+        kind = type(event)
+        if kind is BalanceUpdate:
+            self.balances[event.asset] = Balance(asset=event.asset, free=event.free,
+                                                 locked=event.locked)
+            return
         managers = self._managers
-        async for event in self.exchange.events:
-            kind = type(event)
-            if kind is BalanceUpdate:
-                self.balances[event.asset] = Balance(asset=event.asset, free=event.free,
-                                                     locked=event.locked)
-                continue
-            if kind is StreamStatus:
-                targets = event.symbols or tuple(managers)
-                for symbol in targets:
-                    m = managers.get(symbol)
-                    if m is not None:
-                        m.deliver(event)
-                continue
-            manager = managers.get(event.symbol)
-            if manager is None:
-                self.unrouted_events += 1
-                continue
-            if kind is OrderUpdate and self._journal is not None:
-                self._journal("report", event)
-            manager.deliver(event)
+        if kind is StreamStatus:
+            for symbol in event.symbols or tuple(managers):
+                m = managers.get(symbol)
+                if m is not None:
+                    m.deliver(event)
+            return
+        manager = managers.get(event.symbol)
+        if manager is None:
+            self.unrouted_events += 1
+            return
+        if kind is OrderUpdate and self._journal is not None:
+            self._journal("report", event)
+        manager.deliver(event)
 
 
 @asynccontextmanager
