@@ -20,6 +20,7 @@ import trio
 
 from mm_trio import __version__
 from mm_trio.config import Config, ConfigError, load_config, validate
+from mm_trio.exchange.base import Exchange, ExchangeError
 from mm_trio.exchange.limiter import Limiter
 from mm_trio.exchange.sim.venue import SimulatedExchange
 from mm_trio.model import SymbolError, parse_symbol
@@ -29,6 +30,7 @@ from mm_trio.replay_errors import ReplayInputError
 log = logging.getLogger("mm_trio")
 
 EXIT_OK = 0
+EXIT_VENUE = 1
 EXIT_USAGE = 2
 
 
@@ -67,6 +69,18 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--summary-json", type=Path, help="write the exit summary as JSON here")
     run.add_argument("--status-interval", type=float,
                      help="seconds between status lines (overrides run.status_interval)")
+    run.add_argument("--venue", default="sim", choices=["sim", "binance", "binance-testnet"],
+                     help="sim (embedded simulated venue, default), binance or binance-testnet "
+                          "(keys from MM_TRIO_API_KEY + MM_TRIO_API_SECRET or "
+                          "MM_TRIO_ED25519_KEY)")
+    run.add_argument("--base-url", help="REST base URL of a Binance-compatible venue, e.g. "
+                                        "http://127.0.0.1:8765 (streams derived from it)")
+    rec = sub.add_parser("record", help="record Binance combined streams (SPEC §10 format)")
+    rec.add_argument("--symbols", required=True, help="comma-separated BASE/QUOTE symbols")
+    rec.add_argument("--out", required=True, type=Path, help="output file (.gz)")
+    rec.add_argument("--venue", default="binance", choices=["binance", "binance-testnet"])
+    rec.add_argument("--base-url", help="REST base URL of a Binance-compatible venue")
+    rec.add_argument("--duration", type=float, help="stop after this many seconds")
     rep = sub.add_parser("replay", help="replay recordings through the live pipeline")
     rep.add_argument("files", nargs="+", type=Path, help="recordings (SPEC §10, gzip or plain)")
     rep.add_argument("--config", type=Path, help="TOML config file")
@@ -182,12 +196,28 @@ async def _watch_signals(run_scope: trio.CancelScope) -> None:
             return
 
 
+def make_exchange(venue: str, base_url: str | None, config: Config,
+                  limiter: Limiter) -> Exchange:
+    """The venue ``run`` trades on: the embedded simulator, or Binance (keys from the env)."""
+    if venue == "sim":
+        if base_url is not None:
+            raise UsageError("--base-url needs --venue binance or binance-testnet")
+        return SimulatedExchange(config.venue, limiter=limiter)
+    from mm_trio.exchange.binance.adapter import BinanceExchange
+
+    try:
+        return BinanceExchange.from_env(venue, base_url, limiter)
+    except ValueError as exc:
+        raise UsageError(f"--base-url: {exc}") from None
+
+
 async def run_command(config: Config, symbols: Sequence[str], *, duration: float | None,
                       summary_json: Path | None, out: TextIO = sys.stdout,
-                      err: TextIO = sys.stderr) -> int:
+                      err: TextIO = sys.stderr, venue: str = "sim",
+                      base_url: str | None = None) -> int:
     """Trade ``symbols`` until ``duration`` elapses or SIGINT/SIGTERM; print the summary."""
     limiter = Limiter(config.limiter)
-    exchange = SimulatedExchange(config.venue, limiter=limiter)
+    exchange = make_exchange(venue, base_url, config, limiter)
     run_scope = trio.CancelScope()
     rc = EXIT_OK
     async with trio.open_nursery() as outer:
@@ -216,7 +246,7 @@ async def run_command(config: Config, symbols: Sequence[str], *, duration: float
     return rc
 
 
-async def _finish(orch: Orchestrator, exchange: SimulatedExchange, summary_json: Path | None,
+async def _finish(orch: Orchestrator, exchange: Exchange, summary_json: Path | None,
                   out: TextIO) -> None:
     with trio.CancelScope(shield=True):
         at_stop = orch.snapshot()
@@ -233,6 +263,67 @@ async def _finish(orch: Orchestrator, exchange: SimulatedExchange, summary_json:
         if summary_json is not None:
             text = msgspec.json.format(msgspec.json.encode(summary)).decode() + "\n"
             summary_json.write_text(text)  # noqa: ASYNC240 - one small file at exit
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _run_trio(fn: Any) -> int:
+    """``trio.run`` with venue failures reported in one line (exit 1), not a traceback."""
+    try:
+        return int(trio.run(fn))
+    except BaseExceptionGroup as group:
+        leaf = _leaf(group)
+        if isinstance(leaf, (ExchangeError, OSError)):
+            print(f"mm-trio: venue error: {leaf}", file=sys.stderr)
+            return EXIT_VENUE
+        if isinstance(leaf, (UsageError, SymbolError)):
+            print(f"mm-trio: error: {leaf}", file=sys.stderr)
+            return EXIT_USAGE
+        raise
+    except (ExchangeError, OSError) as exc:
+        print(f"mm-trio: venue error: {exc}", file=sys.stderr)
+        return EXIT_VENUE
+
+
+def _record(args: argparse.Namespace) -> int:
+    from mm_trio.exchange.binance.adapter import VENUES, derive_ws_urls
+    from mm_trio.recorder import record
+
+    symbols = _parse_symbols(args.symbols)
+    if args.duration is not None and args.duration <= 0:
+        raise UsageError(f"--duration: must be > 0, got {args.duration:g}")
+    try:
+        ws = derive_ws_urls(args.base_url)[0] if args.base_url else VENUES[args.venue][1]
+    except ValueError as exc:
+        raise UsageError(f"--base-url: {exc}") from None
+
+    async def main_task() -> int:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                async def stop_on_signal() -> None:
+                    async for _ in signals:
+                        nursery.cancel_scope.cancel()
+                        return
+
+                nursery.start_soon(stop_on_signal)
+                lines = 0
+
+                async def go() -> None:
+                    nonlocal lines
+                    lines = await record(symbols, args.out, ws_base_url=ws,
+                                         stop_after=args.duration)
+                    nursery.cancel_scope.cancel()
+
+                nursery.start_soon(go)
+        print(f"mm-trio: recorded {', '.join(symbols)} to {args.out}"
+              + (f" ({lines:,} lines)" if lines else ""))
+        return EXIT_OK
+
+    return _run_trio(main_task)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -252,8 +343,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     config.run, status_interval=args.status_interval)))
             if args.duration is not None and args.duration <= 0:
                 raise UsageError(f"--duration: must be > 0, got {args.duration:g}")
-            return trio.run(lambda: run_command(config, symbols, duration=args.duration,
-                                                summary_json=args.summary_json))
+            if args.base_url is not None and args.venue == "sim":
+                raise UsageError("--base-url needs --venue binance or binance-testnet")
+            return _run_trio(lambda: run_command(config, symbols, duration=args.duration,
+                                                 summary_json=args.summary_json,
+                                                 venue=args.venue, base_url=args.base_url))
+        if args.command == "record":
+            return _record(args)
         if args.command == "replay":
             from mm_trio.replay import run_replay
 

@@ -76,6 +76,13 @@ class _Reconnect(Exception):
     """Internal: drop this connection and reconnect."""
 
 
+def describe(exc: BaseException) -> str:
+    """``Type: message`` of an error, looking through single-member exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}"[:300]
+
+
 def combined_url(base: str, streams: Iterable[str]) -> str:
     """``wss://host:9443`` + streams -> ``wss://host:9443/stream?streams=a/b``."""
     return f"{base.rstrip('/')}/stream?streams={'/'.join(streams)}"
@@ -187,7 +194,7 @@ class ReconnectingStream:
                 log.error("%s stream: %s", self.name, exc)
             except Exception as exc:  # any failure of this connection: reconnect
                 self._ws = None
-                self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+                self.last_error = describe(exc)
                 if first and self.max_initial_attempts is not None \
                         and failures + 1 >= self.max_initial_attempts:
                     raise ExchangeError(f"{self.name} stream: cannot connect after "
