@@ -19,7 +19,7 @@ import msgspec
 import trio
 
 from mm_trio import __version__
-from mm_trio.config import Config, ConfigError, load_config, validate
+from mm_trio.config import Config, ConfigError, load_config, read_toml, validate
 from mm_trio.exchange.base import Exchange, ExchangeError
 from mm_trio.exchange.limiter import Limiter
 from mm_trio.exchange.sim.venue import SimulatedExchange
@@ -75,6 +75,15 @@ def _build_parser() -> argparse.ArgumentParser:
                           "MM_TRIO_ED25519_KEY)")
     run.add_argument("--base-url", help="REST base URL of a Binance-compatible venue, e.g. "
                                         "http://127.0.0.1:8765 (streams derived from it)")
+    ven = sub.add_parser("venue", help="serve the simulated venue over Binance's spot API")
+    ven.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (0: any free)")
+    ven.add_argument("--config", type=Path,
+                     help="TOML: [venue] as for run, plus [server] (accounts, rate_limits, "
+                          "faults, ...)")
+    ven.add_argument("--seed", type=int, help="simulated market seed (overrides venue.seed)")
+    ven.add_argument("--api-key", help="API key of the first account (default mmtrio-test-key)")
+    ven.add_argument("--api-secret", help="its HMAC secret (default mmtrio-test-secret); "
+                                          "MM_TRIO_VENUE_API_SECRET is read if not given")
     rec = sub.add_parser("record", help="record Binance combined streams (SPEC §10 format)")
     rec.add_argument("--symbols", required=True, help="comma-separated BASE/QUOTE symbols")
     rec.add_argument("--out", required=True, type=Path, help="output file (.gz)")
@@ -326,6 +335,50 @@ def _record(args: argparse.Namespace) -> int:
     return _run_trio(main_task)
 
 
+def load_server_config(path: Path | None, seed: int | None) -> Any:
+    """``[venue]`` as for ``run`` plus an optional ``[server]`` section (accounts, limits...)."""
+    from mm_trio.config import config_from_dict, structure
+    from mm_trio.venue.config import VenueServerConfig
+
+    data: dict[str, Any] = {}
+    if path is not None:
+        data = read_toml(path)
+    server_data = data.pop("server", {})
+    config = config_from_dict(data)
+    venue = config.venue if seed is None else attrs.evolve(config.venue, seed=seed)
+    server = structure(server_data, VenueServerConfig, "server")
+    return attrs.evolve(server, venue=venue)
+
+
+def _venue(args: argparse.Namespace) -> int:
+    import os
+
+    from mm_trio.venue.config import with_credentials
+    from mm_trio.venue.server import serve_venue
+
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port: must be 0..65535, got {args.port}")
+    cfg = load_server_config(args.config, args.seed)
+    secret = args.api_secret or os.environ.get("MM_TRIO_VENUE_API_SECRET")
+    cfg = with_credentials(cfg, api_key=args.api_key, api_secret=secret)
+
+    async def main_task() -> int:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                port = await nursery.start(lambda task_status: serve_venue(
+                    cfg, port=args.port, task_status=task_status))
+                keys = ", ".join(a.api_key for a in cfg.accounts)
+                print(f"mm-trio venue: Binance spot API on http://127.0.0.1:{port} "
+                      f"(streams ws://127.0.0.1:{port}/stream, WebSocket API "
+                      f"ws://127.0.0.1:{port}/ws-api/v3; api keys: {keys})", flush=True)
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+                    break
+        return EXIT_OK
+
+    return _run_trio(main_task)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
@@ -350,6 +403,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                  venue=args.venue, base_url=args.base_url))
         if args.command == "record":
             return _record(args)
+        if args.command == "venue":
+            return _venue(args)
         if args.command == "replay":
             from mm_trio.replay import run_replay
 

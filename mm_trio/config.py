@@ -289,6 +289,24 @@ def validate(config: Config) -> Config:
     return config
 
 
+def structure(data: Any, cls: type, path: str) -> Any:
+    """Structure ``data`` into ``cls`` with this module's converter; errors name the key."""
+    return _structure(data, cls, path)
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Parse a TOML file; :class:`ConfigError` naming the file if unreadable or invalid."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {str(p)!r}: {exc.strerror}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {str(p)!r} is not valid TOML: {exc}") from None
+
+
 def config_from_dict(data: dict[str, Any]) -> Config:
     return validate(_structure(data, Config, ""))
 
@@ -297,16 +315,7 @@ def load_config(path: str | Path | None) -> Config:
     """Read and validate a TOML file; ``None`` gives the defaults."""
     if path is None:
         return validate(Config())
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {str(p)!r}: {exc.strerror}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {str(p)!r} is not valid TOML: {exc}") from None
-    return config_from_dict(data)
+    return config_from_dict(read_toml(path))
 
 
 def with_overrides(config: Config, **changes: Any) -> Config:

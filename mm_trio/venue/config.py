@@ -52,7 +52,8 @@ class RateLimitConfig:
     derived from the window lengths (60 s -> ``X-MBX-USED-WEIGHT-1M``). A client that keeps
     sending more than ``ban_after_429s`` requests while it has been told to back off (429 with
     ``Retry-After``) is banned (418); bans last ``ban_base_seconds`` and double with every
-    repeat, up to ``ban_max_seconds`` (Binance: 2 minutes to 3 days).
+    repeat, up to ``ban_max_seconds`` (Binance: 2 minutes to 3 days). ``aligned_windows=False``
+    starts each client's windows at its first request instead (deterministic counts in tests).
     """
 
     weight_limit: int = 6000
@@ -65,6 +66,7 @@ class RateLimitConfig:
     ban_base_seconds: float = 120.0
     ban_max_seconds: float = 259_200.0
     enabled: bool = True
+    aligned_windows: bool = True  # False: windows start at a client's first request (tests)
 
 
 @attrs.frozen(kw_only=True)

@@ -558,6 +558,12 @@ class MarketHub:
         self.books: dict[str, SymbolBook] = {}  # unified -> book
         self.subs: dict[str, set[StreamSink]] = {}
         self._agg_ids: dict[str, int] = {}
+        self._quoted: dict[str, trio.Event] = {}
+
+    async def wait_quote(self, symbol: str) -> None:
+        """Wait until ``symbol`` has had a quote (market data is flowing)."""
+        if self.book(symbol).last_quote is None:
+            await self._quoted.setdefault(symbol, trio.Event()).wait()
 
     def book(self, symbol: str) -> SymbolBook:
         book = self.books.get(symbol)
@@ -586,6 +592,8 @@ class MarketHub:
         if type(ev) is Quote:
             book = self.book(ev.symbol)
             u = book.apply_quote(ev)
+            if u == 1 and ev.symbol in self._quoted:
+                self._quoted.pop(ev.symbol).set()
             name = f"{book.native.lower()}@bookTicker"
             if name in self.subs:
                 self._publish(name, encode_book_ticker(ev, update_id=u, native=book.native,

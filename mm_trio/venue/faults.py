@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import attrs
-
 from mm_trio.venue.config import FaultConfig
 
 __all__ = ["Faults"]
@@ -69,7 +67,3 @@ class Faults:
             setattr(self, name, value - 1)
             return True
         return False
-
-    @classmethod
-    def fields(cls) -> list[str]:
-        return [f.name for f in attrs.fields(FaultConfig)]

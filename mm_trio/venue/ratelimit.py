@@ -50,16 +50,19 @@ class Decision:
 class _Window:
     start: int = -1  # index of the current window
     used: int = 0
+    origin: float | None = None  # None: aligned to the clock; else the first use
 
     def count(self, now: float, length: int) -> int:
-        idx = math.floor(now / length)
+        origin = self.origin if self.origin is not None else 0.0
+        idx = math.floor((now - origin) / length)
         if idx != self.start:
             self.start = idx
             self.used = 0
         return self.used
 
     def ends_in(self, now: float, length: int) -> float:
-        return (self.start + 1) * length - now
+        origin = self.origin if self.origin is not None else 0.0
+        return origin + (self.start + 1) * length - now
 
 
 @attrs.define
@@ -84,6 +87,7 @@ class RateLimiter:
         self.config = config
         self._ips: dict[str, _IpState] = {}
         self._accounts: dict[str, _AccountState] = {}
+        self._clock_hint = 0.0  # "now" of the current call (origin of unaligned windows)
         self.weight_header = f"X-MBX-USED-WEIGHT-{interval_name(config.weight_window_s)}"
         self.order_short_header = (
             f"X-MBX-ORDER-COUNT-{interval_name(config.orders_window_short_s)}")
@@ -96,14 +100,28 @@ class RateLimiter:
     def _ip(self, ip: str) -> _IpState:
         st = self._ips.get(ip)
         if st is None:
-            st = self._ips[ip] = _IpState()
+            st = self._ips[ip] = _IpState(weight=self._window())
         return st
 
+    def _account(self, api_key: str) -> _AccountState:
+        st = self._accounts.get(api_key)
+        if st is None:
+            st = self._accounts[api_key] = _AccountState(short=self._window(),
+                                                         day=self._window())
+        return st
+
+    def _window(self) -> _Window:
+        if self.config.aligned_windows:
+            return _Window()
+        return _Window(origin=self._clock_hint)
+
     def used_weight(self, ip: str, now: float) -> int:
+        self._clock_hint = now
         return self._ip(ip).weight.count(now, self.config.weight_window_s)
 
     def check_weight(self, ip: str, weight: int, now: float) -> Decision:
         """Charge ``weight`` to ``ip`` or refuse (429 / 418)."""
+        self._clock_hint = now
         cfg = self.config
         st = self._ip(ip)
         if now < st.banned_until:
@@ -146,14 +164,16 @@ class RateLimiter:
             max(1, math.ceil(st.banned_until - now)))
 
     def order_counts(self, api_key: str, now: float) -> tuple[int, int]:
-        st = self._accounts.setdefault(api_key, _AccountState())
+        self._clock_hint = now
+        st = self._account(api_key)
         return (st.short.count(now, self.config.orders_window_short_s),
                 st.day.count(now, 86400))
 
     def check_order(self, api_key: str, now: float) -> Decision:
         """Count one new order for ``api_key`` or refuse it (429 ``-1015``)."""
+        self._clock_hint = now
         cfg = self.config
-        st = self._accounts.setdefault(api_key, _AccountState())
+        st = self._account(api_key)
         short = st.short.count(now, cfg.orders_window_short_s)
         day = st.day.count(now, 86400)
         if cfg.enabled:
