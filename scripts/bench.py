@@ -802,7 +802,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\n({elapsed:.1f} s{', quick' if args.quick else ''}: "
           + ", ".join(f"({k}) {v:.1f} s" for k, v in took.items()) + ")")
     if args.write:
-        BENCHMARKS_MD.write_text(render_markdown(res, started, elapsed, load) + "\n", encoding="utf-8")
+        text = render_markdown(res, started, elapsed, load)
+        BENCHMARKS_MD.write_text(text + "\n", encoding="utf-8")
         print(f"wrote {BENCHMARKS_MD}")
     missed = [r.metric for r in res.rows if r.ok is False]
     return 1 if args.strict and missed else 0
