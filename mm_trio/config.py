@@ -124,6 +124,9 @@ class ReplayConfig:
     """``mm-trio replay``: symbol names and specs for recorded data."""
 
     equity_interval: float = 1.0  # seconds of market time between equity-curve samples
+    # recorded events reach the venue in batches at most this often (ms); each event is then
+    # up to this much late, never early. 0: every event at its own recorded time.
+    quantum_ms: float = 10.0
     symbols: dict[str, str] = attrs.field(factory=dict)  # native -> "BASE/QUOTE" when unclear
     # per-symbol SymbolSpec overrides of the inferred specs, e.g. tick_size, step_size
     specs: dict[str, dict[str, Decimal]] = attrs.field(factory=dict)
@@ -274,6 +277,7 @@ def validate(config: Config) -> Config:
            config.run.order_channel_size, "must be > 0")
     rp = config.replay
     _check(rp.equity_interval > 0, "replay.equity_interval", rp.equity_interval, "must be > 0")
+    _check(0 <= rp.quantum_ms <= 60000, "replay.quantum_ms", rp.quantum_ms, "must be 0..60000")
     for native, unified in rp.symbols.items():
         try:
             parse_symbol(unified)

@@ -150,6 +150,11 @@ class SymbolManager:
         self._quote_pending = False
         self._gates: tuple[bool, bool] = (False, False)
         self._exposure_key: tuple[Decimal, Decimal, int] | None = None
+        self._open_buys: Decimal | None = None  # cached strategy.open_buy_notional
+        self._orders_changed = True  # our order set may have changed since it was cached
+        self._reported_mid: Decimal | None = None
+        self._reported_at = 0.0
+        self._now = 0.0
         self._stopping = False
         self._resyncing = False
         self.flat = trio.Event()  # set when stopping and no live orders remain
@@ -294,7 +299,7 @@ class SymbolManager:
     def _handle(self, item: Any) -> None:
         strategy, position, risk = self.strategy, self.position, self.risk
         self.events += 1
-        now = self._clock()
+        self._now = now = self._clock()
         changes: list[BreakerChange] = []
         intents: list[Intent]
         if item is _Marker.QUOTE:
@@ -306,6 +311,7 @@ class SymbolManager:
             changes = risk.on_quote(quote, now)
             intents = strategy.on_quote(quote)
         elif type(item) is OrderUpdate:
+            self._orders_changed = True
             position.on_order_update(item)
             intents = strategy.on_order_update(item)
             if item.status == "REJECTED":
@@ -376,6 +382,8 @@ class SymbolManager:
 
     def _dispatch(self, intents: list[Intent]) -> None:
         """Gate every intent through the governor, then send the admitted ones."""
+        if intents:
+            self._orders_changed = True
         if not intents:
             self._report_exposure()
             return
@@ -405,17 +413,30 @@ class SymbolManager:
                     self._orch.journal("cancel", intent)
                     nursery.start_soon(self._cancel, intent)
         for update in refused:
+            self._orders_changed = True
             self._dispatch(self.strategy.on_order_update(update))
 
     def _report_exposure(self, exclude_buy_notional: Decimal = ZERO) -> None:
+        """Tell the governor this symbol's exposure and PnL (skipped when nothing moved)."""
         mid = self.mid
         position = self.strategy.position
-        open_buys = self.strategy.open_buy_notional - exclude_buy_notional
-        # flat and nothing changed: exposure and PnL cannot have moved, skip the governor
+        if self._orders_changed or self._open_buys is None:
+            self._open_buys = self.strategy.open_buy_notional
+            self._orders_changed = False
+        open_buys = self._open_buys - exclude_buy_notional
         key = (position, open_buys, self.position.fills)
-        if not position and key == self._exposure_key:
-            return
+        if key == self._exposure_key:
+            if not position:
+                return  # flat and unchanged: exposure and PnL cannot have moved
+            # holding: mark to market when the mid moved 2 bp or half a second passed
+            last_mid = self._reported_mid
+            if (mid is not None and last_mid is not None
+                    and abs(mid - last_mid) * 5000 < last_mid
+                    and self._now - self._reported_at < 0.5):
+                return
         self._exposure_key = key
+        self._reported_mid = mid
+        self._reported_at = self._now
         changes = self._orch.governor.update(
             self.symbol,
             position=position,

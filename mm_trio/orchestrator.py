@@ -37,6 +37,7 @@ from mm_trio.risk.governor import ExposureSnapshot, GovernorChange, RiskGovernor
 
 log = logging.getLogger("mm_trio.orchestrator")
 TICK_SECONDS = 1.0
+TICK_PHASE = 0.000271828  # seconds; never a whole number of milliseconds
 
 
 class Snapshot(msgspec.Struct, kw_only=True):
@@ -234,12 +235,22 @@ class Orchestrator:
         self._on_changes(changes)
 
     def _on_changes(self, changes: list[GovernorChange]) -> None:
+        """Tell exactly the symbols a governor change concerns to re-read their gates."""
+        if not changes:
+            return
+        touched: set[str] = set()
+        everyone = False
         for change in changes:
             log.warning("governor %s -> %s: %s", change.scope, change.state, change.reason)
             if change.state == "killed":
                 self._stop_all(change.reason)
-        for manager in self._managers.values():
-            manager.poke(_Marker.GATES)
+            if change.scope in self._managers:
+                touched.add(change.scope)
+            else:  # "total", "kill": every symbol
+                everyone = True
+        for symbol, manager in self._managers.items():
+            if everyone or symbol in touched:
+                manager.poke(_Marker.GATES)
 
     def _stop_all(self, reason: str) -> None:
         for manager in self._managers.values():
@@ -252,10 +263,13 @@ class Orchestrator:
         """One ticker for every symbol: time-driven risk checks, in registry order.
 
         A single task (rather than one per symbol) means no two timers expire at the same
-        instant, whose wake-up order trio does not define; replays stay byte-identical.
+        instant, whose wake-up order trio does not define; its odd phase keeps it off the
+        venue's millisecond grid too. Replays stay byte-identical.
         """
+        wake = trio.current_time() + TICK_SECONDS + TICK_PHASE
         while True:
-            await trio.sleep(TICK_SECONDS)
+            await trio.sleep_until(wake)
+            wake += TICK_SECONDS
             for manager in list(self._managers.values()):
                 manager.tick()
             for hook in self.tick_hooks:

@@ -239,7 +239,7 @@ async def replay_session(paths: Sequence[Path], config: Config, *,
     symbols = [s for s in native_map.values() if s in specs]
     decoder = StreamDecoder(native_map, clock="recv")
     mids = _first_mids(paths, StreamDecoder(native_map, clock="recv"), set(symbols))
-    total_records = sum(1 for _ in merge_recordings(paths))
+    total_records = sum(1 for _ in merge_recordings(paths)) if progress is not None else 0
     stats = RecordingStats()
     feed = ReplayFeed(paths, decoder, stats)
     engine = MatchingEngine(config.venue)
@@ -247,7 +247,8 @@ async def replay_session(paths: Sequence[Path], config: Config, *,
         engine.add_symbol(specs[sym], mids.get(sym, Decimal(1)), replace=True)
     limiter = Limiter(config.limiter)
     exchange = SimulatedExchange(config.venue, limiter=limiter, feed=feed, engine=engine,
-                                 epoch_ns=feed.first_ts)
+                                 epoch_ns=feed.first_ts,
+                                 feed_quantum=config.replay.quantum_ms / 1000.0)
     recorder = ReplayRecorder(exchange)
     async with open_orchestrator(exchange, config, limiter=limiter,
                                  journal=recorder.journal) as orch:

@@ -120,9 +120,13 @@ class SimulatedExchange(Exchange):
 
     def __init__(self, config: SimVenueConfig, *, limiter: LimiterLike | None = None,
                  feed: MarketFeed | None = None, engine: MatchingEngine | None = None,
-                 buffer_size: int = EVENT_BUFFER, epoch_ns: int = EPOCH_NS) -> None:
+                 buffer_size: int = EVENT_BUFFER, epoch_ns: int = EPOCH_NS,
+                 feed_quantum: float = 0.0) -> None:
         self.config = config
         self.epoch_ns = epoch_ns
+        # a feed with next_ts() is advanced on a grid of feed_quantum seconds: events then
+        # reach us in batches, up to that much late (never early)
+        self.feed_quantum = feed_quantum
         self.engine = engine if engine is not None else MatchingEngine(config)
         self.feed: MarketFeed = (feed if feed is not None
                                  else SyntheticFeed(config, self.engine.specs))
@@ -196,11 +200,18 @@ class SimulatedExchange(Exchange):
         k = 0
         next_ts: Callable[[], int | None] | None = getattr(self.feed, "next_ts", None)
         feed_ts: int | None = None
+        quantum = self.feed_quantum
         while True:
             now = trio.current_time()
             if next_ts is not None:
                 feed_ts = next_ts()
-                tick_at = math.inf if feed_ts is None else (feed_ts - self.epoch_ns) / 1e9
+                if feed_ts is None:
+                    tick_at = math.inf
+                elif quantum > 0:  # wake on a fixed grid: a symbol's batches never depend
+                    # on the timing of other symbols' data
+                    tick_at = math.ceil((feed_ts - self.epoch_ns) / 1e9 / quantum) * quantum
+                else:
+                    tick_at = (feed_ts - self.epoch_ns) / 1e9
             else:
                 tick_at = t0 + k * interval
             if len(self._outbox) > self._buffer_size:
