@@ -36,6 +36,7 @@ from mm_trio.model import (
     TERMINAL_STATUSES,
     ZERO,
     OpenOrder,
+    OrderRequest,
     OrderUpdate,
     Quote,
     StreamStatus,
@@ -149,6 +150,7 @@ class SymbolManager:
         self._latest_quote: Quote | None = None
         self._quote_pending = False
         self._gates: tuple[bool, bool] = (False, False)
+        self._inflight: dict[str, trio.Event] = {}  # place requests not yet answered
         self._exposure_key: tuple[Decimal, Decimal, int] | None = None
         self._open_buys: Decimal | None = None  # cached strategy.open_buy_notional
         self._orders_changed = True  # our order set may have changed since it was cached
@@ -455,6 +457,14 @@ class SymbolManager:
 
     async def _place(self, intent: PlaceOrder) -> None:
         r = intent.request
+        done = self._inflight[r.client_id] = trio.Event()
+        try:
+            await self._place_until_known(r)
+        finally:
+            del self._inflight[r.client_id]
+            done.set()
+
+    async def _place_until_known(self, r: OrderRequest) -> None:
         attempts = 0
         while True:
             attempts += 1
@@ -491,6 +501,11 @@ class SymbolManager:
             except RateLimited as exc:
                 self._orch.limiter.pause(exc.retry_after, banned=exc.banned, reason=str(exc))
             except UnknownOrder:
+                placing = self._inflight.get(intent.client_id)
+                if placing is not None:
+                    # the cancel overtook its own place request: wait for that, then retry
+                    await placing.wait()
+                    continue
                 # it may have filled, or never existed: ask the venue
                 found = await self._resolve(intent.symbol, intent.client_id)
                 if found is not None:

@@ -222,7 +222,7 @@ def build_specs(paths: Sequence[Path], config: Config,
     overrides: dict[str, dict[str, Any]] = {
         sym: dict(values) for sym, values in config.replay.specs.items()
     }
-    return infer_specs(paths, decoder, overrides=overrides)
+    return infer_specs(paths, decoder, overrides=overrides, max_lines=8000)
 
 
 async def replay_session(paths: Sequence[Path], config: Config, *,
