@@ -25,6 +25,7 @@ import trio
 from mm_trio.config import GridConfig, RiskConfig, RunConfig
 from mm_trio.exchange.base import (
     Exchange,
+    ExchangeError,
     OrderRejected,
     OutcomeUnknown,
     RateLimited,
@@ -483,7 +484,7 @@ class SymbolManager:
                             r.client_id, exc)
                 found = await self._resolve(r.symbol, r.client_id)
                 if found is not None:
-                    await self._feedback(_from_open_order(found))
+                    await self._adopt(found)
                     return
                 if attempts >= 3:
                     await self._feedback(_outcome(r.symbol, r.client_id, r.side, r.price, r.qty,
@@ -509,7 +510,7 @@ class SymbolManager:
                 # it may have filled, or never existed: ask the venue
                 found = await self._resolve(intent.symbol, intent.client_id)
                 if found is not None:
-                    await self._feedback(_from_open_order(found))
+                    await self._adopt(found)
                     if found.status in TERMINAL_STATUSES:
                         return
                     if attempts >= 5:
@@ -530,6 +531,18 @@ class SymbolManager:
             except OrderRejected as exc:
                 log.warning("%s: cancel %s rejected: %s", self.symbol, intent.client_id, exc)
                 return
+
+    async def _adopt(self, found: OpenOrder) -> None:
+        """Apply what the venue says of an order; fetch its fills first if we missed some."""
+        known = {o.client_id: o.filled for o in self.strategy.live_orders()}
+        if found.cum_qty > known.get(found.client_id, ZERO):
+            try:
+                for fill in await self._exchange.order_fills(found):
+                    await self._feedback(fill)
+            except ExchangeError as exc:  # the cum_qty below still gets the strategy right
+                log.warning("%s: fills of %s unavailable: %s", self.symbol, found.client_id,
+                            exc)
+        await self._feedback(_from_open_order(found))
 
     async def _resolve(self, symbol: str, client_id: str) -> OpenOrder | None:
         """Query until the venue confirms the order exists, or twice that it does not."""
@@ -556,7 +569,7 @@ class SymbolManager:
                 continue  # its place request is still in flight and resolves itself
             found = await self._resolve(self.symbol, order.client_id)
             if found is not None:
-                await self._feedback(_from_open_order(found))
+                await self._adopt(found)
             else:
                 await self._feedback(_outcome(self.symbol, order.client_id, order.side,
                                               order.price, order.qty, "CANCELED",

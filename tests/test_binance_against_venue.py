@@ -197,6 +197,12 @@ async def test_taker_fill_arrives_on_user_stream() -> None:
         bal = await wait_for(ex, lambda e: isinstance(e, BalanceUpdate) and e.asset == "BTC")
         assert isinstance(bal, BalanceUpdate)
         assert (await ex.query(SYM, "mm_take_1")).status == "FILLED"
+        # the fills can be fetched again (as after a stream outage) with the same trade ids
+        fills = await ex.order_fills(await ex.query(SYM, "mm_take_1"))
+        assert fills and fills[-1].cum_qty == qty and fills[-1].status == "FILLED"
+        assert fills[0].trade_id == ev.trade_id and fills[0].last_qty == ev.last_qty
+        assert sum((f.last_qty for f in fills), D(0)) == qty
+        assert all(f.client_id == "mm_take_1" and f.side == "BUY" for f in fills)
 
 
 async def test_faults_rate_limit_5xx_and_unknown_outcome() -> None:

@@ -176,3 +176,45 @@ async def test_unknown_cancel_of_filled_order_is_resolved_by_query(
 
 def test_fault_classes_are_exchange_errors() -> None:
     assert issubclass(UnknownOrder, Exception) and issubclass(OutcomeUnknown, Exception)
+
+
+async def test_missed_fills_are_recovered_with_their_trade_ids(
+        autojump_clock: trio.abc.Clock) -> None:
+    """A fill whose report was lost (stream down) is found by query; the venue's fill list
+    gives the position manager the trade, once, with its price and fee."""
+    from mm_trio.model import OrderUpdate
+
+    fake = FaultyExchange()
+    async with open_orchestrator(fake, CONFIG, limiter=Limiter(CONFIG.limiter)) as orch:
+        manager = await orch.add_symbol("AAA/USDT")
+        fake.inject(quote("10.00", "10.02"))
+        await trio.sleep(1)
+        cid = sorted(fake.orders)[-1]
+        order = fake.orders.pop(cid)  # filled on the venue; its reports never arrive
+        filled = OpenOrder(symbol=order.symbol, client_id=cid, order_id=order.order_id,
+                           side=order.side, price=order.price, qty=order.qty,
+                           cum_qty=order.qty, status="FILLED")
+        fills = [OrderUpdate(symbol=order.symbol, client_id=cid, side=order.side,
+                             price=order.price, qty=order.qty, status="FILLED",
+                             cum_qty=order.qty, last_qty=order.qty, last_price=order.price,
+                             fee=D("0.01"), fee_asset="USDT", trade_id=777, maker=True)]
+
+        async def query(symbol: str, client_id: str) -> OpenOrder:
+            if client_id == cid:
+                return filled
+            return await FakeExchange.query(fake, symbol, client_id)
+
+        async def order_fills(o: OpenOrder) -> list[OrderUpdate]:
+            return fills if o.client_id == cid else []
+
+        fake.query = query  # type: ignore[method-assign]
+        fake.order_fills = order_fills  # type: ignore[method-assign]
+        from mm_trio.model import StreamStatus
+        fake.inject(StreamStatus(status="resynced"))  # e.g. after a reconnect
+        await trio.sleep(2)
+        assert manager.position.fills == 1 and manager.position.buys == 1
+        assert manager.position.position == order.qty == manager.strategy.position
+        assert manager.position.fees["USDT"] == D("0.01")
+        fake.inject(StreamStatus(status="resynced"))  # a second resync changes nothing
+        await trio.sleep(2)
+        assert manager.position.fills == 1

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import trio
 
-from mm_trio.model import Balance, Event, OpenOrder, OrderRequest, SymbolSpec
+from mm_trio.model import Balance, Event, OpenOrder, OrderRequest, OrderUpdate, SymbolSpec
 
 
 class ExchangeError(Exception):
@@ -133,6 +133,12 @@ class Exchange(abc.ABC):
     @abc.abstractmethod
     async def balances(self) -> dict[str, Balance]:
         """Balances keyed by asset."""
+
+    async def order_fills(self, order: OpenOrder) -> list[OrderUpdate]:
+        """The fills of ``order`` as fill reports with trade ids, for recovering fills whose
+        reports were missed (e.g. while a stream was down). Venues that never drop reports
+        (the simulated one) return ``[]``."""
+        return []
 
     async def cancel_all(self, symbol: str, prefix: str) -> list[OpenOrder]:
         """Cancel every open order of ``symbol`` whose client id starts with ``prefix + '_'``.

@@ -53,6 +53,7 @@ from mm_trio.model import (
     Event,
     OpenOrder,
     OrderRequest,
+    OrderUpdate,
     StreamStatus,
     SymbolError,
     SymbolSpec,
@@ -448,6 +449,29 @@ class BinanceExchange(Exchange):
                     is_buyer=t.isBuyer, is_maker=t.isMaker, ts=t.time * 1_000_000)
             for t in trades
         ]
+
+    async def order_fills(self, order: OpenOrder) -> list[OrderUpdate]:
+        """Every fill of ``order`` as fill reports with trade ids (``myTrades?orderId=``,
+        weight 5), so fills missed while the user stream was down are not lost."""
+        if not order.order_id:
+            return []
+        body = await self.rest.request(
+            "GET", "/api/v3/myTrades",
+            {"symbol": self._native(order.symbol), "orderId": order.order_id},
+            weight=Weights.MY_TRADES_BY_ORDER, signed=True)
+        trades = sorted(msgspec.convert(body, list[_MyTradeJson]), key=lambda t: t.id)
+        updates: list[OrderUpdate] = []
+        cum = Decimal(0)
+        for t in trades:
+            cum += t.qty
+            updates.append(OrderUpdate(
+                symbol=order.symbol, client_id=order.client_id, side=order.side,
+                price=order.price, qty=order.qty,
+                status="FILLED" if cum >= order.qty else "PARTIALLY_FILLED",
+                cum_qty=cum, last_qty=t.qty, last_price=t.price, fee=t.commission,
+                fee_asset=t.commissionAsset, trade_id=t.id, order_id=order.order_id,
+                maker=t.isMaker, ts=t.time * 1_000_000))
+        return updates
 
     async def depth(self, symbol: str, limit: int = 100) -> Any:
         """Order book snapshot (``GET /api/v3/depth``; weight by ``limit``)."""

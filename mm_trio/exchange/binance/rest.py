@@ -77,6 +77,7 @@ class Weights:
     ACCOUNT = 20
     EXCHANGE_INFO = 20
     MY_TRADES = 20
+    MY_TRADES_BY_ORDER = 5
     TIME = 1
     PING = 1
     WS_USER_STREAM_SUBSCRIBE = 2
