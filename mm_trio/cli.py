@@ -139,7 +139,7 @@ def _plain_tree(value: Any) -> Any:
     return value
 
 
-def summary_dict(snapshot: Snapshot, open_at_exit: dict[str, int],
+def summary_dict(snapshot: Snapshot, open_at_exit: dict[str, int | None],
                  exposure_at_stop: Snapshot | None = None) -> dict[str, Any]:
     """The exit summary (``--summary-json``); ``exposure_at_stop`` is a snapshot taken when
     trading stopped, before our orders were cancelled and the symbols removed."""
@@ -155,6 +155,7 @@ def summary_dict(snapshot: Snapshot, open_at_exit: dict[str, int],
             "fees": plain(s.fees_quote),
             "max_inventory": plain(s.max_inventory),
             "breaker_trips": s.breaker_trips,
+            # None (null) when the venue could not be asked
             "open_orders_at_exit": open_at_exit.get(sym, s.open_orders),
             "state": s.state,
             "reason": s.reason,
@@ -196,13 +197,19 @@ async def _print_status(orch: Orchestrator, interval: float, out: TextIO) -> Non
         print(status_line(orch.snapshot()), file=out, flush=True)
 
 
-async def _watch_signals(run_scope: trio.CancelScope) -> None:
+async def _watch_signals(run_scope: trio.CancelScope, bound: float) -> None:
+    """SIGINT/SIGTERM end the run (our orders are then cancelled). Later signals are only
+    acknowledged: interrupting the cancels would leave orders behind, and the shutdown is
+    bounded anyway."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
-            log.warning("received %s: cancelling our orders and exiting",
-                        signal.Signals(signum).name)
-            run_scope.cancel()
-            return
+            name = signal.Signals(signum).name
+            if not run_scope.cancel_called:
+                log.warning("received %s: cancelling our orders and exiting", name)
+                run_scope.cancel()
+            else:
+                print(f"mm-trio: {name} again: still cancelling our orders (at most "
+                      f"{bound:g}s more)", file=sys.stderr, flush=True)
 
 
 def make_exchange(venue: str, base_url: str | None, config: Config,
@@ -230,7 +237,7 @@ async def run_command(config: Config, symbols: Sequence[str], *, duration: float
     run_scope = trio.CancelScope()
     rc = EXIT_OK
     async with trio.open_nursery() as outer:
-        outer.start_soon(_watch_signals, run_scope)
+        outer.start_soon(_watch_signals, run_scope, 3 * config.run.shutdown_timeout)
         async with open_orchestrator(exchange, config, limiter=limiter) as orch:
             try:
                 for symbol in symbols:
@@ -257,16 +264,25 @@ async def run_command(config: Config, symbols: Sequence[str], *, duration: float
 
 async def _finish(orch: Orchestrator, exchange: Exchange, summary_json: Path | None,
                   out: TextIO) -> None:
+    timeout = orch.config.run.shutdown_timeout
     with trio.CancelScope(shield=True):
         at_stop = orch.snapshot()
-        await orch.shutdown()
-        open_at_exit: dict[str, int] = {}
+        if orch.config.run.cancel_on_exit:
+            await orch.shutdown()
+        else:
+            log.warning("run.cancel_on_exit is false: our open orders stay on the venue")
         prefixes = {orch.config.grid_for(s).client_id_prefix for s in orch.snapshot().symbols}
-        for order in await exchange.open_orders():
-            if any(order.client_id.startswith(p + "_") for p in prefixes):
-                open_at_exit[order.symbol] = open_at_exit.get(order.symbol, 0) + 1
-        for sym in orch.snapshot().symbols:
-            open_at_exit.setdefault(sym, 0)
+        open_at_exit: dict[str, int | None] = {s: None for s in orch.snapshot().symbols}
+        with trio.move_on_after(timeout):  # a venue that hangs must not hold the exit
+            try:
+                orders = await exchange.open_orders()
+            except Exception as exc:
+                log.error("cannot count open orders at exit: %s", exc)
+            else:
+                open_at_exit = dict.fromkeys(open_at_exit, 0)
+                for order in orders:
+                    if any(order.client_id.startswith(p + "_") for p in prefixes):
+                        open_at_exit[order.symbol] = (open_at_exit.get(order.symbol) or 0) + 1
         summary = summary_dict(orch.snapshot(), open_at_exit, at_stop)
         print(summary_table(summary), file=out, flush=True)
         if summary_json is not None:

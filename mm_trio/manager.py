@@ -210,11 +210,10 @@ class SymbolManager:
         """An order event could not be queued: halt this symbol and resync from REST, loudly."""
         self.overflows += 1
         if not self._resyncing:
-            self._resyncing = True
+            self._resyncing = True  # halts opening (see _apply_gates) until resynced
             log.error("%s: order channel overflow; halting and resyncing from the venue",
                       self.symbol)
-            if self._nursery is not None:
-                self._nursery.start_soon(self._resync_after_overflow)
+            self._start(self._resync_after_overflow)
 
     # ------------------------------------------------------------------ lifecycle
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -228,6 +227,7 @@ class SymbolManager:
                         task_status.started()
                         await self._event_loop()
                 except Exception as exc:
+                    self._nursery = None  # closed: nothing may be started in it any more
                     await self._fail(exc)
         finally:
             self._nursery = None
@@ -246,6 +246,17 @@ class SymbolManager:
                 log.error("%s: cancel-all after failure failed: %s", self.symbol, cancel_exc)
         self.flat.set()
 
+    def _start(self, fn: Any, *args: Any) -> bool:
+        """Start a task in the symbol's nursery if it is still open."""
+        nursery = self._nursery
+        if nursery is None:
+            return False
+        try:
+            nursery.start_soon(fn, *args)
+        except RuntimeError:  # the nursery is closing (the symbol is failing or stopping)
+            return False
+        return True
+
     def tick(self) -> None:
         """Time passed (called once a second by the orchestrator's single ticker)."""
         self.poke(_Marker.TICK)
@@ -260,21 +271,28 @@ class SymbolManager:
         self.poke(_Marker.STOP)
 
     async def stop(self, timeout: float) -> bool:  # noqa: ASYNC109 - a bound, not a deadline
-        """Stop opening, cancel our open orders and wait for the acks. True if flat in time."""
+        """Stop opening, cancel our open orders and wait for the acks, then sweep whatever
+        the venue still lists under our prefix. True if it ended flat."""
         self.begin_stop()
         with trio.move_on_after(timeout):
             await self.flat.wait()
         ok = self.flat.is_set()
-        # belt and braces: whatever the venue still lists under our prefix goes now
-        with trio.move_on_after(timeout):
+        return await self.sweep(timeout) and ok
+
+    async def sweep(self, timeout: float) -> bool:  # noqa: ASYNC109 - a bound, not a deadline
+        """Belt and braces: cancel every open order of ours the venue still lists (bounded)."""
+        with trio.CancelScope(shield=True), trio.move_on_after(timeout) as scope:
             try:
                 left = await self._exchange.cancel_all(self.symbol, self.prefix)
                 if left:
                     log.warning("%s: cancelled %d leftover orders at stop", self.symbol, len(left))
             except Exception as exc:
                 log.error("%s: final cancel-all failed: %s", self.symbol, exc)
-                ok = False
-        return ok
+                return False
+        if scope.cancelled_caught:
+            log.error("%s: final cancel-all timed out after %.1fs", self.symbol, timeout)
+            return False
+        return True
 
     def close(self) -> None:
         """Exit the symbol's scope (after :meth:`stop`)."""
@@ -331,20 +349,21 @@ class SymbolManager:
         elif item is _Marker.STOP:
             intents = strategy.stop()
         elif item is _Marker.RESUME:
-            self._stopping = False
-            intents = strategy.resume()
-            self.state = SymbolState.RUNNING
-            self.reason = ""
+            if self._stopping or self._orch.governor.killed:
+                intents = []  # being removed / still killed: stopping is one-way
+            else:
+                intents = strategy.resume()
+                self.state = SymbolState.RUNNING
+                self.reason = ""
         elif item is _Marker.GATES:
             intents = []
         elif item is _Marker.RESYNC:
             intents = []
-            if self._nursery is not None:
-                self._nursery.start_soon(self._resync)
+            self._start(self._resync)
         elif type(item) is StreamStatus:
             intents = []
-            if item.status in ("connected", "resynced") and self._nursery is not None:
-                self._nursery.start_soon(self._resync)
+            if item.status in ("connected", "resynced"):
+                self._start(self._resync)
         else:
             intents = []
         if changes:
@@ -360,7 +379,7 @@ class SymbolManager:
             self.state = SymbolState.STOPPED
             self.reason = "loss limit: " + self.risk.tripped()["loss_limit"].reason
             return self.strategy.stop()
-        halt = self.risk.halt_opening
+        halt = self.risk.halt_opening or self._resyncing
         reduce_only = self._orch.governor.reduce_only(self.symbol)
         gates = (halt, reduce_only)
         if gates == self._gates:
@@ -529,8 +548,18 @@ class SymbolManager:
                     return
                 await trio.sleep(min(2.0, 0.1 * 2**attempts))
             except OrderRejected as exc:
+                # not "unknown order": e.g. a clock skew refusal. Learn the order's state and
+                # try again, so it never lingers half-cancelled
                 log.warning("%s: cancel %s rejected: %s", self.symbol, intent.client_id, exc)
-                return
+                found = await self._resolve(intent.symbol, intent.client_id)
+                if found is not None:
+                    await self._adopt(found)
+                    if found.status in TERMINAL_STATUSES:
+                        return
+                if attempts >= 5:
+                    self.poke(_Marker.RESYNC)
+                    return
+                await trio.sleep(min(2.0, 0.1 * 2**attempts))
 
     async def _adopt(self, found: OpenOrder) -> None:
         """Apply what the venue says of an order; fetch its fills first if we missed some."""
@@ -580,6 +609,7 @@ class SymbolManager:
             await self._resync()
         finally:
             self._resyncing = False
+            self.poke(_Marker.GATES)  # lift the halt
 
     # ------------------------------------------------------------------ views
     def snapshot(self) -> SymbolSnapshot:

@@ -100,13 +100,20 @@ class Orchestrator:
             with trio.move_on_after(timeout):
                 for manager in managers:
                     await manager.flat.wait()
-            # removing is quick once flat; the whole shutdown stays bounded (2 x timeout)
-            with trio.move_on_after(timeout):
-                for symbol in list(self._managers):
-                    await self._remove(symbol, timeout)
-            for symbol, manager in list(self._managers.items()):
-                log.error("%s: shutdown timed out; open orders may remain on the venue", symbol)
-                manager.close()
+            # every symbol's final sweep runs, whatever the others do; all bounded together
+            swept: dict[str, bool] = {}
+
+            async def sweep(m: SymbolManager) -> None:
+                swept[m.symbol] = await m.sweep(timeout)
+
+            async with trio.open_nursery() as nursery:
+                for manager in managers:
+                    nursery.start_soon(sweep, manager)
+            for manager in managers:
+                if not (manager.flat.is_set() and swept.get(manager.symbol)):
+                    log.error("%s: shutdown could not confirm every cancel; open orders may "
+                              "remain on the venue", manager.symbol)
+                await self._retire(manager, timeout)
 
     # ------------------------------------------------------------------ public API
     def symbols(self) -> list[str]:
@@ -153,6 +160,10 @@ class Orchestrator:
                 self._managers.pop(symbol, None)
                 manager.close()
                 raise
+            if self.governor.killed:  # stays stopped until an operator resumes
+                manager.state = SymbolState.STOPPED
+                manager.reason = "kill switch: " + self.governor.kill_reason
+                manager.poke(_Marker.STOP)
             log.info("%s added (%s grid, step %s, %d below / %d above)", symbol, grid.spacing,
                      grid.step, grid.levels_below, grid.levels_above)
             return manager
@@ -170,10 +181,17 @@ class Orchestrator:
         flat = await manager.stop(timeout)
         if not flat:
             log.warning("%s: not every cancel was acknowledged within %.1fs", symbol, timeout)
-        try:
-            await self.exchange.unsubscribe([symbol])
-        except Exception as exc:
-            log.warning("%s: unsubscribe failed: %s", symbol, exc)
+        return await self._retire(manager, timeout)
+
+    async def _retire(self, manager: SymbolManager,
+                      timeout: float) -> SymbolSnapshot:  # noqa: ASYNC109
+        """Unsubscribe, exit the symbol's scope and move it to the retired registry."""
+        symbol = manager.symbol
+        with trio.CancelScope(shield=True), trio.move_on_after(timeout):
+            try:
+                await self.exchange.unsubscribe([symbol])
+            except Exception as exc:
+                log.warning("%s: unsubscribe failed: %s", symbol, exc)
         manager.close()
         with trio.move_on_after(timeout):
             await manager.done.wait()
@@ -199,9 +217,10 @@ class Orchestrator:
         )
 
     async def kill(self, reason: str) -> None:
-        """Operator kill: cancel every order on every symbol and stop until resumed."""
+        """Operator kill: cancel every order on every symbol and stop until resumed
+        (latched in the governor, so symbols added meanwhile stay stopped too)."""
         log.critical("KILL: %s", reason)
-        self._stop_all(reason)
+        self._on_changes(self.governor.kill(reason))
 
     async def resume(self) -> None:
         self._on_changes(self.governor.resume())

@@ -250,6 +250,14 @@ class RiskGovernor:
         self.refusals += 1
         return reason
 
+    def kill(self, reason: str) -> list[GovernorChange]:
+        """Operator kill switch: latched like a loss kill, until :meth:`resume`."""
+        if self._killed:
+            return []
+        self._killed = True
+        self.kill_reason = f"operator: {reason}"
+        return [GovernorChange(KILL, "killed", self.kill_reason)]
+
     def resume(self) -> list[GovernorChange]:
         """Operator clears the kill switch; the loss allowance restarts from here."""
         if not self._killed:
