@@ -147,33 +147,32 @@ class RiskGovernor:
         self._total += new - st.exposure
         st.exposure = new
 
-    def _symbol_band(self, symbol: str, st: _SymbolState, out: list[GovernorChange]) -> None:
-        cap = self.config.max_symbol_exposure
+    def _band(self, scope: str, label: str, exposure: Decimal, cap: Decimal, active: bool,
+              out: list[GovernorChange]) -> tuple[bool, str] | None:
+        """Hysteresis band: the new (reduce_only, reason) when the state flips, else None."""
         clear_below = cap * (1 - self.config.hysteresis)
-        if not st.reduce_only and st.exposure > cap:
-            st.reduce_only = True
-            st.reason = f"{symbol} exposure {_m(st.exposure)} above cap {_m(cap)}"
-            out.append(GovernorChange(symbol, "reduce_only", st.reason))
-        elif st.reduce_only and st.exposure < clear_below:
-            st.reduce_only = False
-            st.reason = ""
-            out.append(GovernorChange(symbol, "normal", f"{symbol} exposure {_m(st.exposure)} "
-                                      f"below {_m(clear_below)} (cap {_m(cap)} less "
+        if not active and exposure > cap:
+            reason = f"{label} {_m(exposure)} above cap {_m(cap)}"
+            out.append(GovernorChange(scope, "reduce_only", reason))
+            return True, reason
+        if active and exposure < clear_below:
+            out.append(GovernorChange(scope, "normal", f"{label} {_m(exposure)} below "
+                                      f"{_m(clear_below)} (cap {_m(cap)} less "
                                       f"{self.config.hysteresis * 100:f}% hysteresis)"))
+            return False, ""
+        return None
+
+    def _symbol_band(self, symbol: str, st: _SymbolState, out: list[GovernorChange]) -> None:
+        flip = self._band(symbol, f"{symbol} exposure", st.exposure,
+                          self.config.max_symbol_exposure, st.reduce_only, out)
+        if flip is not None:
+            st.reduce_only, st.reason = flip
 
     def _total_band(self, out: list[GovernorChange]) -> None:
-        cap = self.config.max_total_exposure
-        clear_below = cap * (1 - self.config.hysteresis)
-        if not self._total_ro and self._total > cap:
-            self._total_ro = True
-            self._total_reason = f"total exposure {_m(self._total)} above cap {_m(cap)}"
-            out.append(GovernorChange(TOTAL, "reduce_only", self._total_reason))
-        elif self._total_ro and self._total < clear_below:
-            self._total_ro = False
-            self._total_reason = ""
-            out.append(GovernorChange(TOTAL, "normal", f"total exposure {_m(self._total)} "
-                                      f"below {_m(clear_below)} (cap {_m(cap)} less "
-                                      f"{self.config.hysteresis * 100:f}% hysteresis)"))
+        flip = self._band(TOTAL, "total exposure", self._total, self.config.max_total_exposure,
+                          self._total_ro, out)
+        if flip is not None:
+            self._total_ro, self._total_reason = flip
 
     def _kill_check(self, out: list[GovernorChange]) -> None:
         pnl = self.total_pnl

@@ -246,7 +246,7 @@ _EVENT_KINDS: dict[str, str] = {
     "executionReport": "executionReport",
     "outboundAccountPosition": "account",
 }
-_STATUS: dict[str, OrderStatus] = {
+ORDER_STATUS: dict[str, OrderStatus] = {
     "PENDING_NEW": "PENDING_NEW",
     "NEW": "NEW",
     "PARTIALLY_FILLED": "PARTIALLY_FILLED",
@@ -257,7 +257,7 @@ _STATUS: dict[str, OrderStatus] = {
     "EXPIRED": "EXPIRED",
     "EXPIRED_IN_MATCH": "EXPIRED",  # self-trade prevention
 }
-_SIDES: dict[str, Side] = {"BUY": "BUY", "SELL": "SELL"}
+SIDES: dict[str, Side] = {"BUY": "BUY", "SELL": "SELL"}
 _PREFIX = b'{"stream":"'
 _PREFIX_LEN = len(_PREFIX)
 
@@ -514,8 +514,8 @@ class StreamDecoder:
         raise MalformedMessage(f"no converter for {kind}")  # pragma: no cover
 
     def _execution_report(self, p: _ExecutionReport, recv_ts: int | None) -> list[Any]:
-        status = _STATUS.get(p.X)
-        side = _SIDES.get(p.S)
+        status = ORDER_STATUS.get(p.X)
+        side = SIDES.get(p.S)
         if status is None or side is None:
             raise MalformedMessage(f"executionReport with status {p.X!r} side {p.S!r}")
         fee = p.n if p.n is not None else Decimal(0)

@@ -21,12 +21,11 @@ from typing import Any
 
 import msgspec
 
+from mm_trio.exchange.binance.decode import ORDER_STATUS, SIDES
 from mm_trio.model import (
     ZERO,
     Balance,
     OpenOrder,
-    OrderStatus,
-    Side,
     SymbolError,
     SymbolSpec,
     parse_symbol,
@@ -43,18 +42,6 @@ __all__ = [
 
 _MS = 1_000_000
 
-ORDER_STATUS: dict[str, OrderStatus] = {
-    "PENDING_NEW": "PENDING_NEW",
-    "NEW": "NEW",
-    "PARTIALLY_FILLED": "PARTIALLY_FILLED",
-    "FILLED": "FILLED",
-    "CANCELED": "CANCELED",
-    "PENDING_CANCEL": "NEW",  # unused by Binance; the order is still live
-    "REJECTED": "REJECTED",
-    "EXPIRED": "EXPIRED",
-    "EXPIRED_IN_MATCH": "EXPIRED",  # self-trade prevention
-}
-_SIDES: dict[str, Side] = {"BUY": "BUY", "SELL": "SELL"}
 
 
 def fmt_decimal(value: Decimal) -> str:
@@ -228,7 +215,7 @@ def open_order_from_json(
     """
     o = msgspec.convert(data, _OrderJson, strict=False)
     status = ORDER_STATUS.get(o.status)
-    side = _SIDES.get(o.side)
+    side = SIDES.get(o.side)
     if status is None or side is None:
         raise ValueError(f"order JSON with status {o.status!r} side {o.side!r}")
     ms = next((t for t in (o.transactTime, o.updateTime, o.time, o.workingTime)
