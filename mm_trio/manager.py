@@ -594,7 +594,7 @@ class SymbolManager:
     async def _resync(self) -> None:
         """Ask the venue about every live order and feed back what it says (after reconnects)."""
         for order in self.strategy.live_orders():
-            if order.status == "PENDING_NEW":
+            if order.client_id in self._inflight:
                 continue  # its place request is still in flight and resolves itself
             found = await self._resolve(self.symbol, order.client_id)
             if found is not None:

@@ -224,6 +224,9 @@ class LimiterCore:
         return True
 
 
+PAUSE_MERGE_SECONDS = 1.0
+
+
 class _Waiter:
     __slots__ = ("weight", "orders", "cancel", "wake")
 
@@ -331,8 +334,17 @@ class Limiter:
                 self._wake_head()
 
     def pause(self, seconds: float, *, banned: bool = False, reason: str = "") -> None:
-        """Stop ALL traffic for ``seconds`` (429 Retry-After, or a 418 ban with an alert)."""
-        until = trio.current_time() + max(0.0, seconds)
+        """Stop ALL traffic for ``seconds`` (429 Retry-After, or a 418 ban with an alert).
+
+        The same answer reported again (by the adapter, then by its caller) is one pause: a
+        pause already in force that ends no more than a second earlier is kept as it is.
+        """
+        now = trio.current_time()
+        until = now + max(0.0, seconds)
+        core = self.core
+        if (core.paused(now) and core.paused_until >= until - PAUSE_MERGE_SECONDS
+                and (core.banned or not banned)):
+            return
         self.core.pause_until(until, banned)
         self.pauses += 1
         self.last_pause_reason = reason
