@@ -489,8 +489,11 @@ class SymbolManager:
         while True:
             attempts += 1
             try:
-                await self._exchange.place(r)
-                return  # the NEW / fill reports arrive on the event stream
+                ack = await self._exchange.place(r)
+                # the stream reports it too; the answer itself keeps the grid moving while a
+                # user stream is down (applying both is harmless: reports are idempotent)
+                await self._adopt(ack)
+                return
             except RateLimited as exc:
                 self._orch.limiter.pause(exc.retry_after, banned=exc.banned, reason=str(exc))
                 continue  # same client id: a retry is not a new order
@@ -516,8 +519,8 @@ class SymbolManager:
         while True:
             attempts += 1
             try:
-                await self._exchange.cancel(intent.symbol, intent.client_id)
-                return  # CANCELED arrives on the event stream
+                await self._adopt(await self._exchange.cancel(intent.symbol, intent.client_id))
+                return
             except RateLimited as exc:
                 self._orch.limiter.pause(exc.retry_after, banned=exc.banned, reason=str(exc))
             except UnknownOrder:
