@@ -81,6 +81,9 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="TOML: [venue] as for run, plus [server] (accounts, rate_limits, "
                           "faults, ...)")
     ven.add_argument("--seed", type=int, help="simulated market seed (overrides venue.seed)")
+    ven.add_argument("--replay", nargs="+", type=Path, metavar="FILE",
+                     help="serve these recordings (SPEC §10) as market data, in real time, "
+                          "instead of the synthetic feed")
     ven.add_argument("--api-key", help="API key of the first account (default mmtrio-test-key)")
     ven.add_argument("--api-secret", help="its HMAC secret (default mmtrio-test-secret); "
                                           "MM_TRIO_VENUE_API_SECRET is read if not given")
@@ -305,7 +308,7 @@ def _run_trio(fn: Any) -> int:
         if isinstance(leaf, (ExchangeError, OSError)):
             print(f"mm-trio: venue error: {leaf}", file=sys.stderr)
             return EXIT_VENUE
-        if isinstance(leaf, (UsageError, SymbolError)):
+        if isinstance(leaf, (UsageError, SymbolError, ReplayInputError, ConfigError)):
             print(f"mm-trio: error: {leaf}", file=sys.stderr)
             return EXIT_USAGE
         raise
@@ -375,6 +378,11 @@ def _venue(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port: must be 0..65535, got {args.port}")
     cfg = load_server_config(args.config, args.seed)
+    if args.replay:
+        for path in args.replay:
+            if not path.is_file():
+                raise UsageError(f"--replay: recording {str(path)!r} does not exist")
+        cfg = attrs.evolve(cfg, replay=tuple(str(p) for p in args.replay))
     secret = args.api_secret or os.environ.get("MM_TRIO_VENUE_API_SECRET")
     cfg = with_credentials(cfg, api_key=args.api_key, api_secret=secret)
 

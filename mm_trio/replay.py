@@ -131,6 +131,43 @@ class ReplayFeed:
         return out
 
 
+class ShiftedReplayFeed(ReplayFeed):
+    """A :class:`ReplayFeed` played on another clock: every time is moved by ``shift_ns``
+    (the paper venue replays a recording in real time, stamped with today's time)."""
+
+    def __init__(self, paths: Sequence[Path], decoder: StreamDecoder, shift_ns: int,
+                 stats: RecordingStats | None = None) -> None:
+        super().__init__(paths, decoder, stats)
+        self.shift_ns = shift_ns
+
+    def next_ts(self) -> int | None:
+        ts = super().next_ts()
+        return None if ts is None else ts + self.shift_ns
+
+    def advance(self, to_ts: int) -> list[Event]:
+        shift = self.shift_ns
+        return [msgspec.structs.replace(ev, ts=ev.ts + shift)
+                for ev in super().advance(to_ts - shift)]
+
+
+def replay_market(paths: Sequence[Path], config: Config, start_ns: int,
+                  ) -> tuple[ShiftedReplayFeed, dict[str, SymbolSpec], dict[str, Decimal]]:
+    """A feed replaying ``paths`` from venue time ``start_ns``, with the recorded symbols'
+    specs and first prices (for a venue serving recorded market data)."""
+    for p in paths:
+        if not p.is_file():
+            raise ReplayError(f"recording {str(p)!r} does not exist")
+    native_map = discover_symbols(paths, dict(config.replay.symbols))
+    if not native_map:
+        raise ReplayError("no market-data streams found in " + ", ".join(map(str, paths)))
+    specs = build_specs(paths, config, native_map)
+    mids = _first_mids(paths, StreamDecoder(native_map, clock="recv"), set(specs))
+    probe = ReplayFeed(paths, StreamDecoder(native_map, clock="recv"))
+    feed = ShiftedReplayFeed(paths, StreamDecoder(native_map, clock="recv"),
+                             start_ns - probe.first_ts)
+    return feed, specs, mids
+
+
 def _first_mids(paths: Sequence[Path], decoder: StreamDecoder, symbols: set[str],
                 max_lines: int = 20000) -> dict[str, Decimal]:
     mids: dict[str, Decimal] = {}

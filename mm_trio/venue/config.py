@@ -110,6 +110,9 @@ class VenueServerConfig:
     rate_limits: RateLimitConfig = attrs.field(factory=RateLimitConfig)
     faults: FaultConfig = attrs.field(factory=FaultConfig)
     market_symbols: tuple[str, ...] | None = None
+    # recordings (SPEC §10) to serve as market data instead of the synthetic feed, played in
+    # real time from start-up; only their symbols then have data
+    replay: tuple[str, ...] = ()
     depth_levels: int = 20
     ws_ping_interval: float | None = 20.0
     max_recv_window_ms: int = 60_000

@@ -37,6 +37,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -271,8 +272,9 @@ class VenueSim(SimulatedExchange):
 
     def __init__(self, config: SimVenueConfig, *, epoch_ns: int,
                  on_account: Callable[[Sequence[Event]], None],
-                 on_market: Callable[[Event], None] | None = None) -> None:
-        super().__init__(config, epoch_ns=epoch_ns, buffer_size=16)
+                 on_market: Callable[[Event], None] | None = None,
+                 feed: Any = None) -> None:
+        super().__init__(config, epoch_ns=epoch_ns, buffer_size=16, feed=feed)
         self._on_account = on_account
         self._on_market = on_market
 
@@ -303,15 +305,19 @@ class Account:
     """One API key: its SimulatedExchange, order ledger and user-data listeners."""
 
     def __init__(self, venue: Venue, config: AccountConfig, sim_config: SimVenueConfig, *,
-                 primary: bool) -> None:
+                 primary: bool, feed: Any = None,
+                 extra_specs: dict[str, tuple[SymbolSpec, Decimal]] | None = None) -> None:
         self.venue = venue
         self.api_key = config.api_key
         self.credentials = Credentials(config)
         if config.balances is not None:
             sim_config = attrs.evolve(sim_config, balances=dict(config.balances))
         self.sim = VenueSim(sim_config, epoch_ns=venue.epoch_ns, on_account=self.on_events,
-                            on_market=venue.on_market if primary else None)
+                            on_market=venue.on_market if primary else None,
+                            feed=feed if primary else None)
         self.engine: MatchingEngine = self.sim.engine
+        for spec, price in (extra_specs or {}).values():  # recorded symbols
+            self.engine.add_symbol(spec, price, replace=True)
         self.orders: OrderedDict[int, OrderRecord] = OrderedDict()
         self.by_cid: dict[tuple[str, str], int] = {}
         self.trades: dict[str, list[dict[str, Any]]] = {}
@@ -645,9 +651,21 @@ class Venue:
         self.faults = Faults(config.faults)
         self.hub = MarketHub(self)
         self.accounts: dict[str, Account] = {}
+        feed: Any = None
+        extra: dict[str, tuple[SymbolSpec, Decimal]] = {}
+        self.replay_symbols: tuple[str, ...] = ()
+        if config.replay:
+            from mm_trio.config import Config
+            from mm_trio.replay import replay_market
+
+            feed, specs, mids = replay_market([Path(p) for p in config.replay],
+                                              Config(venue=config.venue), time.time_ns())
+            extra = {s: (spec, mids.get(s, Decimal(1))) for s, spec in specs.items()}
+            self.replay_symbols = tuple(extra)
         for i, acct_cfg in enumerate(config.accounts):
             self.accounts[acct_cfg.api_key] = Account(self, acct_cfg, config.venue,
-                                                      primary=i == 0)
+                                                      primary=i == 0, feed=feed,
+                                                      extra_specs=extra)
         self.primary = next(iter(self.accounts.values()))
         self.others = list(self.accounts.values())[1:]
         self.engine_specs: dict[str, SymbolSpec] = self.primary.engine.specs
@@ -667,7 +685,7 @@ class Venue:
                   ) -> None:
         symbols = self.config.market_symbols
         if symbols is None:
-            symbols = tuple(self.engine_specs)
+            symbols = self.replay_symbols if self.config.replay else tuple(self.engine_specs)
         await self.primary.sim.subscribe(list(symbols))
         async with trio.open_nursery() as nursery:
             await nursery.start(self.primary.sim.run)
