@@ -91,7 +91,6 @@ class SymbolSnapshot(msgspec.Struct, kw_only=True):
 
 class _Marker(enum.Enum):
     QUOTE = "quote"  # the conflated latest quote is waiting in ``_latest_quote``
-    TICK = "tick"  # time passed: run time-driven risk checks
     GATES = "gates"  # governor state changed: recompute gates
     STOP = "stop"  # cancel everything and place nothing more
     RESUME = "resume"
@@ -258,8 +257,20 @@ class SymbolManager:
         return True
 
     def tick(self) -> None:
-        """Time passed (called once a second by the orchestrator's single ticker)."""
-        self.poke(_Marker.TICK)
+        """Time passed (called once a second by the orchestrator's single ticker).
+
+        The time-driven risk checks only read the position, so they run right here, without
+        waking the symbol's task; it is woken only when a breaker trips or clears.
+        """
+        if self.state is SymbolState.FAILED:
+            return
+        now = self._clock()
+        changes = self.risk.tick(now)
+        if self.mid is not None:
+            changes += self.risk.on_pnl(self.position.total_pnl(self.mid), now)
+        if changes:
+            self._log_breakers(changes)
+            self.poke(_Marker.GATES)
 
     def begin_stop(self) -> None:
         """Stop opening and cancel our open orders (the acks arrive later: see ``flat``)."""
@@ -340,11 +351,6 @@ class SymbolManager:
                 changes = risk.on_reject(item.reason or "rejected", now)
         elif type(item) is Trade:
             changes = risk.on_trade(item, now)
-            intents = []
-        elif item is _Marker.TICK:
-            changes = risk.tick(now)
-            if self.mid is not None:
-                changes += risk.on_pnl(position.total_pnl(self.mid), now)
             intents = []
         elif item is _Marker.STOP:
             intents = strategy.stop()

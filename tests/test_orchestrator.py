@@ -302,3 +302,23 @@ async def test_failed_symbol_restarts_with_backoff_when_configured(
         again = orch.manager("BTC/USDT")
         await wait_for(lambda: len(again.strategy.live_orders()) > 0)
         assert again.state in (SymbolState.RUNNING, SymbolState.HALTED)
+
+
+async def test_stale_data_halts_opening_then_resumes(autojump_clock: trio.abc.Clock) -> None:
+    """No quote for risk.stale_after: opening orders are cancelled (time-driven breaker via
+    the orchestrator's ticker); a fresh quote resumes trading."""
+    fake = FakeExchange(["AAA/USDT"])
+    config = make_config({"risk": {"stale_after": 5.0}})
+    async with open_orchestrator(fake, config, limiter=Limiter(config.limiter)) as orch:
+        manager = await orch.add_symbol("AAA/USDT")
+        q = Quote(symbol="AAA/USDT", bid=D("10.00"), bid_qty=D(1), ask=D("10.01"),
+                  ask_qty=D(1), ts=1)
+        fake.inject(q)
+        await trio.sleep(1)
+        assert len(fake.orders) > 0 and manager.state is SymbolState.RUNNING
+        await trio.sleep(6)
+        assert manager.state is SymbolState.HALTED and "stale" in manager.snapshot().breakers
+        assert fake.orders == {}  # opening orders cancelled
+        fake.inject(q)
+        await trio.sleep(1)
+        assert manager.state is SymbolState.RUNNING and len(fake.orders) > 0
