@@ -109,11 +109,16 @@ class Orchestrator:
             async with trio.open_nursery() as nursery:
                 for manager in managers:
                     nursery.start_soon(sweep, manager)
+            with trio.move_on_after(timeout):  # one request for all, bounded
+                try:
+                    await self.exchange.unsubscribe([m.symbol for m in managers])
+                except Exception as exc:
+                    log.warning("unsubscribe at shutdown failed: %s", exc)
             for manager in managers:
                 if not (manager.flat.is_set() and swept.get(manager.symbol)):
                     log.error("%s: shutdown could not confirm every cancel; open orders may "
                               "remain on the venue", manager.symbol)
-                await self._retire(manager, timeout)
+                await self._retire(manager, timeout, unsubscribe=False)
 
     # ------------------------------------------------------------------ public API
     def symbols(self) -> list[str]:
@@ -183,17 +188,18 @@ class Orchestrator:
             log.warning("%s: not every cancel was acknowledged within %.1fs", symbol, timeout)
         return await self._retire(manager, timeout)
 
-    async def _retire(self, manager: SymbolManager,
-                      timeout: float) -> SymbolSnapshot:  # noqa: ASYNC109
+    async def _retire(self, manager: SymbolManager, timeout: float,  # noqa: ASYNC109
+                      *, unsubscribe: bool = True) -> SymbolSnapshot:
         """Unsubscribe, exit the symbol's scope and move it to the retired registry."""
         symbol = manager.symbol
-        with trio.CancelScope(shield=True), trio.move_on_after(timeout):
-            try:
-                await self.exchange.unsubscribe([symbol])
-            except Exception as exc:
-                log.warning("%s: unsubscribe failed: %s", symbol, exc)
+        if unsubscribe:
+            with trio.CancelScope(shield=True), trio.move_on_after(timeout):
+                try:
+                    await self.exchange.unsubscribe([symbol])
+                except Exception as exc:
+                    log.warning("%s: unsubscribe failed: %s", symbol, exc)
         manager.close()
-        with trio.move_on_after(timeout):
+        with trio.move_on_after(1.0):  # its scope is cancelled: it ends at once
             await manager.done.wait()
         if manager.state is not SymbolState.FAILED:
             manager.state = SymbolState.REMOVED
