@@ -79,8 +79,8 @@ class SimVenueConfig:
 
     seed: int = 1
     latency_ms: float = 5.0
-    maker_fee: Decimal = D("0.001")
-    taker_fee: Decimal = D("0.001")
+    maker_fee: Decimal = D("0.0002")  # a market-maker tier; Binance VIP 0 is 0.001
+    taker_fee: Decimal = D("0.0004")
     queue_model: Literal["trade_through", "touch", "probabilistic"] = "probabilistic"
     queue_fill_probability: float = 0.3  # chance a trade at our price reaches us (probabilistic)
     tick_interval_ms: float = 100.0  # synthetic market update period per symbol

@@ -207,7 +207,7 @@ def test_place_locks_and_cancel_releases_exactly() -> None:
 
 
 def test_trade_through_fills_buy_at_limit_with_maker_fee() -> None:
-    e = make()
+    e = make(maker_fee=D("0.001"))
     usdt0, btc0 = total(e, "USDT"), total(e, "BTC")
     e.place(req("b", "BUY", "50000", "0.01"), 1)
     assert e.on_trade(trade("50000.01", "1")) == []  # above: nothing
@@ -225,7 +225,7 @@ def test_trade_through_fills_buy_at_limit_with_maker_fee() -> None:
 
 
 def test_sell_trade_through() -> None:
-    e = make()
+    e = make(maker_fee=D("0.001"))
     usdt0, btc0 = total(e, "USDT"), total(e, "BTC")
     e.place(req("s", "SELL", "61000", "0.1"), 1)
     (f,) = fills(e.on_trade(trade("61000.5", "0.5", buyer_maker=False)))
