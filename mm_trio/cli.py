@@ -324,6 +324,8 @@ def _record(args: argparse.Namespace) -> int:
     symbols = _parse_symbols(args.symbols)
     if args.duration is not None and args.duration <= 0:
         raise UsageError(f"--duration: must be > 0, got {args.duration:g}")
+    if args.out.exists():
+        raise UsageError(f"--out: {str(args.out)!r} exists; not overwriting a recording")
     try:
         ws = derive_ws_urls(args.base_url)[0] if args.base_url else VENUES[args.venue][1]
     except ValueError as exc:

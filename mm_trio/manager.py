@@ -169,6 +169,7 @@ class SymbolManager:
         self.trades_dropped = 0
         self.rejects = 0
         self.overflows = 0
+        self.bad_quotes = 0
 
     # ------------------------------------------------------------------ demux side (sync)
     def deliver(self, event: Any) -> None:
@@ -338,6 +339,9 @@ class SymbolManager:
             self._quote_pending = False
             quote = self._latest_quote
             if quote is None:
+                return
+            if quote.bid <= 0 or quote.ask <= 0 or quote.bid >= quote.ask:
+                self.bad_quotes += 1  # an empty or crossed book side is no price to trade on
                 return
             self.mid = quote.mid
             changes = risk.on_quote(quote, now)

@@ -48,7 +48,8 @@ class GzipLineWriter:
     """Appends ``<ns> <payload>`` lines to a gzip file; :meth:`flush` makes them readable."""
 
     def __init__(self, path: str | PathLike[str], *, compresslevel: int = 6) -> None:
-        self._raw: IO[bytes] = open(path, "wb")  # noqa: SIM115 (closed in close())
+        # "xb": an earlier recording is never overwritten (FileExistsError instead)
+        self._raw: IO[bytes] = open(path, "xb")  # noqa: SIM115 (closed in close())
         self._gz = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw,
                                  compresslevel=compresslevel)
         self.lines = 0

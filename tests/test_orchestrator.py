@@ -322,3 +322,19 @@ async def test_stale_data_halts_opening_then_resumes(autojump_clock: trio.abc.Cl
         fake.inject(q)
         await trio.sleep(1)
         assert manager.state is SymbolState.RUNNING and len(fake.orders) > 0
+
+
+async def test_empty_or_crossed_book_is_not_traded_on(autojump_clock: trio.abc.Clock) -> None:
+    fake = FakeExchange(["AAA/USDT"])
+    config = make_config()
+    async with open_orchestrator(fake, config, limiter=Limiter(config.limiter)) as orch:
+        manager = await orch.add_symbol("AAA/USDT")
+        for bid, ask in (("0", "10.01"), ("10.02", "10.01"), ("10.00", "10.00")):
+            fake.inject(Quote(symbol="AAA/USDT", bid=D(bid), bid_qty=D(1), ask=D(ask),
+                              ask_qty=D(1), ts=1))
+            await trio.sleep(0.5)
+        assert manager.bad_quotes == 3 and manager.mid is None and fake.placed == []
+        fake.inject(Quote(symbol="AAA/USDT", bid=D("10.00"), bid_qty=D(1), ask=D("10.01"),
+                          ask_qty=D(1), ts=2))
+        await trio.sleep(0.5)
+        assert fake.placed

@@ -1,8 +1,5 @@
-"""Review findings (I/O layer: Binance adapter, recorder/recording/replay, paper venue).
-
-Every test here demonstrates a bug that is still open; each is ``xfail(strict=True)`` so the
-suite stays green and the test starts failing (XPASS) the moment the bug is fixed.
-"""
+"""Regression tests for review findings in the I/O layer (Binance adapter, recorder,
+recording/replay, paper venue)."""
 
 from __future__ import annotations
 
@@ -41,8 +38,6 @@ HUGE_TRADE = (b'{"stream":"btcusdt@trade","data":{"e":"trade","E":1,"s":"BTCUSDT
 # --------------------------------------------------------------------------- decoder / replay
 
 
-@pytest.mark.xfail(strict=True, reason="decoder accepts Decimals outside the context range "
-                   "(1e999999999): counted as good, later arithmetic raises decimal.Overflow")
 def test_decoder_counts_out_of_range_decimal_as_malformed() -> None:
     d = StreamDecoder({"BTCUSDT": "BTC/USDT"})
     quote = (b'{"stream":"btcusdt@bookTicker","data":{"u":1,"s":"BTCUSDT",'
@@ -55,8 +50,6 @@ def test_decoder_counts_out_of_range_decimal_as_malformed() -> None:
     assert d.stats.malformed == 2
 
 
-@pytest.mark.xfail(strict=True, reason="one recorded line with an out-of-range number "
-                   "crashes replay (decimal.Overflow in infer_specs) instead of being counted")
 def test_replay_survives_out_of_range_number(tmp_path: Path) -> None:
     lines = [b"%d %s" % rec for rec in itertools.islice(iter_recording(BTC), 2000)]
     t0 = int(lines[0].split(b" ", 1)[0])
@@ -69,8 +62,6 @@ def test_replay_survives_out_of_range_number(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- recorder
 
 
-@pytest.mark.xfail(strict=True, reason="GzipLineWriter opens the output with 'wb': restarting "
-                   "`mm-trio record --out same.gz` silently destroys the earlier recording")
 def test_recorder_does_not_destroy_an_existing_recording(tmp_path: Path) -> None:
     path = tmp_path / "btc.gz"
     write_recording(path, [(1, b'{"stream":"btcusdt@trade","data":{}}')])
@@ -85,8 +76,6 @@ def test_recorder_does_not_destroy_an_existing_recording(tmp_path: Path) -> None
 # --------------------------------------------------------------------------- REST client
 
 
-@pytest.mark.xfail(strict=True, reason="a -1021 (timestamp outside recvWindow) never triggers "
-                   "a server-time re-sync: after clock drift every signed request keeps failing")
 async def test_rest_resyncs_clock_after_1021() -> None:
     server_ms = 2_000_000_000_000
     local = {"ms": server_ms}
@@ -122,8 +111,6 @@ async def test_rest_resyncs_clock_after_1021() -> None:
 # --------------------------------------------------------------------------- paper venue
 
 
-@pytest.mark.xfail(strict=True, reason="paper venue accepts a unified 'BTC/USDT' symbol "
-                   "parameter; Binance answers -1100 (illegal characters), hiding adapter bugs")
 async def test_venue_rejects_unified_symbol_param() -> None:
     async with open_venue(venue_config()) as srv, \
             httpx.AsyncClient(base_url=srv.http_url) as c:
@@ -132,8 +119,6 @@ async def test_venue_rejects_unified_symbol_param() -> None:
         assert r.status_code == 400 and r.json()["code"] == -1100, r.text
 
 
-@pytest.mark.xfail(strict=True, reason="paper venue silently ignores parameters it does not "
-                   "read; Binance rejects them (-1104), so a misspelt parameter passes locally")
 async def test_venue_rejects_unread_parameters() -> None:
     async with open_venue(venue_config()) as srv, \
             httpx.AsyncClient(base_url=srv.http_url) as c:
@@ -144,9 +129,6 @@ async def test_venue_rejects_unread_parameters() -> None:
         assert r.status_code == 400 and r.json()["code"] == -1104, r.text
 
 
-@pytest.mark.xfail(strict=True, reason="paper venue turns a space back into '+' in Ed25519 "
-                   "signatures, so a client that forgets to percent-encode base64 passes "
-                   "locally; Binance decodes '+' as a space and answers -1022")
 async def test_venue_rejects_unencoded_ed25519_signature() -> None:
     key = Ed25519PrivateKey.generate()
     pem = key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)

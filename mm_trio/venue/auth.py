@@ -52,7 +52,9 @@ class Credentials:
                 return True
         if self._ed25519 is not None:
             try:
-                raw = base64.b64decode(signature.replace(" ", "+"), validate=True)
+                # as on Binance: a base64 '+' sent without percent-encoding arrives as a
+                # space and the signature fails
+                raw = base64.b64decode(signature, validate=True)
                 self._ed25519.verify(raw, payload)
             except (InvalidSignature, binascii.Error, ValueError):
                 return False

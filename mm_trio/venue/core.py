@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import secrets
 import string
 import time
@@ -86,6 +87,8 @@ log = logging.getLogger(__name__)
 _JSON = msgspec.json.Encoder(decimal_format="string")
 _DECODE = msgspec.json.Decoder()
 _DEC_RE_TEXT = r"^([0-9]{1,20})(\.[0-9]{1,20})?$"
+_SYMBOL_RE_TEXT = "^[A-Z0-9-_.]{1,20}$"
+_SYMBOL_RE = re.compile(r"[A-Z0-9\-_.]{1,20}")
 _SYMBOLS_RE_TEXT = '^\\[("[A-Z0-9-_.]{1,20}"(,"[A-Z0-9-_.]{1,20}"){0,}){0,1}\\]$'
 _CID_RE_TEXT = r"^[\.A-Z\:/a-z0-9_-]{1,36}$"
 _CID_CHARS = frozenset(string.ascii_letters + string.digits + "._:/-")
@@ -721,13 +724,16 @@ class Venue:
 
     # ------------------------------------------------------------------ symbols
     def symbol(self, params: Mapping[str, str], *, required: bool = True) -> str | None:
-        """Unified symbol of the ``symbol`` parameter (native ``BTCUSDT`` or ``BTC/USDT``)."""
+        """Unified symbol of the ``symbol`` parameter, which must be a native name exactly as
+        Binance takes it (``BTCUSDT``: a ``BTC/USDT`` is refused, as Binance does)."""
         raw = params.get("symbol")
         if raw is None or raw == "":
             if required:
                 raise mandatory("symbol")
             return None
-        unified = self.natives.get(raw.upper()) or (raw if raw in self.engine_specs else None)
+        if not _SYMBOL_RE.fullmatch(raw):
+            raise illegal("symbol", _SYMBOL_RE_TEXT)
+        unified = self.natives.get(raw)
         if unified is None:
             raise VenueError(-1121, "Invalid symbol.")
         return unified

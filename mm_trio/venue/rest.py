@@ -48,6 +48,20 @@ class Endpoint:
     weight: Callable[[Mapping[str, str]], int]
     handler: Handler
     signed: bool = False
+    params: frozenset[str] = frozenset()  # every parameter Binance reads (beyond signing)
+
+    def unread(self, params: Mapping[str, str]) -> list[str]:
+        """Parameters Binance would not read (it answers -1104 before doing anything)."""
+        known = self.params | _SIGNING if self.signed else self.params
+        return [name for name in params if name not in known]
+
+
+_SIGNING = frozenset({"timestamp", "recvWindow", "signature"})
+_ORDER_PARAMS = frozenset({
+    "symbol", "side", "type", "timeInForce", "quantity", "quoteOrderQty", "price",
+    "newClientOrderId", "strategyId", "strategyType", "stopPrice", "trailingDelta",
+    "icebergQty", "newOrderRespType", "selfTradePreventionMode", "pegPriceType",
+    "pegOffsetValue", "pegOffsetType"})
 
 
 def _const(w: int) -> Callable[[Mapping[str, str]], int]:
@@ -239,22 +253,40 @@ async def _test_order(venue: Venue, params: dict[str, str], acct: Account | None
     return {}
 
 
+def _p(*names: str) -> frozenset[str]:
+    return frozenset(names)
+
+
 ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ("GET", "/api/v3/ping"): Endpoint(_const(1), _ping),
     ("GET", "/api/v3/time"): Endpoint(_const(1), _time),
-    ("GET", "/api/v3/exchangeInfo"): Endpoint(_const(20), _exchange_info),
-    ("GET", "/api/v3/depth"): Endpoint(_depth_weight, _depth),
-    ("GET", "/api/v3/ticker/bookTicker"): Endpoint(_many_weight(2, 4), _book_ticker),
-    ("GET", "/api/v3/ticker/price"): Endpoint(_many_weight(2, 4), _price_ticker),
-    ("GET", "/api/v3/account"): Endpoint(_const(20), _account, signed=True),
+    ("GET", "/api/v3/exchangeInfo"): Endpoint(
+        _const(20), _exchange_info,
+        params=_p("symbol", "symbols", "permissions", "showPermissionSets", "symbolStatus")),
+    ("GET", "/api/v3/depth"): Endpoint(_depth_weight, _depth, params=_p("symbol", "limit")),
+    ("GET", "/api/v3/ticker/bookTicker"): Endpoint(
+        _many_weight(2, 4), _book_ticker, params=_p("symbol", "symbols", "symbolStatus")),
+    ("GET", "/api/v3/ticker/price"): Endpoint(
+        _many_weight(2, 4), _price_ticker, params=_p("symbol", "symbols", "symbolStatus")),
+    ("GET", "/api/v3/account"): Endpoint(_const(20), _account, signed=True,
+                                         params=_p("omitZeroBalances")),
     ("GET", "/api/v3/myTrades"): Endpoint(
-        lambda p: 5 if p.get("orderId") else 20, _my_trades, signed=True),
-    ("GET", "/api/v3/openOrders"): Endpoint(_many_weight(6, 80), _open_orders, signed=True),
-    ("DELETE", "/api/v3/openOrders"): Endpoint(_const(1), _cancel_open_orders, signed=True),
-    ("POST", "/api/v3/order"): Endpoint(_const(1), _new_order, signed=True),
-    ("POST", "/api/v3/order/test"): Endpoint(_const(1), _test_order, signed=True),
-    ("GET", "/api/v3/order"): Endpoint(_const(4), _get_order, signed=True),
-    ("DELETE", "/api/v3/order"): Endpoint(_const(1), _cancel_order, signed=True),
+        lambda p: 5 if p.get("orderId") else 20, _my_trades, signed=True,
+        params=_p("symbol", "orderId", "startTime", "endTime", "fromId", "limit")),
+    ("GET", "/api/v3/openOrders"): Endpoint(_many_weight(6, 80), _open_orders, signed=True,
+                                            params=_p("symbol")),
+    ("DELETE", "/api/v3/openOrders"): Endpoint(_const(1), _cancel_open_orders, signed=True,
+                                               params=_p("symbol")),
+    ("POST", "/api/v3/order"): Endpoint(_const(1), _new_order, signed=True,
+                                        params=_ORDER_PARAMS),
+    ("POST", "/api/v3/order/test"): Endpoint(_const(1), _test_order, signed=True,
+                                             params=_ORDER_PARAMS | {"computeCommissionRates"}),
+    ("GET", "/api/v3/order"): Endpoint(_const(4), _get_order, signed=True,
+                                       params=_p("symbol", "orderId", "origClientOrderId")),
+    ("DELETE", "/api/v3/order"): Endpoint(
+        _const(1), _cancel_order, signed=True,
+        params=_p("symbol", "orderId", "origClientOrderId", "newClientOrderId",
+                  "cancelRestrictions")),
 }
 
 
@@ -303,6 +335,11 @@ async def api_endpoint(request: Request) -> Response:
         if faults.take("fail_next"):
             raise _fail_body(faults.fail_status)
         acct = authenticate(venue, request, query, body, params) if endpoint.signed else None
+        unread = endpoint.unread(params)
+        if unread:
+            raise VenueError(-1104, f"Not all sent parameters were read; read "
+                             f"'{len(params) - len(unread)}' parameter(s) but was sent "
+                             f"'{len(params)}'.")
         result = await endpoint.handler(venue, params, acct, headers)
     except VenueError as exc:
         status = exc.status

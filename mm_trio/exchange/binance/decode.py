@@ -278,9 +278,12 @@ def _stream_kind(stream: str) -> str | None:
     return _STREAM_KINDS.get(name)
 
 
+MAX_EXPONENT = 30  # |log10| of any price or quantity we accept; beyond it is not a market
+
+
 def _check(*values: Decimal) -> None:
     for v in values:
-        if not v.is_finite() or v.is_signed():
+        if not v.is_finite() or v.is_signed() or (v and abs(v.adjusted()) > MAX_EXPONENT):
             raise MalformedMessage(f"bad number {v}")
 
 

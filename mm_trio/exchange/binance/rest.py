@@ -232,7 +232,7 @@ class BinanceRest:
     async def aclose(self) -> None:
         client, self._client = self._client, None
         if client is not None:
-            with trio.CancelScope(shield=True):
+            with trio.CancelScope(shield=True), trio.move_on_after(5.0):
                 await client.aclose()
 
     def timestamp_ms(self) -> int:
@@ -269,7 +269,10 @@ class BinanceRest:
             retry = method == "GET"
         attempts = self.get_retries + 1 if retry else 1
         delay = self.retry_base
-        for attempt in range(1, attempts + 1):
+        attempt = 0
+        resynced = False
+        while True:
+            attempt += 1
             try:
                 return await self._once(method, path, params or {}, weight=weight,
                                         orders=orders, cancel=cancel, signed=signed,
@@ -281,7 +284,16 @@ class BinanceRest:
                             attempts - 1)
                 await trio.sleep(self._rng.uniform(0.5, 1.0) * delay)
                 delay = min(delay * 2, self.retry_max)
-        raise AssertionError("unreachable")  # pragma: no cover
+            except ExchangeError as exc:
+                # -1021: our clock drifted out of recvWindow. Nothing was executed, so
+                # re-sync with the server's clock and send it again, once.
+                if exc.code != -1021 or not signed or resynced:
+                    raise
+                resynced = True
+                attempt -= 1
+                log.warning("%s %s: timestamp outside recvWindow; re-syncing the clock",
+                            method, path)
+                await self.sync_time()
 
     async def _once(self, method: str, path: str, params: Mapping[str, object], *,
                     weight: int, orders: int, cancel: bool, signed: bool, order: bool) -> Any:
