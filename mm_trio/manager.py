@@ -525,6 +525,11 @@ class SymbolManager:
                 # confirmed absent twice: safe to send again under the same id
 
     async def _cancel(self, intent: CancelOrder) -> None:
+        placing = self._inflight.get(intent.client_id)
+        if placing is not None:
+            # its place request is still on its way (cancels go first in the limiter): a
+            # cancel sent now would only earn "unknown order"; wait for the place's answer
+            await placing.wait()
         attempts = 0
         while True:
             attempts += 1
