@@ -502,7 +502,8 @@ class SymbolManager:
                 ack = await self._exchange.place(r)
                 # the stream reports it too; the answer itself keeps the grid moving while a
                 # user stream is down (applying both is harmless: reports are idempotent)
-                await self._adopt(ack)
+                if not self._exchange.lossless_reports:
+                    await self._adopt(ack)
                 return
             except RateLimited as exc:
                 self._orch.limiter.pause(exc.retry_after, banned=exc.banned, reason=str(exc))
@@ -534,7 +535,9 @@ class SymbolManager:
         while True:
             attempts += 1
             try:
-                await self._adopt(await self._exchange.cancel(intent.symbol, intent.client_id))
+                answer = await self._exchange.cancel(intent.symbol, intent.client_id)
+                if not self._exchange.lossless_reports:
+                    await self._adopt(answer)
                 return
             except RateLimited as exc:
                 self._orch.limiter.pause(exc.retry_after, banned=exc.banned, reason=str(exc))

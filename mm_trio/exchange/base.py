@@ -92,6 +92,9 @@ class Exchange(abc.ABC):
     """
 
     name: str = "exchange"
+    # True when every order outcome reaches the event stream (the simulated venue): the
+    # answers of place/cancel then add nothing and are not applied a second time
+    lossless_reports: bool = False
 
     @abc.abstractmethod
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

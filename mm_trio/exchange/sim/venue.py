@@ -117,6 +117,7 @@ class SimulatedExchange(Exchange):
     """
 
     name = "sim"
+    lossless_reports = True  # every outcome is posted to the one stream, in engine order
 
     def __init__(self, config: SimVenueConfig, *, limiter: LimiterLike | None = None,
                  feed: MarketFeed | None = None, engine: MatchingEngine | None = None,
