@@ -249,8 +249,7 @@ async def run_command(config: Config, symbols: Sequence[str], *, duration: float
                 print(f"mm-trio: error: --symbols: {exc}", file=err, flush=True)
                 rc = EXIT_USAGE
             if rc == EXIT_OK:
-                for symbol in symbols:
-                    await orch.add_symbol(symbol)
+                await orch.add_symbols(list(symbols))
                 print(f"mm-trio: trading {', '.join(symbols)} on {exchange.name}"
                       + (f" for {duration:g}s" if duration else " (Ctrl-C to stop)"),
                       file=out, flush=True)

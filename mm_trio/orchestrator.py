@@ -138,7 +138,28 @@ class Orchestrator:
             raise SymbolError(f"symbol {symbol!r} is not listed by venue {self.exchange.name!r}")
         return spec
 
-    async def add_symbol(self, symbol: str, config: GridConfig | None = None) -> SymbolManager:
+    async def add_symbols(self, symbols: list[str]) -> list[SymbolManager]:
+        """Start several symbols with ONE market-data subscription (a venue paces its
+        subscribe messages, so this is much faster than adding them one by one). Every symbol
+        is checked first: a bad one is rejected by name and nothing is started."""
+        for symbol in symbols:
+            self.check_symbol(symbol)
+            if symbol in self._managers:
+                raise SymbolError(f"symbol {symbol!r} is already running")
+        if len(set(symbols)) != len(symbols):
+            raise SymbolError("a symbol is given twice: " + ", ".join(symbols))
+        managers = [await self.add_symbol(s, subscribe=False) for s in symbols]
+        try:
+            await self.exchange.subscribe(list(symbols))
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                for symbol in symbols:
+                    await self._remove(symbol, self.config.run.shutdown_timeout)
+            raise
+        return managers
+
+    async def add_symbol(self, symbol: str, config: GridConfig | None = None, *,
+                         subscribe: bool = True) -> SymbolManager:
         """Start trading ``symbol`` in its own child nursery. Rejects bad symbols by name."""
         async with self._lock:
             spec = self.check_symbol(symbol)
@@ -160,7 +181,8 @@ class Orchestrator:
             self._retired.pop(symbol, None)
             try:
                 await self._nursery.start(manager.run)
-                await self.exchange.subscribe([symbol])
+                if subscribe:
+                    await self.exchange.subscribe([symbol])
             except BaseException:
                 self._managers.pop(symbol, None)
                 manager.close()

@@ -338,3 +338,24 @@ async def test_empty_or_crossed_book_is_not_traded_on(autojump_clock: trio.abc.C
                           ask_qty=D(1), ts=2))
         await trio.sleep(0.5)
         assert fake.placed
+
+
+async def test_add_symbols_subscribes_once_and_rejects_bad_input_whole(
+        autojump_clock: trio.abc.Clock) -> None:
+    fake = FakeExchange(["AAA/USDT", "BBB/USDT", "CCC/USDT"])
+    calls: list[list[str]] = []
+    original = fake.subscribe
+
+    async def subscribe(symbols: Any) -> None:
+        calls.append(list(symbols))
+        await original(symbols)
+
+    fake.subscribe = subscribe  # type: ignore[method-assign]
+    config = make_config()
+    async with open_orchestrator(fake, config, limiter=Limiter(config.limiter)) as orch:
+        with pytest.raises(SymbolError, match="NOPE/USDT"):
+            await orch.add_symbols(["AAA/USDT", "NOPE/USDT"])
+        assert orch.symbols() == [] and calls == []  # nothing started
+        managers = await orch.add_symbols(["AAA/USDT", "BBB/USDT", "CCC/USDT"])
+        assert calls == [["AAA/USDT", "BBB/USDT", "CCC/USDT"]]
+        assert [m.symbol for m in managers] == orch.symbols()
