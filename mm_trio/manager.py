@@ -556,8 +556,7 @@ class SymbolManager:
                     if attempts >= 5:
                         return
                     continue
-                live = {o.client_id: o for o in self.strategy.live_orders()}
-                lo = live.get(intent.client_id)
+                lo = self.strategy.live_order(intent.client_id)
                 if lo is not None:
                     await self._feedback(_outcome(intent.symbol, lo.client_id, lo.side, lo.price,
                                                   lo.qty, "CANCELED", "unknown to venue",
@@ -584,8 +583,8 @@ class SymbolManager:
 
     async def _adopt(self, found: OpenOrder) -> None:
         """Apply what the venue says of an order; fetch its fills first if we missed some."""
-        known = {o.client_id: o.filled for o in self.strategy.live_orders()}
-        if found.cum_qty > known.get(found.client_id, ZERO):
+        live = self.strategy.live_order(found.client_id)
+        if found.cum_qty > (live.filled if live is not None else ZERO):
             try:
                 for fill in await self._exchange.order_fills(found):
                     await self._feedback(fill)

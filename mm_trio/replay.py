@@ -157,15 +157,22 @@ def replay_market(paths: Sequence[Path], config: Config, start_ns: int,
     for p in paths:
         if not p.is_file():
             raise ReplayError(f"recording {str(p)!r} does not exist")
+    native_map, specs, mids = recorded_market(paths, config)
+    feed = ShiftedReplayFeed(paths, StreamDecoder(native_map, clock="recv"), 0)
+    feed.shift_ns = start_ns - feed.first_ts
+    return feed, specs, mids
+
+
+def recorded_market(paths: Sequence[Path], config: Config,
+                    ) -> tuple[dict[str, str], dict[str, SymbolSpec], dict[str, Decimal]]:
+    """What the recordings hold: native -> unified names, a spec per recorded symbol
+    (inferred, then ``[replay.specs]`` overrides) and each symbol's first price."""
     native_map = discover_symbols(paths, dict(config.replay.symbols))
     if not native_map:
         raise ReplayError("no market-data streams found in " + ", ".join(map(str, paths)))
     specs = build_specs(paths, config, native_map)
     mids = _first_mids(paths, StreamDecoder(native_map, clock="recv"), set(specs))
-    probe = ReplayFeed(paths, StreamDecoder(native_map, clock="recv"))
-    feed = ShiftedReplayFeed(paths, StreamDecoder(native_map, clock="recv"),
-                             start_ns - probe.first_ts)
-    return feed, specs, mids
+    return native_map, specs, mids
 
 
 def _first_mids(paths: Sequence[Path], decoder: StreamDecoder, symbols: set[str],
@@ -269,13 +276,9 @@ async def replay_session(paths: Sequence[Path], config: Config, *,
     """Replay ``paths`` through the live pipeline; return the recorder and the summary."""
     from mm_trio.cli import summary_dict  # the same summary shape as `run --summary-json`
 
-    native_map = discover_symbols(paths, dict(config.replay.symbols))
-    if not native_map:
-        raise ReplayError("no market-data streams found in " + ", ".join(map(str, paths)))
-    specs = build_specs(paths, config, native_map)
+    native_map, specs, mids = recorded_market(paths, config)
     symbols = [s for s in native_map.values() if s in specs]
     decoder = StreamDecoder(native_map, clock="recv")
-    mids = _first_mids(paths, StreamDecoder(native_map, clock="recv"), set(symbols))
     total_records = sum(1 for _ in merge_recordings(paths)) if progress is not None else 0
     stats = RecordingStats()
     feed = ReplayFeed(paths, decoder, stats)

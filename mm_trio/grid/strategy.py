@@ -168,6 +168,11 @@ class GridStrategy:
         return sum((o.price * o.remaining for o in self._orders.values() if o.side == "BUY"),
                    ZERO)
 
+    def live_order(self, client_id: str) -> LiveOrder | None:
+        """One live order by client id (``None`` if it is not live)."""
+        order = self._orders.get(client_id)
+        return None if order is None else order.view()
+
     def live_orders(self) -> list[LiveOrder]:
         return [self._orders[cid].view() for cid in sorted(self._orders)]
 
