@@ -531,6 +531,8 @@ class SymbolManager:
             # its place request is still on its way (cancels go first in the limiter): a
             # cancel sent now would only earn "unknown order"; wait for the place's answer
             await placing.wait()
+            if self.strategy.live_order(intent.client_id) is None:
+                return  # the place ended it (rejected, or filled and reported): nothing to cancel
         attempts = 0
         while True:
             attempts += 1
