@@ -41,6 +41,8 @@ class GridConfig:
     lower: Decimal | None = None
     upper: Decimal | None = None
     inventory_skew: Decimal = D("0")  # fraction of one step per held level
+    # the window moves only once the price is this fraction of a level past the boundary
+    trail_hysteresis: Decimal = D("0.25")
     client_id_prefix: str = "mmt"
 
 
@@ -220,6 +222,8 @@ def validate_grid(grid: GridConfig, path: str = "grid") -> None:
         _check(grid.lower < grid.upper, f"{path}.lower", str(grid.lower), "must be below upper")
     _check(0 <= grid.inventory_skew <= 10, f"{path}.inventory_skew", str(grid.inventory_skew),
            "must be 0..10")
+    _check(0 <= grid.trail_hysteresis < 1, f"{path}.trail_hysteresis",
+           str(grid.trail_hysteresis), "must be >= 0 and < 1 (a fraction of one level)")
     try:
         validate_prefix(grid.client_id_prefix)
     except ValueError as exc:

@@ -94,7 +94,8 @@ def scenarios(draw: st.DrawFn, *, mode: str | None = None, steps: int = 200) -> 
     config = GridConfig(spacing=spacing, step=gstep, levels_below=lb, levels_above=la,
                         order_size=order_size, order_size_in=size_in, mode=grid_mode,
                         anchor=anchor, lower=lower, upper=upper,
-                        inventory_skew=draw(st.sampled_from([D(0), D(0), D("0.5"), D(2)])))
+                        inventory_skew=draw(st.sampled_from([D(0), D(0), D("0.5"), D(2)])),
+                        trail_hysteresis=draw(st.sampled_from([D(0), D("0.25"), D("0.9")])))
     start_position = D(0)
     if draw(st.booleans()):
         start_position = step_size * draw(st.integers(1, 60))

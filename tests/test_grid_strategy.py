@@ -106,6 +106,79 @@ def test_initial_window_places_post_only_buys_below_price() -> None:
     assert s.on_quote(quote("100.01", "100.99")) == []
 
 
+def _wobble(s: GridStrategy, mids: list[str]) -> list[Intent]:
+    """Quotes one cent wide around each mid; every intent they produce, acks applied."""
+    b = Book(s)
+    out: list[Intent] = []
+    for m in mids:
+        mid = D(m)
+        got = s.on_quote(quote(str(mid - D("0.01")), str(mid + D("0.01"))))
+        out += got
+        # confirm cancels at once, so the window can refill
+        for cid in cancels(got):
+            o = next(o for o in s.live_orders() if o.client_id == cid)
+            out += b.report(b.order(o.level, o.side), "CANCELED")
+    return out
+
+
+def test_price_wobbling_around_a_level_does_not_churn() -> None:
+    """Hysteresis (default 0.25 of a level): a mid wobbling a few cents around level 1
+    (101) leaves the window alone; without it, every crossing cancels and re-places."""
+    wobble = ["100.90", "101.10", "100.95", "101.20", "100.80", "101.05"] * 5
+    calm = GridStrategy(spec(), cfg())
+    calm.on_quote(quote("100.40", "100.60"))
+    assert _wobble(calm, wobble) == []
+    plain = GridStrategy(spec(), cfg(trail_hysteresis=D(0)))
+    plain.on_quote(quote("100.40", "100.60"))
+    churn = _wobble(plain, wobble)
+    assert len(cancels(churn)) >= 10 and len(places(churn)) >= 10
+
+
+def test_window_moves_once_the_price_clears_the_band() -> None:
+    s = GridStrategy(spec(), cfg())  # levels 1 apart, h = 0.25
+    b = Book(s)
+    s.on_quote(quote("100.40", "100.60"))
+    assert s.on_quote(quote("101.23", "101.25")) == []  # x = 101.24 <= 101 + 0.25
+    low = b.order(-2)
+    out = s.on_quote(quote("101.25", "101.27"))  # x = 101.26 > 101.25: top is now level 1
+    assert cancels(out) == [low.request.client_id]
+    assert summary(b.report(low, "CANCELED")) == [("BUY", "B1", D("101"), D("1"), True)]
+    # back down: level 1 is kept until x <= 101 - 0.25 (it would be filled first on a venue)
+    assert s.on_quote(quote("100.76", "100.78")) == []
+    out = s.on_quote(quote("100.73", "100.75"))  # x = 100.74
+    assert cancels(out) == [b.order(1).request.client_id]
+
+
+def test_kept_edge_level_gets_no_new_buy_until_the_price_is_above_it_again() -> None:
+    """Inside the band below the top level, that level keeps its order but a new one there
+    would not be post-only safe: none is placed until the price is back above it."""
+    s = GridStrategy(spec(), cfg())
+    b = Book(s)
+    s.on_quote(quote("100.40", "100.60"))
+    assert s.on_quote(quote("99.80", "99.90")) == []  # x = 99.85 in (100 - 0.25, 100]
+    top = b.order(0)
+    assert b.report(top, "CANCELED") == []  # e.g. cancelled by the venue: not re-placed
+    assert sorted(o.level for o in s.live_orders()) == [-2, -1]
+    assert s.on_quote(quote("99.98", "100.00")) == []  # x = 99.99: still not below the ask
+    out = s.on_quote(quote("100.01", "100.03"))  # x = 100.02 > 100: the same window, placeable
+    assert summary(out) == [("BUY", "B0", D("100"), D("1"), True)]
+    assert s.on_quote(quote("100.02", "100.04")) == []  # a fixpoint again
+
+
+def test_hysteresis_applies_to_the_sell_window_too() -> None:
+    s = GridStrategy(spec(), cfg(mode="neutral", levels_below=0, levels_above=2),
+                     start_position=D(10))
+    b = Book(s)
+    s.on_quote(quote("100.40", "100.60"))  # sells at 101, 102
+    assert sorted((o.side, o.level) for o in s.live_orders()) == [("SELL", 1), ("SELL", 2)]
+    assert s.on_quote(quote("99.78", "99.80")) == []  # y = 99.79 >= 100 - 0.25: kept
+    assert s.on_quote(quote("99.74", "99.76")) == []  # y = 99.75: the band's edge, kept
+    out = s.on_quote(quote("99.72", "99.74"))  # y = 99.73: bottom is now level 0 (100)
+    assert cancels(out) == [b.order(2, "SELL").request.client_id]
+    assert summary(b.report(b.order(2, "SELL"), "CANCELED")) == [
+        ("SELL", "S0", D("100"), D("1"), True)]
+
+
 def test_anchor_defaults_to_first_mid_snapped() -> None:
     s = GridStrategy(spec(), cfg(anchor=None))
     s.on_quote(quote("100.00", "100.03"))
@@ -452,6 +525,8 @@ def test_geometric_strategy_prices() -> None:
     (dict(order_size=D("-1")), "grid.order_size"),
     (dict(spacing="geometric", step=D("0.00001")), "grid.step"),
     (dict(client_id_prefix="bad prefix"), "client_id_prefix"),
+    (dict(trail_hysteresis=D("1")), "grid.trail_hysteresis"),
+    (dict(trail_hysteresis=D("-0.1")), "grid.trail_hysteresis"),
 ])
 def test_bad_config_raises_value_error_naming_key(kw: dict[str, object], key: str) -> None:
     with pytest.raises(ValueError, match=key):

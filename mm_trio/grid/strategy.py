@@ -21,11 +21,20 @@ Model
 * **Reference price**: ``ref = mid - inventory_skew * (held long slots - held short slots) *
   step_at(mid)``.
 * **Window** (trailing): opening BUYs on the ``levels_below`` highest levels with
-  ``price < min(ref, best ask)``, opening SELLs (neutral) on the ``levels_above`` lowest
-  levels with ``price > max(ref, best bid)``; both only inside ``[lower, upper]`` and the
+  ``price < x = min(ref, best ask)``, opening SELLs (neutral) on the ``levels_above`` lowest
+  levels with ``price > y = max(ref, best bid)``; both only inside ``[lower, upper]`` and the
   symbol's price filter, only on levels whose closing level is a distinct price, and only
   with a placeable quantity. Opening orders are post-only; those that leave the window are
-  cancelled. While the live opening orders of a side (cancel-requested ones included) number
+  cancelled.
+* **Hysteresis** (``trail_hysteresis = h``, a fraction of one level): the window's edge level
+  moves only once the price is ``h`` of a level gap past the boundary: the top BUY level
+  ``t`` is kept while ``price(t) - h*gap(t-1) < x <= price(t+1) + h*gap(t+1)`` (``gap(k) =
+  price(k+1) - price(k)``); outside that band it becomes the highest level below ``x`` again.
+  The bottom SELL level ``b`` is kept while ``price(b-1) - h*gap(b-2) <= y < price(b) +
+  h*gap(b)``. So a price wobbling around a level does not cancel and re-place an order on
+  every tick. A kept edge level that is no longer strictly below ``x`` (above ``y``) keeps
+  its live order but gets no new one (post-only safety). ``h = 0`` is the plain window.
+* While the live opening orders of a side (cancel-requested ones included) number
   ``levels_below`` / ``levels_above``, no new one is placed on that side.
 * **Closing orders** (take-profits, buy-backs) are not post-only and are never cancelled by
   trailing; only by :meth:`GridStrategy.stop` (and a BUY by reduce-only). Placed when the
@@ -148,6 +157,14 @@ class GridStrategy:
         self._sb_hi: Decimal | None = None
         self._bt_k: int | None = None
         self._sb_k: int | None = None
+        self._hyst = self.config.trail_hysteresis
+        self._x: Decimal | None = None  # min(ref, ask): new opening BUYs strictly below
+        self._y: Decimal | None = None  # max(ref, bid): new opening SELLs strictly above
+        self._bt_p: Decimal | None = None  # price(buy_top)
+        self._sb_p: Decimal | None = None  # price(sell_bottom)
+        # (x > price(buy_top), y < price(sell_bottom)): the edge levels take new orders
+        self._edge_now: tuple[bool, bool] = (True, True)
+        self._edge: tuple[bool, bool] = (True, True)  # as of the last reconcile
         self._qty_cache: dict[tuple[int, Side], Decimal] = {}
         self._rejected: set[tuple[Side, int]] = set()  # until the window moves
         self.ignored_updates = 0
@@ -215,7 +232,7 @@ class GridStrategy:
         if self._grid is None:
             self._grid = self._make_grid(mid)
         self._bid, self._ask, self._mid = bid, ask, mid
-        if self._window_key() == self._key:
+        if self._window_key() == self._key and self._edge_now == self._edge:
             return []
         return self._reconcile()
 
@@ -360,24 +377,41 @@ class GridStrategy:
         net = self._held_long - self._held_short
         skew = self.config.inventory_skew
         ref = mid - skew * net * grid.step_at(mid) if (net and skew) else mid
+        h = self._hyst
         buy_top: int | None = None
         if self._lb:
-            x = min(ref, self._ask)
+            x = self._x = min(ref, self._ask)
             lo, hi = self._bt_lo, self._bt_hi
             if lo is not None and hi is not None and lo < x <= hi:
                 buy_top = self._bt_k
             elif x > 0 or grid.spacing == "arithmetic":
-                buy_top = self._bt_k = grid.level_below(x)
-                self._bt_lo, self._bt_hi = grid.price(buy_top), grid.price(buy_top + 1)
+                t = buy_top = self._bt_k = grid.level_below(x)
+                lo, hi = grid.price(t), grid.price(t + 1)
+                self._bt_p = lo
+                if h:
+                    lo -= h * (lo - grid.price(t - 1))
+                    hi += h * (grid.price(t + 2) - hi)
+                self._bt_lo, self._bt_hi = lo, hi
         sell_bottom: int | None = None
         if self._la:
-            y = max(ref, self._bid)
+            y = self._y = max(ref, self._bid)
             lo, hi = self._sb_lo, self._sb_hi
             if lo is not None and hi is not None and lo <= y < hi:
                 sell_bottom = self._sb_k
             else:
-                sell_bottom = self._sb_k = grid.level_above(y)
-                self._sb_lo, self._sb_hi = grid.price(sell_bottom - 1), grid.price(sell_bottom)
+                b = sell_bottom = self._sb_k = grid.level_above(y)
+                lo, hi = grid.price(b - 1), grid.price(b)
+                self._sb_p = hi
+                if h:
+                    lo -= h * (lo - grid.price(b - 2))
+                    hi += h * (grid.price(b + 1) - hi)
+                self._sb_lo, self._sb_hi = lo, hi
+        if h:
+            bt_p, sb_p = self._bt_p, self._sb_p
+            self._edge_now = (buy_top is None or bt_p is None or self._x is None
+                              or self._x > bt_p,
+                              sell_bottom is None or sb_p is None or self._y is None
+                              or self._y < sb_p)
         return (buy_top, sell_bottom)
 
     def _in_window(self, order: OrderState) -> bool:
@@ -446,6 +480,7 @@ class GridStrategy:
         if key != self._key:
             self._rejected.clear()
         self._key = key
+        self._edge = self._edge_now
         live = sorted(self._orders.values(), key=lambda o: (o.level, o.side, o.client_id))
 
         # 1. cancels: stop, gates, trailing
@@ -560,6 +595,7 @@ class GridStrategy:
             return out
         grid = self._grid
         top, bottom = key
+        x, y = self._x, self._y
         if top is not None and not self._reduce_only:
             n_open = sum(1 for o in self._orders.values() if o.opening and o.side == "BUY")
             ceiling = min_sell
@@ -571,6 +607,8 @@ class GridStrategy:
                 price = grid.price(level)
                 if ceiling is not None and price >= ceiling:
                     continue
+                if x is None or price >= x:
+                    continue  # a kept edge level the price has reached (hysteresis)
                 slot = self._slots.get(level)
                 if slot is not None and slot.state is not SlotState.EMPTY:
                     continue
@@ -596,6 +634,8 @@ class GridStrategy:
                 price = grid.price(level)
                 if floor_ is not None and price <= floor_:
                     continue
+                if y is None or price <= y:
+                    continue  # a kept edge level the price has reached (hysteresis)
                 slot = self._slots.get(level)
                 if slot is not None and slot.state is not SlotState.EMPTY:
                     continue
