@@ -215,8 +215,9 @@ class ReplayRecorder:
     def sample(self, orch: Orchestrator) -> None:
         ts = str(self._exchange.now_ns())
         total = ZERO
+        trading = set(orch.symbols())
         for sym, s in orch.snapshot().symbols.items():
-            if sym not in orch.symbols():
+            if sym not in trading:
                 continue
             total += s.total_pnl
             self.equity.append([ts, sym, str(s.mid), str(s.position), str(s.realized_pnl),

@@ -320,7 +320,10 @@ def synthetic_lines(n_symbols: int, total: int, rate: int = SCALING_RATE,
     names = [f"S{i:04d}/USDT" for i in range(n_symbols)]
     tick = Decimal("0.01")
     step = Decimal("0.001")
-    mids = [rng.randrange(5_000, 50_000) for _ in names]  # in ticks: 50.00 .. 500.00
+    # every symbol is the same kind of market: prices within one band (200.00 .. 250.00), so
+    # a one-tick move is about the same fraction of a grid level for all of them and the
+    # order work per event does not depend on which prices the 2 or the 1,000 drew
+    mids = [rng.randrange(20_000, 25_000) for _ in names]  # in ticks
     trade_ids = [0] * n_symbols
     ts = 1_767_225_600_000_000_000
     gap = 1_000_000_000 // rate
