@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -173,8 +174,11 @@ class Orchestrator:
             assert self._nursery is not None, "orchestrator is not running"
             start_position = ZERO
             if grid.mode == "neutral":
-                bal = self.balances.get(spec.base)
-                start_position = bal.free if bal is not None else ZERO
+                start_position = self._unclaimed_base(spec.base)
+                if start_position <= 0:
+                    log.warning("%s: neutral grid starts with no %s to sell (none free, or "
+                                "all of it held by the other symbols on %s)", symbol,
+                                spec.base, spec.base)
             manager = SymbolManager(self, spec, grid, self.config.risk, self.config.run,
                                     start_position=start_position, clock=self._clock)
             self._managers[symbol] = manager
@@ -194,6 +198,24 @@ class Orchestrator:
             log.info("%s added (%s grid, step %s, %d below / %d above)", symbol, grid.spacing,
                      grid.step, grid.levels_below, grid.levels_above)
             return manager
+
+    def _unclaimed_base(self, base: str) -> Decimal:
+        """Free ``base`` balance that no running symbol already holds (a neutral grid's start).
+
+        Every running symbol on the same base asset holds its position; the part of it not
+        locked in its live sells is still in the free balance, so it is taken off, and two
+        symbols on one base never both count the same coins as theirs to sell.
+        """
+        bal = self.balances.get(base)
+        free = bal.free if bal is not None else ZERO
+        for manager in self._managers.values():
+            if manager.spec.base != base:
+                continue
+            strategy = manager.strategy
+            locked = sum((o.qty - o.filled for o in strategy.live_orders() if o.side == "SELL"),
+                         ZERO)
+            free -= max(ZERO, strategy.position - locked)
+        return max(ZERO, free)
 
     async def remove_symbol(self, symbol: str) -> SymbolSnapshot:
         """Stop opening, cancel the symbol's open orders, wait for the acks, exit its scope."""

@@ -359,3 +359,37 @@ async def test_add_symbols_subscribes_once_and_rejects_bad_input_whole(
         managers = await orch.add_symbols(["AAA/USDT", "BBB/USDT", "CCC/USDT"])
         assert calls == [["AAA/USDT", "BBB/USDT", "CCC/USDT"]]
         assert [m.symbol for m in managers] == orch.symbols()
+
+
+async def test_neutral_symbols_on_one_base_never_count_the_same_coins(
+        autojump_clock: trio.abc.Clock) -> None:
+    """Two neutral grids on BTC: the first takes the free BTC as its start position, the
+    second only what the first does not hold; together they never offer more BTC than the
+    account has, and a long BTC symbol's inventory is not claimed by a neutral one."""
+    config = make_config({
+        "grid": {"mode": "neutral", "levels_below": 2, "levels_above": 3},
+        "venue": {"extra_symbols": {"BTC/USDC": "60000"},
+                  "balances": {"USDT": "100000", "USDC": "100000", "BTC": "0.01"}},
+    })
+    exchange, limiter = sim(config)
+    async with open_orchestrator(exchange, config, limiter=limiter) as orch:
+        first = await orch.add_symbol("BTC/USDT")
+        assert first.strategy.position == D("0.01")
+        await wait_for(lambda: any(o.side == "SELL" for o in first.strategy.live_orders()))
+        second = await orch.add_symbol("BTC/USDC")
+        assert second.strategy.position == 0
+        await trio.sleep(30)
+        offered = sum(o.qty - o.filled for m in (first, second)
+                      for o in m.strategy.live_orders() if o.side == "SELL")
+        btc = (await exchange.balances())["BTC"]
+        assert offered <= btc.free + btc.locked
+        assert second.rejects == 0 and first.rejects == 0
+        await orch.remove_symbol("BTC/USDC")
+        await orch.remove_symbol("BTC/USDT")
+        # at rest, what the two grids hold is exactly the account's BTC
+        btc = (await exchange.balances())["BTC"]
+        assert btc.locked == 0
+        assert first.strategy.position + second.strategy.position == btc.free
+        # nothing held by a running symbol any more: a new neutral grid gets the free BTC
+        again = await orch.add_symbol("BTC/USDC")
+        assert again.strategy.position == (await exchange.balances())["BTC"].free
