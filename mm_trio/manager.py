@@ -28,6 +28,7 @@ from mm_trio.exchange.base import (
     ExchangeError,
     OrderRejected,
     OutcomeUnknown,
+    PlaceWithdrawn,
     RateLimited,
     UnknownOrder,
 )
@@ -87,6 +88,7 @@ class SymbolSnapshot(msgspec.Struct, kw_only=True):
     quotes_skipped: int
     trades_dropped: int
     rejects: int
+    withdrawn: int = 0  # placements cancelled while queued for the limiter: never sent
 
 
 class _Marker(enum.Enum):
@@ -109,6 +111,17 @@ def _describe(exc: BaseException) -> str:
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
     return f"{type(exc).__name__}: {exc}"
+
+
+class _Placing:
+    """A place request on its way: set ``done`` once its outcome is known; ``exists`` says
+    whether the venue may hold the order (``False``: refused, withdrawn or never sent)."""
+
+    __slots__ = ("done", "exists")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.exists = True
 
 
 def _from_open_order(order: OpenOrder) -> OrderUpdate:
@@ -150,7 +163,7 @@ class SymbolManager:
         self._latest_quote: Quote | None = None
         self._quote_pending = False
         self._gates: tuple[bool, bool] = (False, False)
-        self._inflight: dict[str, trio.Event] = {}  # place requests not yet answered
+        self._inflight: dict[str, _Placing] = {}  # place requests not yet answered
         self._exposure_key: tuple[Decimal, Decimal, int] | None = None
         self._open_buys: Decimal | None = None  # cached strategy.open_buy_notional
         self._orders_changed = True  # our order set may have changed since it was cached
@@ -168,6 +181,7 @@ class SymbolManager:
         self.quotes_skipped = 0
         self.trades_dropped = 0
         self.rejects = 0
+        self.withdrawn = 0
         self.overflows = 0
         self.bad_quotes = 0
 
@@ -487,42 +501,56 @@ class SymbolManager:
 
     async def _place(self, intent: PlaceOrder) -> None:
         r = intent.request
-        done = self._inflight[r.client_id] = trio.Event()
+        placing = self._inflight[r.client_id] = _Placing()
         try:
-            await self._place_until_known(r)
+            placing.exists = await self._place_until_known(r)
         finally:
             del self._inflight[r.client_id]
-            done.set()
+            placing.done.set()
 
-    async def _place_until_known(self, r: OrderRequest) -> None:
+    def _still_wanted(self, client_id: str) -> bool:
+        """A queued placement is still wanted unless its cancel was requested meanwhile."""
+        order = self.strategy.live_order(client_id)
+        return order is not None and not order.cancel_requested
+
+    async def _place_until_known(self, r: OrderRequest) -> bool:
+        """Send ``r`` until its outcome is known; ``False`` if the venue never created it."""
         attempts = 0
+        cid = r.client_id
         while True:
             attempts += 1
             try:
-                ack = await self._exchange.place(r)
+                ack = await self._exchange.place(
+                    r, still_wanted=lambda: self._still_wanted(cid))
                 # the stream reports it too; the answer itself keeps the grid moving while a
                 # user stream is down (applying both is harmless: reports are idempotent)
                 if not self._exchange.lossless_reports:
                     await self._adopt(ack)
-                return
+                return True
             except RateLimited as exc:
                 self._orch.limiter.pause(exc.retry_after, banned=exc.banned, reason=str(exc))
                 continue  # same client id: a retry is not a new order
+            except PlaceWithdrawn:
+                # cancelled while it waited for the limiter: never sent, so nothing to cancel
+                self.withdrawn += 1
+                await self._feedback(_outcome(r.symbol, cid, r.side, r.price, r.qty,
+                                              "CANCELED", "withdrawn before it was sent"))
+                return False
             except OrderRejected as exc:
-                await self._feedback(_outcome(r.symbol, r.client_id, r.side, r.price, r.qty,
+                await self._feedback(_outcome(r.symbol, cid, r.side, r.price, r.qty,
                                               "REJECTED", f"{exc.kind}: {exc}"))
-                return
+                return False
             except OutcomeUnknown as exc:
                 log.warning("%s: place %s outcome unknown (%s); querying", self.symbol,
-                            r.client_id, exc)
-                found = await self._resolve(r.symbol, r.client_id)
+                            cid, exc)
+                found = await self._resolve(r.symbol, cid)
                 if found is not None:
                     await self._adopt(found)
-                    return
+                    return True
                 if attempts >= 3:
-                    await self._feedback(_outcome(r.symbol, r.client_id, r.side, r.price, r.qty,
+                    await self._feedback(_outcome(r.symbol, cid, r.side, r.price, r.qty,
                                                   "REJECTED", "outcome_unknown: gave up"))
-                    return
+                    return False
                 # confirmed absent twice: safe to send again under the same id
 
     async def _cancel(self, intent: CancelOrder) -> None:
@@ -530,9 +558,9 @@ class SymbolManager:
         if placing is not None:
             # its place request is still on its way (cancels go first in the limiter): a
             # cancel sent now would only earn "unknown order"; wait for the place's answer
-            await placing.wait()
-            if self.strategy.live_order(intent.client_id) is None:
-                return  # the place ended it (rejected, or filled and reported): nothing to cancel
+            await placing.done.wait()
+            if not placing.exists:
+                return  # refused or withdrawn: the venue never had it, nothing to cancel
         attempts = 0
         while True:
             attempts += 1
@@ -547,7 +575,9 @@ class SymbolManager:
                 placing = self._inflight.get(intent.client_id)
                 if placing is not None:
                     # the cancel overtook its own place request: wait for that, then retry
-                    await placing.wait()
+                    await placing.done.wait()
+                    if not placing.exists:
+                        return
                     continue
                 # it may have filled, or never existed: ask the venue
                 found = await self._resolve(intent.symbol, intent.client_id)
@@ -661,5 +691,6 @@ class SymbolManager:
             quotes_skipped=self.quotes_skipped,
             trades_dropped=self.trades_dropped,
             rejects=self.rejects,
+            withdrawn=self.withdrawn,
         )
 

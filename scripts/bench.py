@@ -52,7 +52,12 @@ if str(REPO) not in sys.path:  # run as a plain script from a checkout
     sys.path.insert(0, str(REPO))
 
 from mm_trio.config import Config, config_from_dict, load_config  # noqa: E402
-from mm_trio.exchange.base import Exchange, UnknownOrder  # noqa: E402
+from mm_trio.exchange.base import (  # noqa: E402
+    Exchange,
+    StillWanted,
+    UnknownOrder,
+    check_wanted,
+)
 from mm_trio.exchange.binance.decode import (  # noqa: E402
     StreamDecoder,
     encode_book_ticker,
@@ -509,8 +514,10 @@ class BenchExchange(Exchange):
     async def unsubscribe(self, symbols: Sequence[str]) -> None:
         await trio.lowlevel.checkpoint()
 
-    async def place(self, request: OrderRequest) -> OpenOrder:
+    async def place(self, request: OrderRequest, *,
+                    still_wanted: StillWanted | None = None) -> OpenOrder:
         await self._limiter.acquire(1, 1)
+        check_wanted(request, still_wanted)
         if self.on_request is not None:
             self.on_request(request.client_id)
         order = OpenOrder(symbol=request.symbol, client_id=request.client_id,

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import trio
 
-from mm_trio.exchange.base import Exchange, UnknownOrder
+from mm_trio.exchange.base import Exchange, StillWanted, UnknownOrder, check_wanted
 from mm_trio.model import (
     Balance,
     Event,
@@ -57,7 +57,9 @@ class FakeExchange(Exchange):
     async def unsubscribe(self, symbols: Sequence[str]) -> None:
         self.subscribed.difference_update(symbols)
 
-    async def place(self, request: OrderRequest) -> OpenOrder:
+    async def place(self, request: OrderRequest, *,
+                    still_wanted: StillWanted | None = None) -> OpenOrder:
+        check_wanted(request, still_wanted)
         order = OpenOrder(symbol=request.symbol, client_id=request.client_id,
                           order_id=str(len(self.placed)), side=request.side,
                           price=request.price, qty=request.qty, cum_qty=Decimal(0),

@@ -24,6 +24,7 @@ from mm_trio.exchange.base import (
     InsufficientBalance,
     OrderRejected,
     OutcomeUnknown,
+    PlaceWithdrawn,
     RateLimited,
     TooManyOrders,
     UnknownOrder,
@@ -357,6 +358,33 @@ async def test_adapter_orders_end_to_end_over_mock() -> None:
     assert limiter.acquired[-1] == (20, 0, False)
     assert trades[0].price == D("100.5") and trades[0].fee_asset == "BTC"
     assert fake.requests[-1][2]["fromId"] == "5"
+    await ex.aclose()
+
+
+async def test_placement_withdrawn_during_the_limiter_wait_is_never_sent() -> None:
+    """``still_wanted`` is asked after the limiter grant: False -> PlaceWithdrawn, no POST."""
+    fake = FakeBinance()
+    wanted = {"yes": True}
+
+    class WithdrawingLimiter(RecordingLimiter):
+        async def acquire(self, weight: int = 1, orders: int = 0, *,
+                          cancel: bool = False) -> None:
+            await super().acquire(weight, orders, cancel=cancel)
+            if orders:
+                wanted["yes"] = False  # its cancel was requested while it waited
+
+    ex = exchange(fake, WithdrawingLimiter())
+    await ex.load_specs()
+    req = OrderRequest(symbol="BTC/USDT", client_id="mm_BTCUSDT_B0_1", side="BUY",
+                       price=D("25000.10"), qty=D("0.001"), post_only=True)
+    before = len(fake.requests)
+    with pytest.raises(PlaceWithdrawn, match="mm_BTCUSDT_B0_1"):
+        await ex.place(req, still_wanted=lambda: wanted["yes"])
+    assert fake.requests[before:] == [] and fake.orders == {}
+    # not wanted before the wait either: not even the limiter is asked
+    with pytest.raises(PlaceWithdrawn):
+        await ex.place(req, still_wanted=lambda: False)
+    assert fake.requests[before:] == []
     await ex.aclose()
 
 

@@ -5,12 +5,19 @@ does not leave an orphan."""
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
 import trio
 
 from mm_trio.config import config_from_dict
-from mm_trio.exchange.base import OutcomeUnknown, RateLimited, UnknownOrder
+from mm_trio.exchange.base import (
+    OutcomeUnknown,
+    RateLimited,
+    StillWanted,
+    UnknownOrder,
+    check_wanted,
+)
 from mm_trio.exchange.limiter import Limiter
 from mm_trio.model import OpenOrder, OrderRequest, Quote
 from mm_trio.orchestrator import open_orchestrator
@@ -36,7 +43,9 @@ class FaultyExchange(FakeExchange):
         self.cancel_calls: list[str] = []
         self.query_calls: list[str] = []
 
-    async def place(self, request: OrderRequest) -> OpenOrder:
+    async def place(self, request: OrderRequest, *,
+                    still_wanted: StillWanted | None = None) -> OpenOrder:
+        check_wanted(request, still_wanted)  # before it goes on the wire
         self.place_calls.append(request.client_id)
         fault = self.place_faults.pop(0) if self.place_faults else "ok"
         if self.place_delay:
@@ -99,9 +108,9 @@ async def test_rate_limit_pauses_all_traffic_then_resumes(
     sent_at: list[float] = []
     original = fake.place
 
-    async def timed_place(request: OrderRequest) -> OpenOrder:
+    async def timed_place(request: OrderRequest, **kw: Any) -> OpenOrder:
         sent_at.append(trio.current_time())
-        return await original(request)
+        return await original(request, **kw)
 
     fake.place = timed_place  # type: ignore[method-assign]
     limiter = Limiter(CONFIG.limiter)
@@ -111,9 +120,9 @@ async def test_rate_limit_pauses_all_traffic_then_resumes(
         # so route every place through it as a real adapter does
         inner = fake.place
 
-        async def limited(request: OrderRequest) -> OpenOrder:
+        async def limited(request: OrderRequest, **kw: Any) -> OpenOrder:
             await limiter.acquire(1, 1)
-            return await inner(request)
+            return await inner(request, **kw)
 
         fake.place = limited  # type: ignore[method-assign]
         t0 = trio.current_time()
@@ -218,3 +227,39 @@ async def test_missed_fills_are_recovered_with_their_trade_ids(
         fake.inject(StreamStatus(status="resynced"))  # a second resync changes nothing
         await trio.sleep(2)
         assert manager.position.fills == 1
+
+
+async def test_placement_cancelled_while_queued_is_withdrawn_not_sent(
+        autojump_clock: trio.abc.Clock) -> None:
+    """The limiter is paused when the grid goes out; before the pause ends the price runs away
+    and the strategy cancels those orders. They are withdrawn: never sent, so no cancel
+    request either; the new window's orders go out instead."""
+    config = config_from_dict({"grid": {"levels_below": 3, "levels_above": 0, "step": "0.01",
+                                        "order_size": "20"},
+                               "risk": {"jump_pct": "0.5"}})  # the run-away is no breaker
+    fake = FaultyExchange()
+    limiter = Limiter(config.limiter)
+    inner = fake.place
+
+    async def limited(request: OrderRequest, **kw: Any) -> OpenOrder:
+        await limiter.acquire(1, 1)  # as a real adapter does, before still_wanted
+        return await inner(request, **kw)
+
+    fake.place = limited  # type: ignore[method-assign]
+    async with open_orchestrator(fake, config, limiter=limiter) as orch:
+        manager = await orch.add_symbol("AAA/USDT")
+        limiter.pause(5.0, reason="test: a 429 elsewhere")
+        fake.inject(quote("10.00", "10.02"))
+        await trio.sleep(1)
+        first = sorted(o.client_id for o in manager.strategy.live_orders())
+        assert len(first) == 3 and fake.placed == []  # queued behind the pause
+        fake.inject(quote("11.00", "11.02"))  # ~10 levels up: all three leave the window
+        await trio.sleep(10)
+        assert manager.withdrawn == 3
+        sent = [r.client_id for r in fake.placed]
+        assert not set(first) & set(sent), "a withdrawn placement was sent"
+        assert fake.cancel_calls == [], "a cancel was sent for an order that never existed"
+        live = manager.strategy.live_orders()
+        assert len(live) == 3 and all(o.price < D("11.01") for o in live)
+        assert sorted(o.client_id for o in live) == sorted(sent)
+        assert manager.rejects == 0

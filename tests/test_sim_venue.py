@@ -326,3 +326,29 @@ async def test_with_the_shared_limiter_orders_are_paced(autojump_clock: object) 
         await venue.place(buy(f"b{i}", str(50000 - i)))
     assert trio.current_time() - start >= 20.0  # 10 per 10 s
     assert limiter.sent_orders == 25
+
+
+async def test_placement_withdrawn_while_queued_never_reaches_the_book(
+        autojump_clock: object) -> None:
+    from mm_trio.config import LimiterConfig
+    from mm_trio.exchange.base import PlaceWithdrawn
+    from mm_trio.exchange.limiter import Limiter
+
+    limiter = Limiter(LimiterConfig(safety_margin=D(0)))
+    venue = SimulatedExchange(cfg(latency_ms=0.0), limiter=limiter)
+    limiter.pause(5.0, reason="test")
+    wanted = True
+
+    async def withdraw_later() -> None:
+        nonlocal wanted
+        await trio.sleep(1.0)
+        wanted = False
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(withdraw_later)
+        with pytest.raises(PlaceWithdrawn):
+            await venue.place(buy("w1", "49000"), still_wanted=lambda: wanted)
+    assert trio.current_time() >= 5.0 - 1e-9  # it did wait for the grant
+    assert await venue.open_orders() == []
+    with pytest.raises(UnknownOrder):
+        await venue.query(SYM, "w1")

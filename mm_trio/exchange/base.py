@@ -3,13 +3,15 @@
 Venue errors are classified (SPEC §12) so callers never parse messages:
 ``FilterRejected``, ``InsufficientBalance``, ``DuplicateOrder``, ``WouldTake`` (post-only
 would cross), ``UnknownOrder``, ``RateLimited``; ``OutcomeUnknown`` means the request may or
-may not have reached the venue (timeout, 5xx) and must be resolved by querying.
+may not have reached the venue (timeout, 5xx) and must be resolved by querying;
+``PlaceWithdrawn`` means a placement was never sent because its owner withdrew it while it
+waited for the rate limiter.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import trio
 
@@ -82,6 +84,23 @@ class UnknownSymbol(ExchangeError):
     kind = "unknown_symbol"
 
 
+class PlaceWithdrawn(ExchangeError):
+    """The placement was not sent: ``still_wanted`` said no (its cancel was requested while it
+    waited for the rate limiter). Its outcome is known: no order exists."""
+
+    kind = "withdrawn"
+
+
+StillWanted = Callable[[], bool]
+"""Asked right before a placement goes out; ``False`` withdraws it (see ``Exchange.place``)."""
+
+
+def check_wanted(request: OrderRequest, still_wanted: StillWanted | None) -> None:
+    """Raise :class:`PlaceWithdrawn` if the caller no longer wants ``request`` sent."""
+    if still_wanted is not None and not still_wanted():
+        raise PlaceWithdrawn(f"{request.client_id}: withdrawn before it was sent")
+
+
 class Exchange(abc.ABC):
     """A venue connection shared by every symbol.
 
@@ -118,8 +137,14 @@ class Exchange(abc.ABC):
         """Stop market data for ``symbols`` (idempotent)."""
 
     @abc.abstractmethod
-    async def place(self, request: OrderRequest) -> OpenOrder:
-        """Place a limit order; returns the venue's acknowledgement or raises an ExchangeError."""
+    async def place(self, request: OrderRequest, *,
+                    still_wanted: StillWanted | None = None) -> OpenOrder:
+        """Place a limit order; returns the venue's acknowledgement or raises an ExchangeError.
+
+        ``still_wanted`` is called after the rate-limiter grant, right before the request is
+        sent (and may be called before the wait as well); if it returns ``False`` nothing is
+        sent and :class:`PlaceWithdrawn` is raised.
+        """
 
     @abc.abstractmethod
     async def cancel(self, symbol: str, client_id: str) -> OpenOrder:

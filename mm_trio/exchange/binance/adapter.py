@@ -35,7 +35,13 @@ import msgspec
 import trio
 
 from mm_trio.config import LimiterConfig
-from mm_trio.exchange.base import Exchange, ExchangeError, UnknownSymbol
+from mm_trio.exchange.base import (
+    Exchange,
+    ExchangeError,
+    StillWanted,
+    UnknownSymbol,
+    check_wanted,
+)
 from mm_trio.exchange.binance.decode import DecodeStats, DepthUpdate, StreamDecoder
 from mm_trio.exchange.binance.rest import BinanceRest, LimiterLike, Weights, depth_weight
 from mm_trio.exchange.binance.signing import MASK, Ed25519Signer, HmacSigner, Signer
@@ -388,10 +394,13 @@ class BinanceExchange(Exchange):
         })
         return params
 
-    async def place(self, request: OrderRequest) -> OpenOrder:
+    async def place(self, request: OrderRequest, *,
+                    still_wanted: StillWanted | None = None) -> OpenOrder:
+        check_wanted(request, still_wanted)
         params = self.order_params(request)
         body = await self.rest.request("POST", "/api/v3/order", params, weight=Weights.PLACE,
-                                       orders=1, signed=True, order=True, retry=False)
+                                       orders=1, signed=True, order=True, retry=False,
+                                       before_send=lambda: check_wanted(request, still_wanted))
         return open_order_from_json(body, request.symbol, client_id=request.client_id)
 
     async def cancel(self, symbol: str, client_id: str) -> OpenOrder:

@@ -259,11 +259,14 @@ class BinanceRest:
         signed: bool = False,
         order: bool = False,
         retry: bool | None = None,
+        before_send: Callable[[], None] | None = None,
     ) -> Any:
         """Send one request and return its decoded JSON body, or raise a classified error.
 
         ``retry`` (default: ``method == "GET"``) retries :class:`OutcomeUnknown` with
-        jittered exponential back-off, re-taking the limiter each time.
+        jittered exponential back-off, re-taking the limiter each time. ``before_send`` runs
+        after every limiter grant, right before the request goes out; whatever it raises
+        propagates and nothing is sent.
         """
         if retry is None:
             retry = method == "GET"
@@ -276,7 +279,7 @@ class BinanceRest:
             try:
                 return await self._once(method, path, params or {}, weight=weight,
                                         orders=orders, cancel=cancel, signed=signed,
-                                        order=order)
+                                        order=order, before_send=before_send)
             except OutcomeUnknown as exc:
                 if attempt >= attempts:
                     raise
@@ -296,10 +299,13 @@ class BinanceRest:
                 await self.sync_time()
 
     async def _once(self, method: str, path: str, params: Mapping[str, object], *,
-                    weight: int, orders: int, cancel: bool, signed: bool, order: bool) -> Any:
+                    weight: int, orders: int, cancel: bool, signed: bool, order: bool,
+                    before_send: Callable[[], None] | None = None) -> Any:
         if signed and not self.can_sign:
             raise ExchangeError("no API key/secret configured for a signed request")
         await self.limiter.acquire(weight, orders, cancel=cancel)
+        if before_send is not None:
+            before_send()
         # signed after the limiter wait, so the timestamp is fresh (recvWindow)
         query = self.sign_query(params) if signed else encode_params(params)
         url = f"{path}?{query}" if query else path

@@ -41,7 +41,7 @@ from typing import Protocol
 import trio
 
 from mm_trio.config import SimVenueConfig
-from mm_trio.exchange.base import Exchange, OutcomeUnknown
+from mm_trio.exchange.base import Exchange, OutcomeUnknown, StillWanted, check_wanted
 from mm_trio.exchange.sim.feed import SyntheticFeed
 from mm_trio.exchange.sim.matching import MatchingEngine
 from mm_trio.model import Balance, Event, OpenOrder, OrderRequest, Quote, StreamStatus, SymbolSpec
@@ -372,8 +372,11 @@ class SimulatedExchange(Exchange):
                 self.feed.remove(symbol)
         await trio.lowlevel.checkpoint()
 
-    async def place(self, request: OrderRequest) -> OpenOrder:
+    async def place(self, request: OrderRequest, *,
+                    still_wanted: StillWanted | None = None) -> OpenOrder:
+        check_wanted(request, still_wanted)
         await self._acquire(WEIGHT_PLACE, 1)
+        check_wanted(request, still_wanted)
         engine = self.engine
         return await self._request(lambda ts: engine.place(request, ts))
 
