@@ -74,6 +74,7 @@ from mm_trio.model import (
     Quote,
     SymbolSpec,
     Trade,
+    ceil_to,
     floor_to,
     native_symbol,
 )
@@ -94,6 +95,10 @@ _CID_RE_TEXT = r"^[\.A-Z\:/a-z0-9_-]{1,36}$"
 _CID_CHARS = frozenset(string.ascii_letters + string.digits + "._:/-")
 _ID_ALPHABET = string.ascii_letters + string.digits
 ORDER_TYPES = ("LIMIT", "LIMIT_MAKER", "MARKET")
+MARKET_PROTECTION = Decimal("0.005")
+"""A MARKET order goes to the engine as a limit this far through the touch it was priced at,
+so a quote moving a few ticks during the request latency does not leave it unfilled (it
+still fills at the engine's book price, never at this limit)."""
 _UNSUPPORTED_TYPES = {
     "STOP_LOSS": "Stop loss orders are not supported for this symbol.",
     "STOP_LOSS_LIMIT": "Stop loss limit orders are not supported for this symbol.",
@@ -1007,13 +1012,19 @@ class Venue:
             q = self.hub.book(symbol).last_quote
             if q is None:
                 raise VenueError(-2010, "Market is closed.")
-            price = q.ask if side == "BUY" else q.bid
+            touch = q.ask if side == "BUY" else q.bid
             if qty is None:
-                qty = floor_to(quote_qty / price, spec.step_size)
+                qty = floor_to(quote_qty / touch, spec.step_size)
                 if qty < spec.min_qty or qty <= 0:
                     raise VenueError(-1013, "Filter failure: LOT_SIZE")
-            if price * qty < spec.min_notional:
+            if touch * qty < spec.min_notional:
                 raise VenueError(-1013, "Filter failure: NOTIONAL")
+            if side == "BUY":
+                price = min(ceil_to(touch * (1 + MARKET_PROTECTION), spec.tick_size),
+                            max(spec.max_price, touch))
+            else:
+                price = max(floor_to(touch * (1 - MARKET_PROTECTION), spec.tick_size),
+                            min(spec.min_price, touch), spec.tick_size)
         assert price is not None and qty is not None
         cid: str = order["client_id"]
         rec = OrderRecord(
