@@ -24,6 +24,7 @@ import trio
 
 from mm_trio.config import GridConfig, RiskConfig, RunConfig
 from mm_trio.exchange.base import (
+    DuplicateOrder,
     Exchange,
     ExchangeError,
     OrderRejected,
@@ -536,6 +537,18 @@ class SymbolManager:
                 await self._feedback(_outcome(r.symbol, cid, r.side, r.price, r.qty,
                                               "CANCELED", "withdrawn before it was sent"))
                 return False
+            except DuplicateOrder as exc:
+                # the venue already holds this client id: an earlier send of ours landed
+                # after all (e.g. after a timeout). Learn its state instead of dropping it
+                log.warning("%s: place %s refused as a duplicate (%s); querying", self.symbol,
+                            cid, exc)
+                found = await self._resolve(r.symbol, cid)
+                if found is not None:
+                    await self._adopt(found)
+                    return True
+                await self._feedback(_outcome(r.symbol, cid, r.side, r.price, r.qty,
+                                              "REJECTED", f"{exc.kind}: {exc}"))
+                return True  # unknown to a query, yet a duplicate: a waiting cancel still goes
             except OrderRejected as exc:
                 await self._feedback(_outcome(r.symbol, cid, r.side, r.price, r.qty,
                                               "REJECTED", f"{exc.kind}: {exc}"))

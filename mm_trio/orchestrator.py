@@ -203,8 +203,9 @@ class Orchestrator:
         """Free ``base`` balance that no running symbol already holds (a neutral grid's start).
 
         Every running symbol on the same base asset holds its position; the part of it not
-        locked in its live sells is still in the free balance, so it is taken off, and two
-        symbols on one base never both count the same coins as theirs to sell.
+        locked by sells the venue has acknowledged (sells still queued or on the wire lock
+        nothing yet) is still in the free balance, so it is taken off, and two symbols on
+        one base never both count the same coins as theirs to sell.
         """
         bal = self.balances.get(base)
         free = bal.free if bal is not None else ZERO
@@ -212,8 +213,8 @@ class Orchestrator:
             if manager.spec.base != base:
                 continue
             strategy = manager.strategy
-            locked = sum((o.qty - o.filled for o in strategy.live_orders() if o.side == "SELL"),
-                         ZERO)
+            locked = sum((o.qty - o.filled for o in strategy.live_orders()
+                          if o.side == "SELL" and o.status != "PENDING_NEW"), ZERO)
             free -= max(ZERO, strategy.position - locked)
         return max(ZERO, free)
 

@@ -71,7 +71,8 @@ Model
   cancels everything and places nothing until :meth:`resume`.
 * **Fixpoint**: every public call leaves the strategy at a fixpoint: re-evaluating without a
   new event yields no intent. :meth:`GridStrategy.on_quote` therefore returns ``[]`` at once
-  when the window's level indices did not move (two ``Decimal`` comparisons per side).
+  when the window's level indices did not move (two ``Decimal`` comparisons per side) and
+  neither edge level changed between placeable and not (hysteresis).
 
 Generations: one counter for the strategy; each new order uses ``generation + 1`` and the
 counter is then advanced, so pass the last recorded value as ``generation_start`` after a
