@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -114,6 +115,11 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+PRESUMED_GONE_MEMORY = 10_000
+"""How many orders ended without the venue's confirmation are watched for a late landing."""
+_LIVE = ("NEW", "PARTIALLY_FILLED")
+
+
 class _Placing:
     """A place request on its way: set ``done`` once its outcome is known; ``exists`` says
     whether the venue may hold the order (``False``: refused, withdrawn or never sent)."""
@@ -165,6 +171,8 @@ class SymbolManager:
         self._quote_pending = False
         self._gates: tuple[bool, bool] = (False, False)
         self._inflight: dict[str, _Placing] = {}  # place requests not yet answered
+        # orders ended without the venue's word (see _presume_gone), most recent last
+        self._presumed_gone: OrderedDict[str, None] = OrderedDict()
         self._exposure_key: tuple[Decimal, Decimal, int] | None = None
         self._open_buys: Decimal | None = None  # cached strategy.open_buy_notional
         self._orders_changed = True  # our order set may have changed since it was cached
@@ -365,6 +373,11 @@ class SymbolManager:
             self._orders_changed = True
             position.on_order_update(item)
             intents = strategy.on_order_update(item)
+            if item.status in _LIVE and item.client_id in self._presumed_gone:
+                del self._presumed_gone[item.client_id]
+                log.warning("%s: order %s, presumed gone, is live on the venue after all "
+                            "(a late request); cancelling it", self.symbol, item.client_id)
+                intents.append(CancelOrder(self.symbol, item.client_id))
             if item.status == "REJECTED":
                 self.rejects += 1
                 changes = risk.on_reject(item.reason or "rejected", now)
@@ -500,6 +513,15 @@ class SymbolManager:
         self._orch.journal("outcome", update)
         await self._send.send(update)
 
+    async def _presume_gone(self, update: OrderUpdate) -> None:
+        """End an order the venue never confirmed (queried absent, or given up on). Should it
+        turn up live after all -- a request that landed late -- it is cancelled on sight."""
+        gone = self._presumed_gone
+        gone[update.client_id] = None
+        while len(gone) > PRESUMED_GONE_MEMORY:
+            gone.popitem(last=False)
+        await self._feedback(update)
+
     async def _place(self, intent: PlaceOrder) -> None:
         r = intent.request
         placing = self._inflight[r.client_id] = _Placing()
@@ -518,6 +540,7 @@ class SymbolManager:
         """Send ``r`` until its outcome is known; ``False`` if the venue never created it."""
         attempts = 0
         cid = r.client_id
+        was_unknown = False  # an earlier send timed out: it may still land late
         while True:
             attempts += 1
             try:
@@ -534,9 +557,11 @@ class SymbolManager:
             except PlaceWithdrawn:
                 # cancelled while it waited for the limiter: never sent, so nothing to cancel
                 self.withdrawn += 1
-                await self._feedback(_outcome(r.symbol, cid, r.side, r.price, r.qty,
-                                              "CANCELED", "withdrawn before it was sent"))
-                return False
+                ended = _outcome(r.symbol, cid, r.side, r.price, r.qty, "CANCELED",
+                                 "withdrawn before it was sent")
+                await (self._presume_gone(ended) if was_unknown else self._feedback(ended))
+                # after a timeout the first send may still land: let the waiting cancel go
+                return was_unknown
             except DuplicateOrder as exc:
                 # the venue already holds this client id: an earlier send of ours landed
                 # after all (e.g. after a timeout). Learn its state instead of dropping it
@@ -554,6 +579,7 @@ class SymbolManager:
                                               "REJECTED", f"{exc.kind}: {exc}"))
                 return False
             except OutcomeUnknown as exc:
+                was_unknown = True
                 log.warning("%s: place %s outcome unknown (%s); querying", self.symbol,
                             cid, exc)
                 found = await self._resolve(r.symbol, cid)
@@ -561,8 +587,8 @@ class SymbolManager:
                     await self._adopt(found)
                     return True
                 if attempts >= 3:
-                    await self._feedback(_outcome(r.symbol, cid, r.side, r.price, r.qty,
-                                                  "REJECTED", "outcome_unknown: gave up"))
+                    await self._presume_gone(_outcome(r.symbol, cid, r.side, r.price, r.qty,
+                                                      "REJECTED", "outcome_unknown: gave up"))
                     return False
                 # confirmed absent twice: safe to send again under the same id
 
@@ -603,9 +629,9 @@ class SymbolManager:
                     continue
                 lo = self.strategy.live_order(intent.client_id)
                 if lo is not None:
-                    await self._feedback(_outcome(intent.symbol, lo.client_id, lo.side, lo.price,
-                                                  lo.qty, "CANCELED", "unknown to venue",
-                                                  cum=lo.filled))
+                    await self._presume_gone(_outcome(intent.symbol, lo.client_id, lo.side,
+                                                      lo.price, lo.qty, "CANCELED",
+                                                      "unknown to venue", cum=lo.filled))
                 return
             except OutcomeUnknown:
                 if attempts >= 5:
@@ -665,9 +691,9 @@ class SymbolManager:
             if found is not None:
                 await self._adopt(found)
             else:
-                await self._feedback(_outcome(self.symbol, order.client_id, order.side,
-                                              order.price, order.qty, "CANCELED",
-                                              "resync: unknown to venue", cum=order.filled))
+                await self._presume_gone(_outcome(self.symbol, order.client_id, order.side,
+                                                  order.price, order.qty, "CANCELED",
+                                                  "resync: unknown to venue", cum=order.filled))
 
     async def _resync_after_overflow(self) -> None:
         try:

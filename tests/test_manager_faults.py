@@ -263,3 +263,42 @@ async def test_placement_cancelled_while_queued_is_withdrawn_not_sent(
         assert len(live) == 3 and all(o.price < D("11.01") for o in live)
         assert sorted(o.client_id for o in live) == sorted(sent)
         assert manager.rejects == 0
+
+
+async def test_order_presumed_gone_that_lands_late_is_cancelled_on_sight(
+        autojump_clock: trio.abc.Clock) -> None:
+    """Every send of one order times out and queries find nothing, so the manager gives up
+    on it. Seconds later the first send lands after all (NEW on the stream): the manager
+    cancels it at once instead of leaving an order the grid does not manage."""
+    async with trio.open_nursery() as nursery:
+        fake = FaultyExchange()
+        target: list[str] = []
+        inner = FakeExchange.place
+
+        async def place(request: OrderRequest, **kw: Any) -> OpenOrder:
+            if not target:
+                target.append(request.client_id)
+
+                async def land_late() -> None:
+                    await trio.sleep(5.0)
+                    await inner(fake, request)  # acknowledged on the stream (NEW)
+
+                nursery.start_soon(land_late)
+            if request.client_id == target[0]:
+                fake.place_calls.append(request.client_id)
+                raise OutcomeUnknown("timed out")
+            return await inner(fake, request, **kw)
+
+        fake.place = place  # type: ignore[method-assign]
+        async with open_orchestrator(fake, CONFIG, limiter=Limiter(CONFIG.limiter)) as orch:
+            manager = await orch.add_symbol("AAA/USDT")
+            fake.inject(quote("10.00", "10.02"))
+            await trio.sleep(4.0)
+            cid = target[0]
+            assert fake.place_calls.count(cid) == 3  # sent three times, then given up
+            assert manager.strategy.live_order(cid) is None and cid not in fake.orders
+            await trio.sleep(2.0)  # it landed at 5 s
+            assert cid in fake.cancel_calls
+            assert cid not in fake.orders, "the late order was left on the venue"
+            assert all(manager.strategy.live_order(c) is not None for c in fake.orders)
+        nursery.cancel_scope.cancel()
