@@ -513,7 +513,9 @@ async def test_429_and_418_pause_all_traffic_until_retry_after(fault: str) -> No
             assert hit.is_place and hit.received is not None
             cid = hit.cid
             assert cid is not None
-            # more demand during the pause
+            # more demand during the pause (once the adapter has applied it: the transport
+            # records the answer a moment before the adapter reads it)
+            await wait_until(lambda: bool(r.limiter.pause_log), "the limiter paused")
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(r.exchange.balances)
                 nursery.start_soon(r.orch.add_symbol, ETH)
