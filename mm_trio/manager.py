@@ -565,11 +565,7 @@ class SymbolManager:
             except DuplicateOrder as exc:
                 # the venue already holds this client id: an earlier send of ours landed
                 # after all (e.g. after a timeout). Learn its state instead of dropping it
-                log.warning("%s: place %s refused as a duplicate (%s); querying", self.symbol,
-                            cid, exc)
-                found = await self._resolve(r.symbol, cid)
-                if found is not None:
-                    await self._adopt(found)
+                if await self._found_by_query(r, "refused as a duplicate", exc):
                     return True
                 await self._feedback(_outcome(r.symbol, cid, r.side, r.price, r.qty,
                                               "REJECTED", f"{exc.kind}: {exc}"))
@@ -580,17 +576,22 @@ class SymbolManager:
                 return False
             except OutcomeUnknown as exc:
                 was_unknown = True
-                log.warning("%s: place %s outcome unknown (%s); querying", self.symbol,
-                            cid, exc)
-                found = await self._resolve(r.symbol, cid)
-                if found is not None:
-                    await self._adopt(found)
+                if await self._found_by_query(r, "outcome unknown", exc):
                     return True
                 if attempts >= 3:
                     await self._presume_gone(_outcome(r.symbol, cid, r.side, r.price, r.qty,
                                                       "REJECTED", "outcome_unknown: gave up"))
                     return False
                 # confirmed absent twice: safe to send again under the same id
+
+    async def _found_by_query(self, r: OrderRequest, what: str, exc: Exception) -> bool:
+        """Ask the venue about a placement its answer left open; adopt it if it exists."""
+        log.warning("%s: place %s %s (%s); querying", self.symbol, r.client_id, what, exc)
+        found = await self._resolve(r.symbol, r.client_id)
+        if found is None:
+            return False
+        await self._adopt(found)
+        return True
 
     async def _cancel(self, intent: CancelOrder) -> None:
         placing = self._inflight.get(intent.client_id)
