@@ -120,6 +120,16 @@ PRESUMED_GONE_MEMORY = 10_000
 _LIVE = ("NEW", "PARTIALLY_FILLED")
 
 
+class _Watch:
+    """An order presumed gone (see ``SymbolManager._presume_gone``)."""
+
+    __slots__ = ("ended", "cancelling")
+
+    def __init__(self, ended: OrderUpdate) -> None:
+        self.ended = ended  # the outcome we fed the strategy in the venue's place
+        self.cancelling = False  # a cancel for it is on its way
+
+
 class _Placing:
     """A place request on its way: set ``done`` once its outcome is known; ``exists`` says
     whether the venue may hold the order (``False``: refused, withdrawn or never sent)."""
@@ -172,7 +182,7 @@ class SymbolManager:
         self._gates: tuple[bool, bool] = (False, False)
         self._inflight: dict[str, _Placing] = {}  # place requests not yet answered
         # orders ended without the venue's word (see _presume_gone), most recent last
-        self._presumed_gone: OrderedDict[str, None] = OrderedDict()
+        self._presumed_gone: OrderedDict[str, _Watch] = OrderedDict()
         self._exposure_key: tuple[Decimal, Decimal, int] | None = None
         self._open_buys: Decimal | None = None  # cached strategy.open_buy_notional
         self._orders_changed = True  # our order set may have changed since it was cached
@@ -373,11 +383,9 @@ class SymbolManager:
             self._orders_changed = True
             position.on_order_update(item)
             intents = strategy.on_order_update(item)
-            if item.status in _LIVE and item.client_id in self._presumed_gone:
-                del self._presumed_gone[item.client_id]
-                log.warning("%s: order %s, presumed gone, is live on the venue after all "
-                            "(a late request); cancelling it", self.symbol, item.client_id)
-                intents.append(CancelOrder(self.symbol, item.client_id))
+            watch = self._presumed_gone.get(item.client_id)
+            if watch is not None:
+                self._watch_presumed_gone(watch, item)
             if item.status == "REJECTED":
                 self.rejects += 1
                 changes = risk.on_reject(item.reason or "rejected", now)
@@ -517,10 +525,37 @@ class SymbolManager:
         """End an order the venue never confirmed (queried absent, or given up on). Should it
         turn up live after all -- a request that landed late -- it is cancelled on sight."""
         gone = self._presumed_gone
-        gone[update.client_id] = None
+        gone[update.client_id] = _Watch(update)
         while len(gone) > PRESUMED_GONE_MEMORY:
             gone.popitem(last=False)
         await self._feedback(update)
+
+    def _watch_presumed_gone(self, watch: _Watch, item: OrderUpdate) -> None:
+        """A report for an order presumed gone: cancel it on sight while it shows up live;
+        watch it until the venue's own final report (a failed cancel is tried again on the
+        next live report)."""
+        cid = item.client_id
+        if item is watch.ended:
+            return  # our own presumption reaching the strategy
+        if item.status in TERMINAL_STATUSES:
+            del self._presumed_gone[cid]
+        elif item.status in _LIVE and not watch.cancelling:
+            log.warning("%s: order %s, presumed gone, is live on the venue after all "
+                        "(a late request); cancelling it", self.symbol, cid)
+            watch.cancelling = self._start(self._cancel_presumed_gone, watch, cid)
+
+    async def _cancel_presumed_gone(self, watch: _Watch, client_id: str) -> None:
+        intent = CancelOrder(self.symbol, client_id)
+        self._orch.journal("cancel", intent)
+        try:
+            await self._cancel(intent)
+        finally:
+            watch.cancelling = False
+
+    def _acknowledged(self, client_id: str) -> bool:
+        """The venue's stream already reported this order (it exists, whatever queries say)."""
+        order = self.strategy.live_order(client_id)
+        return order is not None and order.status != "PENDING_NEW"
 
     async def _place(self, intent: PlaceOrder) -> None:
         r = intent.request
@@ -565,11 +600,14 @@ class SymbolManager:
             except DuplicateOrder as exc:
                 # the venue already holds this client id: an earlier send of ours landed
                 # after all (e.g. after a timeout). Learn its state instead of dropping it
-                if await self._found_by_query(r, "refused as a duplicate", exc):
+                if (await self._found_by_query(r, "refused as a duplicate", exc)
+                        or self._acknowledged(cid)):
                     return True
-                await self._feedback(_outcome(r.symbol, cid, r.side, r.price, r.qty,
-                                              "REJECTED", f"{exc.kind}: {exc}"))
-                return True  # unknown to a query, yet a duplicate: a waiting cancel still goes
+                # unknown to a query, yet a duplicate: end it, watch for it, and let a
+                # waiting cancel still go
+                await self._presume_gone(_outcome(r.symbol, cid, r.side, r.price, r.qty,
+                                                  "REJECTED", f"{exc.kind}: {exc}"))
+                return True
             except OrderRejected as exc:
                 await self._feedback(_outcome(r.symbol, cid, r.side, r.price, r.qty,
                                               "REJECTED", f"{exc.kind}: {exc}"))
@@ -578,6 +616,8 @@ class SymbolManager:
                 was_unknown = True
                 if await self._found_by_query(r, "outcome unknown", exc):
                     return True
+                if self._acknowledged(cid):
+                    return True  # the stream reported it meanwhile: it exists
                 if attempts >= 3:
                     await self._presume_gone(_outcome(r.symbol, cid, r.side, r.price, r.qty,
                                                       "REJECTED", "outcome_unknown: gave up"))
