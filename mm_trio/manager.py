@@ -108,6 +108,11 @@ def _outcome(req_symbol: str, client_id: str, side: Any, price: Decimal, qty: De
                        status=status, cum_qty=cum, reason=reason)
 
 
+def _request_outcome(r: OrderRequest, status: Any, reason: str) -> OrderUpdate:
+    """The shell's own verdict on a place request (refused, withdrawn, given up on)."""
+    return _outcome(r.symbol, r.client_id, r.side, r.price, r.qty, status, reason)
+
+
 def _describe(exc: BaseException) -> str:
     """``Type: message`` of the first leaf of a (possibly nested) exception group."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
@@ -117,7 +122,6 @@ def _describe(exc: BaseException) -> str:
 
 PRESUMED_GONE_MEMORY = 10_000
 """How many orders ended without the venue's confirmation are watched for a late landing."""
-_LIVE = ("NEW", "PARTIALLY_FILLED")
 
 
 class _Watch:
@@ -469,8 +473,7 @@ class SymbolManager:
             reason = governor.check(self.symbol, intent)
             if reason is not None:
                 r = intent.request  # only places are ever refused
-                refused.append(_outcome(r.symbol, r.client_id, r.side, r.price, r.qty,
-                                        "REJECTED", "governor: " + reason))
+                refused.append(_request_outcome(r, "REJECTED", "governor: " + reason))
                 self._orch.journal("refused", refused[-1])
                 continue
             if nursery is not None:
@@ -539,7 +542,7 @@ class SymbolManager:
             return  # our own presumption reaching the strategy
         if item.status in TERMINAL_STATUSES:
             del self._presumed_gone[cid]
-        elif item.status in _LIVE and not watch.cancelling:
+        elif not watch.cancelling:  # a live report (NEW, PARTIALLY_FILLED)
             log.warning("%s: order %s, presumed gone, is live on the venue after all "
                         "(a late request); cancelling it", self.symbol, cid)
             watch.cancelling = self._start(self._cancel_presumed_gone, watch, cid)
@@ -592,8 +595,7 @@ class SymbolManager:
             except PlaceWithdrawn:
                 # cancelled while it waited for the limiter: never sent, so nothing to cancel
                 self.withdrawn += 1
-                ended = _outcome(r.symbol, cid, r.side, r.price, r.qty, "CANCELED",
-                                 "withdrawn before it was sent")
+                ended = _request_outcome(r, "CANCELED", "withdrawn before it was sent")
                 await (self._presume_gone(ended) if was_unknown else self._feedback(ended))
                 # after a timeout the first send may still land: let the waiting cancel go
                 return was_unknown
@@ -605,12 +607,10 @@ class SymbolManager:
                     return True
                 # unknown to a query, yet a duplicate: end it, watch for it, and let a
                 # waiting cancel still go
-                await self._presume_gone(_outcome(r.symbol, cid, r.side, r.price, r.qty,
-                                                  "REJECTED", f"{exc.kind}: {exc}"))
+                await self._presume_gone(_request_outcome(r, "REJECTED", f"{exc.kind}: {exc}"))
                 return True
             except OrderRejected as exc:
-                await self._feedback(_outcome(r.symbol, cid, r.side, r.price, r.qty,
-                                              "REJECTED", f"{exc.kind}: {exc}"))
+                await self._feedback(_request_outcome(r, "REJECTED", f"{exc.kind}: {exc}"))
                 return False
             except OutcomeUnknown as exc:
                 was_unknown = True
@@ -619,8 +619,8 @@ class SymbolManager:
                 if self._acknowledged(cid):
                     return True  # the stream reported it meanwhile: it exists
                 if attempts >= 3:
-                    await self._presume_gone(_outcome(r.symbol, cid, r.side, r.price, r.qty,
-                                                      "REJECTED", "outcome_unknown: gave up"))
+                    await self._presume_gone(_request_outcome(r, "REJECTED",
+                                                              "outcome_unknown: gave up"))
                     return False
                 # confirmed absent twice: safe to send again under the same id
 

@@ -403,6 +403,25 @@ def scaling_config(*, orders: bool = True) -> Config:
     })
 
 
+def _scaling_run(n: int, total: int, config: Config, tmp: Path
+                 ) -> tuple[float, float, dict[str, float], dict[str, Any]]:
+    """Replay ``total`` synthetic lines over ``n`` symbols: (events/s of trading, wall time,
+    the add/shutdown phases, the summary). Adding and removing the symbols is set-up, not
+    load, so their time is left out of the rate."""
+    path = tmp / f"synthetic-{n}.gz"
+    write_recording(path, synthetic_lines(n, total), compresslevel=1)
+    gc.collect()
+    with _phase_timer() as phases:
+        t0 = time.perf_counter()
+        summary = run_replay([path], config, progress=None)
+        wall = time.perf_counter() - t0
+    path.unlink()
+    events = summary["replay"]["market_events"]
+    if events < total * 0.99:
+        raise SystemExit(f"bench: {n} symbols: replay saw {events} events, not {total}")
+    return events / (wall - phases["add"] - phases["shutdown"]), wall, phases, summary
+
+
 def bench_scaling(res: Results, tmp: Path) -> None:
     total = 20_000 if res.quick else 200_000
     counts = SCALING_SYMBOLS_QUICK if res.quick else SCALING_SYMBOLS
@@ -411,19 +430,7 @@ def bench_scaling(res: Results, tmp: Path) -> None:
     walls: dict[int, float] = {}
     phases: dict[int, dict[str, float]] = {}
     for n in counts:
-        path = tmp / f"synthetic-{n}.gz"
-        write_recording(path, synthetic_lines(n, total), compresslevel=1)
-        gc.collect()
-        with _phase_timer() as phases[n]:
-            t0 = time.perf_counter()
-            summary = run_replay([path], config, progress=None)
-            walls[n] = time.perf_counter() - t0
-        events = summary["replay"]["market_events"]
-        if events < total * 0.99:
-            raise SystemExit(f"bench: {n} symbols: replay saw {events} events, not {total}")
-        # events per second of trading: adding and removing the symbols is set-up, not load
-        rates[n] = events / (walls[n] - phases[n]["add"] - phases[n]["shutdown"])
-        path.unlink()
+        rates[n], walls[n], phases[n], _ = _scaling_run(n, total, config, tmp)
     lo, hi = min(rates.values()), max(rates.values())
     spread = 1 - lo / hi
     for n in counts:
@@ -435,17 +442,9 @@ def bench_scaling(res: Results, tmp: Path) -> None:
     idle = scaling_config(orders=False)
     bare: dict[int, float] = {}
     for n in (counts[1], counts[-1]):
-        path = tmp / f"synthetic-{n}.gz"
-        write_recording(path, synthetic_lines(n, total), compresslevel=1)
-        gc.collect()
-        with _phase_timer() as ph:
-            t0 = time.perf_counter()
-            summary = run_replay([path], idle, progress=None)
-            wall = time.perf_counter() - t0
+        bare[n], _, _, summary = _scaling_run(n, total, idle, tmp)
         if any(v["fills"] for v in summary["symbols"].values()):
             raise SystemExit("bench: the no-order scaling run traded")
-        bare[n] = summary["replay"]["market_events"] / (wall - ph["add"] - ph["shutdown"])
-        path.unlink()
     small, large = counts[1], counts[-1]
     res.add(f"(b) no orders, {small:,} -> {large:,} symbols",
             f"{_rate(bare[small])} -> {_rate(bare[large])} "
