@@ -162,6 +162,8 @@ def summary_dict(snapshot: Snapshot, open_at_exit: dict[str, int | None],
             "open_orders_at_exit": open_at_exit.get(sym, s.open_orders),
             "state": s.state,
             "reason": s.reason,
+            # execution reports of orders that are not ours (hand-placed, other programs)
+            "foreign_reports": s.foreign_reports,
         }
     exposure = (exposure_at_stop or snapshot).exposure
     return {

@@ -43,9 +43,11 @@ from mm_trio.model import (
     OrderRequest,
     OrderUpdate,
     Quote,
+    Side,
     StreamStatus,
     SymbolSpec,
     Trade,
+    order_mismatch,
 )
 from mm_trio.position import PositionManager
 from mm_trio.risk.monitor import BreakerChange, RiskMonitor
@@ -91,6 +93,7 @@ class SymbolSnapshot(msgspec.Struct, kw_only=True):
     trades_dropped: int
     rejects: int
     withdrawn: int = 0  # placements cancelled while queued for the limiter: never sent
+    foreign_reports: int = 0  # execution reports of orders not ours: ignored
 
 
 class _Marker(enum.Enum):
@@ -122,6 +125,9 @@ def _describe(exc: BaseException) -> str:
 
 PRESUMED_GONE_MEMORY = 10_000
 """How many orders ended without the venue's confirmation are watched for a late landing."""
+
+FOREIGN_MEMORY = 1_000
+"""How many client ids of orders not ours are remembered (each is logged once)."""
 
 
 class _Watch:
@@ -164,6 +170,8 @@ class SymbolManager:
         *,
         start_position: Decimal = ZERO,
         clock: Callable[[], float] = trio.current_time,
+        generation_start: int = 0,
+        started_ns: int = 0,
     ) -> None:
         self.symbol = spec.symbol
         self.spec = spec
@@ -172,7 +180,10 @@ class SymbolManager:
         self._exchange: Exchange = orchestrator.exchange
         self._run_config = run
         self._clock = clock
-        self.strategy = GridStrategy(spec, grid, start_position=start_position)
+        self.strategy = GridStrategy(spec, grid, start_position=start_position,
+                                     generation_start=generation_start)
+        # venue time when this symbol started: no order of ours was updated before it
+        self.started_ns = started_ns
         self.position = PositionManager(spec.symbol, spec.base, spec.quote,
                                         start_position=start_position)
         self.risk = RiskMonitor(risk)
@@ -207,6 +218,8 @@ class SymbolManager:
         self.withdrawn = 0
         self.overflows = 0
         self.bad_quotes = 0
+        self.foreign_reports = 0  # reports of orders that are not ours (ignored)
+        self._foreign_seen: set[str] = set()
 
     # ------------------------------------------------------------------ demux side (sync)
     def deliver(self, event: Any) -> None:
@@ -384,6 +397,11 @@ class SymbolManager:
             changes = risk.on_quote(quote, now)
             intents = strategy.on_quote(quote)
         elif type(item) is OrderUpdate:
+            if not strategy.knows(item.client_id):
+                # not an order we placed (a hand-placed order, another program's, or an
+                # earlier run's): its fills are not our position, its rejects not ours
+                self._foreign(item)
+                return
             self._orders_changed = True
             position.on_order_update(item)
             intents = strategy.on_order_update(item)
@@ -422,6 +440,15 @@ class SymbolManager:
         self._dispatch(intents)
         if self._stopping and not strategy.live_orders():
             self.flat.set()
+
+    def _foreign(self, report: OrderUpdate) -> None:
+        self.foreign_reports += 1
+        if report.client_id not in self._foreign_seen:
+            if len(self._foreign_seen) >= FOREIGN_MEMORY:
+                self._foreign_seen.clear()
+            self._foreign_seen.add(report.client_id)
+            log.info("%s: ignoring reports of order %r: not one of ours", self.symbol,
+                     report.client_id)
 
     def _apply_gates(self) -> list[Intent]:
         """Push the current risk and governor state into the strategy when it changed."""
@@ -627,7 +654,7 @@ class SymbolManager:
     async def _found_by_query(self, r: OrderRequest, what: str, exc: Exception) -> bool:
         """Ask the venue about a placement its answer left open; adopt it if it exists."""
         log.warning("%s: place %s %s (%s); querying", self.symbol, r.client_id, what, exc)
-        found = await self._resolve(r.symbol, r.client_id)
+        found = await self._resolve(r.symbol, r.client_id, r.side, r.price, r.qty)
         if found is None:
             return False
         await self._adopt(found)
@@ -660,7 +687,7 @@ class SymbolManager:
                         return
                     continue
                 # it may have filled, or never existed: ask the venue
-                found = await self._resolve(intent.symbol, intent.client_id)
+                found = await self._resolve_live(intent.client_id)
                 if found is not None:
                     await self._adopt(found)
                     if found.status in TERMINAL_STATUSES:
@@ -683,7 +710,7 @@ class SymbolManager:
                 # not "unknown order": e.g. a clock skew refusal. Learn the order's state and
                 # try again, so it never lingers half-cancelled
                 log.warning("%s: cancel %s rejected: %s", self.symbol, intent.client_id, exc)
-                found = await self._resolve(intent.symbol, intent.client_id)
+                found = await self._resolve_live(intent.client_id)
                 if found is not None:
                     await self._adopt(found)
                     if found.status in TERMINAL_STATUSES:
@@ -705,13 +732,33 @@ class SymbolManager:
                             exc)
         await self._feedback(_from_open_order(found))
 
-    async def _resolve(self, symbol: str, client_id: str) -> OpenOrder | None:
-        """Query until the venue confirms the order exists, or twice that it does not."""
+    async def _resolve_live(self, client_id: str) -> OpenOrder | None:
+        """:meth:`_resolve` for one of our orders the strategy still holds live."""
+        order = self.strategy.live_order(client_id)
+        if order is None:
+            return None  # ended meanwhile: nothing left to learn about it
+        return await self._resolve(self.symbol, client_id, order.side, order.price, order.qty)
+
+    async def _resolve(self, symbol: str, client_id: str, side: Side, price: Decimal,
+                       qty: Decimal) -> OpenOrder | None:
+        """Query until the venue confirms the order we sent (``side``, ``price``, ``qty``)
+        exists, or twice that it does not. An answer that is some other order under the
+        same id (see :func:`~mm_trio.model.order_mismatch`) counts as "does not exist": it
+        is never adopted."""
         misses = 0
         delay = 0.05
         while True:
             try:
-                return await self._exchange.query(symbol, client_id)
+                found = await self._exchange.query(symbol, client_id)
+                mismatch = order_mismatch(found, side=side, price=price, qty=qty,
+                                          not_before_ns=self.started_ns)
+                if mismatch is None:
+                    return found
+                log.error("%s: the venue's order %s (id %s) is not the one we sent (%s); "
+                          "not adopting it", self.symbol, client_id, found.order_id, mismatch)
+                misses += 1
+                if misses >= 2:
+                    return None
             except UnknownOrder:
                 misses += 1
                 if misses >= 2:
@@ -728,7 +775,8 @@ class SymbolManager:
         for order in self.strategy.live_orders():
             if order.client_id in self._inflight:
                 continue  # its place request is still in flight and resolves itself
-            found = await self._resolve(self.symbol, order.client_id)
+            found = await self._resolve(self.symbol, order.client_id, order.side, order.price,
+                                        order.qty)
             if found is not None:
                 await self._adopt(found)
             else:
@@ -772,5 +820,6 @@ class SymbolManager:
             trades_dropped=self.trades_dropped,
             rejects=self.rejects,
             withdrawn=self.withdrawn,
+            foreign_reports=self.foreign_reports,
         )
 

@@ -199,6 +199,28 @@ class OpenOrder(msgspec.Struct, frozen=True, kw_only=True):
     ts: int = 0
 
 
+CLOCK_TOLERANCE_NS = 1_000_000_000
+"""How far the venue's order timestamps may run behind our venue-corrected clock (1 s)."""
+
+
+def order_mismatch(found: OpenOrder, *, side: Side, price: Decimal, qty: Decimal,
+                   not_before_ns: int) -> str | None:
+    """Why ``found`` (the venue's answer to a query by client id) cannot be the order we
+    sent with ``side``/``price``/``qty`` no earlier than ``not_before_ns``; ``None`` if it
+    can. A mismatch means the id names some other order (an earlier run's, say): it must
+    never be adopted, nor its fills taken for ours. ``found.ts == 0`` means no time known.
+    """
+    if found.side != side:
+        return f"side {found.side} != {side}"
+    if found.price != price:
+        return f"price {found.price} != {price}"
+    if found.qty != qty:
+        return f"quantity {found.qty} != {qty}"
+    if found.ts and found.ts < not_before_ns - CLOCK_TOLERANCE_NS:
+        return f"last updated at {found.ts} ns, before this symbol started ({not_before_ns} ns)"
+    return None
+
+
 class Balance(msgspec.Struct, frozen=True, kw_only=True):
     asset: str
     free: Decimal

@@ -23,6 +23,7 @@ import trio
 from mm_trio.config import Config, ConfigError, GridConfig, validate_grid
 from mm_trio.exchange.base import Exchange
 from mm_trio.exchange.limiter import Limiter
+from mm_trio.ids import run_generation
 from mm_trio.manager import SymbolManager, SymbolSnapshot, SymbolState, _Marker
 from mm_trio.model import (
     ZERO,
@@ -75,6 +76,9 @@ class Orchestrator:
         self._nursery: trio.Nursery | None = None
         self._lock = trio.Lock()  # serialises add/remove so the registry never races
         self._failures: dict[str, int] = {}  # consecutive failures per symbol (restart back-off)
+        # the last client-id generation each symbol used in this process: a symbol added
+        # again starts above it even if the venue clock has not moved on (no id reuse)
+        self._generations: dict[str, int] = {}
         self.tick_hooks: list[Callable[[], None]] = []  # run once a second after the ticks
 
     # ------------------------------------------------------------------ lifecycle
@@ -179,8 +183,11 @@ class Orchestrator:
                     log.warning("%s: neutral grid starts with no %s to sell (none free, or "
                                 "all of it held by the other symbols on %s)", symbol,
                                 spec.base, spec.base)
+            started_ns = self.exchange.now_ns()
+            generation = max(run_generation(started_ns), self._generations.get(symbol, 0))
             manager = SymbolManager(self, spec, grid, self.config.risk, self.config.run,
-                                    start_position=start_position, clock=self._clock)
+                                    start_position=start_position, clock=self._clock,
+                                    generation_start=generation, started_ns=started_ns)
             self._managers[symbol] = manager
             self._retired.pop(symbol, None)
             try:
@@ -248,6 +255,7 @@ class Orchestrator:
             await manager.done.wait()
         if manager.state is not SymbolState.FAILED:
             manager.state = SymbolState.REMOVED
+        self._note_generation(manager)
         snap = manager.snapshot()
         self._retired[symbol] = snap
         del self._managers[symbol]
@@ -296,11 +304,17 @@ class Orchestrator:
             if self._managers.get(failed.symbol) is not failed:
                 return  # removed (or replaced) meanwhile
             del self._managers[failed.symbol]
+            self._note_generation(failed)
             self._on_changes(self.governor.remove(failed.symbol))
         try:
             await self.add_symbol(failed.symbol, failed.grid_config)
         except Exception as exc:
             log.error("%s: restart failed: %s", failed.symbol, exc)
+
+    def _note_generation(self, manager: SymbolManager) -> None:
+        symbol = manager.symbol
+        self._generations[symbol] = max(self._generations.get(symbol, 0),
+                                        manager.strategy.generation)
 
     def journal(self, kind: str, payload: Any) -> None:
         if self._journal is not None:

@@ -11,6 +11,7 @@ waited for the rate limiter.
 from __future__ import annotations
 
 import abc
+import time
 from collections.abc import Callable, Sequence
 
 import trio
@@ -118,6 +119,11 @@ class Exchange(abc.ABC):
     @abc.abstractmethod
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Connect, call ``task_status.started()``, then keep the connection until cancelled."""
+
+    def now_ns(self) -> int:
+        """The venue's clock, in ns since the Unix epoch (the wall clock unless a venue keeps
+        its own): it stamps the first generation of each symbol's client ids."""
+        return time.time_ns()
 
     @property
     @abc.abstractmethod

@@ -194,6 +194,11 @@ class GridStrategy:
     def live_orders(self) -> list[LiveOrder]:
         return [self._orders[cid].view() for cid in sorted(self._orders)]
 
+    def knows(self, client_id: str) -> bool:
+        """``client_id`` is an order this strategy emitted (live, or among the remembered
+        terminal ones): only such orders' reports and fills are ours."""
+        return client_id in self._orders or client_id in self._done
+
     def level_inventory(self) -> dict[int, Decimal]:
         return {k: s.lot for k, s in sorted(self._slots.items()) if s.lot != 0}
 

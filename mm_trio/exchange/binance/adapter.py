@@ -200,6 +200,10 @@ class BinanceExchange(Exchange):
         self._last_decode_log = -float("inf")
         self._logged_problems = 0
 
+    def now_ns(self) -> int:
+        """Our clock corrected by the venue's time offset (see ``BinanceRest.sync_time``)."""
+        return self.rest.timestamp_ms() * 1_000_000
+
     def __repr__(self) -> str:
         key = MASK if self._api_key else None
         return (f"BinanceExchange(name={self.name!r}, base_url={self.base_url!r}, "
