@@ -8,6 +8,7 @@ these features, each test fails on its own rather than the file failing to impor
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 
@@ -17,6 +18,7 @@ import trio.testing
 
 import mm_trio.exchange.limiter as lim
 from mm_trio.config import LimiterConfig
+from tests.test_limiter import Grant, assert_any_window
 
 # effective limits (10% margin): weight 90/60 s, orders 9/10 s, 54/day
 SMALL = LimiterConfig(weight_per_minute=100, orders_per_10s=10, orders_per_day=60,
@@ -235,3 +237,60 @@ async def test_ban_without_an_alert_hook_is_still_an_error(
     limiter.pause(60.0, banned=True, reason="HTTP 418")
     assert [r.levelno for r in limiter_records(caplog)] == [logging.ERROR]
     assert limiter.bans == 1
+
+
+# --------------------------------------------------------------------------- invariants
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_hammer_with_withdrawals_and_priorities_keeps_every_window(
+    autojump_clock: trio.testing.MockClock, seed: int
+) -> None:
+    """Random placements (some withdrawn while queued, by recheck or silently), cancels and
+    shutdown reads: every window holds, and only granted requests were ever counted."""
+    limiter = lim.Limiter(SMALL)
+    grants: list[Grant] = []
+    withdrawn: list[int] = []
+    rng = random.Random(seed)
+
+    async def worker(r: random.Random, nursery: trio.Nursery) -> None:
+        for _ in range(20):
+            kind = r.choice(["place", "place", "place", "cancel", "shutdown"])
+            if kind == "place":
+                wanted = Wanted()
+                if r.random() < 0.5:  # its cancel is requested a moment later
+                    nursery.start_soon(_withdraw_later, limiter, wanted, r.random() * 5,
+                                       r.random() < 0.5)
+                try:
+                    await limiter.acquire(1, 1, still_wanted=wanted)
+                except lim.Withdrawn:
+                    withdrawn.append(1)
+                    continue
+                assert wanted(), "granted after it was withdrawn"
+                grants.append((trio.current_time(), 1, 1))
+            elif kind == "cancel":
+                await limiter.acquire(1, cancel=True)
+                grants.append((trio.current_time(), 1, 0))
+            else:
+                with lim.priority(lim.Priority.SHUTDOWN):
+                    await limiter.acquire(6)
+                grants.append((trio.current_time(), 6, 0))
+            if r.random() < 0.3:
+                await trio.sleep(r.random() * 2)
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(10):
+            nursery.start_soon(worker, random.Random(rng.randrange(1 << 30)), nursery)
+    assert_any_window(grants, limiter.limits)
+    assert limiter.sent_weight == sum(g[1] for g in grants)
+    assert limiter.sent_orders == sum(g[2] for g in grants)
+    assert limiter.withdrawn == len(withdrawn) > 0
+    assert limiter.waits > 0 and limiter.queued == 0
+
+
+async def _withdraw_later(limiter: lim.Limiter, wanted: Wanted, delay: float,
+                          tell: bool) -> None:
+    await trio.sleep(delay)
+    wanted.wanted = False
+    if tell:
+        limiter.recheck(wanted)

@@ -268,7 +268,7 @@ def priority(level: Priority) -> Iterator[None]:
         _PRIORITY.reset(token)
 
 
-class Withdrawn(Exception):  # noqa: N818 - an outcome, not a failure
+class Withdrawn(Exception):
     """``acquire(still_wanted=...)`` gave up: the request is no longer wanted. Nothing was
     spent and nothing may be sent."""
 
