@@ -21,7 +21,7 @@ import trio
 from mm_trio import __version__
 from mm_trio.config import Config, ConfigError, load_config, read_toml, validate
 from mm_trio.exchange.base import Exchange, ExchangeError
-from mm_trio.exchange.limiter import Limiter
+from mm_trio.exchange.limiter import Limiter, Priority, priority
 from mm_trio.exchange.sim.venue import SimulatedExchange
 from mm_trio.model import SymbolError, parse_symbol
 from mm_trio.orchestrator import Orchestrator, Snapshot, open_orchestrator
@@ -143,9 +143,11 @@ def _plain_tree(value: Any) -> Any:
 
 
 def summary_dict(snapshot: Snapshot, open_at_exit: dict[str, int | None],
-                 exposure_at_stop: Snapshot | None = None) -> dict[str, Any]:
+                 exposure_at_stop: Snapshot | None = None, *,
+                 limiter: dict[str, Any] | None = None) -> dict[str, Any]:
     """The exit summary (``--summary-json``); ``exposure_at_stop`` is a snapshot taken when
-    trading stopped, before our orders were cancelled and the symbols removed."""
+    trading stopped, before our orders were cancelled and the symbols removed; ``limiter``
+    (see :func:`limiter_summary`) adds the rate limiter's counters and the venue's alerts."""
     symbols: dict[str, Any] = {}
     for sym, s in snapshot.symbols.items():
         symbols[sym] = {
@@ -166,12 +168,21 @@ def summary_dict(snapshot: Snapshot, open_at_exit: dict[str, int | None],
             "foreign_reports": s.foreign_reports,
         }
     exposure = (exposure_at_stop or snapshot).exposure
-    return {
+    summary: dict[str, Any] = {
         "symbols": symbols,
         "exposure": _plain_tree(msgspec.to_builtins(exposure, builtin_types=(Decimal,))),
         "killed": snapshot.killed,
         "kill_reason": snapshot.kill_reason,
     }
+    if limiter is not None:
+        summary["limiter"] = limiter
+    return summary
+
+
+def limiter_summary(limiter: Limiter, alerts: Sequence[str]) -> dict[str, Any]:
+    """The limiter's counters (``pauses`` by 429 or 418, ``bans`` by 418 alone) and every
+    alert it raised (one per ban)."""
+    return {**limiter.stats(), "alerts": list(alerts)}
 
 
 RUN_COLUMNS = ["symbol", "state", "fills", "buys", "sells", "position", "realized_pnl",
@@ -190,6 +201,9 @@ def summary_table(summary: dict[str, Any], cols: Sequence[str] = RUN_COLUMNS) ->
     exp = summary["exposure"]
     lines.append(f"exposure total {exp.get('total')} (cap {exp.get('max_total')})"
                  + ("  KILLED: " + summary["kill_reason"] if summary["killed"] else ""))
+    lim = summary.get("limiter")
+    if lim and lim["pauses"]:
+        lines.append(f"venue paused us {lim['pauses']} times ({lim['bans']} bans, 418)")
     return "\n".join(lines)
 
 
@@ -237,7 +251,8 @@ async def run_command(config: Config, symbols: Sequence[str], *, duration: float
                       err: TextIO = sys.stderr, venue: str = "sim",
                       base_url: str | None = None) -> int:
     """Trade ``symbols`` until ``duration`` elapses or SIGINT/SIGTERM; print the summary."""
-    limiter = Limiter(config.limiter)
+    alerts: list[str] = []  # venue bans: logged at ERROR by the limiter, kept for the summary
+    limiter = Limiter(config.limiter, on_alert=alerts.append)
     exchange = make_exchange(venue, base_url, config, limiter)
     run_scope = trio.CancelScope()
     rc = EXIT_OK
@@ -261,15 +276,15 @@ async def run_command(config: Config, symbols: Sequence[str], *, duration: float
                     async with trio.open_nursery() as inner:
                         inner.start_soon(_print_status, orch, config.run.status_interval, out)
                         await trio.sleep_forever()
-                await _finish(orch, exchange, summary_json, out)
+                await _finish(orch, exchange, summary_json, out, alerts)
         outer.cancel_scope.cancel()
     return rc
 
 
 async def _finish(orch: Orchestrator, exchange: Exchange, summary_json: Path | None,
-                  out: TextIO) -> None:
+                  out: TextIO, alerts: Sequence[str] = ()) -> None:
     timeout = orch.config.run.shutdown_timeout
-    with trio.CancelScope(shield=True):
+    with trio.CancelScope(shield=True), priority(Priority.SHUTDOWN):
         at_stop = orch.snapshot()
         if orch.config.run.cancel_on_exit:
             await orch.shutdown()
@@ -287,7 +302,8 @@ async def _finish(orch: Orchestrator, exchange: Exchange, summary_json: Path | N
                 for order in orders:
                     if any(order.client_id.startswith(p + "_") for p in prefixes):
                         open_at_exit[order.symbol] = (open_at_exit.get(order.symbol) or 0) + 1
-        summary = summary_dict(orch.snapshot(), open_at_exit, at_stop)
+        summary = summary_dict(orch.snapshot(), open_at_exit, at_stop,
+                               limiter=limiter_summary(orch.limiter, alerts))
         print(summary_table(summary), file=out, flush=True)
         if summary_json is not None:
             text = msgspec.json.format(msgspec.json.encode(summary)).decode() + "\n"

@@ -34,6 +34,7 @@ from mm_trio.exchange.base import (
     RateLimited,
     UnknownOrder,
 )
+from mm_trio.exchange.limiter import Priority, priority
 from mm_trio.grid.strategy import GridStrategy
 from mm_trio.intents import CancelOrder, Intent, PlaceOrder
 from mm_trio.model import (
@@ -142,13 +143,15 @@ class _Watch:
 
 class _Placing:
     """A place request on its way: set ``done`` once its outcome is known; ``exists`` says
-    whether the venue may hold the order (``False``: refused, withdrawn or never sent)."""
+    whether the venue may hold the order (``False``: refused, withdrawn or never sent);
+    ``still_wanted`` is what the venue (and its limiter queue) asks before sending it."""
 
-    __slots__ = ("done", "exists")
+    __slots__ = ("done", "exists", "still_wanted")
 
-    def __init__(self) -> None:
+    def __init__(self, still_wanted: Callable[[], bool]) -> None:
         self.done = trio.Event()
         self.exists = True
+        self.still_wanted = still_wanted
 
 
 def _from_open_order(order: OpenOrder) -> OrderUpdate:
@@ -289,7 +292,9 @@ class SymbolManager:
         self.state = SymbolState.FAILED
         self.reason = _describe(exc)
         log.exception("%s FAILED: %s; cancelling its orders", self.symbol, self.reason)
-        with trio.CancelScope(shield=True), trio.move_on_after(self._run_config.shutdown_timeout):
+        with (trio.CancelScope(shield=True),
+              trio.move_on_after(self._run_config.shutdown_timeout),
+              priority(Priority.SHUTDOWN)):  # never queued behind ordinary requests
             try:
                 await self._exchange.cancel_all(self.symbol, self.prefix)
             except Exception as cancel_exc:  # the venue may be down too; say so, keep going
@@ -342,8 +347,10 @@ class SymbolManager:
         return await self.sweep(timeout) and ok
 
     async def sweep(self, timeout: float) -> bool:  # noqa: ASYNC109 - a bound, not a deadline
-        """Belt and braces: cancel every open order of ours the venue still lists (bounded)."""
-        with trio.CancelScope(shield=True), trio.move_on_after(timeout) as scope:
+        """Belt and braces: cancel every open order of ours the venue still lists (bounded).
+        Its requests go before every queued ordinary request and cancel in the limiter."""
+        with (trio.CancelScope(shield=True), trio.move_on_after(timeout) as scope,
+              priority(Priority.SHUTDOWN)):
             try:
                 left = await self._exchange.cancel_all(self.symbol, self.prefix)
                 if left:
@@ -589,9 +596,10 @@ class SymbolManager:
 
     async def _place(self, intent: PlaceOrder) -> None:
         r = intent.request
-        placing = self._inflight[r.client_id] = _Placing()
+        cid = r.client_id
+        placing = self._inflight[cid] = _Placing(lambda: self._still_wanted(cid))
         try:
-            placing.exists = await self._place_until_known(r)
+            placing.exists = await self._place_until_known(r, placing.still_wanted)
         finally:
             del self._inflight[r.client_id]
             placing.done.set()
@@ -601,7 +609,8 @@ class SymbolManager:
         order = self.strategy.live_order(client_id)
         return order is not None and not order.cancel_requested
 
-    async def _place_until_known(self, r: OrderRequest) -> bool:
+    async def _place_until_known(self, r: OrderRequest,
+                                 still_wanted: Callable[[], bool]) -> bool:
         """Send ``r`` until its outcome is known; ``False`` if the venue never created it."""
         attempts = 0
         cid = r.client_id
@@ -609,8 +618,7 @@ class SymbolManager:
         while True:
             attempts += 1
             try:
-                ack = await self._exchange.place(
-                    r, still_wanted=lambda: self._still_wanted(cid))
+                ack = await self._exchange.place(r, still_wanted=still_wanted)
                 # the stream reports it too; the answer itself keeps the grid moving while a
                 # user stream is down (applying both is harmless: reports are idempotent)
                 if not self._exchange.lossless_reports:
@@ -664,7 +672,9 @@ class SymbolManager:
         placing = self._inflight.get(intent.client_id)
         if placing is not None:
             # its place request is still on its way (cancels go first in the limiter): a
-            # cancel sent now would only earn "unknown order"; wait for the place's answer
+            # cancel sent now would only earn "unknown order"; wait for the place's answer.
+            # One still queued in the limiter is withdrawn now, spending nothing
+            self._orch.limiter.recheck(placing.still_wanted)
             await placing.done.wait()
             if not placing.exists:
                 return  # refused or withdrawn: the venue never had it, nothing to cancel

@@ -129,8 +129,9 @@ class RecordingLimiter(Limiter):
         self.grants: list[tuple[float, int, int]] = []  # (time, weight, orders)
         self.pause_log: list[tuple[float, float, bool]] = []  # (time, seconds, banned)
 
-    async def acquire(self, weight: int = 1, orders: int = 0, *, cancel: bool = False) -> None:
-        await super().acquire(weight, orders, cancel=cancel)
+    async def acquire(self, weight: int = 1, orders: int = 0, *, cancel: bool = False,
+                      still_wanted: Callable[[], bool] | None = None) -> None:
+        await super().acquire(weight, orders, cancel=cancel, still_wanted=still_wanted)
         self.grants.append((trio.current_time(), weight, orders))
 
     def pause(self, seconds: float, *, banned: bool = False, reason: str = "") -> None:

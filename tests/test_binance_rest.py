@@ -51,7 +51,8 @@ class RecordingLimiter:
         self.pauses: list[tuple[float, bool]] = []
         self.used: list[int] = []
 
-    async def acquire(self, weight: int = 1, orders: int = 0, *, cancel: bool = False) -> None:
+    async def acquire(self, weight: int = 1, orders: int = 0, *, cancel: bool = False,
+                      still_wanted: Callable[[], bool] | None = None) -> None:
         self.acquired.append((weight, orders, cancel))
         await trio.lowlevel.checkpoint()
 
@@ -367,9 +368,9 @@ async def test_placement_withdrawn_during_the_limiter_wait_is_never_sent() -> No
     wanted = {"yes": True}
 
     class WithdrawingLimiter(RecordingLimiter):
-        async def acquire(self, weight: int = 1, orders: int = 0, *,
-                          cancel: bool = False) -> None:
-            await super().acquire(weight, orders, cancel=cancel)
+        async def acquire(self, weight: int = 1, orders: int = 0, *, cancel: bool = False,
+                          still_wanted: Callable[[], bool] | None = None) -> None:
+            await super().acquire(weight, orders, cancel=cancel, still_wanted=still_wanted)
             if orders:
                 wanted["yes"] = False  # its cancel was requested while it waited
 

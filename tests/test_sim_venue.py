@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 
 import attrs
@@ -63,7 +64,8 @@ class StubLimiter:
     def __init__(self) -> None:
         self.calls: list[tuple[int, int, bool]] = []
 
-    async def acquire(self, weight: int = 1, orders: int = 0, *, cancel: bool = False) -> None:
+    async def acquire(self, weight: int = 1, orders: int = 0, *, cancel: bool = False,
+                      still_wanted: Callable[[], bool] | None = None) -> None:
         self.calls.append((weight, orders, cancel))
         await trio.lowlevel.checkpoint()
 

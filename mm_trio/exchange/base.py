@@ -102,6 +102,12 @@ def check_wanted(request: OrderRequest, still_wanted: StillWanted | None) -> Non
         raise PlaceWithdrawn(f"{request.client_id}: withdrawn before it was sent")
 
 
+def withdrawn_while_queued(request: OrderRequest) -> PlaceWithdrawn:
+    """The error for a placement withdrawn while it waited in the rate limiter's queue."""
+    return PlaceWithdrawn(f"{request.client_id}: withdrawn while it waited for the rate "
+                          "limiter")
+
+
 class Exchange(abc.ABC):
     """A venue connection shared by every symbol.
 
@@ -147,9 +153,11 @@ class Exchange(abc.ABC):
                     still_wanted: StillWanted | None = None) -> OpenOrder:
         """Place a limit order; returns the venue's acknowledgement or raises an ExchangeError.
 
-        ``still_wanted`` is called after the rate-limiter grant, right before the request is
-        sent (and may be called before the wait as well); if it returns ``False`` nothing is
-        sent and :class:`PlaceWithdrawn` is raised.
+        ``still_wanted`` is called right before the request is sent (and before the wait);
+        venues with the shared limiter pass it on, so a placement waiting there leaves the
+        queue without spending anything once it says no (its owner then calls
+        ``Limiter.recheck(still_wanted)`` for it to happen at once). If it returns ``False``
+        nothing is sent and :class:`PlaceWithdrawn` is raised.
         """
 
     @abc.abstractmethod

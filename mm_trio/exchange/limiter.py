@@ -6,8 +6,10 @@ Two layers:
   holds one :class:`WindowBucket` per venue limit -- request weight per 60 s, orders per
   10 s and orders per day -- plus a pause deadline (429 Retry-After / 418 ban).
 * :class:`Limiter` is the trio shell: ``await limiter.acquire(weight, orders, cancel=...)``
-  waits until the request may be sent. Waiters are served in priority order -- cancels
-  before everything else, then first come first served -- and every wait is cancellable.
+  waits until the request may be sent. Waiters are served in :class:`Priority` order --
+  shutdown traffic (``with priority(Priority.SHUTDOWN):``), then cancels, then everything
+  else; first come first served within one -- and every wait is cancellable. A request
+  whose owner no longer wants it (``still_wanted``) leaves the queue without spending.
 
 **Why a sliding-window log.** Each bucket is a token bucket whose refill is the *expiry of
 past spends*: tokens spent at time ``t`` come back exactly ``window`` seconds later, never
@@ -25,16 +27,23 @@ e.g. of the daily order bucket, to about ``window / resolution`` entries.
 
 from __future__ import annotations
 
+import contextvars
+import enum
+import logging
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from decimal import ROUND_FLOOR, Decimal
 
 import trio
 
 from mm_trio.config import LimiterConfig
 
-__all__ = ["Limiter", "LimiterCore", "RateLimits", "WindowBucket", "effective_limit"]
+__all__ = ["Limiter", "LimiterCore", "Priority", "RateLimits", "WindowBucket", "Withdrawn",
+           "effective_limit", "priority"]
+
+log = logging.getLogger(__name__)
 
 WEIGHT_WINDOW = 60.0
 ORDERS_SHORT_WINDOW = 10.0
@@ -227,33 +236,89 @@ class LimiterCore:
 PAUSE_MERGE_SECONDS = 1.0
 
 
-class _Waiter:
-    __slots__ = ("weight", "orders", "cancel", "wake")
+class Priority(enum.IntEnum):
+    """Which waiters are served first (highest first, first come first served within one).
 
-    def __init__(self, weight: int, orders: int, cancel: bool) -> None:
+    ``SHUTDOWN``: the exit sweep and other cancel-everything traffic (its open-orders reads
+    too), which must never queue behind ordinary requests; ``CANCEL``: order cancels;
+    ``OTHER``: everything else (placements, queries, balance reads).
+    """
+
+    OTHER = 0
+    CANCEL = 1
+    SHUTDOWN = 2
+
+
+_PRIORITY: contextvars.ContextVar[Priority] = contextvars.ContextVar(
+    "mm_trio_limiter_priority", default=Priority.OTHER)
+
+
+@contextmanager
+def priority(level: Priority) -> Iterator[None]:
+    """Serve every ``acquire`` of this task inside the block at ``level`` or higher.
+
+    A context variable, so it reaches the requests made deep inside an ``Exchange`` call
+    (e.g. ``cancel_all`` reading open orders, then cancelling) without every venue
+    interface growing a parameter; tasks started inside the block inherit it.
+    """
+    token = _PRIORITY.set(max(level, _PRIORITY.get()))
+    try:
+        yield
+    finally:
+        _PRIORITY.reset(token)
+
+
+class Withdrawn(Exception):
+    """``acquire(still_wanted=...)`` gave up: the request is no longer wanted. Nothing was
+    spent and nothing may be sent."""
+
+
+class _Waiter:
+    __slots__ = ("weight", "orders", "still_wanted", "withdrawn", "wake", "queue")
+
+    def __init__(self, weight: int, orders: int,
+                 still_wanted: Callable[[], bool] | None) -> None:
         self.weight = weight
         self.orders = orders
-        self.cancel = cancel
+        self.still_wanted = still_wanted
+        self.withdrawn = False
         self.wake = trio.Event()
+        self.queue: deque[_Waiter] | None = None  # the queue it waits in, while it does
+
+    def unwanted(self) -> bool:
+        if not self.withdrawn and self.still_wanted is not None and not self.still_wanted():
+            self.withdrawn = True
+        return self.withdrawn
 
 
 class Limiter:
     """Trio shell around :class:`LimiterCore`; one instance shared by the whole process.
 
-    Only the head of the queue (the oldest cancel, else the oldest other request) sleeps
-    on the clock; the others wait until they become the head. A new cancel, a pause and a
-    waiter leaving the queue wake the head so it re-evaluates.
+    Waiters are queued by :class:`Priority`. Only the head of the queue (the oldest waiter
+    of the highest priority) sleeps on the clock; the others wait until they become the
+    head. A new higher-priority waiter, a pause and a waiter leaving the queue wake the head
+    so it re-evaluates.
+
+    A request made with ``still_wanted`` leaves the queue, spending nothing, as soon as that
+    says no: it is asked on arrival, whenever the waiter wakes, right before a grant, and at
+    once when its owner calls :meth:`recheck` (e.g. because it requested the cancel of the
+    order being placed).
+
+    Every pause is logged once: a 429 at WARNING, a 418 ban at ERROR (and ``on_alert`` is
+    called with the same message).
     """
 
     def __init__(self, config: LimiterConfig, *,
                  on_alert: Callable[[str], None] | None = None) -> None:
         self.core = LimiterCore(config)
         self.on_alert = on_alert
-        self._cancels: deque[_Waiter] = deque()
-        self._others: deque[_Waiter] = deque()
+        self._queues: tuple[deque[_Waiter], ...] = tuple(deque() for _ in Priority)
+        # queued waiters by id() of their still_wanted callable, for recheck()
+        self._by_wanted: dict[int, list[_Waiter]] = {}
         self.sent_weight = 0
         self.sent_orders = 0
         self.waits = 0
+        self.withdrawn = 0
         self.pauses = 0
         self.bans = 0
         self.last_pause_reason = ""
@@ -267,18 +332,24 @@ class Limiter:
 
     @property
     def queued(self) -> int:
-        return len(self._cancels) + len(self._others)
+        return sum(len(q) for q in self._queues)
 
     @property
     def limits(self) -> RateLimits:
         return self.core.limits
 
+    def stats(self) -> dict[str, int]:
+        """Counters for summaries: what was granted, how often a request waited, was
+        withdrawn while queued, and how often the venue paused (or banned) us."""
+        return {"sent_weight": self.sent_weight, "sent_orders": self.sent_orders,
+                "waits": self.waits, "withdrawn": self.withdrawn, "pauses": self.pauses,
+                "bans": self.bans}
+
     # ------------------------------------------------------------------ queue
     def _head(self) -> _Waiter | None:
-        if self._cancels:
-            return self._cancels[0]
-        if self._others:
-            return self._others[0]
+        for queue in reversed(self._queues):
+            if queue:
+                return queue[0]
         return None
 
     def _wake_head(self) -> None:
@@ -291,29 +362,58 @@ class Limiter:
         self.sent_weight += weight
         self.sent_orders += orders
 
-    async def acquire(self, weight: int = 1, orders: int = 0, *, cancel: bool = False) -> None:
+    def _leave(self, waiter: _Waiter) -> None:
+        """Take ``waiter`` out of its queue (once) and let the next head look."""
+        queue = waiter.queue
+        if queue is None:
+            return  # never queued, or already gone (withdrawn by recheck)
+        was_head = self._head() is waiter
+        queue.remove(waiter)
+        waiter.queue = None
+        if waiter.still_wanted is not None:
+            key = id(waiter.still_wanted)
+            same = self._by_wanted[key]
+            same.remove(waiter)
+            if not same:
+                del self._by_wanted[key]
+        if was_head:
+            self._wake_head()
+
+    async def acquire(self, weight: int = 1, orders: int = 0, *, cancel: bool = False,
+                      still_wanted: Callable[[], bool] | None = None) -> None:
         """Wait until ``weight`` request weight and ``orders`` new orders may be sent.
 
-        ``cancel=True`` marks an order cancel: it is served before every non-cancel waiter.
-        Raises ``ValueError`` at once for a request larger than a limit. Cancellable.
+        ``cancel=True`` marks an order cancel: it is served before every ordinary waiter;
+        inside ``with priority(Priority.SHUTDOWN)`` the request is served before both.
+        ``still_wanted``: asked before the request is granted (see the class docstring);
+        once it says no, :class:`Withdrawn` is raised and nothing is spent. Raises
+        ``ValueError`` at once for a request larger than a limit. Cancellable.
         """
         self.core.validate(weight, orders)
         await trio.lowlevel.checkpoint()
+        waiter = _Waiter(weight, orders, still_wanted)
+        if waiter.unwanted():
+            self.withdrawn += 1
+            raise Withdrawn("no longer wanted")
+        level = max(Priority.CANCEL if cancel else Priority.OTHER, _PRIORITY.get())
         now = trio.current_time()
-        ahead = bool(self._cancels) if cancel else self._head() is not None
+        ahead = any(self._queues[p] for p in range(level, len(self._queues)))
         if not ahead and self.core.can_take(weight, orders, now):
             self._grant(weight, orders, now)
             return
         self.waits += 1
-        waiter = _Waiter(weight, orders, cancel)
-        queue = self._cancels if cancel else self._others
-        queue.append(waiter)
-        if cancel and len(queue) == 1:
-            # we may have displaced a non-cancel head: let it go back to plain waiting
-            if self._others:
-                self._others[0].wake.set()
+        old_head = self._head()
+        waiter.queue = self._queues[level]
+        waiter.queue.append(waiter)
+        if still_wanted is not None:
+            self._by_wanted.setdefault(id(still_wanted), []).append(waiter)
+        if old_head is not None and self._head() is waiter:
+            old_head.wake.set()  # displaced: let it go back to plain waiting
         try:
             while True:
+                if waiter.unwanted():
+                    self.withdrawn += 1
+                    raise Withdrawn("no longer wanted")
                 if self._head() is waiter:
                     now = trio.current_time()
                     if self.core.can_take(weight, orders, now):
@@ -327,17 +427,27 @@ class Limiter:
                 if waiter.wake.is_set():
                     waiter.wake = trio.Event()
         finally:
-            # granted or cancelled: leave the queue and let the next waiter look
-            was_head = self._head() is waiter
-            queue.remove(waiter)
-            if was_head:
-                self._wake_head()
+            # granted, withdrawn or cancelled: leave the queue and let the next waiter look
+            self._leave(waiter)
+
+    def recheck(self, still_wanted: Callable[[], bool]) -> int:
+        """``still_wanted`` may have changed its answer: every request queued with it asks
+        it now, and those no longer wanted leave the queue at once (their ``acquire``
+        raises :class:`Withdrawn`) without spending anything. Returns how many left."""
+        left = 0
+        for waiter in list(self._by_wanted.get(id(still_wanted), ())):
+            if waiter.unwanted():
+                left += 1
+                self._leave(waiter)
+                waiter.wake.set()
+        return left
 
     def pause(self, seconds: float, *, banned: bool = False, reason: str = "") -> None:
         """Stop ALL traffic for ``seconds`` (429 Retry-After, or a 418 ban with an alert).
 
         The same answer reported again (by the adapter, then by its caller) is one pause: a
-        pause already in force that ends no more than a second earlier is kept as it is.
+        pause already in force that ends no more than a second earlier is kept as it is
+        (and not logged again). Each pause is logged once with its cause and duration.
         """
         now = trio.current_time()
         until = now + max(0.0, seconds)
@@ -348,13 +458,16 @@ class Limiter:
         self.core.pause_until(until, banned)
         self.pauses += 1
         self.last_pause_reason = reason
+        cause = f": {reason}" if reason else ""
         if banned:
             self.bans += 1
+            message = f"venue ban (418): all traffic stopped for {seconds:.0f}s{cause}"
+            log.error("%s", message)
             if self.on_alert is not None:
-                self.on_alert(
-                    f"venue ban (418): all traffic stopped for {seconds:.0f}s"
-                    + (f": {reason}" if reason else "")
-                )
+                self.on_alert(message)
+        else:
+            log.warning("venue rate limit (429): all traffic paused for %.1fs%s",
+                        seconds, cause)
         self._wake_head()
 
     def observe_used_weight(self, used: int) -> None:

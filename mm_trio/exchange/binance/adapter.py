@@ -41,6 +41,7 @@ from mm_trio.exchange.base import (
     StillWanted,
     UnknownSymbol,
     check_wanted,
+    withdrawn_while_queued,
 )
 from mm_trio.exchange.binance.decode import DecodeStats, DepthUpdate, StreamDecoder
 from mm_trio.exchange.binance.rest import BinanceRest, LimiterLike, Weights, depth_weight
@@ -53,7 +54,7 @@ from mm_trio.exchange.binance.specs import (
     parse_exchange_info,
 )
 from mm_trio.exchange.binance.streams import MarketStream, UserDataStream
-from mm_trio.exchange.limiter import Limiter
+from mm_trio.exchange.limiter import Limiter, Withdrawn
 from mm_trio.model import (
     Balance,
     Event,
@@ -402,9 +403,13 @@ class BinanceExchange(Exchange):
                     still_wanted: StillWanted | None = None) -> OpenOrder:
         check_wanted(request, still_wanted)
         params = self.order_params(request)
-        body = await self.rest.request("POST", "/api/v3/order", params, weight=Weights.PLACE,
-                                       orders=1, signed=True, order=True, retry=False,
-                                       before_send=lambda: check_wanted(request, still_wanted))
+        try:
+            body = await self.rest.request(
+                "POST", "/api/v3/order", params, weight=Weights.PLACE, orders=1, signed=True,
+                order=True, retry=False, still_wanted=still_wanted,
+                before_send=lambda: check_wanted(request, still_wanted))
+        except Withdrawn:
+            raise withdrawn_while_queued(request) from None
         return open_order_from_json(body, request.symbol, client_id=request.client_id)
 
     async def cancel(self, symbol: str, client_id: str) -> OpenOrder:

@@ -98,7 +98,8 @@ def depth_weight(limit: int) -> int:
 class LimiterLike(Protocol):
     """What the client needs of the shared limiter."""
 
-    async def acquire(self, weight: int = 1, orders: int = 0, *, cancel: bool = False) -> None:
+    async def acquire(self, weight: int = 1, orders: int = 0, *, cancel: bool = False,
+                      still_wanted: Callable[[], bool] | None = None) -> None:
         ...
 
     def pause(self, seconds: float, *, banned: bool = False, reason: str = "") -> None:
@@ -260,13 +261,15 @@ class BinanceRest:
         order: bool = False,
         retry: bool | None = None,
         before_send: Callable[[], None] | None = None,
+        still_wanted: Callable[[], bool] | None = None,
     ) -> Any:
         """Send one request and return its decoded JSON body, or raise a classified error.
 
         ``retry`` (default: ``method == "GET"``) retries :class:`OutcomeUnknown` with
         jittered exponential back-off, re-taking the limiter each time. ``before_send`` runs
         after every limiter grant, right before the request goes out; whatever it raises
-        propagates and nothing is sent.
+        propagates and nothing is sent. ``still_wanted`` goes to the limiter: once it says
+        no, the wait ends with :class:`~mm_trio.exchange.limiter.Withdrawn`, nothing spent.
         """
         if retry is None:
             retry = method == "GET"
@@ -279,7 +282,8 @@ class BinanceRest:
             try:
                 return await self._once(method, path, params or {}, weight=weight,
                                         orders=orders, cancel=cancel, signed=signed,
-                                        order=order, before_send=before_send)
+                                        order=order, before_send=before_send,
+                                        still_wanted=still_wanted)
             except OutcomeUnknown as exc:
                 if attempt >= attempts:
                     raise
@@ -300,10 +304,11 @@ class BinanceRest:
 
     async def _once(self, method: str, path: str, params: Mapping[str, object], *,
                     weight: int, orders: int, cancel: bool, signed: bool, order: bool,
-                    before_send: Callable[[], None] | None = None) -> Any:
+                    before_send: Callable[[], None] | None = None,
+                    still_wanted: Callable[[], bool] | None = None) -> Any:
         if signed and not self.can_sign:
             raise ExchangeError("no API key/secret configured for a signed request")
-        await self.limiter.acquire(weight, orders, cancel=cancel)
+        await self.limiter.acquire(weight, orders, cancel=cancel, still_wanted=still_wanted)
         if before_send is not None:
             before_send()
         # signed after the limiter wait, so the timestamp is fresh (recvWindow)

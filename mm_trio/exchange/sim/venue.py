@@ -25,7 +25,8 @@ shared rate limiter and the event channel:
   the consumer (no deadlock when the consumer itself places orders); market ticks do: while
   the outbox holds more than ``buffer_size`` events no tick is generated, and the feed catches
   up afterwards.
-* Every request first takes Binance-like weights from the limiter, if one was given.
+* Every request first takes Binance-like weights from the limiter, if one was given; a
+  placement passes its ``still_wanted`` on, so one withdrawn while queued spends nothing.
 """
 
 from __future__ import annotations
@@ -41,7 +42,14 @@ from typing import Protocol
 import trio
 
 from mm_trio.config import SimVenueConfig
-from mm_trio.exchange.base import Exchange, OutcomeUnknown, StillWanted, check_wanted
+from mm_trio.exchange.base import (
+    Exchange,
+    OutcomeUnknown,
+    StillWanted,
+    check_wanted,
+    withdrawn_while_queued,
+)
+from mm_trio.exchange.limiter import Withdrawn
 from mm_trio.exchange.sim.feed import SyntheticFeed
 from mm_trio.exchange.sim.matching import MatchingEngine
 from mm_trio.model import Balance, Event, OpenOrder, OrderRequest, Quote, StreamStatus, SymbolSpec
@@ -64,7 +72,8 @@ WEIGHT_SPECS = 20
 class LimiterLike(Protocol):
     """What the venue needs of the shared limiter (:mod:`mm_trio.exchange.limiter`)."""
 
-    async def acquire(self, weight: int = 1, orders: int = 0, *, cancel: bool = False) -> None:
+    async def acquire(self, weight: int = 1, orders: int = 0, *, cancel: bool = False,
+                      still_wanted: StillWanted | None = None) -> None:
         ...
 
 
@@ -340,6 +349,17 @@ class SimulatedExchange(Exchange):
         if self._limiter is not None:
             await self._limiter.acquire(weight, orders, cancel=cancel)
 
+    async def _acquire_place(self, request: OrderRequest,
+                             still_wanted: StillWanted | None) -> None:
+        """The limiter grant for a placement; one withdrawn while it waits costs nothing."""
+        check_wanted(request, still_wanted)
+        if self._limiter is None:
+            return
+        try:
+            await self._limiter.acquire(WEIGHT_PLACE, 1, still_wanted=still_wanted)
+        except Withdrawn:
+            raise withdrawn_while_queued(request) from None
+
     async def _delay(self) -> None:
         """The one-way request latency (a bare checkpoint when it is zero)."""
         if self._latency > 0:
@@ -374,9 +394,8 @@ class SimulatedExchange(Exchange):
 
     async def place(self, request: OrderRequest, *,
                     still_wanted: StillWanted | None = None) -> OpenOrder:
-        check_wanted(request, still_wanted)
-        await self._acquire(WEIGHT_PLACE, 1)
-        check_wanted(request, still_wanted)
+        await self._acquire_place(request, still_wanted)
+        check_wanted(request, still_wanted)  # for a limiter that does not ask it itself
         engine = self.engine
         return await self._request(lambda ts: engine.place(request, ts))
 
