@@ -5,20 +5,32 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
+import select
+import subprocess
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from trio_websocket import ConnectionClosed, open_websocket_url
 
-from mm_trio.model import Quote
+from mm_trio.config import SimVenueConfig
+from mm_trio.exchange.sim.matching import build_registry
+from mm_trio.model import Quote, native_symbol
 from mm_trio.venue import VenueServer, VenueServerConfig, open_venue
+from mm_trio.venue.admin import AdminInputError, parse_market_event
 from mm_trio.venue.app import build_app
 from mm_trio.venue.auth import AdminToken
 from mm_trio.venue.config import ADMIN_TOKEN_ENV, MAX_BODY_BYTES, FaultConfig
+from mm_trio.venue.core import market_event_error
+from tests.test_cli_e2e import ROOT, mm_trio_cmd
 from tests.test_venue_rest import signed, venue_config, wait_quotes
 
 D = Decimal
@@ -302,6 +314,47 @@ async def test_bad_market_events_are_refused_before_any_engine_or_stream() -> No
             srv.venue.hub.unsubscribe(sink, streams)
 
 
+_SPECS, _ = build_registry(SimVenueConfig())
+_NATIVES = {native_symbol(s): s for s in _SPECS}
+_ANY_VALUE = st.one_of(
+    st.decimals(allow_nan=True, allow_infinity=True), st.integers(),
+    st.decimals(min_value=0, max_value=10**9, places=4).map(str),
+    # values on the ticks and steps of the symbols below, so that many examples are accepted
+    st.integers(0, 10**9).map(lambda n: str(Decimal(n).scaleb(-2))),
+    st.integers(0, 10**7).map(lambda n: str(Decimal(n).scaleb(-4))),
+    st.integers(0, 10**7).map(lambda n: Decimal(n).scaleb(-5)),
+    st.text(alphabet="0123456789.-+eEinfNaINFs ", max_size=25), st.booleans(), st.none(),
+    st.floats(), st.lists(st.integers(), max_size=2))
+
+
+@settings(max_examples=400)
+@given(kind=st.sampled_from(["trade", "quote"]), a=_ANY_VALUE, b=_ANY_VALUE, c=_ANY_VALUE,
+       d=_ANY_VALUE, symbol=st.sampled_from(["ETHUSDT", "BTCUSDT", "DOGEUSDT", "ETHBTC"]))
+def test_market_event_parsing_lets_only_sound_values_through(
+        kind: str, a: Any, b: Any, c: Any, d: Any, symbol: str) -> None:
+    """Whatever the values, the parser either refuses them naming a field (never another
+    exception) or gives an event within the symbol's filters, on its tick and step."""
+    data: dict[str, Any] = {"type": kind, "symbol": symbol}
+    names = ("bid", "bid_qty", "ask", "ask_qty") if kind == "quote" else ("price", "qty")
+    data.update(zip(names, (a, b, c, d), strict=False))
+    try:
+        ev = parse_market_event(data, _SPECS, _NATIVES, 0)
+    except AdminInputError as exc:
+        assert exc.status == 400 and exc.field in names
+        return
+    spec = _SPECS[_NATIVES[symbol]]
+    assert market_event_error(ev, _SPECS) is None
+    if isinstance(ev, Quote):
+        prices, sizes = (ev.bid, ev.ask), (ev.bid_qty, ev.ask_qty)
+        assert ev.bid < ev.ask
+    else:
+        prices, sizes = (ev.price,), (ev.qty,)
+    for p in prices:
+        assert spec.min_price <= p <= spec.max_price and p % spec.tick_size == 0
+    for q in sizes:
+        assert spec.min_qty <= q <= spec.max_qty and q % spec.step_size == 0
+
+
 async def _resting_sell(client: httpx.AsyncClient, server: VenueServer, cid: str
                         ) -> Decimal:
     """A 0.1 ETH SELL resting far above the market; returns its price."""
@@ -508,3 +561,87 @@ async def test_websocket_messages_are_capped(server: VenueServer) -> None:
             await ws.send_message(json.dumps({"id": 2, "method": "ping", "params": {}}))
             with trio.fail_after(5):
                 assert json.loads(await ws.get_message())["status"] == 200
+
+
+# --------------------------------------------------------------------------- mm-trio venue
+
+TOKEN_LINE = re.compile(r"admin token (\S+) \(generated")
+
+
+def _venue_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != ADMIN_TOKEN_ENV}
+    return {**env, "PYTHONPATH": str(ROOT), **extra}
+
+
+@contextmanager
+def _venue_cli(env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """``mm-trio venue --port 0`` running; yields the process and its base URL."""
+    proc = subprocess.Popen(mm_trio_cmd() + ["venue", "--port", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+    try:
+        assert proc.stdout is not None
+        banner = proc.stdout.readline()
+        match = re.search(r"http://127\.0\.0\.1:(\d+)", banner)
+        assert match, banner
+        yield proc, f"http://127.0.0.1:{match.group(1)}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _stderr_until(proc: subprocess.Popen[str], pattern: re.Pattern[str],
+                  timeout: float = 10.0) -> tuple[re.Match[str], str]:
+    """Read stderr (unbuffered, straight from the pipe) until ``pattern`` matches; the match
+    and all that was read."""
+    assert proc.stderr is not None
+    fd = proc.stderr.fileno()
+    seen = ""
+    while True:
+        ready, _, _ = select.select([fd], [], [], timeout)
+        assert ready, f"no matching line on stderr; got {seen!r}"
+        chunk = os.read(fd, 65536)
+        assert chunk, f"stderr closed; got {seen!r}"
+        seen += chunk.decode()
+        match = pattern.search(seen)
+        if match:
+            return match, seen
+
+
+def test_cli_prints_a_generated_token_once_and_it_opens_admin() -> None:
+    with _venue_cli(_venue_env()) as (proc, url):
+        match, seen = _stderr_until(proc, TOKEN_LINE)
+        token = match.group(1)
+        assert len(token) >= 40
+        r = httpx.get(f"{url}/_admin/faults", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 200
+        assert httpx.get(f"{url}/_admin/faults").status_code == 401
+    assert proc.stderr is not None and proc.stdout is not None
+    everything = seen + proc.stderr.read() + proc.stdout.read()
+    assert everything.count(token) == 1, everything
+    assert "Traceback" not in everything
+
+
+def test_cli_takes_the_token_from_the_environment_and_never_prints_it() -> None:
+    token = "cli-env-admin-token-0123456789"
+    with _venue_cli(_venue_env(**{ADMIN_TOKEN_ENV: token})) as (proc, url):
+        r = httpx.get(f"{url}/_admin/faults", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 200
+        r = httpx.get(f"{url}/_admin/faults", headers={"Authorization": "Bearer wrong"})
+        assert r.status_code == 401
+    assert proc.stdout is not None and proc.stderr is not None
+    out = proc.stdout.read() + proc.stderr.read()
+    assert token not in out and "admin token" not in out
+
+
+def test_cli_refuses_a_short_token_naming_the_variable() -> None:
+    proc = subprocess.run(mm_trio_cmd() + ["venue", "--port", "0"], capture_output=True,
+                          text=True, timeout=30, cwd=ROOT,
+                          env=_venue_env(**{ADMIN_TOKEN_ENV: "tiny"}))
+    assert proc.returncode == 2
+    assert ADMIN_TOKEN_ENV in proc.stderr and "at least 16" in proc.stderr
+    assert "tiny" not in proc.stderr.replace(ADMIN_TOKEN_ENV, "")
+    assert "Traceback" not in proc.stderr
