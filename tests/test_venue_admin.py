@@ -12,6 +12,7 @@ import subprocess
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -645,3 +646,19 @@ def test_cli_refuses_a_short_token_naming_the_variable() -> None:
     assert ADMIN_TOKEN_ENV in proc.stderr and "at least 16" in proc.stderr
     assert "tiny" not in proc.stderr.replace(ADMIN_TOKEN_ENV, "")
     assert "Traceback" not in proc.stderr
+
+
+def test_server_config_errors_never_show_the_token_or_secrets(tmp_path: Path) -> None:
+    from mm_trio.cli import load_server_config
+    from mm_trio.config import ConfigError
+
+    path = tmp_path / "venue.toml"
+    path.write_text('[server]\ndepth_levels = 0\nadmin_token = "configured-token-0123456789"\n'
+                    '[[server.accounts]]\napi_key = "k"\napi_secret = "very-secret"\n')
+    with pytest.raises(ConfigError, match="depth_levels") as info:
+        load_server_config(path, None)
+    assert "configured-token" not in str(info.value) and "very-secret" not in str(info.value)
+    path.write_text('[server]\nadmin_token = "short"\n')
+    with pytest.raises(ConfigError, match="admin_token must be at least 16") as info:
+        load_server_config(path, None)
+    assert "short'" not in str(info.value)
