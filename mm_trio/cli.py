@@ -391,7 +391,8 @@ def load_server_config(path: Path | None, seed: int | None) -> Any:
 def _venue(args: argparse.Namespace) -> int:
     import os
 
-    from mm_trio.venue.config import with_credentials
+    from mm_trio.venue.auth import AdminToken
+    from mm_trio.venue.config import ADMIN_TOKEN_ENV, with_credentials
     from mm_trio.venue.server import serve_venue
 
     if not 0 <= args.port <= 65535:
@@ -404,6 +405,12 @@ def _venue(args: argparse.Namespace) -> int:
         cfg = attrs.evolve(cfg, replay=tuple(str(p) for p in args.replay))
     secret = args.api_secret or os.environ.get("MM_TRIO_VENUE_API_SECRET")
     cfg = with_credentials(cfg, api_key=args.api_key, api_secret=secret)
+    try:
+        token = AdminToken.resolve(cfg.admin_token, os.environ)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    # resolved here so that a generated token is printed once, whatever the log level
+    cfg = attrs.evolve(cfg, admin_token=token.reveal())
 
     async def main_task() -> int:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -414,6 +421,10 @@ def _venue(args: argparse.Namespace) -> int:
                 print(f"mm-trio venue: Binance spot API on http://127.0.0.1:{port} "
                       f"(streams ws://127.0.0.1:{port}/stream, WebSocket API "
                       f"ws://127.0.0.1:{port}/ws-api/v3; api keys: {keys})", flush=True)
+                if cfg.admin and token.generated:
+                    print(f"mm-trio venue: admin token {token.reveal()} (generated; send "
+                          f"'Authorization: Bearer <token>' to /_admin/*, or set "
+                          f"{ADMIN_TOKEN_ENV} to choose one)", file=sys.stderr, flush=True)
                 async for _ in signals:
                     nursery.cancel_scope.cancel()
                     break

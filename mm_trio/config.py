@@ -171,6 +171,24 @@ _converter.register_structure_hook(Decimal, _structure_decimal)
 _converter.register_unstructure_hook(Decimal, str)
 
 
+_SECRET_KEYS = frozenset({"api_secret", "admin_token"})
+"""Config keys whose values an error message never shows (``'***'`` instead)."""
+
+
+def _shown(path: str, data: Any) -> str:
+    """``repr`` of ``data`` (at ``path``) for an error message, secrets masked."""
+    def mask(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: "***" if k in _SECRET_KEYS else mask(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [mask(v) for v in value]
+        return value
+
+    if path.rsplit(".", 1)[-1] in _SECRET_KEYS:
+        return "'***'"
+    return repr(mask(data))
+
+
 def _first_error(exc: BaseException, path: str, data: Any) -> str:
     """Walk a cattrs exception tree to the first leaf; return 'path = value: why'."""
     if isinstance(exc, ForbiddenExtraKeysError):
@@ -188,7 +206,7 @@ def _first_error(exc: BaseException, path: str, data: Any) -> str:
                 return _first_error(sub, path, data)
             sub_data = data.get(key) if isinstance(data, dict) else None
             return _first_error(sub, f"{path}.{key}" if path else str(key), sub_data)
-    return f"{path} = {data!r}: {exc}"
+    return f"{path} = {_shown(path, data)}: {exc}"
 
 
 def _structure(data: Any, cls: type, path: str) -> Any:
@@ -197,7 +215,7 @@ def _structure(data: Any, cls: type, path: str) -> Any:
     except (ClassValidationError, IterableValidationError, ForbiddenExtraKeysError) as exc:
         raise ConfigError(f"invalid config: {_first_error(exc, path, data)}") from None
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"invalid config: {path} = {data!r}: {exc}") from None
+        raise ConfigError(f"invalid config: {path} = {_shown(path, data)}: {exc}") from None
 
 
 def _check(cond: bool, path: str, value: Any, why: str) -> None:

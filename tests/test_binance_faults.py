@@ -195,7 +195,7 @@ async def rig(*, venue: SimVenueConfig = LIVELY, grid: GridConfig = GRID,
             placed.append(payload.client_id)
 
     async with open_venue(venue_cfg) as server, \
-            httpx.AsyncClient(base_url=server.http_url) as admin:
+            httpx.AsyncClient(base_url=server.http_url, headers=server.admin_headers) as admin:
         start = {a: b.free + b.locked
                  for a, b in server.venue.primary.engine.balances().items()}
         lim = RecordingLimiter(config.limiter, on_alert=alerts.append)

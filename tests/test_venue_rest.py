@@ -452,35 +452,41 @@ async def test_order_rate_limit_429_without_retry_after() -> None:
 # --------------------------------------------------------------------------- faults
 
 
-async def test_faults_fail_force_and_delay(client: httpx.AsyncClient) -> None:
-    r = await client.post("/_admin/faults", json={"fail_next": 2, "fail_status": 503})
+async def test_faults_fail_force_and_delay(server: VenueServer,
+                                           client: httpx.AsyncClient) -> None:
+    admin = server.admin_headers
+    r = await client.post("/_admin/faults", json={"fail_next": 2, "fail_status": 503},
+                          headers=admin)
     assert r.status_code == 200 and r.json()["fail_next"] == 2
     r = await client.get("/api/v3/ping")
     assert r.status_code == 503 and r.json()["code"] == -1008
     r = await client.get("/api/v3/ping")
     assert r.status_code == 503
     assert (await client.get("/api/v3/ping")).status_code == 200
-    await client.post("/_admin/faults", json={"fail_next": 1, "fail_status": 500})
+    await client.post("/_admin/faults", json={"fail_next": 1, "fail_status": 500}, headers=admin)
     r = await client.get("/api/v3/ping")
     assert r.status_code == 500 and r.json()["code"] == -1001
     await client.post("/_admin/faults", json={"force_429": 1, "force_418": 1,
-                                              "forced_retry_after": 7})
+                                              "forced_retry_after": 7}, headers=admin)
     r = await client.get("/api/v3/ping")
     assert r.status_code == 418 and r.headers["Retry-After"] == "7"
     r = await client.get("/api/v3/ping")
     assert r.status_code == 429 and r.headers["Retry-After"] == "7"
     assert (await client.get("/api/v3/ping")).status_code == 200
-    await client.post("/_admin/faults", json={"rest_delay_ms": 150})
+    await client.post("/_admin/faults", json={"rest_delay_ms": 150}, headers=admin)
     t0 = trio.current_time()
     await client.get("/api/v3/ping")
     assert trio.current_time() - t0 >= 0.14
-    await client.post("/_admin/faults", json={"rest_delay_ms": 0})
-    r = await client.post("/_admin/faults", json={"bogus": 1})
+    await client.post("/_admin/faults", json={"rest_delay_ms": 0}, headers=admin)
+    r = await client.post("/_admin/faults", json={"bogus": 1}, headers=admin)
     assert r.status_code == 400
 
 
-async def test_fault_order_applied_but_unanswered(client: httpx.AsyncClient) -> None:
-    await client.post("/_admin/faults", json={"timeout_next_orders": 1, "timeout_hang_s": 5})
+async def test_fault_order_applied_but_unanswered(server: VenueServer,
+                                                  client: httpx.AsyncClient) -> None:
+    r = await client.post("/_admin/faults", json={"timeout_next_orders": 1, "timeout_hang_s": 5},
+                          headers=server.admin_headers)
+    assert r.status_code == 200, r.text
     bid, _ = await best(client)
     with pytest.raises(httpx.ReadTimeout):
         await signed_timeout(client, limit_order(str(bid - 300), newClientOrderId="lost1"))

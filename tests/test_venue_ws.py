@@ -59,7 +59,7 @@ async def recv_until(ws: WebSocketConnection, pred: Any, wait: float = 3.0) -> A
 
 
 async def inject_trade(srv: VenueServer, symbol: str, price: str, qty: str = "1") -> None:
-    async with httpx.AsyncClient(base_url=srv.http_url) as c:
+    async with httpx.AsyncClient(base_url=srv.http_url, headers=srv.admin_headers) as c:
         r = await c.post("/_admin/market", json={"type": "trade", "symbol": symbol,
                                                  "price": price, "qty": qty})
         assert r.status_code == 200, r.text
@@ -168,7 +168,8 @@ async def test_depth_diffs_consistent_with_rest_snapshot() -> None:
 async def test_drop_websockets_fault(server: VenueServer) -> None:
     async with open_websocket_url(f"{server.ws_url}/ws/btcusdt@bookTicker") as ws:
         await recv(ws)
-        async with httpx.AsyncClient(base_url=server.http_url) as c:
+        async with httpx.AsyncClient(base_url=server.http_url,
+                                     headers=server.admin_headers) as c:
             r = await c.post("/_admin/faults", json={"drop_websockets": True})
             assert r.json()["dropped"] == 1
         with pytest.raises(ConnectionClosed), trio.fail_after(3):

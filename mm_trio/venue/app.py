@@ -5,8 +5,9 @@ from __future__ import annotations
 from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 
+from mm_trio.venue.admin import admin_faults, admin_market, admin_reset_limits
 from mm_trio.venue.core import Venue
-from mm_trio.venue.rest import admin_faults, admin_market, admin_reset_limits, api_endpoint
+from mm_trio.venue.rest import api_endpoint
 from mm_trio.venue.streams import market_ws
 from mm_trio.venue.wsapi import ws_api
 

@@ -5,6 +5,8 @@ exactly as received, with the ``signature=...`` parameter taken out. HMAC-SHA256
 are hex (case-insensitive); Ed25519 signatures are base64 (usually percent-encoded in the
 request). WebSocket API: the payload is every parameter except ``signature``, sorted by name,
 ``key=value`` joined with ``&``.
+
+Admin: :class:`AdminToken` is the bearer token of ``/_admin/*``, compared in constant time.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import secrets
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote_plus
@@ -21,9 +24,61 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from mm_trio.venue.config import AccountConfig
+from mm_trio.venue.config import ADMIN_TOKEN_ENV, AccountConfig, admin_token_error
 
-__all__ = ["Credentials", "split_signature", "ws_payload"]
+__all__ = ["AdminToken", "Credentials", "split_signature", "ws_payload"]
+
+ADMIN_TOKEN_BYTES = 32
+"""Random bytes of a generated admin token (``secrets.token_urlsafe``: 43 characters)."""
+_BEARER = "bearer"
+
+
+class AdminToken:
+    """The bearer token of the admin endpoints; never in ``repr``, compared in constant time.
+
+    ``generated``: no token was configured, so this one was made at start (the server logs
+    it once, for the operator).
+    """
+
+    __slots__ = ("_value", "generated")
+
+    def __init__(self, value: str, *, generated: bool = False) -> None:
+        self._value = value.encode("latin-1")
+        self.generated = generated
+
+    @classmethod
+    def resolve(cls, configured: str | None, environ: Mapping[str, str]) -> AdminToken:
+        """``configured`` (already validated), else :data:`ADMIN_TOKEN_ENV` (``ValueError``
+        naming it if unusable; empty counts as unset), else a fresh random token."""
+        if configured is not None:
+            return cls(configured)
+        from_env = environ.get(ADMIN_TOKEN_ENV, "")
+        if from_env:
+            why = admin_token_error(from_env)
+            if why is not None:  # never echo the token itself
+                raise ValueError(f"{ADMIN_TOKEN_ENV} {why}")
+            return cls(from_env)
+        return cls(secrets.token_urlsafe(ADMIN_TOKEN_BYTES), generated=True)
+
+    def reveal(self) -> str:
+        """The token itself (for the start-up line and for tests' request headers)."""
+        return self._value.decode("latin-1")
+
+    def matches(self, authorization: str | None) -> bool:
+        """True if an ``Authorization`` header value is ``Bearer <this token>``."""
+        if not authorization:
+            return False
+        scheme, _, credentials = authorization.strip().partition(" ")
+        if scheme.lower() != _BEARER:
+            return False
+        try:
+            sent = credentials.strip().encode("latin-1")
+        except UnicodeEncodeError:
+            return False
+        return hmac.compare_digest(sent, self._value)
+
+    def __repr__(self) -> str:
+        return "AdminToken(***)"
 
 
 class Credentials:

@@ -7,7 +7,9 @@ Secrets (HMAC secrets) are excluded from ``repr`` and never logged.
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
+from typing import Any
 
 import attrs
 
@@ -17,6 +19,76 @@ DEFAULT_API_KEY = "mmtrio-test-key"
 """API key of the default test account (documented; for local paper trading only)."""
 DEFAULT_API_SECRET = "mmtrio-test-secret"
 """HMAC secret of the default test account (documented; for local paper trading only)."""
+
+ADMIN_TOKEN_ENV = "MM_TRIO_VENUE_ADMIN_TOKEN"
+"""Environment variable holding the bearer token of ``/_admin/*`` (generated when unset)."""
+MIN_ADMIN_TOKEN_CHARS = 16
+"""Shortest admin token accepted: anything shorter is guessable by a local process."""
+
+MAX_BODY_BYTES = 64 * 1024
+"""Cap on a request body (REST and admin) and on one websocket message. Binance documents no
+body limit, but its largest request (a signed order with every optional parameter) is well
+under 1 KiB and a 1024-stream SUBSCRIBE about 30 KiB; a body over the cap is answered 413
+before it is read further or any signature or token work is done."""
+
+# Bounds of the runtime faults: a fault that outlives a test run (a delay of hours, a count of
+# 10^30) is a hung or dead venue, not a fault.
+MAX_FAULT_DELAY_S = 60.0
+"""Longest ``rest_delay_ms`` / ``timeout_hang_s`` (a minute: longer than any client timeout)."""
+MAX_FAULT_COUNT = 100_000
+"""Most "next N" REST calls a count fault (``fail_next``, ``force_429``...) can cover."""
+MAX_FORCED_RETRY_AFTER_S = 259_200
+"""Longest forced ``Retry-After``: Binance's longest IP ban (3 days)."""
+FAIL_STATUSES = (500, 502, 503, 504)
+"""HTTP statuses ``fail_status`` may take (the 5xx a Binance client must treat as unknown)."""
+FAULT_COUNT_FIELDS = ("fail_next", "timeout_next_orders", "timeout_next_cancels", "force_429",
+                      "force_418")
+FAULT_FIELDS = (*FAULT_COUNT_FIELDS, "fail_status", "forced_retry_after", "rest_delay_ms",
+                "timeout_hang_s")
+
+
+def fault_value_error(name: str, value: Any) -> str | None:
+    """Why ``value`` is not a valid value of fault ``name`` (None if it is).
+
+    Integers are required for counts, statuses and ``forced_retry_after``; the delays take any
+    finite number (int, float or Decimal). Booleans are never numbers here.
+    """
+    if name not in FAULT_FIELDS:
+        return "unknown fault field"
+    if isinstance(value, bool):
+        return "must be a number, not a boolean"
+    if name in ("rest_delay_ms", "timeout_hang_s"):
+        if not isinstance(value, (int, float, Decimal)):
+            return "must be a number"
+        try:
+            seconds = float(value) / 1000 if name == "rest_delay_ms" else float(value)
+        except OverflowError:  # an integer beyond any float
+            seconds = math.inf
+        if not math.isfinite(seconds) or not 0 <= seconds <= MAX_FAULT_DELAY_S:
+            limit = (f"{MAX_FAULT_DELAY_S * 1000:g} ms" if name == "rest_delay_ms"
+                     else f"{MAX_FAULT_DELAY_S:g} s")
+            return f"must be a finite number from 0 to {limit}"
+        return None
+    if not isinstance(value, int):
+        return "must be an integer"
+    if name == "fail_status":
+        if value not in FAIL_STATUSES:
+            return "must be one of " + ", ".join(str(s) for s in FAIL_STATUSES)
+    elif name == "forced_retry_after":
+        if not 0 <= value <= MAX_FORCED_RETRY_AFTER_S:
+            return f"must be 0..{MAX_FORCED_RETRY_AFTER_S} (seconds)"
+    elif not 0 <= value <= MAX_FAULT_COUNT:
+        return f"must be 0..{MAX_FAULT_COUNT}"
+    return None
+
+
+def admin_token_error(token: str) -> str | None:
+    """Why ``token`` cannot be the admin bearer token (None if it can)."""
+    if len(token) < MIN_ADMIN_TOKEN_CHARS:
+        return f"must be at least {MIN_ADMIN_TOKEN_CHARS} characters"
+    if not token.isascii() or not token.isprintable() or any(c.isspace() for c in token):
+        return "must be printable ASCII without spaces (it travels in an HTTP header)"
+    return None
 
 
 @attrs.frozen(kw_only=True)
@@ -74,7 +146,8 @@ class FaultConfig:
     """Faults active from the start (they can also be set at runtime: ``POST /_admin/faults``).
 
     * ``rest_delay_ms``: every REST call is answered this much later;
-    * ``fail_next`` / ``fail_status``: the next N REST calls fail with 500 or 503 (not applied);
+    * ``fail_next`` / ``fail_status``: the next N REST calls fail with 500, 502, 503 or 504
+      (not applied);
     * ``timeout_next_orders``: the next N order placements are APPLIED but not answered for
       ``timeout_hang_s`` seconds (then 503 ``-1007``): the "unknown outcome" case;
     * ``timeout_next_cancels``: the same for cancels;
@@ -92,6 +165,13 @@ class FaultConfig:
     force_418: int = 0
     forced_retry_after: int = 1
 
+    def __attrs_post_init__(self) -> None:
+        for name in FAULT_FIELDS:
+            value = getattr(self, name)
+            why = fault_value_error(name, value)
+            if why is not None:
+                raise ValueError(f"faults.{name} = {value!r}: {why}")
+
 
 @attrs.frozen(kw_only=True)
 class VenueServerConfig:
@@ -101,7 +181,9 @@ class VenueServerConfig:
     listed symbol); streaming or trading any other listed symbol starts its data on demand.
     ``depth_levels``: levels per side of the synthetic order book (REST depth, depth streams).
     ``ws_ping_interval``: seconds between server pings on every websocket (Binance: 20).
-    ``admin``: serve ``/_admin/*`` (fault injection) to loopback clients.
+    ``admin``: serve ``/_admin/*`` (fault injection) to loopback clients that send
+    ``Authorization: Bearer <admin_token>``. ``admin_token``: ``None`` takes it from
+    :data:`ADMIN_TOKEN_ENV`, or generates one (logged once at start) when that is unset too.
     """
 
     venue: SimVenueConfig = attrs.field(factory=SimVenueConfig)
@@ -118,6 +200,7 @@ class VenueServerConfig:
     max_recv_window_ms: int = 60_000
     ahead_tolerance_ms: int = 1000
     admin: bool = True
+    admin_token: str | None = attrs.field(default=None, repr=False)
     max_orders_kept: int = 200_000  # per account, finished orders beyond this are forgotten
 
     def __attrs_post_init__(self) -> None:
@@ -128,6 +211,10 @@ class VenueServerConfig:
             raise ValueError("api keys must be unique")
         if self.depth_levels < 1:
             raise ValueError("depth_levels must be >= 1")
+        if self.admin_token is not None:
+            why = admin_token_error(self.admin_token)
+            if why is not None:  # never echo the token itself
+                raise ValueError(f"admin_token {why}")
 
 
 def with_credentials(config: VenueServerConfig, *, api_key: str | None = None,

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 import secrets
 import string
@@ -78,7 +79,7 @@ from mm_trio.model import (
     floor_to,
     native_symbol,
 )
-from mm_trio.venue.auth import Credentials
+from mm_trio.venue.auth import AdminToken, Credentials
 from mm_trio.venue.config import AccountConfig, VenueServerConfig
 from mm_trio.venue.faults import Faults
 from mm_trio.venue.ratelimit import RateLimiter
@@ -106,6 +107,11 @@ _UNSUPPORTED_TYPES = {
     "TAKE_PROFIT_LIMIT": "Take profit limit orders are not supported for this symbol.",
 }
 OPEN_STATUSES = frozenset({"NEW", "PARTIALLY_FILLED"})
+MARKET_VALUE_CEILING = Decimal("1e30")
+"""Largest price or size a market event may carry into the books. Far above any real market
+(and every symbol's own max price / qty), far below where the books' arithmetic (price / tick,
+price * qty) overflows the Decimal context; an event beyond it is dropped before matching."""
+_LOGGED_REJECTS = 10  # dropped market events logged one by one; later ones only counted
 
 
 def json_bytes(obj: Any) -> bytes:
@@ -267,6 +273,28 @@ class OrderRecord:
         }
 
 
+def market_event_error(ev: Quote | Trade, specs: Mapping[str, SymbolSpec]) -> str | None:
+    """Why a market event must not reach the books (None if it may): an unlisted symbol, or
+    a price that is not finite and in (0, :data:`MARKET_VALUE_CEILING`], or a size that is
+    not finite and in [0, ceiling]. Pure; the admin endpoint's own checks are stricter."""
+    if ev.symbol not in specs:
+        return f"{ev.symbol}: not a listed symbol"
+    if type(ev) is Quote:
+        prices = (("bid", ev.bid), ("ask", ev.ask))
+        sizes = (("bid_qty", ev.bid_qty), ("ask_qty", ev.ask_qty))
+    else:
+        assert type(ev) is Trade
+        prices = (("price", ev.price),)
+        sizes = (("qty", ev.qty),)
+    for name, value in prices:
+        if not value.is_finite() or not ZERO < value <= MARKET_VALUE_CEILING:
+            return f"{ev.symbol} {name} {value}: not a finite price in (0, 1e30]"
+    for name, value in sizes:
+        if not value.is_finite() or not ZERO <= value <= MARKET_VALUE_CEILING:
+            return f"{ev.symbol} {name} {value}: not a finite size in [0, 1e30]"
+    return None
+
+
 UserListener = Callable[[bytes], None]
 """Receives each user-data event payload (unwrapped ``executionReport`` etc. JSON)."""
 
@@ -285,27 +313,39 @@ class VenueSim(SimulatedExchange):
         super().__init__(config, epoch_ns=epoch_ns, buffer_size=16, feed=feed)
         self._on_account = on_account
         self._on_market = on_market
+        self.rejected_market_events = 0  # dropped by market_event_error, never matched
 
     def _post(self, events: Sequence[Event]) -> None:
         if events:
             self._on_account(events)
 
     def _process(self, events: Iterable[Event]) -> None:
+        """Each market event: checked, matched, its fills into the ledger, then published.
+
+        The ledger takes the fills straight after the engine made them, before anything
+        else (books, streams, other accounts) can fail: the engine and the ledger never
+        disagree about an order.
+        """
         engine = self.engine
+        specs = engine.specs
         on_market = self._on_market
         n = 0
         for ev in events:
             n += 1
-            if type(ev) is Quote:
-                fills = engine.on_quote(ev)
-            elif type(ev) is Trade:
-                fills = engine.on_trade(ev)
-            else:
+            kind = type(ev)
+            if kind is not Quote and kind is not Trade:
                 continue
-            if on_market is not None:
-                on_market(ev)
+            why = market_event_error(ev, specs)  # type: ignore[arg-type]
+            if why is not None:
+                self.rejected_market_events += 1
+                if self.rejected_market_events <= _LOGGED_REJECTS:
+                    log.warning("market event dropped before matching: %s", why)
+                continue
+            fills = engine.on_quote(ev) if kind is Quote else engine.on_trade(ev)  # type: ignore[arg-type]
             if fills:
                 self._on_account(fills)
+            if on_market is not None:
+                on_market(ev)
         self.market_events += n
 
 
@@ -657,6 +697,7 @@ class Venue:
         self.epoch_ns = time.time_ns() - round(trio.current_time() * 1e9)
         self.limiter = RateLimiter(config.rate_limits)
         self.faults = Faults(config.faults)
+        self.admin_token = AdminToken.resolve(config.admin_token, os.environ)
         self.hub = MarketHub(self)
         self.accounts: dict[str, Account] = {}
         feed: Any = None
@@ -708,12 +749,13 @@ class Venue:
             self.hub.flush_depth(speed, self.primary.sim.now_ns())
 
     def on_market(self, ev: Event) -> None:
-        """Every market event of the feed: books and streams, then the other accounts."""
-        self.hub.on_market(ev)
+        """Every market event of the feed: the other accounts (engine and ledger together),
+        then books and streams."""
         for acct in self.others:
             fills = acct.engine.on_event(ev)
             if fills:
                 acct.on_events(fills)
+        self.hub.on_market(ev)
 
     async def ensure_market(self, symbol: str) -> None:
         """Start market data for a listed symbol (idempotent)."""

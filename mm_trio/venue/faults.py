@@ -1,22 +1,34 @@
 """Runtime fault injection for tests (set via config or ``POST /_admin/faults``).
 
 :class:`Faults` is the mutable state; the REST layer asks it, per request, what to do. The
-admin endpoint takes JSON with any of the :class:`~mm_trio.venue.config.FaultConfig` fields
-(counts are *added*... no: set, see :meth:`Faults.update`) plus ``"drop_websockets": true``
-(close every websocket connection now).
+admin endpoint takes a JSON object with any of the :class:`~mm_trio.venue.config.FaultConfig`
+fields (each is *set* to the value given, within the bounds of
+:func:`~mm_trio.venue.config.fault_value_error`) plus ``"drop_websockets": true`` (close every
+websocket connection now). :meth:`Faults.update` checks every field before it sets any.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from mm_trio.venue.config import FaultConfig
+from mm_trio.venue.config import FAULT_FIELDS, FaultConfig, fault_value_error
 
-__all__ = ["Faults"]
+__all__ = ["FaultFieldError", "Faults"]
 
 _INT_FIELDS = ("fail_next", "fail_status", "timeout_next_orders", "timeout_next_cancels",
                "force_429", "force_418", "forced_retry_after")
 _FLOAT_FIELDS = ("rest_delay_ms", "timeout_hang_s")
+_ACTIONS = ("drop_websockets",)
+
+
+class FaultFieldError(ValueError):
+    """One bad field of a fault update: its name, the value sent and why it is refused."""
+
+    def __init__(self, field: str, value: Any, why: str) -> None:
+        super().__init__(f"{field} = {value!r}: {why}")
+        self.field = field
+        self.value = value
+        self.why = why
 
 
 class Faults:
@@ -34,26 +46,31 @@ class Faults:
         self.forced_retry_after = config.forced_retry_after
         self.ws_drops = 0  # how many times websockets were dropped
 
+    @staticmethod
+    def check(data: dict[str, Any]) -> dict[str, int | float]:
+        """The fault values ``data`` sets, all validated; :class:`FaultFieldError` for the
+        first bad field (unknown keys included). Actions (``drop_websockets``) must be
+        booleans and are not part of the result."""
+        out: dict[str, int | float] = {}
+        for key in sorted(data):  # a stable order: the same body always names the same field
+            value = data[key]
+            if key in _ACTIONS:
+                if not isinstance(value, bool):
+                    raise FaultFieldError(key, value, "must be true or false")
+                continue
+            if key not in FAULT_FIELDS:
+                raise FaultFieldError(key, value, "unknown fault field (known: "
+                                      + ", ".join(sorted((*FAULT_FIELDS, *_ACTIONS))) + ")")
+            why = fault_value_error(key, value)
+            if why is not None:
+                raise FaultFieldError(key, value, why)
+            out[key] = float(value) if key in _FLOAT_FIELDS else int(value)
+        return out
+
     def update(self, data: dict[str, Any]) -> None:
-        """Set the given fields (validated; unknown keys raise ``ValueError``)."""
-        known = set(_INT_FIELDS) | set(_FLOAT_FIELDS) | {"drop_websockets"}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown fault field(s): {', '.join(sorted(unknown))}")
-        for key in _INT_FIELDS:
-            if key in data:
-                value = data[key]
-                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                    raise ValueError(f"{key} must be an integer >= 0, got {value!r}")
-                if key == "fail_status" and value not in (500, 502, 503, 504):
-                    raise ValueError(f"fail_status must be 500, 502, 503 or 504, got {value}")
-                setattr(self, key, value)
-        for key in _FLOAT_FIELDS:
-            if key in data:
-                value = data[key]
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                    raise ValueError(f"{key} must be a number >= 0, got {value!r}")
-                setattr(self, key, float(value))
+        """Set the given fields; nothing changes unless every field is valid."""
+        for key, value in self.check(data).items():
+            setattr(self, key, value)
 
     def snapshot(self) -> dict[str, Any]:
         out: dict[str, Any] = {k: getattr(self, k) for k in (*_INT_FIELDS, *_FLOAT_FIELDS)}

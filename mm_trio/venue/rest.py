@@ -1,19 +1,19 @@
 """REST ``/api/v3`` endpoints of the venue, with Binance's parameters, errors, weights, headers.
 
-Every request, in order: parameters are read from the query string and the form body (the
-query string wins; a parameter twice in one of them is ``-1101``), forced 418/429 faults, the
-request weight is charged to the client IP (429/418 per :mod:`mm_trio.venue.ratelimit`), the
-configured delay, injected 5xx failures, then for SIGNED endpoints the API key, ``timestamp`` /
-``recvWindow`` and signature over the raw query string + body. Every response carries
-``X-MBX-USED-WEIGHT-1M``; successful new-order responses also ``X-MBX-ORDER-COUNT-10S`` and
-``X-MBX-ORDER-COUNT-1D``.
+Every request, in order: the body is read up to :data:`~mm_trio.venue.config.MAX_BODY_BYTES`
+(413 ``-1101`` beyond it, before any other work), parameters are read from the query string and
+the form body (the query string wins; a parameter twice in one of them is ``-1101``), forced
+418/429 faults, the request weight is charged to the client IP (429/418 per
+:mod:`mm_trio.venue.ratelimit`), the configured delay, injected 5xx failures, then for SIGNED
+endpoints the API key, ``timestamp`` / ``recvWindow`` and signature over the raw query string +
+body. Every response carries ``X-MBX-USED-WEIGHT-1M``; successful new-order responses also
+``X-MBX-ORDER-COUNT-10S`` and ``X-MBX-ORDER-COUNT-1D``.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -22,8 +22,8 @@ import trio
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mm_trio.model import Quote, Trade
 from mm_trio.venue.auth import split_signature
+from mm_trio.venue.config import MAX_BODY_BYTES
 from mm_trio.venue.core import (
     Account,
     Venue,
@@ -66,6 +66,30 @@ _ORDER_PARAMS = frozenset({
 
 def _const(w: int) -> Callable[[Mapping[str, str]], int]:
     return lambda _params: w
+
+
+class BodyTooLarge(Exception):
+    """A request body over the cap (its ``Content-Length`` said so, or it kept coming)."""
+
+    def __init__(self, cap: int) -> None:
+        super().__init__(f"request body over {cap} bytes")
+        self.cap = cap
+
+
+async def read_body(request: Request, cap: int) -> bytes:
+    """The body, read chunk by chunk and given up on as soon as it passes ``cap`` bytes
+    (:class:`BodyTooLarge`): a client cannot make the venue hold more than that."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > cap:
+        raise BodyTooLarge(cap)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > cap:
+            raise BodyTooLarge(cap)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def parse_params(query: bytes, body: bytes) -> dict[str, str]:
@@ -313,7 +337,10 @@ async def api_endpoint(request: Request) -> Response:
                         405 if known else 404, media_type=JSON_TYPE)
     try:
         query: bytes = request.scope.get("query_string", b"")
-        body = await request.body()
+        try:
+            body = await read_body(request, MAX_BODY_BYTES)
+        except BodyTooLarge as exc:
+            raise VenueError(-1101, f"Too many parameters; {exc}.", 413) from None
         faults = venue.faults
         if faults.take("force_418"):
             raise VenueError(-1003, f"Way too much request weight used; IP banned until "
@@ -350,82 +377,5 @@ async def api_endpoint(request: Request) -> Response:
     return Response(json_bytes(result), status, headers=headers, media_type=JSON_TYPE)
 
 
-# --------------------------------------------------------------------------- admin
-
-
-def _loopback(request: Request) -> bool:
-    host = request.client.host if request.client is not None else ""
-    return host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")
-
-
-def _admin_error(msg: str, status: int = 400) -> Response:
-    return Response(json_bytes({"error": msg}), status, media_type=JSON_TYPE)
-
-
-async def admin_faults(request: Request) -> Response:
-    """``GET``: current faults. ``POST`` JSON: set faults, ``drop_websockets``."""
-    venue: Venue = request.app.state.venue
-    if not _loopback(request):
-        return _admin_error("admin is loopback only", 403)
-    dropped = 0
-    if request.method == "POST":
-        try:
-            data = await request.json()
-        except ValueError:
-            return _admin_error("body must be a JSON object")
-        if not isinstance(data, dict):
-            return _admin_error("body must be a JSON object")
-        try:
-            venue.faults.update(data)
-        except ValueError as exc:
-            return _admin_error(str(exc))
-        if data.get("drop_websockets"):
-            dropped = venue.drop_websockets()
-            log.warning("fault injection: dropped %d websocket connection(s)", dropped)
-    out = venue.faults.snapshot()
-    out["dropped"] = dropped
-    return Response(json_bytes(out), media_type=JSON_TYPE)
-
-
-async def admin_reset_limits(request: Request) -> Response:
-    venue: Venue = request.app.state.venue
-    if not _loopback(request):
-        return _admin_error("admin is loopback only", 403)
-    venue.limiter.reset()
-    return Response(json_bytes({}), media_type=JSON_TYPE)
-
-
-async def admin_market(request: Request) -> Response:
-    """Inject a market event: ``{"type": "trade"|"quote", "symbol": "BTCUSDT", ...}``.
-
-    trade: ``price``, ``qty``, optional ``buyer_maker`` (default true); quote: ``bid``,
-    ``bid_qty``, ``ask``, ``ask_qty``. It goes through every account's engine (fills) and out
-    on the market streams like feed data.
-    """
-    venue: Venue = request.app.state.venue
-    if not _loopback(request):
-        return _admin_error("admin is loopback only", 403)
-    try:
-        data = await request.json()
-        symbol = venue.symbol({"symbol": str(data["symbol"])})
-        assert symbol is not None
-        ts = venue.primary.sim.now_ns()
-        event: Quote | Trade
-        if data.get("type") == "quote":
-            event = Quote(symbol=symbol, bid=Decimal(str(data["bid"])),
-                          bid_qty=Decimal(str(data["bid_qty"])), ask=Decimal(str(data["ask"])),
-                          ask_qty=Decimal(str(data["ask_qty"])), ts=ts)
-        else:
-            event = Trade(symbol=symbol, price=Decimal(str(data["price"])),
-                          qty=Decimal(str(data["qty"])),
-                          buyer_maker=bool(data.get("buyer_maker", True)),
-                          trade_id=int(data.get("trade_id", 0)), ts=ts)
-    except (ValueError, KeyError, TypeError, ArithmeticError, VenueError) as exc:
-        return _admin_error(f"bad market event: {exc}")
-    await venue.ensure_market(symbol)
-    await venue.primary.sim.push_market([event])
-    return Response(json_bytes({}), media_type=JSON_TYPE)
-
-
-__all__ = ["ENDPOINTS", "admin_faults", "admin_market", "admin_reset_limits", "api_endpoint",
-           "authenticate", "check_signed", "illegal", "parse_params"]
+__all__ = ["ENDPOINTS", "BodyTooLarge", "api_endpoint", "authenticate", "check_signed",
+           "illegal", "parse_params", "read_body"]

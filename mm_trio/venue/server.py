@@ -3,8 +3,13 @@
 ``await nursery.start(serve_venue, config)`` starts the SimulatedExchange(s), the market data
 tasks and the HTTP/websocket server on ``host:port`` (port 0 picks a free one) and returns the
 bound port. :func:`open_venue` is the same as an async context manager that yields a
-:class:`VenueServer` (port, base URLs and the :class:`~mm_trio.venue.core.Venue` itself, for
-tests).
+:class:`VenueServer` (port, base URLs, the admin headers and the
+:class:`~mm_trio.venue.core.Venue` itself, for tests).
+
+A generated admin token (none configured, ``MM_TRIO_VENUE_ADMIN_TOKEN`` unset) is logged once,
+at WARNING, when the server starts listening; a configured one is never logged. Websocket
+messages are capped at :data:`~mm_trio.venue.config.MAX_BODY_BYTES` like request bodies
+(hypercorn closes the connection with 1009 beyond it).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
 from mm_trio.venue.app import build_app
-from mm_trio.venue.config import VenueServerConfig
+from mm_trio.venue.config import ADMIN_TOKEN_ENV, MAX_BODY_BYTES, VenueServerConfig
 from mm_trio.venue.core import Venue
 
 __all__ = ["VenueServer", "open_venue", "serve_venue"]
@@ -44,11 +49,22 @@ class VenueServer:
     def ws_url(self) -> str:
         return f"ws://{self.host}:{self.port}"
 
+    @property
+    def admin_token(self) -> str:
+        """The bearer token of ``/_admin/*``."""
+        return self.venue.admin_token.reveal()
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        """``Authorization: Bearer <token>`` for requests to ``/_admin/*``."""
+        return {"Authorization": f"Bearer {self.admin_token}"}
+
 
 def _hypercorn_config(config: VenueServerConfig, host: str, port: int) -> HypercornConfig:
     hc = HypercornConfig()
     hc.bind = [f"{host}:{port}"]
     hc.websocket_ping_interval = config.ws_ping_interval
+    hc.websocket_max_message_size = MAX_BODY_BYTES
     hc.accesslog = None
     hc.graceful_timeout = 1.0
     hc.keep_alive_timeout = 30.0
@@ -67,6 +83,9 @@ async def _run(config: VenueServerConfig, host: str, port: int,
         bound = int(binds[0].rsplit(":", 1)[1])
         log.info("venue listening on http://%s:%d (%d account(s))", host, bound,
                  len(config.accounts))
+        if config.admin and venue.admin_token.generated:
+            log.warning("venue admin token (generated; set %s to choose one): %s",
+                        ADMIN_TOKEN_ENV, venue.admin_token.reveal())
         task_status.started(VenueServer(host, bound, venue))
 
 
