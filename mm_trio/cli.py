@@ -204,8 +204,8 @@ def replay_counts_line(rp: dict[str, Any]) -> str:
 def replay_warnings(rp: dict[str, Any]) -> list[str]:
     """What the user must hear about the replay's input: every damaged file, where it stopped,
     then the first problems by file and line."""
-    out = [f"{d['file']} is {d['problem']} at byte {d['at_byte']}: replayed its lines up to "
-           f"line {d['after_line']}, the rest of the file is lost ({d['detail']})"
+    out = [f"{d['file']} is {d['problem']} at byte {d['at_byte']}: its lines up to line "
+           f"{d['after_line']} were replayed, reading stopped there ({d['detail']})"
            for d in rp["damage"]]
     out.extend(rp["problems"])
     return out

@@ -125,13 +125,15 @@ class TimeGuard:
     """Receive-time sanity for the lines of ONE file (pure: no I/O, no clock).
 
     :meth:`push` each parseable line, then :meth:`finish`; good lines come out of
-    :attr:`ready` in file order, TIME_WINDOW_HALF lines behind the input. A line is judged
-    against the median time of a window of 2 * ``half`` + 1 neighbouring lines (centred, or
-    the file's first / last lines at its ends), so a single absurd line, or a few, are found
-    even when one is the file's first line, and a real pause in the recording is not mistaken
-    for one. It is skipped (``time_jumps``) when it is more than ``jitter`` from that median,
-    or, as the window's first lines are earlier than its median by design, more than ``gap``
-    before it (at the file's start) or after it (at its end). A line that passes is then
+    :attr:`ready` in file order, ``half`` lines behind the input. A line is judged against
+    the median time of a window of 2 * ``half`` + 1 neighbouring lines (centred, or the
+    file's first / last lines at its ends), so a single absurd line, or up to ``half // 2``
+    in a window, are found even when one is the file's first line, and a real pause in the
+    recording is not mistaken for one. It is skipped (``time_jumps``) when it is more than
+    ``jitter`` outside the band of the times ``half // 2`` places either side of the median
+    in sorted order, or, as the window's first lines are earlier than its median by design,
+    more than ``gap`` before that band (at the file's start) or after it (at its end). A
+    line that passes is then
     compared with the file's previous good line: more than ``gap`` after it, skipped
     (``time_jumps``: a jump that later lines confirm is still never followed); more than
     ``jitter`` before it, skipped (``out_of_order``); a little before it, kept at its time
@@ -157,16 +159,31 @@ class TimeGuard:
         # consecutive lines skipped for the same reason make one note
         self._run: _SkipRun | None = None
 
-    def push(self, ts: int, payload: bytes, lineno: int) -> None:
+    def push(self, ts: int, payload: bytes, lineno: int) -> tuple[int, bytes] | None:
+        """Take one line; return the line judged good because of it, if that is the only
+        one (the usual case), else leave the good lines in :attr:`ready`."""
         buf = self._buf
+        hi = self._read
         if buf and ts < buf[-1][0]:
-            self._descent = self._read
+            self._descent = hi
         buf.append((ts, payload, lineno))
-        self._read += 1
-        hi = self._read - 1
+        self._read = hi + 1
+        half = self._half
+        j = self._judged
+        # fast path: the middle line of a full window whose times never fall is its median,
+        # so it only has to follow the previous good line
+        if j == hi - half and j >= half and self._descent <= j - half and self._run is None:
+            mts, mpayload, mline = buf[half]
+            anchor = self._anchor
+            if anchor is not None and anchor <= mts <= anchor + self._gap:
+                self._judged = j + 1
+                self._anchor = mts
+                self._anchor_line = mline
+                return mts, mpayload
         # line j is judged once line max(j + half, 2 * half) is in: its window is complete
-        while self._judged <= hi - self._half and hi >= 2 * self._half:
+        while self._judged <= hi - half and hi >= 2 * half:
             self._judge(self._judged, hi)
+        return None
 
     def finish(self) -> None:
         hi = self._read - 1
@@ -180,18 +197,25 @@ class TimeGuard:
         lo = max(0, min(j - half, hi - 2 * half))
         first = self._read - len(self._buf)  # index of buf[0]
         ts, payload, lineno = self._buf[j - first]
-        mid = lo + (hi - lo + 1) // 2  # index whose time is the median if times never fall
-        if self._descent > lo:  # times fall somewhere in the window: take the real median
+        size = hi - lo + 1
+        m = size // 2
+        mid = lo + m  # the index whose time is the median if times never fall
+        # the band around the median a good line's time lies in: the times d places either
+        # side of it in sorted order (an absurd line or d of them shift a good line's place
+        # by at most d), widened by jitter, and by gap on the side where the window reaches
+        # further than the line because it is one of the file's first or last lines
+        d = min(self._half // 2, (size - 1) // 4)
+        if self._descent > lo:  # times fall somewhere in the window: sort them
             times = sorted(self._buf[i - first][0] for i in range(lo, hi + 1))
-            median = times[len(times) // 2]
+            median, low, high = times[m], times[m - d], times[m + d]
         else:
             median = self._buf[mid - first][0]
-        ahead = ts - median
-        allow_ahead = self._gap if j > mid else self._jitter
-        allow_behind = self._gap if j < mid else self._jitter
-        if ahead > allow_ahead or -ahead > allow_behind:
-            self._skip("time_jumps", lineno, f"receive time {ts} is {ahead / _NS:+.3f} s "
-                       f"from the median of its {hi - lo + 1} neighbouring lines")
+            low = self._buf[mid - d - first][0]
+            high = self._buf[mid + d - first][0]
+        if (ts > high + (self._gap if j > mid else self._jitter)
+                or ts < low - (self._gap if j < mid else self._jitter)):
+            self._skip("time_jumps", lineno, f"receive time {ts} is {(ts - median) / _NS:+.3f} "
+                       f"s from the median of its {size} neighbouring lines")
             return
         anchor = self._anchor
         if anchor is None or anchor <= ts <= anchor + self._gap:
@@ -313,7 +337,7 @@ class _Chunks:
                     in_member = True
         if in_member:
             self.damage = ("truncated", pos, "the gzip data ends before its end-of-stream "
-                           "marker (the file was cut short)")
+                           "marker: the file was cut short")
 
 
 def _salvage(d: Any, data: bytes) -> tuple[bytes, int]:
@@ -363,8 +387,10 @@ def iter_recording(
                 # fast path of parse_line: "<digits> <payload>"
                 ts_raw, sep, payload = line.partition(b" ")
                 if sep and ts_raw.isdigit() and payload.strip():
-                    push(int(ts_raw), payload.rstrip(b"\r"), lineno)
-                    if ready:
+                    rec = push(int(ts_raw), payload.rstrip(b"\r"), lineno)
+                    if rec is not None:
+                        yield rec
+                    elif ready:
                         yield from ready
                         ready.clear()
                     continue
@@ -381,7 +407,9 @@ def iter_recording(
                 st.note(f"{name}:{lineno}: malformed line {carry[:60]!r}"
                         + (" (cut short by the damage)" if damage is not None else ""))
             else:
-                push(rec[0], rec[1], lineno)
+                last_rec = push(rec[0], rec[1], lineno)
+                if last_rec is not None:
+                    ready.insert(0, last_rec)
         guard.finish()
         yield from ready
         ready.clear()

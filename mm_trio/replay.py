@@ -7,6 +7,10 @@ exactly at each recorded event. The venue clock is trio's clock, a ``MockClock``
 runs ``speed`` times faster than the wall clock. Orchestrator, demux, SymbolManagers, grid,
 risk, governor, limiter and matching engine are the same objects ``mm-trio run`` uses.
 
+Bad input (malformed lines, unknown streams or symbols, absurd or disordered receive times,
+damaged gzip) is counted and skipped by the readers and the decoder, never followed or fatal;
+:func:`replay_counts` puts the counts in the summary's ``replay`` section.
+
 Determinism: the same files and config give byte-identical outputs. Venue requests are applied
 in (due time, call order) by the venue's clock task; trio's scheduler shuffles tasks woken at
 the same instant with a module-level RNG, which replay seeds (it is the RNG trio itself
