@@ -79,8 +79,9 @@ MAX_TIME_GAP_NS = 300 * 1_000_000_000
 #: jitter between streams merged into one file. It is replayed at the previous line's time.
 #: Also how far a line may stray from the median time of its neighbours.
 MAX_TIME_JITTER_NS = 1_000_000_000
-#: Lines on each side of a line whose median time it is checked against: up to this many
-#: consecutive lines with absurd times are recognised as such, even at the start of a file.
+#: Lines on each side of a line whose median time it is checked against: up to half as many
+#: lines with absurd times among them (one after another or not) are recognised as such,
+#: even at the start or the end of a file.
 TIME_WINDOW_HALF = 8
 
 
@@ -116,7 +117,7 @@ class RecordingStats(msgspec.Struct, kw_only=True):
 
 _CHUNK = 1 << 20  # bytes read at a time from a plain file
 _GZ_CHUNK = 1 << 16  # compressed bytes fed to the decompressor at a time
-_SALVAGE_PIECE = 1024  # re-feeding a chunk that failed: first in pieces of this size...
+_SALVAGE_PIECE = 1024  # a chunk that failed is fed again in pieces, the bad piece bytewise
 _GZIP_WBITS = 16 + zlib.MAX_WBITS  # zlib: expect (and check) a gzip header and trailer
 _NS = 1_000_000_000
 
@@ -124,20 +125,22 @@ _NS = 1_000_000_000
 class TimeGuard:
     """Receive-time sanity for the lines of ONE file (pure: no I/O, no clock).
 
-    :meth:`push` each parseable line, then :meth:`finish`; good lines come out of
-    :attr:`ready` in file order, ``half`` lines behind the input. A line is judged against
-    the median time of a window of 2 * ``half`` + 1 neighbouring lines (centred, or the
-    file's first / last lines at its ends), so a single absurd line, or up to ``half // 2``
-    in a window, are found even when one is the file's first line, and a real pause in the
-    recording is not mistaken for one. It is skipped (``time_jumps``) when it is more than
-    ``jitter`` outside the band of the times ``half // 2`` places either side of the median
-    in sorted order, or, as the window's first lines are earlier than its median by design,
-    more than ``gap`` before that band (at the file's start) or after it (at its end). A
-    line that passes is then
-    compared with the file's previous good line: more than ``gap`` after it, skipped
-    (``time_jumps``: a jump that later lines confirm is still never followed); more than
-    ``jitter`` before it, skipped (``out_of_order``); a little before it, kept at its time
-    (``late``). So the times that come out never decrease.
+    :meth:`push` each parseable line, then :meth:`finish`; good lines come out (returned by
+    ``push``, or left in :attr:`ready`) in file order, ``half`` lines behind the input.
+
+    A line is judged against the median time of a window of 2 * ``half`` + 1 neighbouring
+    lines (centred, or the file's first / last lines at its ends), so a single absurd line,
+    or up to ``half // 2`` in a window, are found even when one is the file's first line,
+    and a real pause in the recording is not mistaken for one. It is skipped
+    (``time_jumps``) when it is more than ``jitter`` outside the band of the times
+    ``half // 2`` places either side of the median in sorted order, or, as the window's
+    first lines are earlier than its median by design, more than ``gap`` before that band
+    (at the file's start) or after it (at its end).
+
+    A line that passes is then compared with the file's previous good line: more than
+    ``gap`` after it, skipped (``time_jumps``: a jump that later lines confirm is still never
+    followed); more than ``jitter`` before it, skipped (``out_of_order``); a little before
+    it, kept at its time (``late``). So the times that come out never decrease.
     """
 
     def __init__(self, name: str, stats: RecordingStats, *, half: int = TIME_WINDOW_HALF,
