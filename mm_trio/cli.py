@@ -207,6 +207,26 @@ def summary_table(summary: dict[str, Any], cols: Sequence[str] = RUN_COLUMNS) ->
     return "\n".join(lines)
 
 
+def replay_counts_line(rp: dict[str, Any]) -> str:
+    """One line of the replay's counts (the summary's ``replay`` section)."""
+    return (f"replayed {rp['records']:,} records ({rp['duration_s']}s of market time); "
+            f"malformed lines {rp['malformed_lines']}, unknown streams "
+            f"{rp['unknown_streams']}, unknown symbols {rp['unknown_symbols']}; "
+            f"time jumps skipped {rp['time_jumps_skipped']}, out of order skipped "
+            f"{rp['out_of_order_skipped']}, late lines kept {rp['late_lines_kept']}; "
+            f"truncated files {rp['truncated_files']}, corrupt files {rp['corrupt_files']}")
+
+
+def replay_warnings(rp: dict[str, Any]) -> list[str]:
+    """What the user must hear about the replay's input: every damaged file, where it stopped,
+    then the first problems by file and line."""
+    out = [f"{d['file']} is {d['problem']} at byte {d['at_byte']}: its lines up to line "
+           f"{d['after_line']} were replayed, reading stopped there ({d['detail']})"
+           for d in rp["damage"]]
+    out.extend(rp["problems"])
+    return out
+
+
 # --------------------------------------------------------------------------- run
 
 
@@ -467,9 +487,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  progress=None if args.no_progress else sys.stderr)
             print(summary_table(summary, REPLAY_COLUMNS))
             rp = summary["replay"]
-            print(f"replayed {rp['records']:,} records ({rp['duration_s']}s of market time); "
-                  f"malformed lines {rp['malformed_lines']}, unknown streams "
-                  f"{rp['unknown_streams']}" + (f"; outputs in {args.out}" if args.out else ""))
+            print(replay_counts_line(rp) + (f"; outputs in {args.out}" if args.out else ""))
+            for warning in replay_warnings(rp):
+                print(f"mm-trio: warning: {warning}", file=sys.stderr)
             return EXIT_OK
     except (UsageError, ConfigError, SymbolError, ReplayInputError) as exc:
         print(f"mm-trio: error: {exc}", file=sys.stderr)

@@ -7,6 +7,10 @@ exactly at each recorded event. The venue clock is trio's clock, a ``MockClock``
 runs ``speed`` times faster than the wall clock. Orchestrator, demux, SymbolManagers, grid,
 risk, governor, limiter and matching engine are the same objects ``mm-trio run`` uses.
 
+Bad input (malformed lines, unknown streams or symbols, absurd or disordered receive times,
+damaged gzip) is counted and skipped by the readers and the decoder, never followed or fatal;
+:func:`replay_counts` puts the counts in the summary's ``replay`` section.
+
 Determinism: the same files and config give byte-identical outputs. Venue requests are applied
 in (due time, call order) by the venue's clock task; trio's scheduler shuffles tasks woken at
 the same instant with a module-level RNG, which replay seeds (it is the RNG trio itself
@@ -58,8 +62,13 @@ def split_native(native: str, overrides: dict[str, str] | None = None) -> str:
 
 
 def discover_symbols(paths: Sequence[Path], overrides: dict[str, str] | None = None,
-                     max_lines: int = 5000) -> dict[str, str]:
-    """Native -> unified symbol map from the stream names in the first lines of each file."""
+                     max_lines: int = 5000, unknown: dict[str, str] | None = None,
+                     ) -> dict[str, str]:
+    """Native -> unified symbol map from the stream names in the first lines of each file.
+
+    A native name that cannot be split into base and quote is left out (its lines are then
+    counted as unknown symbols and skipped); with ``unknown``, it is added there with why.
+    """
     found: dict[str, str] = {}
     envelope = msgspec.json.Decoder(_Envelope)
     for path in paths:
@@ -74,7 +83,11 @@ def discover_symbols(paths: Sequence[Path], overrides: dict[str, str] | None = N
                 continue
             native = stream.split("@", 1)[0].upper()
             if native and native not in found and native.isalnum():
-                found[native] = split_native(native, overrides)
+                try:
+                    found[native] = split_native(native, overrides)
+                except ReplayError as exc:
+                    if unknown is not None:
+                        unknown.setdefault(native, str(exc))
     return dict(sorted(found.items()))
 
 
@@ -167,9 +180,12 @@ def recorded_market(paths: Sequence[Path], config: Config,
                     ) -> tuple[dict[str, str], dict[str, SymbolSpec], dict[str, Decimal]]:
     """What the recordings hold: native -> unified names, a spec per recorded symbol
     (inferred, then ``[replay.specs]`` overrides) and each symbol's first price."""
-    native_map = discover_symbols(paths, dict(config.replay.symbols))
+    unknown: dict[str, str] = {}
+    native_map = discover_symbols(paths, dict(config.replay.symbols), unknown=unknown)
     if not native_map:
-        raise ReplayError("no market-data streams found in " + ", ".join(map(str, paths)))
+        why = "; ".join(unknown.values())
+        raise ReplayError("no market-data streams found in " + ", ".join(map(str, paths))
+                          + (f" ({why})" if why else ""))
     specs = build_specs(paths, config, native_map)
     mids = _first_mids(paths, StreamDecoder(native_map, clock="recv"), set(specs))
     return native_map, specs, mids
@@ -336,18 +352,34 @@ async def replay_session(paths: Sequence[Path], config: Config, *,
     events_per_symbol = {s: m.events for s, m in snapshot.symbols.items()}
     for sym, row in summary["symbols"].items():
         row["events"] = events_per_symbol.get(sym, 0)
+    summary["replay"] = replay_counts(paths, feed, stats, decoder)
+    if on_summary is not None:
+        on_summary(summary)
+    return recorder, summary
+
+
+def replay_counts(paths: Sequence[Path], feed: ReplayFeed, stats: RecordingStats,
+                  decoder: StreamDecoder) -> dict[str, Any]:
+    """The summary's ``replay`` section: what was replayed, and every kind of input that was
+    counted and skipped (or kept with a change), with the first problems by file and line."""
     dstats = decoder.stats
-    summary["replay"] = {
+    return {
         "files": [p.name for p in paths],
         "records": feed.records,
         "market_events": feed.events,
         "malformed_lines": stats.malformed + dstats.malformed,
         "unknown_streams": dstats.unknown_stream,
+        "unknown_symbols": dstats.unrouted,
+        "unknown_symbol_names": dict(sorted(dstats.unrouted_names.items())),
+        "time_jumps_skipped": stats.time_jumps,
+        "out_of_order_skipped": stats.out_of_order,
+        "late_lines_kept": stats.late,
+        "truncated_files": stats.truncated,
+        "corrupt_files": stats.corrupt,
+        "damage": [msgspec.to_builtins(d) for d in stats.damage],
+        "problems": list(stats.errors),
         "duration_s": round((feed.last_ts - feed.first_ts) / 1e9, 3),
     }
-    if on_summary is not None:
-        on_summary(summary)
-    return recorder, summary
 
 
 def run_replay(paths: Sequence[Path], config: Config, *, speed: str = "max",

@@ -119,13 +119,14 @@ def test_merge_order_and_stability(tmp_path: Path) -> None:
         (5, b"a5"),  # ties: file order first, then line order
         (5, b"a5bis"),
         (5, b"b5"),
-        (2, b"b2-out-of-order"),  # passed through where it stands
+        (5, b"b2-out-of-order"),  # 3 ns early: kept at its file's previous time (late)
         (5, b"c5"),
         (7, b"b7"),
         (9, b"a9"),
         (10, b"c10"),
     ]
     assert stats.files == 3 and stats.malformed == 1 and stats.records == 10
+    assert stats.late == 1 and stats.out_of_order == stats.time_jumps == 0
     assert list(merge_recordings([a, b, c])) == merged  # deterministic
     assert list(merge_recordings([a])) == list(iter_recording(a))
 

@@ -20,8 +20,8 @@ hftbacktest recordings contain) are counted in :class:`DecodeStats` and skipped;
 Hot path: a combined-stream message whose first key is ``"stream"`` (how Binance sends it) is
 dispatched by sniffing the stream name from the bytes and decoded in ONE typed msgspec pass;
 anything else goes through a generic envelope (``msgspec.Raw`` for the payload) and a second
-typed pass. Prices and quantities are decoded straight into ``Decimal``; non-finite or
-negative numbers make the message malformed.
+typed pass. Prices and quantities must be Binance's decimal strings (``"61837.63000000"``):
+a JSON number, a sign, an exponent, or a magnitude beyond 1e±30 makes the message malformed.
 
 The ``encode_*`` helpers produce Binance spot JSON (decimal strings, spot field names) for the
 fixture generator and the Binance-compatible venue server; they round-trip through
@@ -91,6 +91,7 @@ class DecodeStats(msgspec.Struct, kw_only=True):
     malformed: int = 0
     unknown_stream: int = 0
     unrouted: int = 0  # well-formed but for a symbol not in the map
+    unrouted_names: dict[str, int] = msgspec.field(default_factory=dict)  # native -> count
     control: int = 0  # subscribe replies / WebSocket-API responses
     snapshot: int = 0  # REST depth snapshots ({"lastUpdateId",...}: no symbol, skipped)
     book_ticker: int = 0
@@ -109,13 +110,18 @@ class DecodeStats(msgspec.Struct, kw_only=True):
 
 # --------------------------------------------------------------------------- wire structs
 
+# Prices and quantities are decoded as strings, so that msgspec refuses a JSON number there
+# (it would accept one for a Decimal field), then checked and converted by _num.
+Num = str
+WireLevel = tuple[Num, Num]
+
 
 class _BookTicker(msgspec.Struct):
     s: str
-    b: Decimal
-    B: Decimal
-    a: Decimal
-    A: Decimal
+    b: Num
+    B: Num
+    a: Num
+    A: Num
     u: int = 0
     E: int | None = None  # futures only
     T: int | None = None  # futures only
@@ -123,8 +129,8 @@ class _BookTicker(msgspec.Struct):
 
 class _Trade(msgspec.Struct):
     s: str
-    p: Decimal
-    q: Decimal
+    p: Num
+    q: Num
     t: int
     m: bool
     E: int | None = None
@@ -133,8 +139,8 @@ class _Trade(msgspec.Struct):
 
 class _AggTrade(msgspec.Struct):
     s: str
-    p: Decimal
-    q: Decimal
+    p: Num
+    q: Num
     a: int
     m: bool
     E: int | None = None
@@ -145,8 +151,8 @@ class _Depth(msgspec.Struct):
     s: str
     U: int
     u: int
-    b: list[Level]
-    a: list[Level]
+    b: list[WireLevel]
+    a: list[WireLevel]
     E: int | None = None
     pu: int | None = None
 
@@ -161,14 +167,14 @@ class _ExecutionReport(msgspec.Struct):
     s: str
     c: str
     S: str
-    p: Decimal
-    q: Decimal
+    p: Num
+    q: Num
     X: str
     i: int | str
-    z: Decimal = Decimal(0)
-    l: Decimal = Decimal(0)  # noqa: E741
-    L: Decimal = Decimal(0)
-    n: Decimal | None = None
+    z: Num = "0"
+    l: Num = "0"  # noqa: E741
+    L: Num = "0"
+    n: Num | None = None
     N: str | None = None
     t: int | None = None
     C: str | None = None
@@ -180,8 +186,8 @@ class _ExecutionReport(msgspec.Struct):
 
 class _BalanceEntry(msgspec.Struct):
     a: str
-    f: Decimal
-    l: Decimal  # noqa: E741
+    f: Num
+    l: Num  # noqa: E741
 
 
 class _AccountPosition(msgspec.Struct):
@@ -281,10 +287,18 @@ def _stream_kind(stream: str) -> str | None:
 MAX_EXPONENT = 30  # |log10| of any price or quantity we accept; beyond it is not a market
 
 
-def _check(*values: Decimal) -> None:
-    for v in values:
-        if not v.is_finite() or v.is_signed() or (v and abs(v.adjusted()) > MAX_EXPONENT):
-            raise MalformedMessage(f"bad number {v}")
+def _num(text: str) -> Decimal:
+    """A Binance decimal string (ASCII digits, at most one point) as a Decimal."""
+    if not (text.isascii() and text.replace(".", "", 1).isdigit()):
+        raise MalformedMessage(f"bad number {text[:40]!r}")
+    value = Decimal(text)
+    if value and abs(value.adjusted()) > MAX_EXPONENT:
+        raise MalformedMessage(f"number out of range {text[:40]!r}")
+    return value
+
+
+def _level(level: tuple[str, str]) -> Level:
+    return _num(level[0]), _num(level[1])
 
 
 class StreamDecoder:
@@ -438,13 +452,20 @@ class StreamDecoder:
     def _route(self, native: str) -> str | None:
         unified = self._symbols.get(native)
         if unified is None:
-            self.stats.unrouted += 1
+            stats = self.stats
+            stats.unrouted += 1
+            name = native[:_MAX_NAME_LEN]
+            names = stats.unrouted_names
+            if name in names:
+                names[name] += 1
+            elif len(names) < _MAX_UNKNOWN_NAMES:
+                names[name] = 1
         return unified
 
     def _convert(self, kind: str, p: Any, recv_ts: int | None) -> list[Any]:
         stats = self.stats
         if kind == "bookTicker":
-            _check(p.b, p.B, p.a, p.A)
+            bid, bid_qty, ask, ask_qty = _num(p.b), _num(p.B), _num(p.a), _num(p.A)
             stats.book_ticker += 1
             sym = self._route(p.s)
             if sym is None:
@@ -452,15 +473,15 @@ class StreamDecoder:
             return [
                 Quote(
                     symbol=sym,
-                    bid=p.b,
-                    bid_qty=p.B,
-                    ask=p.a,
-                    ask_qty=p.A,
+                    bid=bid,
+                    bid_qty=bid_qty,
+                    ask=ask,
+                    ask_qty=ask_qty,
                     ts=self._ts(p.E, recv_ts),
                 )
             ]
         if kind == "trade" or kind == "aggTrade":
-            _check(p.p, p.q)
+            price, qty = _num(p.p), _num(p.q)
             if kind == "trade":
                 stats.trade += 1
                 trade_id = p.t
@@ -473,8 +494,8 @@ class StreamDecoder:
             return [
                 Trade(
                     symbol=sym,
-                    price=p.p,
-                    qty=p.q,
+                    price=price,
+                    qty=qty,
                     buyer_maker=p.m,
                     trade_id=trade_id,
                     ts=self._ts(p.E if p.E is not None else p.T, recv_ts),
@@ -483,12 +504,11 @@ class StreamDecoder:
         if kind == "depth_skip":
             stats.depth += 1
             stats.depth_skipped += 1
+            self._route(p.s)  # counted if unrouted
             return []
         if kind == "depth":
-            for level in p.b:
-                _check(*level)
-            for level in p.a:
-                _check(*level)
+            bids = tuple(map(_level, p.b))
+            asks = tuple(map(_level, p.a))
             stats.depth += 1
             sym = self._route(p.s)
             if sym is None:
@@ -498,8 +518,8 @@ class StreamDecoder:
                     symbol=sym,
                     first_id=p.U,
                     last_id=p.u,
-                    bids=tuple(p.b),
-                    asks=tuple(p.a),
+                    bids=bids,
+                    asks=asks,
                     ts=self._ts(p.E, recv_ts),
                     prev_last_id=p.pu,
                 )
@@ -507,12 +527,12 @@ class StreamDecoder:
         if kind == "executionReport":
             return self._execution_report(p, recv_ts)
         if kind == "account":
-            for entry in p.B:
-                _check(entry.f, entry.l)
+            balances = [(entry.a, _num(entry.f), _num(entry.l)) for entry in p.B]
             stats.account_position += 1
             ts = self._ts(p.E, recv_ts)
             return [
-                BalanceUpdate(asset=entry.a, free=entry.f, locked=entry.l, ts=ts) for entry in p.B
+                BalanceUpdate(asset=asset, free=free, locked=locked, ts=ts)
+                for asset, free, locked in balances
             ]
         raise MalformedMessage(f"no converter for {kind}")  # pragma: no cover
 
@@ -521,8 +541,9 @@ class StreamDecoder:
         side = SIDES.get(p.S)
         if status is None or side is None:
             raise MalformedMessage(f"executionReport with status {p.X!r} side {p.S!r}")
-        fee = p.n if p.n is not None else Decimal(0)
-        _check(p.p, p.q, p.z, p.l, p.L, fee)
+        price, qty, cum_qty, last_qty, last_price = (
+            _num(p.p), _num(p.q), _num(p.z), _num(p.l), _num(p.L))
+        fee = _num(p.n) if p.n is not None else Decimal(0)
         self.stats.execution_report += 1
         sym = self._route(p.s)
         if sym is None:
@@ -535,12 +556,12 @@ class StreamDecoder:
                 symbol=sym,
                 client_id=client_id,
                 side=side,
-                price=p.p,
-                qty=p.q,
+                price=price,
+                qty=qty,
                 status=status,
-                cum_qty=p.z,
-                last_qty=p.l,
-                last_price=p.L,
+                cum_qty=cum_qty,
+                last_qty=last_qty,
+                last_price=last_price,
                 fee=fee,
                 fee_asset=p.N or "",
                 trade_id=None if p.t is None or p.t < 0 else p.t,
