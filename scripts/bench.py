@@ -51,7 +51,21 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a plain script from a checkout
     sys.path.insert(0, str(REPO))
 
-from mm_trio.config import Config, config_from_dict, load_config  # noqa: E402
+from mm_trio.apps.replay import run_replay  # noqa: E402
+from mm_trio.domain.config import Config, config_from_dict, load_config  # noqa: E402
+from mm_trio.domain.intents import PlaceOrder  # noqa: E402
+from mm_trio.domain.model import (  # noqa: E402
+    Balance,
+    Event,
+    OpenOrder,
+    OrderRequest,
+    OrderUpdate,
+    Quote,
+    SymbolSpec,
+    Trade,
+    parse_symbol,
+)
+from mm_trio.engine.orchestrator import open_orchestrator  # noqa: E402
 from mm_trio.exchange.base import (  # noqa: E402
     Exchange,
     StillWanted,
@@ -64,25 +78,11 @@ from mm_trio.exchange.binance.decode import (  # noqa: E402
     encode_trade,
 )
 from mm_trio.exchange.limiter import Limiter  # noqa: E402
-from mm_trio.intents import PlaceOrder  # noqa: E402
-from mm_trio.model import (  # noqa: E402
-    Balance,
-    Event,
-    OpenOrder,
-    OrderRequest,
-    OrderUpdate,
-    Quote,
-    SymbolSpec,
-    Trade,
-    parse_symbol,
-)
-from mm_trio.orchestrator import open_orchestrator  # noqa: E402
-from mm_trio.recording import merge_recordings, write_raw_lines, write_recording  # noqa: E402
-from mm_trio.replay import (  # noqa: E402
+from mm_trio.exchange.recording import merge_recordings, write_raw_lines, write_recording  # noqa: E402
+from mm_trio.exchange.sim.recorded import (  # noqa: E402
     _first_mids,
     build_specs,
     discover_symbols,
-    run_replay,
 )
 
 DATA_DIR = REPO.parent / "shared" / "data"
@@ -363,7 +363,7 @@ def synthetic_lines(n_symbols: int, total: int, rate: int = SCALING_RATE,
 @contextlib.contextmanager
 def _phase_timer() -> Iterator[dict[str, float]]:
     """Time spent in ``Orchestrator.add_symbol`` and ``Orchestrator.shutdown`` (wrapped)."""
-    from mm_trio.orchestrator import Orchestrator
+    from mm_trio.engine.orchestrator import Orchestrator
 
     spent = {"add": 0.0, "shutdown": 0.0}
     originals = {"add": Orchestrator.add_symbol, "shutdown": Orchestrator.shutdown}

@@ -48,14 +48,14 @@ from typing import Any, Literal
 
 import msgspec
 
+from mm_trio.domain.model import Quote, Trade, native_symbol
 from mm_trio.exchange.binance.decode import (
     DepthUpdate,
     encode_book_ticker,
     encode_depth_update,
     encode_trade,
 )
-from mm_trio.model import Quote, Trade, native_symbol
-from mm_trio.recording import write_raw_lines
+from mm_trio.exchange.recording import write_raw_lines
 
 START_NS = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
 SEC = 1_000_000_000

@@ -7,8 +7,7 @@ from decimal import Decimal
 
 import trio
 
-from mm_trio.exchange.base import Exchange, StillWanted, UnknownOrder, check_wanted
-from mm_trio.model import (
+from mm_trio.domain.model import (
     Balance,
     Event,
     OpenOrder,
@@ -17,6 +16,7 @@ from mm_trio.model import (
     SymbolSpec,
     parse_symbol,
 )
+from mm_trio.exchange.base import Exchange, StillWanted, UnknownOrder, check_wanted
 
 
 def spec(symbol: str, tick: str = "0.01", step: str = "0.0001") -> SymbolSpec:

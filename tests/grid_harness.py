@@ -18,11 +18,11 @@ from decimal import Decimal
 
 from hypothesis import strategies as st
 
-from mm_trio.config import GridConfig
-from mm_trio.grid import GridStrategy
-from mm_trio.ids import parse_client_id
-from mm_trio.intents import CancelOrder, Intent, PlaceOrder
-from mm_trio.model import OrderUpdate, Quote, SymbolSpec, floor_to
+from mm_trio.core.grid import GridStrategy
+from mm_trio.domain.config import GridConfig
+from mm_trio.domain.ids import parse_client_id
+from mm_trio.domain.intents import CancelOrder, Intent, PlaceOrder
+from mm_trio.domain.model import OrderUpdate, Quote, SymbolSpec, floor_to
 
 D = Decimal
 ZERO = Decimal(0)

@@ -1,5 +1,5 @@
 """End to end: ``BinanceExchange`` against the local Binance-compatible venue server
-(``mm_trio.venue``), over real HTTP and websockets: every Exchange method, rejections,
+(``mm_trio.apps.paper``), over real HTTP and websockets: every Exchange method, rejections,
 fills on the user data stream, faults (429, 5xx, order timeouts) and websocket drops."""
 
 from __future__ import annotations
@@ -12,7 +12,17 @@ from typing import Any
 import pytest
 import trio
 
-from mm_trio.config import LimiterConfig
+from mm_trio.domain.config import LimiterConfig
+from mm_trio.domain.model import (
+    BalanceUpdate,
+    Event,
+    OrderRequest,
+    OrderUpdate,
+    Quote,
+    StreamStatus,
+    SymbolSpec,
+    floor_to,
+)
 from mm_trio.exchange.base import (
     DuplicateOrder,
     FilterRejected,
@@ -25,18 +35,8 @@ from mm_trio.exchange.base import (
 )
 from mm_trio.exchange.binance.adapter import BinanceExchange
 from mm_trio.exchange.limiter import Limiter
-from mm_trio.model import (
-    BalanceUpdate,
-    Event,
-    OrderRequest,
-    OrderUpdate,
-    Quote,
-    StreamStatus,
-    SymbolSpec,
-    floor_to,
-)
 
-venue_mod = pytest.importorskip("mm_trio.venue")
+venue_mod = pytest.importorskip("mm_trio.apps.paper")
 
 D = Decimal
 SYM = "BTC/USDT"

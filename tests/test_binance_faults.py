@@ -1,7 +1,7 @@
 """End-to-end FAULT tests of the Binance path (SPEC §3 unknown outcomes, §7, §12).
 
 The real Orchestrator + SymbolManagers + BinanceExchange trade the in-process
-Binance-compatible venue (``mm_trio.venue``) over real sockets on 127.0.0.1, on the real
+Binance-compatible venue (``mm_trio.apps.paper``) over real sockets on 127.0.0.1, on the real
 clock, while the venue injects faults: websocket drops, unanswered order placements, 5xx,
 429 / 418 and small advertised rate limits. Every test ends with the same ledger checks:
 
@@ -32,20 +32,7 @@ import httpx
 import pytest
 import trio
 
-from mm_trio.config import (
-    Config,
-    GridConfig,
-    LimiterConfig,
-    RiskConfig,
-    RunConfig,
-    SimVenueConfig,
-)
-from mm_trio.exchange.binance.adapter import BinanceExchange, derive_ws_urls
-from mm_trio.exchange.limiter import Limiter
-from mm_trio.ids import parse_client_id
-from mm_trio.manager import SymbolManager
-from mm_trio.orchestrator import Orchestrator, open_orchestrator
-from mm_trio.venue import (
+from mm_trio.apps.paper import (
     DEFAULT_API_KEY,
     DEFAULT_API_SECRET,
     RateLimitConfig,
@@ -53,7 +40,20 @@ from mm_trio.venue import (
     VenueServerConfig,
     open_venue,
 )
-from mm_trio.venue.core import Account, OrderRecord
+from mm_trio.apps.paper.core import Account, OrderRecord
+from mm_trio.domain.config import (
+    Config,
+    GridConfig,
+    LimiterConfig,
+    RiskConfig,
+    RunConfig,
+    SimVenueConfig,
+)
+from mm_trio.domain.ids import parse_client_id
+from mm_trio.engine.manager import SymbolManager
+from mm_trio.engine.orchestrator import Orchestrator, open_orchestrator
+from mm_trio.exchange.binance.adapter import BinanceExchange, derive_ws_urls
+from mm_trio.exchange.limiter import Limiter
 
 D = Decimal
 PREFIX = "mmt"

@@ -12,6 +12,8 @@ import pytest
 import trio
 from trio_websocket import WebSocketConnection
 
+from mm_trio.apps.record import GzipLineWriter, record, record_streams
+from mm_trio.domain.model import Quote, Trade
 from mm_trio.exchange.base import ExchangeError
 from mm_trio.exchange.binance.adapter import BinanceExchange
 from mm_trio.exchange.binance.decode import (
@@ -21,9 +23,7 @@ from mm_trio.exchange.binance.decode import (
     encode_depth_update,
     encode_trade,
 )
-from mm_trio.model import Quote, Trade
-from mm_trio.recorder import GzipLineWriter, record, record_streams
-from mm_trio.recording import RecordingStats, iter_recording
+from mm_trio.exchange.recording import RecordingStats, iter_recording
 from tests.test_binance_rest import KEY, SECRET, FakeBinance, RecordingLimiter
 from tests.test_binance_streams import LocalServer, quote, start_server
 

@@ -16,7 +16,8 @@ import msgspec
 import pytest
 import trio
 
-from mm_trio.config import LimiterConfig
+from mm_trio.domain.config import LimiterConfig
+from mm_trio.domain.model import OrderRequest
 from mm_trio.exchange.base import (
     DuplicateOrder,
     ExchangeError,
@@ -35,7 +36,6 @@ from mm_trio.exchange.binance.adapter import BinanceExchange, derive_ws_urls
 from mm_trio.exchange.binance.rest import BinanceRest, classify, depth_weight
 from mm_trio.exchange.binance.signing import HmacSigner
 from mm_trio.exchange.limiter import Limiter
-from mm_trio.model import OrderRequest
 from tests.test_binance_signing import EXCHANGE_INFO
 
 D = Decimal

@@ -16,6 +16,14 @@ import pytest
 import trio
 from trio_websocket import WebSocketConnection, WebSocketRequest, serve_websocket
 
+from mm_trio.domain.model import (
+    BalanceUpdate,
+    Event,
+    OrderUpdate,
+    Quote,
+    StreamStatus,
+    Trade,
+)
 from mm_trio.exchange.binance.adapter import BinanceExchange
 from mm_trio.exchange.binance.decode import (
     encode_account_position,
@@ -25,14 +33,6 @@ from mm_trio.exchange.binance.decode import (
 )
 from mm_trio.exchange.binance.signing import ws_payload
 from mm_trio.exchange.binance.streams import MarketStream, StreamRejected
-from mm_trio.model import (
-    BalanceUpdate,
-    Event,
-    OrderUpdate,
-    Quote,
-    StreamStatus,
-    Trade,
-)
 from tests.test_binance_rest import KEY, SECRET, FakeBinance, RecordingLimiter
 
 D = Decimal

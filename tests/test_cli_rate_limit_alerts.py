@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 import trio
 
-from mm_trio import cli
+from mm_trio.apps import run as run_app
+from mm_trio.domain.model import OpenOrder, OrderRequest
 from mm_trio.exchange.base import RateLimited, StillWanted
 from mm_trio.exchange.limiter import Limiter
-from mm_trio.model import OpenOrder, OrderRequest
 from tests.test_orchestrator import make_config
 from tests.test_review_findings import QuotingFake, quote
 
@@ -78,9 +78,9 @@ async def test_each_429_and_418_is_logged_once_and_counted_in_the_summary(
         venues.append(RateLimitingVenue(limiter))
         return venues[-1]
 
-    monkeypatch.setattr(cli, "make_exchange", make_exchange)
+    monkeypatch.setattr(run_app, "make_exchange", make_exchange)
     summary_path = tmp_path / "summary.json"
-    rc = await cli.run_command(make_config(), ["AAA/USDT"], duration=RUN_SECONDS,
+    rc = await run_app.run_command(make_config(), ["AAA/USDT"], duration=RUN_SECONDS,
                                summary_json=summary_path, out=io.StringIO(),
                                err=io.StringIO())
     assert rc == 0

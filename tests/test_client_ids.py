@@ -16,11 +16,9 @@ import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mm_trio.config import GridConfig
-from mm_trio.exchange.base import OutcomeUnknown, StillWanted
-from mm_trio.exchange.limiter import Limiter
-from mm_trio.grid.strategy import GridStrategy
-from mm_trio.ids import (
+from mm_trio.core.grid.strategy import GridStrategy
+from mm_trio.domain.config import GridConfig
+from mm_trio.domain.ids import (
     GENERATION_EPOCH_NS,
     MAX_ID_LEN,
     make_client_id,
@@ -28,9 +26,11 @@ from mm_trio.ids import (
     run_generation,
     symbol_tag,
 )
-from mm_trio.intents import PlaceOrder
-from mm_trio.model import OpenOrder, OrderRequest, OrderUpdate, Quote, order_mismatch
-from mm_trio.orchestrator import open_orchestrator
+from mm_trio.domain.intents import PlaceOrder
+from mm_trio.domain.model import OpenOrder, OrderRequest, OrderUpdate, Quote, order_mismatch
+from mm_trio.engine.orchestrator import open_orchestrator
+from mm_trio.exchange.base import OutcomeUnknown, StillWanted
+from mm_trio.exchange.limiter import Limiter
 from tests.fakes import FakeExchange, spec
 from tests.test_orchestrator import make_config, wait_for
 

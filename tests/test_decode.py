@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mm_trio.domain.model import BalanceUpdate, OrderUpdate, Quote, Trade
 from mm_trio.exchange.binance.decode import (
     DepthUpdate,
     StreamDecoder,
@@ -21,7 +22,6 @@ from mm_trio.exchange.binance.decode import (
     encode_execution_report,
     encode_trade,
 )
-from mm_trio.model import BalanceUpdate, OrderUpdate, Quote, Trade
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"

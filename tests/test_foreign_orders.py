@@ -12,9 +12,9 @@ from typing import Any
 
 import trio
 
+from mm_trio.domain.model import OrderRequest, OrderUpdate
+from mm_trio.engine.orchestrator import open_orchestrator
 from mm_trio.exchange.limiter import Limiter
-from mm_trio.model import OrderRequest, OrderUpdate
-from mm_trio.orchestrator import open_orchestrator
 from tests.fakes import FakeExchange
 from tests.test_orchestrator import make_config, sim, wait_for
 

@@ -14,8 +14,8 @@ from decimal import Decimal
 
 from hypothesis import given, settings
 
-from mm_trio.intents import Intent, PlaceOrder
-from mm_trio.model import OrderUpdate
+from mm_trio.domain.intents import Intent, PlaceOrder
+from mm_trio.domain.model import OrderUpdate
 from tests.grid_harness import Run, Scenario, replay, scenarios
 
 EXAMPLES = settings(max_examples=400)

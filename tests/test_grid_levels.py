@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mm_trio.grid.levels import LevelGrid, snap_down
+from mm_trio.core.grid.levels import LevelGrid, snap_down
 
 D = Decimal
 

@@ -6,11 +6,11 @@ from decimal import Decimal
 
 import pytest
 
-from mm_trio.config import GridConfig
-from mm_trio.grid import GridStrategy
-from mm_trio.ids import parse_client_id
-from mm_trio.intents import CancelOrder, Intent, PlaceOrder
-from mm_trio.model import OrderUpdate, Quote, SymbolSpec
+from mm_trio.core.grid import GridStrategy
+from mm_trio.domain.config import GridConfig
+from mm_trio.domain.ids import parse_client_id
+from mm_trio.domain.intents import CancelOrder, Intent, PlaceOrder
+from mm_trio.domain.model import OrderUpdate, Quote, SymbolSpec
 
 D = Decimal
 SYM = "BTC/USDT"
@@ -84,7 +84,7 @@ class Book:
 
 
 def _req(cid: str, side: str, price: Decimal, qty: Decimal):  # type: ignore[no-untyped-def]
-    from mm_trio.model import OrderRequest
+    from mm_trio.domain.model import OrderRequest
     return OrderRequest(symbol=SYM, client_id=cid, side=side, price=price,  # type: ignore[arg-type]
                         qty=qty)
 
@@ -541,8 +541,8 @@ def test_geometric_step_too_small_at_first_mid_raises() -> None:
 
 # --------------------------------------------------------------------------- tables
 def test_order_transition_table_is_complete_and_sticky() -> None:
-    from mm_trio.grid.slots import ORDER_TRANSITIONS
-    from mm_trio.model import TERMINAL_STATUSES
+    from mm_trio.core.grid.slots import ORDER_TRANSITIONS
+    from mm_trio.domain.model import TERMINAL_STATUSES
 
     statuses = ["PENDING_NEW", "NEW", "PARTIALLY_FILLED", "FILLED", "CANCELED", "EXPIRED",
                 "REJECTED"]
@@ -556,7 +556,7 @@ def test_order_transition_table_is_complete_and_sticky() -> None:
 
 
 def test_illegal_slot_transition_raises() -> None:
-    from mm_trio.grid.slots import Slot, SlotEvent, SlotState, SlotStateError
+    from mm_trio.core.grid.slots import Slot, SlotEvent, SlotState, SlotStateError
 
     slot = Slot(3)
     slot.closing = "x"

@@ -13,7 +13,7 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mm_trio.config import LimiterConfig
+from mm_trio.domain.config import LimiterConfig
 from mm_trio.exchange.limiter import (
     Limiter,
     LimiterCore,

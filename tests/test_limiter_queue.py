@@ -17,7 +17,7 @@ import trio
 import trio.testing
 
 import mm_trio.exchange.limiter as lim
-from mm_trio.config import LimiterConfig
+from mm_trio.domain.config import LimiterConfig
 from tests.test_limiter import Grant, assert_any_window
 
 # effective limits (10% margin): weight 90/60 s, orders 9/10 s, 54/day

@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 import trio
 
-from mm_trio.config import config_from_dict
+from mm_trio.domain.config import config_from_dict
+from mm_trio.domain.model import OpenOrder, OrderRequest, Quote
+from mm_trio.engine.orchestrator import open_orchestrator
 from mm_trio.exchange.base import (
     OutcomeUnknown,
     RateLimited,
@@ -19,8 +21,6 @@ from mm_trio.exchange.base import (
     check_wanted,
 )
 from mm_trio.exchange.limiter import Limiter
-from mm_trio.model import OpenOrder, OrderRequest, Quote
-from mm_trio.orchestrator import open_orchestrator
 from tests.fakes import FakeExchange
 
 D = Decimal
@@ -191,7 +191,7 @@ async def test_missed_fills_are_recovered_with_their_trade_ids(
         autojump_clock: trio.abc.Clock) -> None:
     """A fill whose report was lost (stream down) is found by query; the venue's fill list
     gives the position manager the trade, once, with its price and fee."""
-    from mm_trio.model import OrderUpdate
+    from mm_trio.domain.model import OrderUpdate
 
     fake = FaultyExchange()
     async with open_orchestrator(fake, CONFIG, limiter=Limiter(CONFIG.limiter)) as orch:
@@ -218,7 +218,7 @@ async def test_missed_fills_are_recovered_with_their_trade_ids(
 
         fake.query = query  # type: ignore[method-assign]
         fake.order_fills = order_fills  # type: ignore[method-assign]
-        from mm_trio.model import StreamStatus
+        from mm_trio.domain.model import StreamStatus
         fake.inject(StreamStatus(status="resynced"))  # e.g. after a reconnect
         await trio.sleep(2)
         assert manager.position.fills == 1 and manager.position.buys == 1

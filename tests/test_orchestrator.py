@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 import trio
 
-from mm_trio.config import Config, config_from_dict
+from mm_trio.domain.config import Config, config_from_dict
+from mm_trio.domain.model import BalanceUpdate, OrderUpdate, Quote, SymbolError, Trade
+from mm_trio.engine.manager import SymbolManager, SymbolState
+from mm_trio.engine.orchestrator import open_orchestrator
 from mm_trio.exchange.limiter import Limiter
 from mm_trio.exchange.sim.venue import SimulatedExchange
-from mm_trio.manager import SymbolManager, SymbolState
-from mm_trio.model import BalanceUpdate, OrderUpdate, Quote, SymbolError, Trade
-from mm_trio.orchestrator import open_orchestrator
 from tests.fakes import FakeExchange
 
 D = Decimal

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mm_trio.ids import make_client_id
-from mm_trio.model import OrderUpdate, Side
-from mm_trio.position import Fill, PositionManager
+from mm_trio.core.position import Fill, PositionManager
+from mm_trio.domain.ids import make_client_id
+from mm_trio.domain.model import OrderUpdate, Side
 
 D = Decimal
 SYM = "BTC/USDT"

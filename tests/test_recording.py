@@ -12,7 +12,7 @@ from types import ModuleType
 import pytest
 
 from mm_trio.exchange.binance.decode import StreamDecoder
-from mm_trio.recording import (
+from mm_trio.exchange.recording import (
     RecordingStats,
     infer_specs,
     iter_recording,

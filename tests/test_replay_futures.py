@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from mm_trio.config import load_config
+from mm_trio.apps.replay import run_replay
+from mm_trio.domain.config import load_config
+from mm_trio.domain.model import Quote, Trade
 from mm_trio.exchange.binance.decode import DepthUpdate, StreamDecoder
-from mm_trio.model import Quote, Trade
-from mm_trio.recording import RecordingStats, infer_specs, iter_recording, merge_recordings
-from mm_trio.replay import discover_symbols, run_replay
+from mm_trio.exchange.recording import RecordingStats, infer_specs, iter_recording, merge_recordings
+from mm_trio.exchange.sim.recorded import discover_symbols
 from tests.conftest import ROOT
 
 FIXTURES = ROOT / "fixtures"

@@ -17,9 +17,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mm_trio.config import load_config
+from mm_trio.apps.replay import ReplayError, run_replay
+from mm_trio.domain.config import load_config
 from mm_trio.exchange.binance.decode import StreamDecoder
-from mm_trio.recording import (
+from mm_trio.exchange.recording import (
     MAX_TIME_GAP_NS,
     MAX_TIME_JITTER_NS,
     TIME_WINDOW_HALF,
@@ -28,7 +29,6 @@ from mm_trio.recording import (
     merge_recordings,
     write_raw_lines,
 )
-from mm_trio.replay import ReplayError, run_replay
 from tests.conftest import ROOT
 
 BTC = ROOT / "fixtures" / "btcusdt-synth.gz"

@@ -19,19 +19,26 @@ from typing import Any
 import httpx
 import trio
 
-from mm_trio.config import Config, GridConfig, LimiterConfig, RiskConfig, RunConfig, SimVenueConfig
-from mm_trio.exchange.binance.adapter import BinanceExchange, derive_ws_urls
-from mm_trio.exchange.limiter import Limiter
-from mm_trio.manager import SymbolManager
-from mm_trio.model import Trade
-from mm_trio.orchestrator import Orchestrator, open_orchestrator
-from mm_trio.venue import (
+from mm_trio.apps.paper import (
     DEFAULT_API_KEY,
     DEFAULT_API_SECRET,
     VenueServer,
     VenueServerConfig,
     open_venue,
 )
+from mm_trio.domain.config import (
+    Config,
+    GridConfig,
+    LimiterConfig,
+    RiskConfig,
+    RunConfig,
+    SimVenueConfig,
+)
+from mm_trio.domain.model import Trade
+from mm_trio.engine.manager import SymbolManager
+from mm_trio.engine.orchestrator import Orchestrator, open_orchestrator
+from mm_trio.exchange.binance.adapter import BinanceExchange, derive_ws_urls
+from mm_trio.exchange.limiter import Limiter
 
 D = Decimal
 BTC = "BTC/USDT"

@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 import trio
 
-from mm_trio import cli
+from mm_trio.apps import run as run_app
+from mm_trio.domain.model import OpenOrder, OrderUpdate, Quote
+from mm_trio.engine.orchestrator import open_orchestrator
 from mm_trio.exchange.base import OrderRejected
 from mm_trio.exchange.limiter import Limiter
-from mm_trio.model import OpenOrder, OrderUpdate, Quote
-from mm_trio.orchestrator import open_orchestrator
 from tests.fakes import FakeExchange
 from tests.test_cli_e2e import ROOT, mm_trio_cmd
 from tests.test_orchestrator import make_config, wait_for
@@ -95,10 +95,10 @@ class BannedOpenOrders(QuotingFake):
 async def test_run_exit_is_bounded_when_venue_hangs(autojump_clock: trio.abc.Clock,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     fake = BannedOpenOrders(["AAA/USDT"])
-    monkeypatch.setattr(cli, "make_exchange", lambda *a, **k: fake)
+    monkeypatch.setattr(run_app, "make_exchange", lambda *a, **k: fake)
     config = make_config()
     start = trio.current_time()
-    rc = await cli.run_command(config, ["AAA/USDT"], duration=5.0, summary_json=None,
+    rc = await run_app.run_command(config, ["AAA/USDT"], duration=5.0, summary_json=None,
                                out=io.StringIO(), err=io.StringIO())
     elapsed = trio.current_time() - start
     assert rc == 0
@@ -108,9 +108,9 @@ async def test_run_exit_is_bounded_when_venue_hangs(autojump_clock: trio.abc.Clo
 async def test_run_respects_cancel_on_exit_false(autojump_clock: trio.abc.Clock,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     fake = QuotingFake(["AAA/USDT"])
-    monkeypatch.setattr(cli, "make_exchange", lambda *a, **k: fake)
+    monkeypatch.setattr(run_app, "make_exchange", lambda *a, **k: fake)
     config = make_config({"run": {"cancel_on_exit": False}})
-    rc = await cli.run_command(config, ["AAA/USDT"], duration=5.0, summary_json=None,
+    rc = await run_app.run_command(config, ["AAA/USDT"], duration=5.0, summary_json=None,
                                out=io.StringIO(), err=io.StringIO())
     assert rc == 0
     assert fake.placed, "the grid placed orders"

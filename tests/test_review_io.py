@@ -15,16 +15,16 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from mm_trio.config import load_config
+from mm_trio.apps.paper import open_venue
+from mm_trio.apps.paper.config import AccountConfig
+from mm_trio.apps.paper.testing import now_ms
+from mm_trio.apps.record import GzipLineWriter
+from mm_trio.apps.replay import run_replay
+from mm_trio.domain.config import load_config
 from mm_trio.exchange.binance.decode import StreamDecoder
 from mm_trio.exchange.binance.rest import BinanceRest
 from mm_trio.exchange.binance.signing import HmacSigner
-from mm_trio.recorder import GzipLineWriter
-from mm_trio.recording import iter_recording, write_raw_lines, write_recording
-from mm_trio.replay import run_replay
-from mm_trio.venue import open_venue
-from mm_trio.venue.config import AccountConfig
-from mm_trio.venue.testing import now_ms
+from mm_trio.exchange.recording import iter_recording, write_raw_lines, write_recording
 from tests.conftest import ROOT
 from tests.test_binance_rest import RecordingLimiter
 from tests.test_venue_rest import limit_order, signed, venue_config, wait_quotes

@@ -11,7 +11,9 @@ from decimal import Decimal
 
 import trio
 
-from mm_trio.config import config_from_dict
+from mm_trio.domain.config import config_from_dict
+from mm_trio.domain.model import Balance, BalanceUpdate, OpenOrder, OrderRequest, Quote
+from mm_trio.engine.orchestrator import open_orchestrator
 from mm_trio.exchange.base import (
     DuplicateOrder,
     OutcomeUnknown,
@@ -19,8 +21,6 @@ from mm_trio.exchange.base import (
     check_wanted,
 )
 from mm_trio.exchange.limiter import Limiter
-from mm_trio.model import Balance, BalanceUpdate, OpenOrder, OrderRequest, Quote
-from mm_trio.orchestrator import open_orchestrator
 from tests.fakes import FakeExchange
 
 D = Decimal

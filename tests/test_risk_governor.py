@@ -7,10 +7,10 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mm_trio.config import GovernorConfig
-from mm_trio.intents import CancelOrder, PlaceOrder
-from mm_trio.model import OrderRequest, Side
-from mm_trio.risk.governor import GovernorChange, RiskGovernor
+from mm_trio.core.risk.governor import GovernorChange, RiskGovernor
+from mm_trio.domain.config import GovernorConfig
+from mm_trio.domain.intents import CancelOrder, PlaceOrder
+from mm_trio.domain.model import OrderRequest, Side
 
 D = Decimal
 CFG = GovernorConfig(max_total_exposure=D("1000"), max_symbol_exposure=D("600"),

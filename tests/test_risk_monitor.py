@@ -8,9 +8,9 @@ import attrs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mm_trio.config import RiskConfig
-from mm_trio.model import Quote, Trade
-from mm_trio.risk.monitor import BreakerChange, RiskMonitor
+from mm_trio.core.risk.monitor import BreakerChange, RiskMonitor
+from mm_trio.domain.config import RiskConfig
+from mm_trio.domain.model import Quote, Trade
 
 D = Decimal
 SYM = "BTC/USDT"

@@ -15,11 +15,11 @@ import pytest
 import trio
 import trio.testing
 
-from mm_trio.config import config_from_dict
+from mm_trio.domain.config import config_from_dict
+from mm_trio.engine.orchestrator import open_orchestrator
 from mm_trio.exchange.limiter import Limiter
 from mm_trio.exchange.sim.matching import BUILTIN_SYMBOLS
 from mm_trio.exchange.sim.venue import SimulatedExchange
-from mm_trio.orchestrator import open_orchestrator
 
 SYMBOLS = 50
 RUN_SECONDS = 5.0

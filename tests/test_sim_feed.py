@@ -6,10 +6,10 @@ from decimal import Decimal
 
 import attrs
 
-from mm_trio.config import SimVenueConfig
+from mm_trio.domain.config import SimVenueConfig
+from mm_trio.domain.model import Event, Quote, Trade
 from mm_trio.exchange.sim.feed import SyntheticFeed, symbol_seed
 from mm_trio.exchange.sim.matching import build_registry
-from mm_trio.model import Event, Quote, Trade
 
 T0 = 1_700_000_000_000_000_000
 SEC = 1_000_000_000

@@ -8,7 +8,8 @@ from decimal import Decimal
 import attrs
 import pytest
 
-from mm_trio.config import SimVenueConfig
+from mm_trio.domain.config import SimVenueConfig
+from mm_trio.domain.model import BalanceUpdate, OrderRequest, OrderUpdate, Quote, Trade
 from mm_trio.exchange.base import (
     DuplicateOrder,
     FilterRejected,
@@ -19,7 +20,6 @@ from mm_trio.exchange.base import (
     WouldTake,
 )
 from mm_trio.exchange.sim.matching import MatchingEngine, derive_spec
-from mm_trio.model import BalanceUpdate, OrderRequest, OrderUpdate, Quote, Trade
 
 D = Decimal
 SYM = "BTC/USDT"

@@ -10,10 +10,8 @@ import pytest
 import trio
 import trio.testing
 
-from mm_trio.config import SimVenueConfig
-from mm_trio.exchange.base import OutcomeUnknown, UnknownOrder, UnknownSymbol, WouldTake
-from mm_trio.exchange.sim import EPOCH_NS, SimulatedExchange
-from mm_trio.model import (
+from mm_trio.domain.config import SimVenueConfig
+from mm_trio.domain.model import (
     BalanceUpdate,
     Event,
     OrderRequest,
@@ -22,6 +20,8 @@ from mm_trio.model import (
     StreamStatus,
     Trade,
 )
+from mm_trio.exchange.base import OutcomeUnknown, UnknownOrder, UnknownSymbol, WouldTake
+from mm_trio.exchange.sim import EPOCH_NS, SimulatedExchange
 
 D = Decimal
 SYM = "BTC/USDT"
@@ -318,7 +318,7 @@ async def test_consumer_placing_inline_with_tiny_buffer_does_not_deadlock(
 
 
 async def test_with_the_shared_limiter_orders_are_paced(autojump_clock: object) -> None:
-    from mm_trio.config import LimiterConfig
+    from mm_trio.domain.config import LimiterConfig
     from mm_trio.exchange.limiter import Limiter
 
     limiter = Limiter(LimiterConfig(orders_per_10s=10, safety_margin=D(0)))
@@ -332,7 +332,7 @@ async def test_with_the_shared_limiter_orders_are_paced(autojump_clock: object) 
 
 async def test_placement_withdrawn_while_queued_never_reaches_the_book(
         autojump_clock: object) -> None:
-    from mm_trio.config import LimiterConfig
+    from mm_trio.domain.config import LimiterConfig
     from mm_trio.exchange.base import PlaceWithdrawn
     from mm_trio.exchange.limiter import Limiter
 

@@ -22,15 +22,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from trio_websocket import ConnectionClosed, open_websocket_url
 
-from mm_trio.config import SimVenueConfig
+from mm_trio.apps.paper import VenueServer, VenueServerConfig, open_venue
+from mm_trio.apps.paper.admin import AdminInputError, parse_market_event
+from mm_trio.apps.paper.app import build_app
+from mm_trio.apps.paper.auth import AdminToken
+from mm_trio.apps.paper.config import ADMIN_TOKEN_ENV, MAX_BODY_BYTES, FaultConfig
+from mm_trio.apps.paper.core import market_event_error
+from mm_trio.domain.config import SimVenueConfig
+from mm_trio.domain.model import Quote, native_symbol
 from mm_trio.exchange.sim.matching import build_registry
-from mm_trio.model import Quote, native_symbol
-from mm_trio.venue import VenueServer, VenueServerConfig, open_venue
-from mm_trio.venue.admin import AdminInputError, parse_market_event
-from mm_trio.venue.app import build_app
-from mm_trio.venue.auth import AdminToken
-from mm_trio.venue.config import ADMIN_TOKEN_ENV, MAX_BODY_BYTES, FaultConfig
-from mm_trio.venue.core import market_event_error
 from tests.test_cli_e2e import ROOT, mm_trio_cmd
 from tests.test_venue_rest import signed, venue_config, wait_quotes
 
@@ -650,7 +650,7 @@ def test_cli_refuses_a_short_token_naming_the_variable() -> None:
 
 def test_server_config_errors_never_show_the_token_or_secrets(tmp_path: Path) -> None:
     from mm_trio.cli import load_server_config
-    from mm_trio.config import ConfigError
+    from mm_trio.domain.config import ConfigError
 
     path = tmp_path / "venue.toml"
     path.write_text('[server]\ndepth_levels = 0\nadmin_token = "configured-token-0123456789"\n'

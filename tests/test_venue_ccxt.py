@@ -13,8 +13,8 @@ import attrs
 import pytest
 import trio
 
-from mm_trio.config import SimVenueConfig
-from mm_trio.venue import DEFAULT_API_KEY, DEFAULT_API_SECRET, VenueServerConfig, open_venue
+from mm_trio.apps.paper import DEFAULT_API_KEY, DEFAULT_API_SECRET, VenueServerConfig, open_venue
+from mm_trio.domain.config import SimVenueConfig
 
 ccxt = pytest.importorskip("ccxt")
 

@@ -7,11 +7,11 @@ from decimal import Decimal
 import httpx
 import trio
 
+from mm_trio.apps.paper.config import VenueServerConfig
+from mm_trio.apps.paper.server import open_venue
+from mm_trio.domain.model import Quote
 from mm_trio.exchange.binance.decode import StreamDecoder
-from mm_trio.model import Quote
-from mm_trio.recording import iter_recording
-from mm_trio.venue.config import VenueServerConfig
-from mm_trio.venue.server import open_venue
+from mm_trio.exchange.recording import iter_recording
 from tests.conftest import ROOT
 
 ETHBTC = ROOT / "fixtures" / "ethbtc-synth.gz"

@@ -15,8 +15,7 @@ import trio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from mm_trio.config import SimVenueConfig
-from mm_trio.venue import (
+from mm_trio.apps.paper import (
     DEFAULT_API_KEY,
     AccountConfig,
     FaultConfig,
@@ -25,8 +24,9 @@ from mm_trio.venue import (
     VenueServerConfig,
     open_venue,
 )
-from mm_trio.venue.auth import Credentials, split_signature, ws_payload
-from mm_trio.venue.testing import API_KEY_HEADER, hmac_sign, now_ms, signed_query
+from mm_trio.apps.paper.auth import Credentials, split_signature, ws_payload
+from mm_trio.apps.paper.testing import API_KEY_HEADER, hmac_sign, now_ms, signed_query
+from mm_trio.domain.config import SimVenueConfig
 
 D = Decimal
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -530,7 +530,7 @@ def test_config_repr_hides_secrets() -> None:
 
 
 def test_rate_limiter_windows_aligned_to_the_clock() -> None:
-    from mm_trio.venue.ratelimit import RateLimiter
+    from mm_trio.apps.paper.ratelimit import RateLimiter
 
     lim = RateLimiter(RateLimitConfig(weight_limit=10))
     assert lim.check_weight("ip", 10, 119.5).status == 200
@@ -543,7 +543,7 @@ def test_rate_limiter_windows_aligned_to_the_clock() -> None:
 
 
 async def test_serve_venue_reports_bound_port() -> None:
-    from mm_trio.venue import serve_venue
+    from mm_trio.apps.paper import serve_venue
 
     async with trio.open_nursery() as nursery:
         port = await nursery.start(serve_venue, venue_config())

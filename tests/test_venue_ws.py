@@ -13,10 +13,10 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection, open_websocket_url
 
-from mm_trio.config import SimVenueConfig
-from mm_trio.venue import DEFAULT_API_KEY, VenueServer, VenueServerConfig, open_venue
-from mm_trio.venue.server import _hypercorn_config
-from mm_trio.venue.testing import hmac_sign, now_ms, signed_query
+from mm_trio.apps.paper import DEFAULT_API_KEY, VenueServer, VenueServerConfig, open_venue
+from mm_trio.apps.paper.server import _hypercorn_config
+from mm_trio.apps.paper.testing import hmac_sign, now_ms, signed_query
+from mm_trio.domain.config import SimVenueConfig
 
 D = Decimal
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 import trio
 
-from mm_trio.model import Balance, Event, OpenOrder, OrderRequest, OrderUpdate, SymbolSpec
+from mm_trio.domain.model import Balance, Event, OpenOrder, OrderRequest, OrderUpdate, SymbolSpec
 
 
 class ExchangeError(Exception):

@@ -38,7 +38,7 @@ from decimal import ROUND_FLOOR, Decimal
 
 import trio
 
-from mm_trio.config import LimiterConfig
+from mm_trio.domain.config import LimiterConfig
 
 __all__ = ["Limiter", "LimiterCore", "Priority", "RateLimits", "WindowBucket", "Withdrawn",
            "effective_limit", "priority"]

@@ -34,7 +34,18 @@ import httpx
 import msgspec
 import trio
 
-from mm_trio.config import LimiterConfig
+from mm_trio.domain.config import LimiterConfig
+from mm_trio.domain.model import (
+    Balance,
+    Event,
+    OpenOrder,
+    OrderRequest,
+    OrderUpdate,
+    StreamStatus,
+    SymbolError,
+    SymbolSpec,
+    native_symbol,
+)
 from mm_trio.exchange.base import (
     Exchange,
     ExchangeError,
@@ -55,17 +66,6 @@ from mm_trio.exchange.binance.specs import (
 )
 from mm_trio.exchange.binance.streams import MarketStream, UserDataStream
 from mm_trio.exchange.limiter import Limiter, Withdrawn
-from mm_trio.model import (
-    Balance,
-    Event,
-    OpenOrder,
-    OrderRequest,
-    OrderUpdate,
-    StreamStatus,
-    SymbolError,
-    SymbolSpec,
-    native_symbol,
-)
 
 __all__ = ["VENUES", "BinanceExchange", "MyTrade", "derive_ws_urls"]
 

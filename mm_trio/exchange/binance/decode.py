@@ -4,11 +4,12 @@
 
 * combined-stream market data ``{"stream": "btcusdt@bookTicker", "data": {...}}`` and the
   same payloads unwrapped (raw streams): ``bookTicker`` (spot and USDⓈ-M futures),
-  ``trade``, ``aggTrade`` -> :class:`~mm_trio.model.Quote` / :class:`~mm_trio.model.Trade`;
+  ``trade``, ``aggTrade`` -> :class:`~mm_trio.domain.model.Quote` /
+  :class:`~mm_trio.domain.model.Trade`;
   ``depthUpdate`` diffs -> :class:`DepthUpdate` (only with ``decode_depth=True``; otherwise
   they are validated, counted and skipped);
-* user data ``executionReport`` -> :class:`~mm_trio.model.OrderUpdate` and
-  ``outboundAccountPosition`` -> one :class:`~mm_trio.model.BalanceUpdate` per asset, raw,
+* user data ``executionReport`` -> :class:`~mm_trio.domain.model.OrderUpdate` and
+  ``outboundAccountPosition`` -> one :class:`~mm_trio.domain.model.BalanceUpdate` per asset, raw,
   inside a combined stream, or wrapped as a WebSocket-API event
   ``{"subscriptionId": n, "event": {...}}``.
 
@@ -36,7 +37,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from mm_trio.model import (
+from mm_trio.domain.model import (
     BalanceUpdate,
     Event,
     OrderStatus,

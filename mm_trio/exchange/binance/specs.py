@@ -21,8 +21,7 @@ from typing import Any
 
 import msgspec
 
-from mm_trio.exchange.binance.decode import ORDER_STATUS, SIDES
-from mm_trio.model import (
+from mm_trio.domain.model import (
     ZERO,
     Balance,
     OpenOrder,
@@ -30,6 +29,7 @@ from mm_trio.model import (
     SymbolSpec,
     parse_symbol,
 )
+from mm_trio.exchange.binance.decode import ORDER_STATUS, SIDES
 
 __all__ = [
     "ORDER_STATUS",

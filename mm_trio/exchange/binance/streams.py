@@ -40,10 +40,10 @@ import msgspec
 import trio
 from trio_websocket import WebSocketConnection, open_websocket_url
 
+from mm_trio.domain.model import StreamState, StreamStatus
 from mm_trio.exchange.base import ExchangeError, RateLimited
 from mm_trio.exchange.binance.rest import LimiterLike, Weights, classify
 from mm_trio.exchange.binance.signing import Signer, ws_payload
-from mm_trio.model import StreamState, StreamStatus
 
 __all__ = [
     "MAX_STREAMS",

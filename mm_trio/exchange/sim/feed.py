@@ -24,8 +24,8 @@ import random
 from collections.abc import Mapping
 from decimal import Decimal
 
-from mm_trio.config import SimVenueConfig
-from mm_trio.model import Event, Quote, SymbolSpec, Trade
+from mm_trio.domain.config import SimVenueConfig
+from mm_trio.domain.model import Event, Quote, SymbolSpec, Trade
 
 MEAN_REVERSION_S = 3600.0
 """Time constant (seconds) of the pull of the mid back to its start price."""

@@ -46,17 +46,8 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from decimal import ROUND_HALF_UP, Decimal
 
-from mm_trio.config import SimVenueConfig
-from mm_trio.exchange.base import (
-    DuplicateOrder,
-    FilterRejected,
-    InsufficientBalance,
-    TooManyOrders,
-    UnknownOrder,
-    UnknownSymbol,
-    WouldTake,
-)
-from mm_trio.model import (
+from mm_trio.domain.config import SimVenueConfig
+from mm_trio.domain.model import (
     ZERO,
     Balance,
     BalanceUpdate,
@@ -71,6 +62,15 @@ from mm_trio.model import (
     Trade,
     floor_to,
     parse_symbol,
+)
+from mm_trio.exchange.base import (
+    DuplicateOrder,
+    FilterRejected,
+    InsufficientBalance,
+    TooManyOrders,
+    UnknownOrder,
+    UnknownSymbol,
+    WouldTake,
 )
 
 FEE_QUANTUM = Decimal("1e-8")

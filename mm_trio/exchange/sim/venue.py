@@ -41,7 +41,16 @@ from typing import Protocol
 
 import trio
 
-from mm_trio.config import SimVenueConfig
+from mm_trio.domain.config import SimVenueConfig
+from mm_trio.domain.model import (
+    Balance,
+    Event,
+    OpenOrder,
+    OrderRequest,
+    Quote,
+    StreamStatus,
+    SymbolSpec,
+)
 from mm_trio.exchange.base import (
     Exchange,
     OutcomeUnknown,
@@ -52,7 +61,6 @@ from mm_trio.exchange.base import (
 from mm_trio.exchange.limiter import Withdrawn
 from mm_trio.exchange.sim.feed import SyntheticFeed
 from mm_trio.exchange.sim.matching import MatchingEngine
-from mm_trio.model import Balance, Event, OpenOrder, OrderRequest, Quote, StreamStatus, SymbolSpec
 
 EPOCH_NS = 1_700_000_000_000_000_000
 """Added to trio time so event timestamps look like real Unix ns (2023-11-14)."""

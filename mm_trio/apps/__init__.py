@@ -1,0 +1,1 @@
+"""Apps: what the CLI runs -- live trading, replay, recording and the paper venue."""

@@ -1,0 +1,381 @@
+"""REST ``/api/v3`` endpoints of the venue, with Binance's parameters, errors, weights, headers.
+
+Every request, in order: the body is read up to :data:`~mm_trio.apps.paper.config.MAX_BODY_BYTES`
+(413 ``-1101`` beyond it, before any other work), parameters are read from the query string and
+the form body (the query string wins; a parameter twice in one of them is ``-1101``), forced
+418/429 faults, the request weight is charged to the client IP (429/418 per
+:mod:`mm_trio.apps.paper.ratelimit`), the configured delay, injected 5xx failures, then for SIGNED
+endpoints the API key, ``timestamp`` / ``recvWindow`` and signature over the raw query string +
+body. Every response carries ``X-MBX-USED-WEIGHT-1M``; successful new-order responses also
+``X-MBX-ORDER-COUNT-10S`` and ``X-MBX-ORDER-COUNT-1D``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+from urllib.parse import parse_qsl
+
+import attrs
+import trio
+from starlette.requests import Request
+from starlette.responses import Response
+
+from mm_trio.apps.paper.auth import split_signature
+from mm_trio.apps.paper.config import MAX_BODY_BYTES
+from mm_trio.apps.paper.core import (
+    Account,
+    Venue,
+    VenueError,
+    illegal,
+    json_bytes,
+    mandatory,
+    param_int,
+)
+
+log = logging.getLogger(__name__)
+
+JSON_TYPE = "application/json;charset=UTF-8"
+TIMEOUT_MSG = ("Timeout waiting for response from backend server. Send status unknown; "
+               "execution status unknown.")
+
+Handler = Callable[[Venue, dict[str, str], Account | None, dict[str, str]], Awaitable[Any]]
+
+
+@attrs.frozen
+class Endpoint:
+    weight: Callable[[Mapping[str, str]], int]
+    handler: Handler
+    signed: bool = False
+    params: frozenset[str] = frozenset()  # every parameter Binance reads (beyond signing)
+
+    def unread(self, params: Mapping[str, str]) -> list[str]:
+        """Parameters Binance would not read (it answers -1104 before doing anything)."""
+        known = self.params | _SIGNING if self.signed else self.params
+        return [name for name in params if name not in known]
+
+
+_SIGNING = frozenset({"timestamp", "recvWindow", "signature"})
+_ORDER_PARAMS = frozenset({
+    "symbol", "side", "type", "timeInForce", "quantity", "quoteOrderQty", "price",
+    "newClientOrderId", "strategyId", "strategyType", "stopPrice", "trailingDelta",
+    "icebergQty", "newOrderRespType", "selfTradePreventionMode", "pegPriceType",
+    "pegOffsetValue", "pegOffsetType"})
+
+
+def _const(w: int) -> Callable[[Mapping[str, str]], int]:
+    return lambda _params: w
+
+
+class BodyTooLarge(Exception):
+    """A request body over the cap (its ``Content-Length`` said so, or it kept coming)."""
+
+    def __init__(self, cap: int) -> None:
+        super().__init__(f"request body over {cap} bytes")
+        self.cap = cap
+
+
+async def read_body(request: Request, cap: int) -> bytes:
+    """The body, read chunk by chunk and given up on as soon as it passes ``cap`` bytes
+    (:class:`BodyTooLarge`): a client cannot make the venue hold more than that."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > cap:
+        raise BodyTooLarge(cap)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > cap:
+            raise BodyTooLarge(cap)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_params(query: bytes, body: bytes) -> dict[str, str]:
+    """Parameters of the query string and the body; the query string wins."""
+    out: dict[str, str] = {}
+    for source in (query, body):
+        if not source:
+            continue
+        seen: set[str] = set()
+        for key, value in parse_qsl(source.decode("utf-8", "replace"), keep_blank_values=True):
+            if key in seen:
+                raise VenueError(-1101, "Duplicate values for a parameter detected.")
+            seen.add(key)
+            out.setdefault(key, value)
+    return out
+
+
+def authenticate(venue: Venue, request: Request, query: bytes, body: bytes,
+                 params: Mapping[str, str]) -> Account:
+    """The account of a SIGNED request, or the Binance error."""
+    key = request.headers.get("x-mbx-apikey")
+    if not key:
+        raise VenueError(-2014, "API-key format invalid.", 401)
+    acct = venue.accounts.get(key)
+    if acct is None:
+        raise VenueError(-2015, "Invalid API-key, IP, or permissions for action.", 401)
+    return check_signed(venue, acct, params,
+                        lambda: split_signature(query, body))
+
+
+def check_signed(venue: Venue, acct: Account, params: Mapping[str, str],
+                 payload_of: Callable[[], tuple[bytes, str | None]]) -> Account:
+    """``timestamp``, ``recvWindow`` and signature checks shared by REST and WebSocket API."""
+    ts = param_int(params, "timestamp", required=True)
+    assert ts is not None
+    recv_window = param_int(params, "recvWindow")
+    if recv_window is None:
+        recv_window = 5000
+    if recv_window > venue.config.max_recv_window_ms:
+        raise VenueError(-1131, f"recvWindow must be less than "
+                         f"{venue.config.max_recv_window_ms}.")
+    payload, signature = payload_of()
+    if not signature:
+        raise mandatory("signature")
+    if not acct.credentials.verify(payload, signature):
+        raise VenueError(-1022, "Signature for this request is not valid.")
+    now = venue.now_ms()
+    if ts >= now + venue.config.ahead_tolerance_ms:
+        raise VenueError(-1021, f"Timestamp for this request was "
+                         f"{venue.config.ahead_tolerance_ms}ms ahead of the server's time.")
+    if now - ts > recv_window:
+        raise VenueError(-1021, "Timestamp for this request is outside of the recvWindow.")
+    return acct
+
+
+# --------------------------------------------------------------------------- handlers
+
+
+async def _ping(venue: Venue, params: dict[str, str], acct: Account | None,
+                headers: dict[str, str]) -> Any:
+    return {}
+
+
+async def _time(venue: Venue, params: dict[str, str], acct: Account | None,
+                headers: dict[str, str]) -> Any:
+    return {"serverTime": venue.now_ms()}
+
+
+async def _exchange_info(venue: Venue, params: dict[str, str], acct: Account | None,
+                         headers: dict[str, str]) -> Any:
+    return venue.exchange_info(params)
+
+
+def _depth_weight(params: Mapping[str, str]) -> int:
+    raw = params.get("limit", "100")
+    limit = int(raw) if raw.isdigit() else 100
+    if limit <= 100:
+        return 5
+    if limit <= 500:
+        return 25
+    if limit <= 1000:
+        return 50
+    return 250
+
+
+async def _depth(venue: Venue, params: dict[str, str], acct: Account | None,
+                 headers: dict[str, str]) -> Any:
+    return await venue.depth(params)
+
+
+def _many_weight(one: int, many: int) -> Callable[[Mapping[str, str]], int]:
+    return lambda params: one if params.get("symbol") else many
+
+
+async def _book_ticker(venue: Venue, params: dict[str, str], acct: Account | None,
+                       headers: dict[str, str]) -> Any:
+    one = venue.symbol(params, required=False)
+    if one is not None:
+        if params.get("symbols"):
+            raise VenueError(-1128, "Combination of optional parameters invalid.")
+        await venue.ensure_market(one)
+        return venue.book_ticker(one)
+    many = venue.symbols_param(params)
+    return [venue.book_ticker(s) for s in (many if many is not None else venue.engine_specs)]
+
+
+async def _price_ticker(venue: Venue, params: dict[str, str], acct: Account | None,
+                        headers: dict[str, str]) -> Any:
+    one = venue.symbol(params, required=False)
+    if one is not None:
+        return venue.price_ticker(one)
+    many = venue.symbols_param(params)
+    return [venue.price_ticker(s) for s in (many if many is not None else venue.engine_specs)]
+
+
+async def _account(venue: Venue, params: dict[str, str], acct: Account | None,
+                   headers: dict[str, str]) -> Any:
+    assert acct is not None
+    return venue.account_info(acct, params)
+
+
+async def _my_trades(venue: Venue, params: dict[str, str], acct: Account | None,
+                     headers: dict[str, str]) -> Any:
+    assert acct is not None
+    return venue.my_trades(acct, params)
+
+
+async def _open_orders(venue: Venue, params: dict[str, str], acct: Account | None,
+                       headers: dict[str, str]) -> Any:
+    assert acct is not None
+    return venue.open_orders(acct, params)
+
+
+async def _cancel_open_orders(venue: Venue, params: dict[str, str], acct: Account | None,
+                              headers: dict[str, str]) -> Any:
+    assert acct is not None
+    result = await venue.cancel_open_orders(acct, params)
+    await _maybe_hang(venue, "timeout_next_cancels")
+    return result
+
+
+async def _get_order(venue: Venue, params: dict[str, str], acct: Account | None,
+                     headers: dict[str, str]) -> Any:
+    assert acct is not None
+    return venue.query_order(acct, params)
+
+
+async def _cancel_order(venue: Venue, params: dict[str, str], acct: Account | None,
+                        headers: dict[str, str]) -> Any:
+    assert acct is not None
+    result = await venue.cancel_order(acct, params)
+    await _maybe_hang(venue, "timeout_next_cancels")
+    return result
+
+
+async def _maybe_hang(venue: Venue, fault: str) -> None:
+    """The "applied but never answered" fault: hang, then answer 503 ``-1007``."""
+    if venue.faults.take(fault):
+        await trio.sleep(venue.faults.timeout_hang_s)
+        raise VenueError(-1007, TIMEOUT_MSG, 503)
+
+
+def order_count_headers(venue: Venue, acct: Account, headers: dict[str, str]) -> None:
+    short, day = venue.limiter.order_counts(acct.api_key, venue.now_s())
+    headers[venue.limiter.order_short_header] = str(short)
+    headers[venue.limiter.order_day_header] = str(day)
+
+
+async def _new_order(venue: Venue, params: dict[str, str], acct: Account | None,
+                     headers: dict[str, str]) -> Any:
+    assert acct is not None
+    order = venue.validate_order(params)
+    decision = venue.limiter.check_order(acct.api_key, venue.now_s())
+    if decision.status != 200:
+        raise VenueError(decision.code, decision.msg, decision.status)
+    rec = await venue.place_order(acct, order)
+    order_count_headers(venue, acct, headers)
+    await _maybe_hang(venue, "timeout_next_orders")
+    return venue.order_reply(rec, order["resp"])
+
+
+async def _test_order(venue: Venue, params: dict[str, str], acct: Account | None,
+                      headers: dict[str, str]) -> Any:
+    venue.validate_order(params)
+    return {}
+
+
+def _p(*names: str) -> frozenset[str]:
+    return frozenset(names)
+
+
+ENDPOINTS: dict[tuple[str, str], Endpoint] = {
+    ("GET", "/api/v3/ping"): Endpoint(_const(1), _ping),
+    ("GET", "/api/v3/time"): Endpoint(_const(1), _time),
+    ("GET", "/api/v3/exchangeInfo"): Endpoint(
+        _const(20), _exchange_info,
+        params=_p("symbol", "symbols", "permissions", "showPermissionSets", "symbolStatus")),
+    ("GET", "/api/v3/depth"): Endpoint(_depth_weight, _depth, params=_p("symbol", "limit")),
+    ("GET", "/api/v3/ticker/bookTicker"): Endpoint(
+        _many_weight(2, 4), _book_ticker, params=_p("symbol", "symbols", "symbolStatus")),
+    ("GET", "/api/v3/ticker/price"): Endpoint(
+        _many_weight(2, 4), _price_ticker, params=_p("symbol", "symbols", "symbolStatus")),
+    ("GET", "/api/v3/account"): Endpoint(_const(20), _account, signed=True,
+                                         params=_p("omitZeroBalances")),
+    ("GET", "/api/v3/myTrades"): Endpoint(
+        lambda p: 5 if p.get("orderId") else 20, _my_trades, signed=True,
+        params=_p("symbol", "orderId", "startTime", "endTime", "fromId", "limit")),
+    ("GET", "/api/v3/openOrders"): Endpoint(_many_weight(6, 80), _open_orders, signed=True,
+                                            params=_p("symbol")),
+    ("DELETE", "/api/v3/openOrders"): Endpoint(_const(1), _cancel_open_orders, signed=True,
+                                               params=_p("symbol")),
+    ("POST", "/api/v3/order"): Endpoint(_const(1), _new_order, signed=True,
+                                        params=_ORDER_PARAMS),
+    ("POST", "/api/v3/order/test"): Endpoint(_const(1), _test_order, signed=True,
+                                             params=_ORDER_PARAMS | {"computeCommissionRates"}),
+    ("GET", "/api/v3/order"): Endpoint(_const(4), _get_order, signed=True,
+                                       params=_p("symbol", "orderId", "origClientOrderId")),
+    ("DELETE", "/api/v3/order"): Endpoint(
+        _const(1), _cancel_order, signed=True,
+        params=_p("symbol", "orderId", "origClientOrderId", "newClientOrderId",
+                  "cancelRestrictions")),
+}
+
+
+def _fail_body(status: int) -> VenueError:
+    if status == 503:
+        return VenueError(-1008, "Server is currently overloaded with other requests. Please "
+                          "try again in a few minutes.", 503)
+    return VenueError(-1001, "Internal error; unable to process your request. Please try "
+                      "again.", status)
+
+
+async def api_endpoint(request: Request) -> Response:
+    """The one starlette route behind ``/api/v3/*``."""
+    venue: Venue = request.app.state.venue
+    endpoint = ENDPOINTS.get((request.method, request.url.path))
+    ip = request.client.host if request.client is not None else "unknown"
+    headers: dict[str, str] = {}
+    limiter = venue.limiter
+    status = 200
+    result: Any
+    if endpoint is None:
+        known = any(path == request.url.path for _m, path in ENDPOINTS)
+        return Response(json_bytes({"code": -1000, "msg": "Unknown endpoint."}),
+                        405 if known else 404, media_type=JSON_TYPE)
+    try:
+        query: bytes = request.scope.get("query_string", b"")
+        try:
+            body = await read_body(request, MAX_BODY_BYTES)
+        except BodyTooLarge as exc:
+            raise VenueError(-1101, f"Too many parameters; {exc}.", 413) from None
+        faults = venue.faults
+        if faults.take("force_418"):
+            raise VenueError(-1003, f"Way too much request weight used; IP banned until "
+                             f"{venue.now_ms() + faults.forced_retry_after * 1000}. Please use "
+                             "WebSocket Streams for live updates to avoid bans.", 418,
+                             faults.forced_retry_after)
+        if faults.take("force_429"):
+            raise VenueError(-1003, f"Too much request weight used; current limit is "
+                             f"{limiter.config.weight_limit} request weight per 1 MINUTE. "
+                             "Please use WebSocket Streams for live updates to avoid polling "
+                             "the API.", 429, faults.forced_retry_after)
+        params = parse_params(query, body)
+        decision = limiter.check_weight(ip, endpoint.weight(params), venue.now_s())
+        if decision.status != 200:
+            raise VenueError(decision.code, decision.msg, decision.status,
+                             decision.retry_after)
+        if faults.rest_delay_ms > 0:
+            await trio.sleep(faults.rest_delay_ms / 1000)
+        if faults.take("fail_next"):
+            raise _fail_body(faults.fail_status)
+        acct = authenticate(venue, request, query, body, params) if endpoint.signed else None
+        unread = endpoint.unread(params)
+        if unread:
+            raise VenueError(-1104, f"Not all sent parameters were read; read "
+                             f"'{len(params) - len(unread)}' parameter(s) but was sent "
+                             f"'{len(params)}'.")
+        result = await endpoint.handler(venue, params, acct, headers)
+    except VenueError as exc:
+        status = exc.status
+        result = exc.body()
+        if exc.retry_after is not None:
+            headers["Retry-After"] = str(exc.retry_after)
+    headers[limiter.weight_header] = str(limiter.used_weight(ip, venue.now_s()))
+    return Response(json_bytes(result), status, headers=headers, media_type=JSON_TYPE)
+
+
+__all__ = ["ENDPOINTS", "BodyTooLarge", "api_endpoint", "authenticate", "check_signed",
+           "illegal", "parse_params", "read_body"]

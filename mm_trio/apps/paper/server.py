@@ -1,0 +1,110 @@
+"""Serve the venue with hypercorn's trio worker.
+
+``await nursery.start(serve_venue, config)`` starts the SimulatedExchange(s), the market data
+tasks and the HTTP/websocket server on ``host:port`` (port 0 picks a free one) and returns the
+bound port. :func:`open_venue` is the same as an async context manager that yields a
+:class:`VenueServer` (port, base URLs, the admin headers and the
+:class:`~mm_trio.apps.paper.core.Venue` itself, for tests).
+
+A generated admin token (none configured, ``MM_TRIO_VENUE_ADMIN_TOKEN`` unset) is logged once,
+at WARNING, when the server starts listening; a configured one is never logged. Websocket
+messages are capped at :data:`~mm_trio.apps.paper.config.MAX_BODY_BYTES` like request bodies
+(hypercorn closes the connection with 1009 beyond it).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+
+import attrs
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+
+from mm_trio.apps.paper.app import build_app
+from mm_trio.apps.paper.config import ADMIN_TOKEN_ENV, MAX_BODY_BYTES, VenueServerConfig
+from mm_trio.apps.paper.core import Venue
+
+__all__ = ["VenueServer", "open_venue", "serve_venue"]
+
+log = logging.getLogger(__name__)
+
+
+@attrs.frozen
+class VenueServer:
+    """A running venue: where it listens and the venue object."""
+
+    host: str
+    port: int
+    venue: Venue
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.port}"
+
+    @property
+    def admin_token(self) -> str:
+        """The bearer token of ``/_admin/*``."""
+        return self.venue.admin_token.reveal()
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        """``Authorization: Bearer <token>`` for requests to ``/_admin/*``."""
+        return {"Authorization": f"Bearer {self.admin_token}"}
+
+
+def _hypercorn_config(config: VenueServerConfig, host: str, port: int) -> HypercornConfig:
+    hc = HypercornConfig()
+    hc.bind = [f"{host}:{port}"]
+    hc.websocket_ping_interval = config.ws_ping_interval
+    hc.websocket_max_message_size = MAX_BODY_BYTES
+    hc.accesslog = None
+    hc.graceful_timeout = 1.0
+    hc.keep_alive_timeout = 30.0
+    return hc
+
+
+async def _run(config: VenueServerConfig, host: str, port: int,
+               task_status: trio.TaskStatus[VenueServer]) -> None:
+    venue = Venue(config)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(venue.run)
+        app = build_app(venue)
+        binds: list[str] = await nursery.start(
+            partial(serve, app, _hypercorn_config(config, host, port),  # type: ignore[arg-type]
+                    shutdown_trigger=trio.sleep_forever))
+        bound = int(binds[0].rsplit(":", 1)[1])
+        log.info("venue listening on http://%s:%d (%d account(s))", host, bound,
+                 len(config.accounts))
+        if config.admin and venue.admin_token.generated:
+            log.warning("venue admin token (generated; set %s to choose one): %s",
+                        ADMIN_TOKEN_ENV, venue.admin_token.reveal())
+        task_status.started(VenueServer(host, bound, venue))
+
+
+async def serve_venue(config: VenueServerConfig, *, host: str = "127.0.0.1", port: int = 0,
+                      task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+    """Run the venue server until cancelled; ``task_status.started(bound_port)``."""
+    async with trio.open_nursery() as nursery:
+        server: VenueServer = await nursery.start(_run, config, host, port)
+        task_status.started(server.port)
+
+
+@asynccontextmanager
+async def open_venue(config: VenueServerConfig | None = None, *, host: str = "127.0.0.1",
+                     port: int = 0) -> AsyncIterator[VenueServer]:
+    """``async with open_venue(cfg) as server:`` — the venue runs inside the block."""
+    async with trio.open_nursery() as nursery:
+        server: VenueServer = await nursery.start(
+            _run, config if config is not None else VenueServerConfig(), host, port)
+        try:
+            yield server
+        finally:
+            nursery.cancel_scope.cancel()

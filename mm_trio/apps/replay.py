@@ -1,0 +1,247 @@
+"""Replay recorded markets through the unchanged live pipeline (SPEC §10).
+
+Recordings (``<recv ns> <combined-stream JSON>`` lines, gzip or plain) are merged by receive
+time into one multi-symbol stream by :class:`ReplayFeed`, which the SimulatedExchange advances
+exactly at each recorded event. The venue clock is trio's clock, a ``MockClock``: with
+``speed="max"`` it jumps straight to the next event whenever every task is idle, otherwise it
+runs ``speed`` times faster than the wall clock. Orchestrator, demux, SymbolManagers, grid,
+risk, governor, limiter and matching engine are the same objects ``mm-trio run`` uses.
+
+Bad input (malformed lines, unknown streams or symbols, absurd or disordered receive times,
+damaged gzip) is counted and skipped by the readers and the decoder, never followed or fatal;
+:func:`replay_counts` puts the counts in the summary's ``replay`` section.
+
+Determinism: the same files and config give byte-identical outputs. Venue requests are applied
+in (due time, call order) by the venue's clock task; trio's scheduler shuffles tasks woken at
+the same instant with a module-level RNG, which replay seeds (it is the RNG trio itself
+registers with Hypothesis for the same purpose).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import sys
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TextIO
+
+import msgspec
+import trio
+import trio.testing
+
+from mm_trio.apps.summary import summary_dict
+from mm_trio.domain.config import Config
+from mm_trio.domain.model import ZERO, OrderUpdate
+from mm_trio.engine.orchestrator import Orchestrator, open_orchestrator
+from mm_trio.exchange.binance.decode import StreamDecoder
+from mm_trio.exchange.limiter import Limiter
+from mm_trio.exchange.recording import RecordingStats, merge_recordings
+from mm_trio.exchange.sim.matching import MatchingEngine
+from mm_trio.exchange.sim.recorded import (
+    ReplayError,
+    ReplayFeed,
+    recorded_market,
+)
+from mm_trio.exchange.sim.venue import SimulatedExchange
+
+# --------------------------------------------------------------------------- outputs
+
+
+class ReplayRecorder:
+    """Collects the order log, the fills and the equity curve of one replay, in memory."""
+
+    def __init__(self, exchange: SimulatedExchange) -> None:
+        self._exchange = exchange
+        self._encoder = msgspec.json.Encoder(decimal_format="string")
+        self.order_log: list[bytes] = []
+        self.fills: list[list[str]] = []
+        self.equity: list[list[str]] = []
+
+    def journal(self, kind: str, payload: Any) -> None:
+        line = {"ts": self._exchange.now_ns(), "kind": kind}
+        line.update(msgspec.to_builtins(payload, builtin_types=(Decimal,)))
+        self.order_log.append(self._encoder.encode(line))
+        if kind == "report" and type(payload) is OrderUpdate and payload.last_qty > 0:
+            u = payload
+            self.fills.append([str(u.ts), u.symbol, u.side, str(u.last_price), str(u.last_qty),
+                               str(u.fee), u.fee_asset, str(u.trade_id), u.client_id,
+                               "maker" if u.maker else "taker"])
+
+    def sample(self, orch: Orchestrator) -> None:
+        ts = str(self._exchange.now_ns())
+        total = ZERO
+        trading = set(orch.symbols())
+        for sym, s in orch.snapshot().symbols.items():
+            if sym not in trading:
+                continue
+            total += s.total_pnl
+            self.equity.append([ts, sym, str(s.mid), str(s.position), str(s.realized_pnl),
+                                str(s.unrealized_pnl), str(s.fees_quote), str(s.total_pnl)])
+        self.equity.append([ts, "TOTAL", "", "", "", "", "", str(total)])
+
+    def write(self, out: Path, summary: dict[str, Any]) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "orders.jsonl").write_bytes(b"".join(line + b"\n" for line in self.order_log))
+        _write_csv(out / "fills.csv", ["ts", "symbol", "side", "price", "qty", "fee",
+                                       "fee_asset", "trade_id", "client_id", "liquidity"],
+                   self.fills)
+        _write_csv(out / "equity.csv", ["ts", "symbol", "mid", "position", "realized_pnl",
+                                        "unrealized_pnl", "fees", "total_pnl"], self.equity)
+        (out / "summary.json").write_bytes(
+            msgspec.json.format(msgspec.json.encode(summary)) + b"\n")
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    path.write_text(buf.getvalue(), encoding="utf-8")
+
+
+def _progress(done: int, total: int, out: TextIO, width: int = 30) -> None:
+    frac = done / total if total else 1.0
+    bar = "#" * int(frac * width)
+    out.write(f"\rreplay [{bar:<{width}}] {frac:6.1%} {done:,}/{total:,} records")
+    out.flush()
+
+
+# --------------------------------------------------------------------------- session
+
+
+class ReplayResult(msgspec.Struct, kw_only=True):
+    summary: dict[str, Any]
+    records: int
+    events: int
+
+
+async def replay_session(paths: Sequence[Path], config: Config, *,
+                         progress: TextIO | None = None,
+                         on_summary: Callable[[dict[str, Any]], None] | None = None,
+                         ) -> tuple[ReplayRecorder, dict[str, Any]]:
+    """Replay ``paths`` through the live pipeline; return the recorder and the summary."""
+
+    native_map, specs, mids = recorded_market(paths, config)
+    symbols = [s for s in native_map.values() if s in specs]
+    decoder = StreamDecoder(native_map, clock="recv")
+    total_records = sum(1 for _ in merge_recordings(paths)) if progress is not None else 0
+    stats = RecordingStats()
+    feed = ReplayFeed(paths, decoder, stats)
+    engine = MatchingEngine(config.venue)
+    for sym in symbols:
+        engine.add_symbol(specs[sym], mids.get(sym, Decimal(1)), replace=True)
+    limiter = Limiter(config.limiter)
+    exchange = SimulatedExchange(config.venue, limiter=limiter, feed=feed, engine=engine,
+                                 epoch_ns=feed.first_ts,
+                                 feed_quantum=config.replay.quantum_ms / 1000.0)
+    recorder = ReplayRecorder(exchange)
+    async with open_orchestrator(exchange, config, limiter=limiter,
+                                 journal=recorder.journal) as orch:
+        for sym in symbols:
+            await orch.add_symbol(sym)
+        interval = config.replay.equity_interval
+        next_sample = trio.current_time()
+        step_pct = 1 if progress is not None and progress.isatty() else 10
+        last_pct = -1
+        ticks_after_end = 0
+        finished = trio.Event()
+
+        def on_tick() -> None:
+            # runs in the orchestrator's ticker, so it never races a timer of its own
+            nonlocal next_sample, last_pct, ticks_after_end
+            if trio.current_time() >= next_sample:
+                recorder.sample(orch)
+                next_sample += interval
+            if progress is not None and total_records:
+                pct = feed.records * 100 // total_records // step_pct * step_pct
+                if pct != last_pct:
+                    last_pct = pct
+                    _progress(feed.records, total_records, progress)
+            if feed.exhausted:
+                ticks_after_end += 1
+                if ticks_after_end >= 2:  # the last reports have landed
+                    finished.set()
+
+        orch.tick_hooks.append(on_tick)
+        await finished.wait()
+        recorder.sample(orch)
+        at_stop = orch.snapshot()
+        await orch.shutdown()
+        open_at_exit: dict[str, int] = {}
+        for order in await exchange.open_orders():
+            if order.client_id.startswith(config.grid_for(order.symbol).client_id_prefix + "_"):
+                open_at_exit[order.symbol] = open_at_exit.get(order.symbol, 0) + 1
+        snapshot = orch.snapshot()
+    if progress is not None:
+        _progress(feed.records, total_records, progress)
+        progress.write("\n")
+    summary = summary_dict(snapshot, {s: open_at_exit.get(s, 0) for s in snapshot.symbols},
+                           at_stop)
+    events_per_symbol = {s: m.events for s, m in snapshot.symbols.items()}
+    for sym, row in summary["symbols"].items():
+        row["events"] = events_per_symbol.get(sym, 0)
+    summary["replay"] = replay_counts(paths, feed, stats, decoder)
+    if on_summary is not None:
+        on_summary(summary)
+    return recorder, summary
+
+
+def replay_counts(paths: Sequence[Path], feed: ReplayFeed, stats: RecordingStats,
+                  decoder: StreamDecoder) -> dict[str, Any]:
+    """The summary's ``replay`` section: what was replayed, and every kind of input that was
+    counted and skipped (or kept with a change), with the first problems by file and line."""
+    dstats = decoder.stats
+    return {
+        "files": [p.name for p in paths],
+        "records": feed.records,
+        "market_events": feed.events,
+        "malformed_lines": stats.malformed + dstats.malformed,
+        "unknown_streams": dstats.unknown_stream,
+        "unknown_symbols": dstats.unrouted,
+        "unknown_symbol_names": dict(sorted(dstats.unrouted_names.items())),
+        "time_jumps_skipped": stats.time_jumps,
+        "out_of_order_skipped": stats.out_of_order,
+        "late_lines_kept": stats.late,
+        "truncated_files": stats.truncated,
+        "corrupt_files": stats.corrupt,
+        "damage": [msgspec.to_builtins(d) for d in stats.damage],
+        "problems": list(stats.errors),
+        "duration_s": round((feed.last_ts - feed.first_ts) / 1e9, 3),
+    }
+
+
+def run_replay(paths: Sequence[Path], config: Config, *, speed: str = "max",
+               out: Path | None = None, progress: TextIO | None = sys.stderr,
+               ) -> dict[str, Any]:
+    """Run one replay in a fresh trio run on a MockClock; write outputs to ``out``."""
+    for p in paths:
+        if not p.is_file():
+            raise ReplayError(f"recording {str(p)!r} does not exist")
+    if speed == "max":
+        clock = trio.testing.MockClock(autojump_threshold=0)
+    else:
+        try:
+            rate = float(speed)
+        except ValueError:
+            raise ReplayError(f"--speed must be 'max' or a positive number, got {speed!r}") \
+                from None
+        if not (rate > 0 and math.isfinite(rate)):
+            raise ReplayError(f"--speed must be 'max' or a positive number, got {speed!r}")
+        clock = trio.testing.MockClock(rate=rate)
+    _seed_scheduler(config.venue.seed)
+    recorder, summary = trio.run(
+        lambda: replay_session(paths, config, progress=progress), clock=clock)
+    if out is not None:
+        recorder.write(out, summary)
+    return summary
+
+
+def _seed_scheduler(seed: int) -> None:
+    """Make trio's tie-breaking between tasks woken at the same instant reproducible."""
+    rng = getattr(getattr(trio._core, "_run", None), "_r", None)  # noqa: SLF001
+    if rng is None:  # pragma: no cover - a future trio without the hook
+        raise RuntimeError("this trio version offers no deterministic scheduling hook")
+    rng.seed(seed)

@@ -1,0 +1,129 @@
+"""``mm-trio run``: trade symbols on a venue until a duration elapses or SIGINT/SIGTERM, with
+status lines and an exit summary."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+import msgspec
+import trio
+
+from mm_trio.apps.summary import limiter_summary, status_line, summary_dict, summary_table
+from mm_trio.domain.config import Config
+from mm_trio.domain.errors import UsageError
+from mm_trio.domain.model import SymbolError
+from mm_trio.engine.orchestrator import Orchestrator, open_orchestrator
+from mm_trio.exchange.base import Exchange
+from mm_trio.exchange.limiter import Limiter, Priority, priority
+from mm_trio.exchange.sim.venue import SimulatedExchange
+
+log = logging.getLogger("mm_trio")
+
+EXIT_OK = 0
+EXIT_VENUE = 1
+EXIT_USAGE = 2
+
+
+async def _print_status(orch: Orchestrator, interval: float, out: TextIO) -> None:
+    while True:
+        await trio.sleep(interval)
+        print(status_line(orch.snapshot()), file=out, flush=True)
+
+
+async def _watch_signals(run_scope: trio.CancelScope, bound: float) -> None:
+    """SIGINT/SIGTERM end the run (our orders are then cancelled). Later signals are only
+    acknowledged: interrupting the cancels would leave orders behind, and the shutdown is
+    bounded anyway."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            name = signal.Signals(signum).name
+            if not run_scope.cancel_called:
+                log.warning("received %s: cancelling our orders and exiting", name)
+                run_scope.cancel()
+            else:
+                print(f"mm-trio: {name} again: still cancelling our orders (at most "
+                      f"{bound:g}s more)", file=sys.stderr, flush=True)
+
+
+def make_exchange(venue: str, base_url: str | None, config: Config,
+                  limiter: Limiter) -> Exchange:
+    """The venue ``run`` trades on: the embedded simulator, or Binance (keys from the env)."""
+    if venue == "sim":
+        if base_url is not None:
+            raise UsageError("--base-url needs --venue binance or binance-testnet")
+        return SimulatedExchange(config.venue, limiter=limiter)
+    from mm_trio.exchange.binance.adapter import BinanceExchange
+
+    try:
+        return BinanceExchange.from_env(venue, base_url, limiter)
+    except ValueError as exc:
+        raise UsageError(f"--base-url: {exc}") from None
+
+
+async def run_command(config: Config, symbols: Sequence[str], *, duration: float | None,
+                      summary_json: Path | None, out: TextIO = sys.stdout,
+                      err: TextIO = sys.stderr, venue: str = "sim",
+                      base_url: str | None = None) -> int:
+    """Trade ``symbols`` until ``duration`` elapses or SIGINT/SIGTERM; print the summary."""
+    alerts: list[str] = []  # venue bans: logged at ERROR by the limiter, kept for the summary
+    limiter = Limiter(config.limiter, on_alert=alerts.append)
+    exchange = make_exchange(venue, base_url, config, limiter)
+    run_scope = trio.CancelScope()
+    rc = EXIT_OK
+    async with trio.open_nursery() as outer:
+        outer.start_soon(_watch_signals, run_scope, 3 * config.run.shutdown_timeout)
+        async with open_orchestrator(exchange, config, limiter=limiter) as orch:
+            try:
+                for symbol in symbols:
+                    orch.check_symbol(symbol)
+            except SymbolError as exc:
+                print(f"mm-trio: error: --symbols: {exc}", file=err, flush=True)
+                rc = EXIT_USAGE
+            if rc == EXIT_OK:
+                await orch.add_symbols(list(symbols))
+                print(f"mm-trio: trading {', '.join(symbols)} on {exchange.name}"
+                      + (f" for {duration:g}s" if duration else " (Ctrl-C to stop)"),
+                      file=out, flush=True)
+                with run_scope:
+                    if duration is not None:
+                        run_scope.deadline = trio.current_time() + duration
+                    async with trio.open_nursery() as inner:
+                        inner.start_soon(_print_status, orch, config.run.status_interval, out)
+                        await trio.sleep_forever()
+                await _finish(orch, exchange, summary_json, out, alerts)
+        outer.cancel_scope.cancel()
+    return rc
+
+
+async def _finish(orch: Orchestrator, exchange: Exchange, summary_json: Path | None,
+                  out: TextIO, alerts: Sequence[str] = ()) -> None:
+    timeout = orch.config.run.shutdown_timeout
+    with trio.CancelScope(shield=True), priority(Priority.SHUTDOWN):
+        at_stop = orch.snapshot()
+        if orch.config.run.cancel_on_exit:
+            await orch.shutdown()
+        else:
+            log.warning("run.cancel_on_exit is false: our open orders stay on the venue")
+        prefixes = {orch.config.grid_for(s).client_id_prefix for s in orch.snapshot().symbols}
+        open_at_exit: dict[str, int | None] = {s: None for s in orch.snapshot().symbols}
+        with trio.move_on_after(timeout):  # a venue that hangs must not hold the exit
+            try:
+                orders = await exchange.open_orders()
+            except Exception as exc:
+                log.error("cannot count open orders at exit: %s", exc)
+            else:
+                open_at_exit = dict.fromkeys(open_at_exit, 0)
+                for order in orders:
+                    if any(order.client_id.startswith(p + "_") for p in prefixes):
+                        open_at_exit[order.symbol] = (open_at_exit.get(order.symbol) or 0) + 1
+        summary = summary_dict(orch.snapshot(), open_at_exit, at_stop,
+                               limiter=limiter_summary(orch.limiter, alerts))
+        print(summary_table(summary), file=out, flush=True)
+        if summary_json is not None:
+            text = msgspec.json.format(msgspec.json.encode(summary)).decode() + "\n"
+            summary_json.write_text(text)  # noqa: ASYNC240 - one small file at exit

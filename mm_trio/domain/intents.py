@@ -1,0 +1,25 @@
+"""Intents: what the pure core asks the trio shell to do (place or cancel one order)."""
+
+from __future__ import annotations
+
+import msgspec
+
+from mm_trio.domain.model import OrderRequest
+
+
+class PlaceOrder(msgspec.Struct, frozen=True, tag="place"):
+    """Send this new order.
+
+    ``opening`` is False for take-profits and buy-backs (they close held inventory).
+    """
+
+    request: OrderRequest
+    opening: bool = True
+
+
+class CancelOrder(msgspec.Struct, frozen=True, tag="cancel"):
+    symbol: str
+    client_id: str
+
+
+Intent = PlaceOrder | CancelOrder

@@ -1,0 +1,836 @@
+"""SymbolManager: the trio shell around one symbol's pure core (grid, position, risk).
+
+One manager runs in its own child nursery. Its single event-loop task is the only code that
+touches the pure objects, so they never see concurrent mutation. Everything else is thin:
+
+* the demux calls :meth:`SymbolManager.deliver` (never blocks: quotes are conflated, order
+  events go into a bounded channel whose overflow halts the symbol and resyncs it over REST);
+* every intent is gated by the aggregate
+  :class:`~mm_trio.core.risk.governor.RiskGovernor`, then sent by a short-lived task per
+  request (the shared limiter orders them, cancels first);
+* venue outcomes (rejects, unknown outcomes resolved by query) come back into the same channel
+  as ``OrderUpdate`` events, so the strategy learns everything the same way.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import trio
+
+from mm_trio.core.grid.strategy import GridStrategy
+from mm_trio.core.position import PositionManager
+from mm_trio.core.risk.monitor import BreakerChange, RiskMonitor
+from mm_trio.domain.config import GridConfig, RiskConfig, RunConfig
+from mm_trio.domain.intents import CancelOrder, Intent, PlaceOrder
+from mm_trio.domain.model import (
+    TERMINAL_STATUSES,
+    ZERO,
+    OpenOrder,
+    OrderRequest,
+    OrderUpdate,
+    Quote,
+    Side,
+    StreamStatus,
+    SymbolSpec,
+    Trade,
+    order_mismatch,
+)
+from mm_trio.exchange.base import (
+    DuplicateOrder,
+    Exchange,
+    ExchangeError,
+    OrderRejected,
+    OutcomeUnknown,
+    PlaceWithdrawn,
+    RateLimited,
+    UnknownOrder,
+)
+from mm_trio.exchange.limiter import Priority, priority
+
+if TYPE_CHECKING:
+    from mm_trio.engine.orchestrator import Orchestrator
+
+log = logging.getLogger("mm_trio.engine.manager")
+
+
+class SymbolState(enum.StrEnum):
+    STARTING = "STARTING"
+    RUNNING = "RUNNING"
+    HALTED = "HALTED"  # risk breaker or governor: opening paused
+    STOPPING = "STOPPING"
+    STOPPED = "STOPPED"  # loss limit or kill switch: no orders until resumed
+    REMOVED = "REMOVED"
+    FAILED = "FAILED"
+
+
+class SymbolSnapshot(msgspec.Struct, kw_only=True):
+    """What the status line, the control plane and the summary show for one symbol."""
+
+    symbol: str
+    state: str
+    reason: str
+    mid: Decimal | None
+    position: Decimal
+    open_orders: int
+    fills: int
+    buys: int
+    sells: int
+    realized_pnl: Decimal
+    unrealized_pnl: Decimal
+    fees: dict[str, Decimal]
+    fees_quote: Decimal
+    total_pnl: Decimal
+    max_inventory: Decimal
+    breakers: list[str]
+    breaker_trips: int
+    events: int
+    quotes_skipped: int
+    trades_dropped: int
+    rejects: int
+    withdrawn: int = 0  # placements cancelled while queued for the limiter: never sent
+    foreign_reports: int = 0  # execution reports of orders not ours: ignored
+
+
+class _Marker(enum.Enum):
+    QUOTE = "quote"  # the conflated latest quote is waiting in ``_latest_quote``
+    GATES = "gates"  # governor state changed: recompute gates
+    STOP = "stop"  # cancel everything and place nothing more
+    RESUME = "resume"
+    RESYNC = "resync"  # query the venue for every live order and apply what it says
+
+
+# Sent by the shell, not the venue: carries a venue outcome for one of our orders.
+def _outcome(req_symbol: str, client_id: str, side: Any, price: Decimal, qty: Decimal,
+             status: Any, reason: str, cum: Decimal = ZERO) -> OrderUpdate:
+    return OrderUpdate(symbol=req_symbol, client_id=client_id, side=side, price=price, qty=qty,
+                       status=status, cum_qty=cum, reason=reason)
+
+
+def _request_outcome(r: OrderRequest, status: Any, reason: str) -> OrderUpdate:
+    """The shell's own verdict on a place request (refused, withdrawn, given up on)."""
+    return _outcome(r.symbol, r.client_id, r.side, r.price, r.qty, status, reason)
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message`` of the first leaf of a (possibly nested) exception group."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}"
+
+
+PRESUMED_GONE_MEMORY = 10_000
+"""How many orders ended without the venue's confirmation are watched for a late landing."""
+
+FOREIGN_MEMORY = 1_000
+"""How many client ids of orders not ours are remembered (each is logged once)."""
+
+
+class _Watch:
+    """An order presumed gone (see ``SymbolManager._presume_gone``)."""
+
+    __slots__ = ("ended", "cancelling")
+
+    def __init__(self, ended: OrderUpdate) -> None:
+        self.ended = ended  # the outcome we fed the strategy in the venue's place
+        self.cancelling = False  # a cancel for it is on its way
+
+
+class _Placing:
+    """A place request on its way: set ``done`` once its outcome is known; ``exists`` says
+    whether the venue may hold the order (``False``: refused, withdrawn or never sent);
+    ``still_wanted`` is what the venue (and its limiter queue) asks before sending it."""
+
+    __slots__ = ("done", "exists", "still_wanted")
+
+    def __init__(self, still_wanted: Callable[[], bool]) -> None:
+        self.done = trio.Event()
+        self.exists = True
+        self.still_wanted = still_wanted
+
+
+def _from_open_order(order: OpenOrder) -> OrderUpdate:
+    return OrderUpdate(symbol=order.symbol, client_id=order.client_id, side=order.side,
+                       price=order.price, qty=order.qty, status=order.status,
+                       cum_qty=order.cum_qty, order_id=order.order_id, ts=order.ts)
+
+
+class SymbolManager:
+    """Runs one symbol: GridStrategy + PositionManager + RiskMonitor behind one event loop."""
+
+    def __init__(
+        self,
+        orchestrator: Orchestrator,
+        spec: SymbolSpec,
+        grid: GridConfig,
+        risk: RiskConfig,
+        run: RunConfig,
+        *,
+        start_position: Decimal = ZERO,
+        clock: Callable[[], float] = trio.current_time,
+        generation_start: int = 0,
+        started_ns: int = 0,
+    ) -> None:
+        self.symbol = spec.symbol
+        self.spec = spec
+        self.grid_config = grid
+        self._orch = orchestrator
+        self._exchange: Exchange = orchestrator.exchange
+        self._run_config = run
+        self._clock = clock
+        self.strategy = GridStrategy(spec, grid, start_position=start_position,
+                                     generation_start=generation_start)
+        # venue time when this symbol started: no order of ours was updated before it
+        self.started_ns = started_ns
+        self.position = PositionManager(spec.symbol, spec.base, spec.quote,
+                                        start_position=start_position)
+        self.risk = RiskMonitor(risk)
+        self.state = SymbolState.STARTING
+        self.reason = ""
+        self.mid: Decimal | None = None
+        self.prefix = grid.client_id_prefix
+        self._send, self._recv = trio.open_memory_channel[Any](run.order_channel_size)
+        self._latest_quote: Quote | None = None
+        self._quote_pending = False
+        self._gates: tuple[bool, bool] = (False, False)
+        self._inflight: dict[str, _Placing] = {}  # place requests not yet answered
+        # orders ended without the venue's word (see _presume_gone), most recent last
+        self._presumed_gone: OrderedDict[str, _Watch] = OrderedDict()
+        self._exposure_key: tuple[Decimal, Decimal, int] | None = None
+        self._open_buys: Decimal | None = None  # cached strategy.open_buy_notional
+        self._orders_changed = True  # our order set may have changed since it was cached
+        self._reported_mid: Decimal | None = None
+        self._reported_at = 0.0
+        self._now = 0.0
+        self._stopping = False
+        self._resyncing = False
+        self.flat = trio.Event()  # set when stopping and no live orders remain
+        self.done = trio.Event()  # set when the manager's scope has exited
+        self.cancel_scope = trio.CancelScope()
+        self._nursery: trio.Nursery | None = None
+        # metrics
+        self.events = 0
+        self.quotes_skipped = 0
+        self.trades_dropped = 0
+        self.rejects = 0
+        self.withdrawn = 0
+        self.overflows = 0
+        self.bad_quotes = 0
+        self.foreign_reports = 0  # reports of orders that are not ours (ignored)
+        self._foreign_seen: set[str] = set()
+
+    # ------------------------------------------------------------------ demux side (sync)
+    def deliver(self, event: Any) -> None:
+        """Hand one routed event to this symbol. Never blocks (SPEC §8)."""
+        if type(event) is Quote:
+            self._latest_quote = event
+            if self._quote_pending:
+                self.quotes_skipped += 1
+                return
+            try:
+                self._send.send_nowait(_Marker.QUOTE)
+                self._quote_pending = True
+            except trio.WouldBlock:
+                self.quotes_skipped += 1
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                pass
+            return
+        try:
+            self._send.send_nowait(event)
+        except trio.WouldBlock:
+            if type(event) is Trade:
+                self.trades_dropped += 1
+            else:
+                self._overflow()
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass
+
+    def poke(self, marker: _Marker) -> None:
+        try:
+            self._send.send_nowait(marker)
+        except trio.WouldBlock:
+            if marker in (_Marker.STOP, _Marker.RESYNC, _Marker.GATES):
+                self._overflow()
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass
+
+    def _overflow(self) -> None:
+        """An order event could not be queued: halt this symbol and resync from REST, loudly."""
+        self.overflows += 1
+        if not self._resyncing:
+            self._resyncing = True  # halts opening (see _apply_gates) until resynced
+            log.error("%s: order channel overflow; halting and resyncing from the venue",
+                      self.symbol)
+            self._start(self._resync_after_overflow)
+
+    # ------------------------------------------------------------------ lifecycle
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The symbol's child nursery. Exceptions in its logic stay here (isolation)."""
+        try:
+            with self.cancel_scope:
+                try:
+                    async with trio.open_nursery() as nursery:
+                        self._nursery = nursery
+                        self.state = SymbolState.RUNNING
+                        task_status.started()
+                        await self._event_loop()
+                except Exception as exc:
+                    self._nursery = None  # closed: nothing may be started in it any more
+                    await self._fail(exc)
+        finally:
+            self._nursery = None
+            self.done.set()
+        if self.state is SymbolState.FAILED and not self._stopping:
+            self._orch.on_symbol_failed(self)
+
+    async def _fail(self, exc: BaseException) -> None:
+        self.state = SymbolState.FAILED
+        self.reason = _describe(exc)
+        log.exception("%s FAILED: %s; cancelling its orders", self.symbol, self.reason)
+        with (trio.CancelScope(shield=True),
+              trio.move_on_after(self._run_config.shutdown_timeout),
+              priority(Priority.SHUTDOWN)):  # never queued behind ordinary requests
+            try:
+                await self._exchange.cancel_all(self.symbol, self.prefix)
+            except Exception as cancel_exc:  # the venue may be down too; say so, keep going
+                log.error("%s: cancel-all after failure failed: %s", self.symbol, cancel_exc)
+        self.flat.set()
+
+    def _start(self, fn: Any, *args: Any) -> bool:
+        """Start a task in the symbol's nursery if it is still open."""
+        nursery = self._nursery
+        if nursery is None:
+            return False
+        try:
+            nursery.start_soon(fn, *args)
+        except RuntimeError:  # the nursery is closing (the symbol is failing or stopping)
+            return False
+        return True
+
+    def tick(self) -> None:
+        """Time passed (called once a second by the orchestrator's single ticker).
+
+        The time-driven risk checks only read the position, so they run right here, without
+        waking the symbol's task; it is woken only when a breaker trips or clears.
+        """
+        if self.state is SymbolState.FAILED:
+            return
+        now = self._clock()
+        changes = self.risk.tick(now)
+        if self.mid is not None:
+            changes += self.risk.on_pnl(self.position.total_pnl(self.mid), now)
+        if changes:
+            self._log_breakers(changes)
+            self.poke(_Marker.GATES)
+
+    def begin_stop(self) -> None:
+        """Stop opening and cancel our open orders (the acks arrive later: see ``flat``)."""
+        if self._stopping:
+            return
+        self._stopping = True
+        if self.state is not SymbolState.FAILED:
+            self.state = SymbolState.STOPPING
+        self.poke(_Marker.STOP)
+
+    async def stop(self, timeout: float) -> bool:  # noqa: ASYNC109 - a bound, not a deadline
+        """Stop opening, cancel our open orders and wait for the acks, then sweep whatever
+        the venue still lists under our prefix. True if it ended flat."""
+        self.begin_stop()
+        with trio.move_on_after(timeout):
+            await self.flat.wait()
+        ok = self.flat.is_set()
+        return await self.sweep(timeout) and ok
+
+    async def sweep(self, timeout: float) -> bool:  # noqa: ASYNC109 - a bound, not a deadline
+        """Belt and braces: cancel every open order of ours the venue still lists (bounded).
+        Its requests go before every queued ordinary request and cancel in the limiter."""
+        with (trio.CancelScope(shield=True), trio.move_on_after(timeout) as scope,
+              priority(Priority.SHUTDOWN)):
+            try:
+                left = await self._exchange.cancel_all(self.symbol, self.prefix)
+                if left:
+                    log.warning("%s: cancelled %d leftover orders at stop", self.symbol, len(left))
+            except Exception as exc:
+                log.error("%s: final cancel-all failed: %s", self.symbol, exc)
+                return False
+        if scope.cancelled_caught:
+            log.error("%s: final cancel-all timed out after %.1fs", self.symbol, timeout)
+            return False
+        return True
+
+    def close(self) -> None:
+        """Exit the symbol's scope (after :meth:`stop`)."""
+        self.cancel_scope.cancel()
+
+    # ------------------------------------------------------------------ event loop
+    async def _event_loop(self) -> None:
+        """Handle events one at a time; whatever is already queued is handled without
+        yielding to the scheduler in between (the pure core never waits)."""
+        receive, receive_nowait, handle = (self._recv.receive, self._recv.receive_nowait,
+                                           self._handle)
+        while True:
+            try:
+                item = await receive()
+            except trio.EndOfChannel:
+                return
+            handle(item)
+            while True:
+                try:
+                    item = receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+                handle(item)
+
+    def _handle(self, item: Any) -> None:
+        strategy, position, risk = self.strategy, self.position, self.risk
+        self.events += 1
+        self._now = now = self._clock()
+        changes: list[BreakerChange] = []
+        intents: list[Intent]
+        if item is _Marker.QUOTE:
+            self._quote_pending = False
+            quote = self._latest_quote
+            if quote is None:
+                return
+            if quote.bid <= 0 or quote.ask <= 0 or quote.bid >= quote.ask:
+                self.bad_quotes += 1  # an empty or crossed book side is no price to trade on
+                return
+            self.mid = quote.mid
+            changes = risk.on_quote(quote, now)
+            intents = strategy.on_quote(quote)
+        elif type(item) is OrderUpdate:
+            if not strategy.knows(item.client_id):
+                # not an order we placed (a hand-placed order, another program's, or an
+                # earlier run's): its fills are not our position, its rejects not ours
+                self._foreign(item)
+                return
+            self._orders_changed = True
+            position.on_order_update(item)
+            intents = strategy.on_order_update(item)
+            watch = self._presumed_gone.get(item.client_id)
+            if watch is not None:
+                self._watch_presumed_gone(watch, item)
+            if item.status == "REJECTED":
+                self.rejects += 1
+                changes = risk.on_reject(item.reason or "rejected", now)
+        elif type(item) is Trade:
+            changes = risk.on_trade(item, now)
+            intents = []
+        elif item is _Marker.STOP:
+            intents = strategy.stop()
+        elif item is _Marker.RESUME:
+            if self._stopping or self._orch.governor.killed:
+                intents = []  # being removed / still killed: stopping is one-way
+            else:
+                intents = strategy.resume()
+                self.state = SymbolState.RUNNING
+                self.reason = ""
+        elif item is _Marker.GATES:
+            intents = []
+        elif item is _Marker.RESYNC:
+            intents = []
+            self._start(self._resync)
+        elif type(item) is StreamStatus:
+            intents = []
+            if item.status in ("connected", "resynced"):
+                self._start(self._resync)
+        else:
+            intents = []
+        if changes:
+            self._log_breakers(changes)
+        intents += self._apply_gates()
+        self._dispatch(intents)
+        if self._stopping and not strategy.live_orders():
+            self.flat.set()
+
+    def _foreign(self, report: OrderUpdate) -> None:
+        self.foreign_reports += 1
+        if report.client_id not in self._foreign_seen:
+            if len(self._foreign_seen) >= FOREIGN_MEMORY:
+                self._foreign_seen.clear()
+            self._foreign_seen.add(report.client_id)
+            log.info("%s: ignoring reports of order %r: not one of ours", self.symbol,
+                     report.client_id)
+
+    def _apply_gates(self) -> list[Intent]:
+        """Push the current risk and governor state into the strategy when it changed."""
+        if self.risk.stopped and not self.strategy.stopped:
+            self.state = SymbolState.STOPPED
+            self.reason = "loss limit: " + self.risk.tripped()["loss_limit"].reason
+            return self.strategy.stop()
+        halt = self.risk.halt_opening or self._resyncing
+        reduce_only = self._orch.governor.reduce_only(self.symbol)
+        gates = (halt, reduce_only)
+        if gates == self._gates:
+            return []
+        self._gates = gates
+        if self.state in (SymbolState.RUNNING, SymbolState.HALTED):
+            if halt or reduce_only:
+                self.state = SymbolState.HALTED
+                why = [b.reason for b in self.risk.tripped().values()]
+                if reduce_only:
+                    why.append("governor: reduce-only")
+                self.reason = "; ".join(why)
+            else:
+                self.state = SymbolState.RUNNING
+                self.reason = ""
+        return self.strategy.set_gates(halt_opening=halt, reduce_only=reduce_only)
+
+    def _log_breakers(self, changes: list[BreakerChange]) -> None:
+        for change in changes:
+            verb = "TRIPPED" if change.tripped else "cleared"
+            log.warning("%s breaker %s %s: %s", self.symbol, change.breaker, verb, change.reason)
+
+    def _dispatch(self, intents: list[Intent]) -> None:
+        """Gate every intent through the governor, then send the admitted ones."""
+        if intents:
+            self._orders_changed = True
+        if not intents:
+            self._report_exposure()
+            return
+        governor = self._orch.governor
+        # the governor sees the exposure without this batch's new buys, then admits them one by one
+        batch_buys = sum(
+            (i.request.price * i.request.qty for i in intents
+             if type(i) is PlaceOrder and i.request.side == "BUY"),
+            ZERO,
+        )
+        self._report_exposure(exclude_buy_notional=batch_buys)
+        refused: list[OrderUpdate] = []
+        nursery = self._nursery
+        for intent in intents:
+            reason = governor.check(self.symbol, intent)
+            if reason is not None:
+                r = intent.request  # only places are ever refused
+                refused.append(_request_outcome(r, "REJECTED", "governor: " + reason))
+                self._orch.journal("refused", refused[-1])
+                continue
+            if nursery is not None:
+                if type(intent) is PlaceOrder:
+                    self._orch.journal("place", intent.request)
+                    nursery.start_soon(self._place, intent)
+                else:
+                    self._orch.journal("cancel", intent)
+                    nursery.start_soon(self._cancel, intent)
+        for update in refused:
+            self._orders_changed = True
+            self._dispatch(self.strategy.on_order_update(update))
+
+    def _report_exposure(self, exclude_buy_notional: Decimal = ZERO) -> None:
+        """Tell the governor this symbol's exposure and PnL (skipped when nothing moved)."""
+        mid = self.mid
+        position = self.strategy.position
+        if self._orders_changed or self._open_buys is None:
+            self._open_buys = self.strategy.open_buy_notional
+            self._orders_changed = False
+        open_buys = self._open_buys - exclude_buy_notional
+        key = (position, open_buys, self.position.fills)
+        if key == self._exposure_key:
+            if not position:
+                return  # flat and unchanged: exposure and PnL cannot have moved
+            # holding: mark to market when the mid moved 2 bp or half a second passed
+            last_mid = self._reported_mid
+            if (mid is not None and last_mid is not None
+                    and abs(mid - last_mid) * 5000 < last_mid
+                    and self._now - self._reported_at < 0.5):
+                return
+        self._exposure_key = key
+        self._reported_mid = mid
+        self._reported_at = self._now
+        changes = self._orch.governor.update(
+            self.symbol,
+            position=position,
+            mid=mid,
+            open_buy_notional=open_buys,
+            pnl=self.position.total_pnl(mid) if mid is not None else ZERO,
+        )
+        if changes:
+            self._orch.on_governor_changes(changes)
+
+    # ------------------------------------------------------------------ venue requests
+    async def _feedback(self, update: OrderUpdate) -> None:
+        """A venue outcome learnt by the shell (reject, query result) goes to the strategy."""
+        self._orch.journal("outcome", update)
+        await self._send.send(update)
+
+    async def _presume_gone(self, update: OrderUpdate) -> None:
+        """End an order the venue never confirmed (queried absent, or given up on). Should it
+        turn up live after all -- a request that landed late -- it is cancelled on sight."""
+        gone = self._presumed_gone
+        gone[update.client_id] = _Watch(update)
+        while len(gone) > PRESUMED_GONE_MEMORY:
+            gone.popitem(last=False)
+        await self._feedback(update)
+
+    def _watch_presumed_gone(self, watch: _Watch, item: OrderUpdate) -> None:
+        """A report for an order presumed gone: cancel it on sight while it shows up live;
+        watch it until the venue's own final report (a failed cancel is tried again on the
+        next live report)."""
+        cid = item.client_id
+        if item is watch.ended:
+            return  # our own presumption reaching the strategy
+        if item.status in TERMINAL_STATUSES:
+            del self._presumed_gone[cid]
+        elif not watch.cancelling:  # a live report (NEW, PARTIALLY_FILLED)
+            log.warning("%s: order %s, presumed gone, is live on the venue after all "
+                        "(a late request); cancelling it", self.symbol, cid)
+            watch.cancelling = self._start(self._cancel_presumed_gone, watch, cid)
+
+    async def _cancel_presumed_gone(self, watch: _Watch, client_id: str) -> None:
+        intent = CancelOrder(self.symbol, client_id)
+        self._orch.journal("cancel", intent)
+        try:
+            await self._cancel(intent)
+        finally:
+            watch.cancelling = False
+
+    def _acknowledged(self, client_id: str) -> bool:
+        """The venue's stream already reported this order (it exists, whatever queries say)."""
+        order = self.strategy.live_order(client_id)
+        return order is not None and order.status != "PENDING_NEW"
+
+    async def _place(self, intent: PlaceOrder) -> None:
+        r = intent.request
+        cid = r.client_id
+        placing = self._inflight[cid] = _Placing(lambda: self._still_wanted(cid))
+        try:
+            placing.exists = await self._place_until_known(r, placing.still_wanted)
+        finally:
+            del self._inflight[r.client_id]
+            placing.done.set()
+
+    def _still_wanted(self, client_id: str) -> bool:
+        """A queued placement is still wanted unless its cancel was requested meanwhile."""
+        order = self.strategy.live_order(client_id)
+        return order is not None and not order.cancel_requested
+
+    async def _place_until_known(self, r: OrderRequest,
+                                 still_wanted: Callable[[], bool]) -> bool:
+        """Send ``r`` until its outcome is known; ``False`` if the venue never created it."""
+        attempts = 0
+        cid = r.client_id
+        was_unknown = False  # an earlier send timed out: it may still land late
+        while True:
+            attempts += 1
+            try:
+                ack = await self._exchange.place(r, still_wanted=still_wanted)
+                # the stream reports it too; the answer itself keeps the grid moving while a
+                # user stream is down (applying both is harmless: reports are idempotent)
+                if not self._exchange.lossless_reports:
+                    await self._adopt(ack)
+                return True
+            except RateLimited as exc:
+                self._orch.limiter.pause(exc.retry_after, banned=exc.banned, reason=str(exc))
+                continue  # same client id: a retry is not a new order
+            except PlaceWithdrawn:
+                # cancelled while it waited for the limiter: never sent, so nothing to cancel
+                self.withdrawn += 1
+                ended = _request_outcome(r, "CANCELED", "withdrawn before it was sent")
+                await (self._presume_gone(ended) if was_unknown else self._feedback(ended))
+                # after a timeout the first send may still land: let the waiting cancel go
+                return was_unknown
+            except DuplicateOrder as exc:
+                # the venue already holds this client id: an earlier send of ours landed
+                # after all (e.g. after a timeout). Learn its state instead of dropping it
+                if (await self._found_by_query(r, "refused as a duplicate", exc)
+                        or self._acknowledged(cid)):
+                    return True
+                # unknown to a query, yet a duplicate: end it, watch for it, and let a
+                # waiting cancel still go
+                await self._presume_gone(_request_outcome(r, "REJECTED", f"{exc.kind}: {exc}"))
+                return True
+            except OrderRejected as exc:
+                await self._feedback(_request_outcome(r, "REJECTED", f"{exc.kind}: {exc}"))
+                return False
+            except OutcomeUnknown as exc:
+                was_unknown = True
+                if await self._found_by_query(r, "outcome unknown", exc):
+                    return True
+                if self._acknowledged(cid):
+                    return True  # the stream reported it meanwhile: it exists
+                if attempts >= 3:
+                    await self._presume_gone(_request_outcome(r, "REJECTED",
+                                                              "outcome_unknown: gave up"))
+                    return False
+                # confirmed absent twice: safe to send again under the same id
+
+    async def _found_by_query(self, r: OrderRequest, what: str, exc: Exception) -> bool:
+        """Ask the venue about a placement its answer left open; adopt it if it exists."""
+        log.warning("%s: place %s %s (%s); querying", self.symbol, r.client_id, what, exc)
+        found = await self._resolve(r.symbol, r.client_id, r.side, r.price, r.qty)
+        if found is None:
+            return False
+        await self._adopt(found)
+        return True
+
+    async def _cancel(self, intent: CancelOrder) -> None:
+        placing = self._inflight.get(intent.client_id)
+        if placing is not None:
+            # its place request is still on its way (cancels go first in the limiter): a
+            # cancel sent now would only earn "unknown order"; wait for the place's answer.
+            # One still queued in the limiter is withdrawn now, spending nothing
+            self._orch.limiter.recheck(placing.still_wanted)
+            await placing.done.wait()
+            if not placing.exists:
+                return  # refused or withdrawn: the venue never had it, nothing to cancel
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                answer = await self._exchange.cancel(intent.symbol, intent.client_id)
+                if not self._exchange.lossless_reports:
+                    await self._adopt(answer)
+                return
+            except RateLimited as exc:
+                self._orch.limiter.pause(exc.retry_after, banned=exc.banned, reason=str(exc))
+            except UnknownOrder:
+                placing = self._inflight.get(intent.client_id)
+                if placing is not None:
+                    # the cancel overtook its own place request: wait for that, then retry
+                    await placing.done.wait()
+                    if not placing.exists:
+                        return
+                    continue
+                # it may have filled, or never existed: ask the venue
+                found = await self._resolve_live(intent.client_id)
+                if found is not None:
+                    await self._adopt(found)
+                    if found.status in TERMINAL_STATUSES:
+                        return
+                    if attempts >= 5:
+                        return
+                    continue
+                lo = self.strategy.live_order(intent.client_id)
+                if lo is not None:
+                    await self._presume_gone(_outcome(intent.symbol, lo.client_id, lo.side,
+                                                      lo.price, lo.qty, "CANCELED",
+                                                      "unknown to venue", cum=lo.filled))
+                return
+            except OutcomeUnknown:
+                if attempts >= 5:
+                    self.poke(_Marker.RESYNC)
+                    return
+                await trio.sleep(min(2.0, 0.1 * 2**attempts))
+            except OrderRejected as exc:
+                # not "unknown order": e.g. a clock skew refusal. Learn the order's state and
+                # try again, so it never lingers half-cancelled
+                log.warning("%s: cancel %s rejected: %s", self.symbol, intent.client_id, exc)
+                found = await self._resolve_live(intent.client_id)
+                if found is not None:
+                    await self._adopt(found)
+                    if found.status in TERMINAL_STATUSES:
+                        return
+                if attempts >= 5:
+                    self.poke(_Marker.RESYNC)
+                    return
+                await trio.sleep(min(2.0, 0.1 * 2**attempts))
+
+    async def _adopt(self, found: OpenOrder) -> None:
+        """Apply what the venue says of an order; fetch its fills first if we missed some."""
+        live = self.strategy.live_order(found.client_id)
+        if found.cum_qty > (live.filled if live is not None else ZERO):
+            try:
+                for fill in await self._exchange.order_fills(found):
+                    await self._feedback(fill)
+            except ExchangeError as exc:  # the cum_qty below still gets the strategy right
+                log.warning("%s: fills of %s unavailable: %s", self.symbol, found.client_id,
+                            exc)
+        await self._feedback(_from_open_order(found))
+
+    async def _resolve_live(self, client_id: str) -> OpenOrder | None:
+        """:meth:`_resolve` for one of our orders the strategy still holds live."""
+        order = self.strategy.live_order(client_id)
+        if order is None:
+            return None  # ended meanwhile: nothing left to learn about it
+        return await self._resolve(self.symbol, client_id, order.side, order.price, order.qty)
+
+    async def _resolve(self, symbol: str, client_id: str, side: Side, price: Decimal,
+                       qty: Decimal) -> OpenOrder | None:
+        """Query until the venue confirms the order we sent (``side``, ``price``, ``qty``)
+        exists, or twice that it does not. An answer that is some other order under the
+        same id (see :func:`~mm_trio.domain.model.order_mismatch`) counts as "does not exist": it
+        is never adopted."""
+        misses = 0
+        delay = 0.05
+        while True:
+            try:
+                found = await self._exchange.query(symbol, client_id)
+                mismatch = order_mismatch(found, side=side, price=price, qty=qty,
+                                          not_before_ns=self.started_ns)
+                if mismatch is None:
+                    return found
+                log.error("%s: the venue's order %s (id %s) is not the one we sent (%s); "
+                          "not adopting it", self.symbol, client_id, found.order_id, mismatch)
+                misses += 1
+                if misses >= 2:
+                    return None
+            except UnknownOrder:
+                misses += 1
+                if misses >= 2:
+                    return None
+            except RateLimited as exc:
+                self._orch.limiter.pause(exc.retry_after, banned=exc.banned, reason=str(exc))
+            except OutcomeUnknown:
+                pass
+            await trio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    async def _resync(self) -> None:
+        """Ask the venue about every live order and feed back what it says (after reconnects)."""
+        for order in self.strategy.live_orders():
+            if order.client_id in self._inflight:
+                continue  # its place request is still in flight and resolves itself
+            found = await self._resolve(self.symbol, order.client_id, order.side, order.price,
+                                        order.qty)
+            if found is not None:
+                await self._adopt(found)
+            else:
+                await self._presume_gone(_outcome(self.symbol, order.client_id, order.side,
+                                                  order.price, order.qty, "CANCELED",
+                                                  "resync: unknown to venue", cum=order.filled))
+
+    async def _resync_after_overflow(self) -> None:
+        try:
+            await self._resync()
+        finally:
+            self._resyncing = False
+            self.poke(_Marker.GATES)  # lift the halt
+
+    # ------------------------------------------------------------------ views
+    def snapshot(self) -> SymbolSnapshot:
+        mid = self.mid
+        pos = self.position
+        fees_quote = pos.fees_in_quote(mid) if mid is not None else pos.fees.get(self.spec.quote,
+                                                                                   ZERO)
+        return SymbolSnapshot(
+            symbol=self.symbol,
+            state=str(self.state),
+            reason=self.reason,
+            mid=mid,
+            position=self.strategy.position,
+            open_orders=len(self.strategy.live_orders()),
+            fills=pos.fills,
+            buys=pos.buys,
+            sells=pos.sells,
+            realized_pnl=pos.realized_pnl,
+            unrealized_pnl=pos.unrealized_pnl(mid) if mid is not None else ZERO,
+            fees=dict(pos.fees),
+            fees_quote=fees_quote,
+            total_pnl=pos.total_pnl(mid) if mid is not None else pos.realized_pnl - fees_quote,
+            max_inventory=pos.max_inventory,
+            breakers=sorted(self.risk.tripped()),
+            breaker_trips=self.risk.trips,
+            events=self.events,
+            quotes_skipped=self.quotes_skipped,
+            trades_dropped=self.trades_dropped,
+            rejects=self.rejects,
+            withdrawn=self.withdrawn,
+            foreign_reports=self.foreign_reports,
+        )
+

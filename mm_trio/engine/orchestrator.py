@@ -1,0 +1,428 @@
+"""Orchestrator: owns the nursery, the shared venue connection, the limiter, the demux task,
+the registry of SymbolManagers (one child nursery each) and the aggregate RiskGovernor.
+
+Use it as an async context manager::
+
+    async with open_orchestrator(exchange, config, limiter=limiter) as orch:
+        await orch.add_symbol("BTC/USDT")
+        ...
+    # leaving the block cancels our open orders on every symbol, then closes everything
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+import trio
+
+from mm_trio.core.risk.governor import ExposureSnapshot, GovernorChange, RiskGovernor
+from mm_trio.domain.config import Config, ConfigError, GridConfig, validate_grid
+from mm_trio.domain.ids import run_generation
+from mm_trio.domain.model import (
+    ZERO,
+    Balance,
+    BalanceUpdate,
+    OrderUpdate,
+    StreamStatus,
+    SymbolError,
+    SymbolSpec,
+    parse_symbol,
+)
+from mm_trio.engine.manager import SymbolManager, SymbolSnapshot, SymbolState, _Marker
+from mm_trio.exchange.base import Exchange
+from mm_trio.exchange.limiter import Limiter
+
+log = logging.getLogger("mm_trio.engine.orchestrator")
+TICK_SECONDS = 1.0
+TICK_PHASE = 0.000271828  # seconds; never a whole number of milliseconds
+
+
+class Snapshot(msgspec.Struct, kw_only=True):
+    symbols: dict[str, SymbolSnapshot]
+    exposure: ExposureSnapshot
+    unrouted_events: int
+    killed: bool
+    kill_reason: str
+
+
+class Orchestrator:
+    """Runs many SymbolManagers over one shared exchange connection (SPEC §2)."""
+
+    def __init__(
+        self,
+        exchange: Exchange,
+        config: Config,
+        *,
+        limiter: Limiter,
+        clock: Callable[[], float] = trio.current_time,
+        journal: Callable[[str, Any], None] | None = None,
+    ) -> None:
+        self.exchange = exchange
+        self.config = config
+        self.limiter = limiter
+        self.governor = RiskGovernor(config.governor)
+        self.specs: dict[str, SymbolSpec] = {}
+        self.balances: dict[str, Balance] = {}
+        self.unrouted_events = 0
+        self._clock = clock
+        self._journal = journal
+        self._managers: dict[str, SymbolManager] = {}
+        self._retired: dict[str, SymbolSnapshot] = {}
+        self._nursery: trio.Nursery | None = None
+        self._lock = trio.Lock()  # serialises add/remove so the registry never races
+        self._failures: dict[str, int] = {}  # consecutive failures per symbol (restart back-off)
+        # the last client-id generation each symbol used in this process: a symbol added
+        # again starts above it even if the venue clock has not moved on (no id reuse)
+        self._generations: dict[str, int] = {}
+        self.tick_hooks: list[Callable[[], None]] = []  # run once a second after the ticks
+
+    # ------------------------------------------------------------------ lifecycle
+    async def _start(self, nursery: trio.Nursery) -> None:
+        self._nursery = nursery
+        await nursery.start(self.exchange.run)
+        self.specs = await self.exchange.load_specs()
+        self.balances = await self.exchange.balances()
+        nursery.start_soon(self._demux)
+        nursery.start_soon(self._ticker)
+
+    async def shutdown(self) -> None:
+        """Stop every symbol (cancelling our open orders), bounded by ``run.shutdown_timeout``.
+
+        Every symbol is told to stop at once (one synchronous pass, so the cancels go out in
+        registry order), then they are removed one by one once flat: nothing here depends on
+        the order in which trio wakes cancelled tasks, which keeps replays byte-identical.
+        """
+        timeout = self.config.run.shutdown_timeout
+        with trio.CancelScope(shield=True):
+            managers = list(self._managers.values())
+            for manager in managers:
+                manager.begin_stop()
+            with trio.move_on_after(timeout):
+                for manager in managers:
+                    await manager.flat.wait()
+            # every symbol's final sweep runs, whatever the others do; all bounded together
+            swept: dict[str, bool] = {}
+
+            async def sweep(m: SymbolManager) -> None:
+                swept[m.symbol] = await m.sweep(timeout)
+
+            async with trio.open_nursery() as nursery:
+                for manager in managers:
+                    nursery.start_soon(sweep, manager)
+            with trio.move_on_after(timeout):  # one request for all, bounded
+                try:
+                    await self.exchange.unsubscribe([m.symbol for m in managers])
+                except Exception as exc:
+                    log.warning("unsubscribe at shutdown failed: %s", exc)
+            for manager in managers:
+                if not (manager.flat.is_set() and swept.get(manager.symbol)):
+                    log.error("%s: shutdown could not confirm every cancel; open orders may "
+                              "remain on the venue", manager.symbol)
+                await self._retire(manager, timeout, unsubscribe=False)
+
+    # ------------------------------------------------------------------ public API
+    def symbols(self) -> list[str]:
+        return sorted(self._managers)
+
+    def manager(self, symbol: str) -> SymbolManager:
+        try:
+            return self._managers[symbol]
+        except KeyError:
+            raise SymbolError(f"symbol {symbol!r} is not running") from None
+
+    def check_symbol(self, symbol: str) -> SymbolSpec:
+        """The venue's spec for ``symbol``; :class:`SymbolError` naming it if malformed/unlisted."""
+        parse_symbol(symbol)
+        spec = self.specs.get(symbol)
+        if spec is None:
+            raise SymbolError(f"symbol {symbol!r} is not listed by venue {self.exchange.name!r}")
+        return spec
+
+    async def add_symbols(self, symbols: list[str]) -> list[SymbolManager]:
+        """Start several symbols with ONE market-data subscription (a venue paces its
+        subscribe messages, so this is much faster than adding them one by one). Every symbol
+        is checked first: a bad one is rejected by name and nothing is started."""
+        for symbol in symbols:
+            self.check_symbol(symbol)
+            if symbol in self._managers:
+                raise SymbolError(f"symbol {symbol!r} is already running")
+        if len(set(symbols)) != len(symbols):
+            raise SymbolError("a symbol is given twice: " + ", ".join(symbols))
+        managers = [await self.add_symbol(s, subscribe=False) for s in symbols]
+        try:
+            await self.exchange.subscribe(list(symbols))
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                for symbol in symbols:
+                    await self._remove(symbol, self.config.run.shutdown_timeout)
+            raise
+        return managers
+
+    async def add_symbol(self, symbol: str, config: GridConfig | None = None, *,
+                         subscribe: bool = True) -> SymbolManager:
+        """Start trading ``symbol`` in its own child nursery. Rejects bad symbols by name."""
+        async with self._lock:
+            spec = self.check_symbol(symbol)
+            if symbol in self._managers:
+                raise SymbolError(f"symbol {symbol!r} is already running")
+            grid = config if config is not None else self.config.grid_for(symbol)
+            try:
+                validate_grid(grid, f"symbols.{symbol!r}")
+            except ConfigError as exc:
+                raise SymbolError(str(exc)) from None
+            assert self._nursery is not None, "orchestrator is not running"
+            start_position = ZERO
+            if grid.mode == "neutral":
+                start_position = self._unclaimed_base(spec.base)
+                if start_position <= 0:
+                    log.warning("%s: neutral grid starts with no %s to sell (none free, or "
+                                "all of it held by the other symbols on %s)", symbol,
+                                spec.base, spec.base)
+            started_ns = self.exchange.now_ns()
+            generation = max(run_generation(started_ns), self._generations.get(symbol, 0))
+            manager = SymbolManager(self, spec, grid, self.config.risk, self.config.run,
+                                    start_position=start_position, clock=self._clock,
+                                    generation_start=generation, started_ns=started_ns)
+            self._managers[symbol] = manager
+            self._retired.pop(symbol, None)
+            try:
+                await self._nursery.start(manager.run)
+                if subscribe:
+                    await self.exchange.subscribe([symbol])
+            except BaseException:
+                self._managers.pop(symbol, None)
+                manager.close()
+                raise
+            if self.governor.killed:  # stays stopped until an operator resumes
+                manager.state = SymbolState.STOPPED
+                manager.reason = "kill switch: " + self.governor.kill_reason
+                manager.poke(_Marker.STOP)
+            log.info("%s added (%s grid, step %s, %d below / %d above)", symbol, grid.spacing,
+                     grid.step, grid.levels_below, grid.levels_above)
+            return manager
+
+    def _unclaimed_base(self, base: str) -> Decimal:
+        """Free ``base`` balance that no running symbol already holds (a neutral grid's start).
+
+        Every running symbol on the same base asset holds its position; the part of it not
+        locked by sells the venue has acknowledged (sells still queued or on the wire lock
+        nothing yet) is still in the free balance, so it is taken off, and two symbols on
+        one base never both count the same coins as theirs to sell.
+        """
+        bal = self.balances.get(base)
+        free = bal.free if bal is not None else ZERO
+        for manager in self._managers.values():
+            if manager.spec.base != base:
+                continue
+            strategy = manager.strategy
+            locked = sum((o.qty - o.filled for o in strategy.live_orders()
+                          if o.side == "SELL" and o.status != "PENDING_NEW"), ZERO)
+            free -= max(ZERO, strategy.position - locked)
+        return max(ZERO, free)
+
+    async def remove_symbol(self, symbol: str) -> SymbolSnapshot:
+        """Stop opening, cancel the symbol's open orders, wait for the acks, exit its scope."""
+        async with self._lock:
+            if symbol not in self._managers:
+                parse_symbol(symbol)
+                raise SymbolError(f"symbol {symbol!r} is not running")
+            return await self._remove(symbol, self.config.run.shutdown_timeout)
+
+    async def _remove(self, symbol: str, timeout: float) -> SymbolSnapshot:  # noqa: ASYNC109
+        manager = self._managers[symbol]
+        flat = await manager.stop(timeout)
+        if not flat:
+            log.warning("%s: not every cancel was acknowledged within %.1fs", symbol, timeout)
+        return await self._retire(manager, timeout)
+
+    async def _retire(self, manager: SymbolManager, timeout: float,  # noqa: ASYNC109
+                      *, unsubscribe: bool = True) -> SymbolSnapshot:
+        """Unsubscribe, exit the symbol's scope and move it to the retired registry."""
+        symbol = manager.symbol
+        if unsubscribe:
+            with trio.CancelScope(shield=True), trio.move_on_after(timeout):
+                try:
+                    await self.exchange.unsubscribe([symbol])
+                except Exception as exc:
+                    log.warning("%s: unsubscribe failed: %s", symbol, exc)
+        manager.close()
+        with trio.move_on_after(1.0):  # its scope is cancelled: it ends at once
+            await manager.done.wait()
+        if manager.state is not SymbolState.FAILED:
+            manager.state = SymbolState.REMOVED
+        self._note_generation(manager)
+        snap = manager.snapshot()
+        self._retired[symbol] = snap
+        del self._managers[symbol]
+        self._on_changes(self.governor.remove(symbol))
+        log.info("%s removed (%d open orders left)", symbol, snap.open_orders)
+        return snap
+
+    def snapshot(self) -> Snapshot:
+        symbols = {s: m.snapshot() for s, m in sorted(self._managers.items())}
+        for s, snap in self._retired.items():
+            symbols.setdefault(s, snap)
+        return Snapshot(
+            symbols=dict(sorted(symbols.items())),
+            exposure=self.governor.exposure(),
+            unrouted_events=self.unrouted_events,
+            killed=self.governor.killed,
+            kill_reason=self.governor.kill_reason,
+        )
+
+    async def kill(self, reason: str) -> None:
+        """Operator kill: cancel every order on every symbol and stop until resumed
+        (latched in the governor, so symbols added meanwhile stay stopped too)."""
+        log.critical("KILL: %s", reason)
+        self._on_changes(self.governor.kill(reason))
+
+    async def resume(self) -> None:
+        self._on_changes(self.governor.resume())
+        for manager in self._managers.values():
+            manager.poke(_Marker.RESUME)
+
+    # ------------------------------------------------------------------ internals
+    def on_symbol_failed(self, manager: SymbolManager) -> None:
+        """A symbol FAILED (its orders are already cancelled): restart it if configured."""
+        run = self.config.run
+        if not run.restart_failed or self._nursery is None:
+            return
+        n = self._failures.get(manager.symbol, 0) + 1
+        self._failures[manager.symbol] = n
+        delay = run.restart_backoff * 2 ** (n - 1)
+        log.warning("%s: restarting in %.1fs (failure #%d)", manager.symbol, delay, n)
+        self._nursery.start_soon(self._restart, manager, delay)
+
+    async def _restart(self, failed: SymbolManager, delay: float) -> None:
+        await trio.sleep(delay)
+        async with self._lock:
+            if self._managers.get(failed.symbol) is not failed:
+                return  # removed (or replaced) meanwhile
+            del self._managers[failed.symbol]
+            self._note_generation(failed)
+            self._on_changes(self.governor.remove(failed.symbol))
+        try:
+            await self.add_symbol(failed.symbol, failed.grid_config)
+        except Exception as exc:
+            log.error("%s: restart failed: %s", failed.symbol, exc)
+
+    def _note_generation(self, manager: SymbolManager) -> None:
+        symbol = manager.symbol
+        self._generations[symbol] = max(self._generations.get(symbol, 0),
+                                        manager.strategy.generation)
+
+    def journal(self, kind: str, payload: Any) -> None:
+        if self._journal is not None:
+            self._journal(kind, payload)
+
+    def on_governor_changes(self, changes: list[GovernorChange]) -> None:
+        self._on_changes(changes)
+
+    def _on_changes(self, changes: list[GovernorChange]) -> None:
+        """Tell exactly the symbols a governor change concerns to re-read their gates."""
+        if not changes:
+            return
+        touched: set[str] = set()
+        everyone = False
+        for change in changes:
+            log.warning("governor %s -> %s: %s", change.scope, change.state, change.reason)
+            if change.state == "killed":
+                self._stop_all(change.reason)
+            if change.scope in self._managers:
+                touched.add(change.scope)
+            else:  # "total", "kill": every symbol
+                everyone = True
+        for symbol, manager in self._managers.items():
+            if everyone or symbol in touched:
+                manager.poke(_Marker.GATES)
+
+    def _stop_all(self, reason: str) -> None:
+        for manager in self._managers.values():
+            if manager.state not in (SymbolState.FAILED, SymbolState.STOPPING):
+                manager.state = SymbolState.STOPPED
+                manager.reason = "kill switch: " + reason
+            manager.poke(_Marker.STOP)
+
+    async def _ticker(self) -> None:
+        """One ticker for every symbol: time-driven risk checks, in registry order.
+
+        A single task (rather than one per symbol) means no two timers expire at the same
+        instant, whose wake-up order trio does not define; its odd phase keeps it off the
+        venue's millisecond grid too. Replays stay byte-identical.
+        """
+        wake = trio.current_time() + TICK_SECONDS + TICK_PHASE
+        while True:
+            await trio.sleep_until(wake)
+            wake += TICK_SECONDS
+            for manager in list(self._managers.values()):
+                manager.tick()
+            for hook in self.tick_hooks:
+                hook()
+
+    async def _demux(self) -> None:
+        """Route every decoded event to its symbol's manager; never block on a slow symbol.
+
+        Events already queued are routed without yielding in between (routing never waits).
+        """
+        events = self.exchange.events
+        receive, receive_nowait, route = events.receive, events.receive_nowait, self._route
+        while True:
+            try:
+                event = await receive()
+            except trio.EndOfChannel:
+                return
+            route(event)
+            while True:
+                try:
+                    event = receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+                route(event)
+
+    def _route(self, event: Any) -> None:
+        kind = type(event)
+        if kind is BalanceUpdate:
+            self.balances[event.asset] = Balance(asset=event.asset, free=event.free,
+                                                 locked=event.locked)
+            return
+        managers = self._managers
+        if kind is StreamStatus:
+            for symbol in event.symbols or tuple(managers):
+                m = managers.get(symbol)
+                if m is not None:
+                    m.deliver(event)
+            return
+        manager = managers.get(event.symbol)
+        if manager is None:
+            self.unrouted_events += 1
+            return
+        if kind is OrderUpdate and self._journal is not None:
+            self._journal("report", event)
+        manager.deliver(event)
+
+
+@asynccontextmanager
+async def open_orchestrator(
+    exchange: Exchange,
+    config: Config,
+    *,
+    limiter: Limiter,
+    clock: Callable[[], float] = trio.current_time,
+    journal: Callable[[str, Any], None] | None = None,
+) -> AsyncIterator[Orchestrator]:
+    """Run an :class:`Orchestrator`; on exit cancel our orders everywhere, then close."""
+    orch = Orchestrator(exchange, config, limiter=limiter, clock=clock, journal=journal)
+    async with trio.open_nursery() as nursery:
+        await orch._start(nursery)
+        try:
+            yield orch
+        finally:
+            if config.run.cancel_on_exit:
+                await orch.shutdown()
+            nursery.cancel_scope.cancel()
+
