@@ -183,12 +183,14 @@ class Orchestrator:
                                     start_position=start_position, clock=self._clock)
             self._managers[symbol] = manager
             self._retired.pop(symbol, None)
+            self.governor.add(symbol)  # its fair share is kept for it from now on
             try:
                 await self._nursery.start(manager.run)
                 if subscribe:
                     await self.exchange.subscribe([symbol])
             except BaseException:
                 self._managers.pop(symbol, None)
+                self._on_changes(self.governor.remove(symbol, now=self._clock()))
                 manager.close()
                 raise
             if self.governor.killed:  # stays stopped until an operator resumes
@@ -251,7 +253,7 @@ class Orchestrator:
         snap = manager.snapshot()
         self._retired[symbol] = snap
         del self._managers[symbol]
-        self._on_changes(self.governor.remove(symbol))
+        self._on_changes(self.governor.remove(symbol, now=self._clock()))
         log.info("%s removed (%d open orders left)", symbol, snap.open_orders)
         return snap
 
@@ -296,7 +298,7 @@ class Orchestrator:
             if self._managers.get(failed.symbol) is not failed:
                 return  # removed (or replaced) meanwhile
             del self._managers[failed.symbol]
-            self._on_changes(self.governor.remove(failed.symbol))
+            self._on_changes(self.governor.remove(failed.symbol, now=self._clock()))
         try:
             await self.add_symbol(failed.symbol, failed.grid_config)
         except Exception as exc:
@@ -347,6 +349,8 @@ class Orchestrator:
             wake += TICK_SECONDS
             for manager in list(self._managers.values()):
                 manager.tick()
+            # a reduce-only hold that ended is released even if no symbol reports
+            self._on_changes(self.governor.tick(self._clock()))
             for hook in self.tick_hooks:
                 hook()
 
