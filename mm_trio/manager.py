@@ -194,7 +194,7 @@ class SymbolManager:
         self._inflight: dict[str, _Placing] = {}  # place requests not yet answered
         # orders ended without the venue's word (see _presume_gone), most recent last
         self._presumed_gone: OrderedDict[str, _Watch] = OrderedDict()
-        self._exposure_key: tuple[Decimal, Decimal, int] | None = None
+        self._exposure_key: tuple[Decimal, Decimal, Decimal, int] | None = None
         self._open_buys: Decimal | None = None  # cached strategy.open_buy_notional
         self._cancelling_buys = ZERO  # cached strategy.cancelling_buy_notional
         self._orders_changed = True  # our order set may have changed since it was cached
@@ -455,7 +455,7 @@ class SymbolManager:
                 self.state = SymbolState.RUNNING
                 self.reason = ""
         intents = self.strategy.set_gates(halt_opening=halt, reduce_only=reduce_only)
-        return intents + self._trim_buys(governor) if reduce_only else intents
+        return (intents + self._trim_buys(governor)) if reduce_only else intents
 
     def _trim_buys(self, governor: RiskGovernor) -> list[Intent]:
         """Reduce-only keeps the resting buys that fit the cap; cancel only the excess."""

@@ -300,6 +300,19 @@ def test_first_come_cannot_take_all_of_the_room() -> None:
                       "(cap 1000.00)")
 
 
+def test_room_nobody_can_use_is_spread_one_order_per_symbol() -> None:
+    g = RiskGovernor(HELD)
+    for s in ("A", "B", "C", "D"):
+        g.add(f"{s}/USDT")
+    for s in "BCD":  # two orders of 100 each: the 50 left of a share is no use to them
+        assert [buy(g, f"{s}/USDT", "100") is None for _ in range(2)] == [True, True]
+    assert [buy(g, "A/USDT", "100") is None for _ in range(3)] == [True, True, True]
+    assert buy(g, "A/USDT", "100") == ("A/USDT exposure 300.00 is already above its fair "
+                                       "share 250.00 of the total cap 1000.00")
+    assert buy(g, "B/USDT", "100") is None  # the last 100 goes to another symbol
+    assert g.total_exposure == D(1000)
+
+
 def test_a_share_is_kept_for_a_symbol_that_has_not_asked_yet() -> None:
     g = RiskGovernor(HELD)
     g.add("A/USDT")

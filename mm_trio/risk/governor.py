@@ -24,12 +24,13 @@ Admission: a budget that never overshoots, shared fairly
 
     When the total cap binds, the room is shared: every symbol the governor knows (see
     :meth:`add`) is guaranteed its *fair share* ``min(max_total_exposure / N,
-    max_symbol_exposure)``. A buy that takes a symbol above its share is admitted only into
-    room no other symbol *claims*. A symbol claims ``max(exposure, share)`` until its share no
-    longer fits its own last buy (``exposure + last buy > share``, so a remainder smaller than
-    its order size is released to the others) and its exposure after that. So whoever asks
-    first, every symbol gets its share to its own order granularity; only room nobody can
-    use goes to whoever asks for it.
+    max_symbol_exposure)``. A buy that takes a symbol above its share is admitted only if
+    the symbol was within its share before it (one order beyond the share at most) and only
+    into room no other symbol *claims*. A symbol claims ``max(exposure, share)`` until its
+    share no longer fits its own last buy (``exposure + last buy > share``: a remainder
+    smaller than its order size is released to the others) and its exposure after that. So
+    whoever asks first, every symbol gets its share to its own order granularity, and room
+    nobody can use is spread one order per symbol.
 
 Reduce-only: hysteresis in value and in time
     A symbol whose exposure exceeds ``max_symbol_exposure`` goes reduce-only; so do all
@@ -366,7 +367,10 @@ class RiskGovernor:
                       f"(cap {_m(total_cap)})")
         elif after > self._share:
             others = self._claims - st.claim
-            if others + after > total_cap:
+            if st.exposure > self._share:
+                reason = (f"{symbol} exposure {_m(st.exposure)} is already above its fair "
+                          f"share {_m(self._share)} of the total cap {_m(total_cap)}")
+            elif others + after > total_cap:
                 reason = (f"buy of {_m(notional)} would raise {symbol} exposure to "
                           f"{_m(after)}, above its fair share {_m(self._share)} of the total "
                           f"cap {_m(total_cap)}, into room other symbols claim "
