@@ -14,7 +14,7 @@ from decimal import Decimal
 
 from hypothesis import given, settings
 
-from mm_trio.domain.intents import Intent, PlaceOrder
+from mm_trio.domain.intents import CancelOrder, Intent, PlaceOrder
 from mm_trio.domain.model import OrderUpdate
 from tests.grid_harness import Run, Scenario, replay, scenarios
 
@@ -273,7 +273,9 @@ def _check_inv11(run: Run, kind: str, intents: list[Intent]) -> None:
         assert s.position - committed >= 0
         if prev is not None:
             assert now <= prev
-        assert all(o.cancel_requested for o in s.live_orders() if o.side == "BUY")
+        if kind == "gates" and not run.halt:
+            # entering reduce-only keeps resting buys (the governor trims only the excess)
+            assert not any(isinstance(i, CancelOrder) for i in intents), intents
     run._buy_notional = now  # type: ignore[attr-defined]
 
 

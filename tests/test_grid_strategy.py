@@ -402,6 +402,8 @@ def test_max_orders_makes_room_for_closing_orders() -> None:
     out = b.fill(b.order(1, "SELL"))
     assert summary(out) == [("BUY", "B1", D("100"), D("1"), False)]  # the buy-back
     out = s.set_gates(halt_opening=False, reduce_only=True)
+    assert out == []  # reduce-only keeps resting buys: the governor trims what is too much
+    out = s.trim_buys(D(0))
     assert len(cancels(out)) == 2
     out = b.report(b.order(0), "CANCELED")
     assert summary(out) == [("SELL", "S2", D("102"), D("1"), True)]
@@ -463,22 +465,45 @@ def test_halt_opening_cancels_openings_keeps_take_profits() -> None:
     assert all(p.opening for p in places(out)) and places(out)
 
 
-def test_reduce_only_cancels_every_buy_and_places_none() -> None:
+def test_reduce_only_keeps_resting_buys_and_places_none() -> None:
     s = GridStrategy(spec(), cfg(mode="neutral"), start_position=D("5"))
     b = Book(s)
     s.on_quote(quote("100.40", "100.60"))
     b.fill(b.order(1, "SELL"))  # short lot at 1: needs a buy-back
+    buys = {o.client_id for o in s.live_orders() if o.side == "BUY"}
+    assert len(buys) == 4  # three opening buys and the buy-back
     out = s.set_gates(halt_opening=False, reduce_only=True)
-    assert places(out) == []
-    assert set(cancels(out)) == {o.client_id for o in s.live_orders() if o.side == "BUY"}
-    for o in list(s.live_orders()):
-        if o.side == "BUY":
-            out = b.report(b.order(o.level), "CANCELED")
-            assert all(p.request.side == "SELL" for p in places(out))
-    out = s.on_quote(quote("95.40", "95.60"))
+    assert out == []  # nothing cancelled, nothing placed
+    # a trailing buy still leaves the window; its level is not bought again
+    out = s.on_quote(quote("103.40", "103.60"))
     assert all(p.request.side == "SELL" for p in places(out))
+    gone = [o for o in s.live_orders() if o.client_id in cancels(out) and o.side == "BUY"]
+    assert gone and all(o.opening for o in gone)
+    for o in gone:
+        out = b.report(b.order(o.level), "CANCELED")
+        assert all(p.request.side == "SELL" for p in places(out))
+    out = s.trim_buys(D(0))  # the governor trims every buy: the buy-back goes too
+    assert {o.client_id for o in s.live_orders() if o.side == "BUY"} == set(cancels(out))
+    for cid in cancels(out):
+        o = next(o for o in s.live_orders() if o.client_id == cid)
+        b.report(b.order(o.level, "BUY"), "CANCELED")
     out = s.set_gates(halt_opening=False, reduce_only=False)
     assert any(p.request.side == "BUY" and not p.opening for p in places(out))
+
+
+def test_trim_buys_cancels_the_farthest_first_down_to_the_allowance() -> None:
+    s = GridStrategy(spec(), cfg(levels_below=4))
+    s.on_quote(quote("100.40", "100.60"))
+    assert s.open_buy_notional == D(100 + 99 + 98 + 97)
+    s.set_gates(halt_opening=False, reduce_only=True)
+    out = s.trim_buys(D(250))  # keep 250 of 394: 97 and 98 go (the lowest prices)
+    assert [s.live_order(c).price for c in cancels(out)] == [D(97), D(98)]  # type: ignore[union-attr]
+    assert s.cancelling_buy_notional == D(97 + 98)
+    assert s.open_buy_notional == D(394)  # still live until the venue confirms
+    assert s.trim_buys(D(250)) == []  # idempotent: cancels under way are not asked twice
+    out = s.trim_buys(D(100))
+    assert [s.live_order(c).price for c in cancels(out)] == [D(99)]  # type: ignore[union-attr]
+    assert s.trim_buys(D(1000)) == []
 
 
 def test_stop_cancels_everything_and_resume_replaces_take_profit_remainder() -> None:

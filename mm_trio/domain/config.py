@@ -6,6 +6,7 @@ Every value has a default, so no file is needed. ``load_config`` raises
 
 from __future__ import annotations
 
+import math
 import tomllib
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -72,6 +73,8 @@ class GovernorConfig:
     max_total_exposure: Decimal = D("50000")
     max_symbol_exposure: Decimal = D("20000")
     hysteresis: Decimal = D("0.1")  # reduce-only clears below cap * (1 - hysteresis)
+    # ... and not before it has lasted this many seconds (hysteresis in time as well)
+    reduce_only_min_hold: float = 5.0
     max_total_loss: Decimal = D("5000")
 
 
@@ -270,6 +273,8 @@ def validate(config: Config) -> Config:
     for key in ("max_total_exposure", "max_symbol_exposure", "max_total_loss"):
         _check(getattr(g, key) > 0, f"governor.{key}", str(getattr(g, key)), "must be > 0")
     _check(0 <= g.hysteresis < 1, "governor.hysteresis", str(g.hysteresis), "must be in [0, 1)")
+    _check(0 <= g.reduce_only_min_hold < math.inf, "governor.reduce_only_min_hold",
+           g.reduce_only_min_hold, "must be a number of seconds >= 0")
     v = config.venue
     _check(v.latency_ms >= 0, "venue.latency_ms", v.latency_ms, "must be >= 0")
     _check(v.tick_interval_ms > 0, "venue.tick_interval_ms", v.tick_interval_ms, "must be > 0")

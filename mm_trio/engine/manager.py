@@ -55,6 +55,7 @@ from mm_trio.exchange.base import (
 from mm_trio.exchange.limiter import Priority, priority
 
 if TYPE_CHECKING:
+    from mm_trio.core.risk.governor import RiskGovernor
     from mm_trio.engine.orchestrator import Orchestrator
 
 log = logging.getLogger("mm_trio.engine.manager")
@@ -124,6 +125,12 @@ def _describe(exc: BaseException) -> str:
         exc = exc.exceptions[0]
     return f"{type(exc).__name__}: {exc}"
 
+
+MARK_TO_MARKET_MOVE = Decimal("0.0002")
+"""A holding symbol re-reports its exposure once the mid moved this fraction (2 bp) ..."""
+MARK_TO_MARKET_INTERVAL = 0.5
+"""... or this many seconds passed since its last report (the governor's view of held
+inventory is at most this stale between reports)."""
 
 PRESUMED_GONE_MEMORY = 10_000
 """How many orders ended without the venue's confirmation are watched for a late landing."""
@@ -202,8 +209,9 @@ class SymbolManager:
         self._inflight: dict[str, _Placing] = {}  # place requests not yet answered
         # orders ended without the venue's word (see _presume_gone), most recent last
         self._presumed_gone: OrderedDict[str, _Watch] = OrderedDict()
-        self._exposure_key: tuple[Decimal, Decimal, int] | None = None
+        self._exposure_key: tuple[Decimal, Decimal, Decimal, int] | None = None
         self._open_buys: Decimal | None = None  # cached strategy.open_buy_notional
+        self._cancelling_buys = ZERO  # cached strategy.cancelling_buy_notional
         self._orders_changed = True  # our order set may have changed since it was cached
         self._reported_mid: Decimal | None = None
         self._reported_at = 0.0
@@ -465,10 +473,11 @@ class SymbolManager:
             self.reason = "loss limit: " + self.risk.tripped()["loss_limit"].reason
             return self.strategy.stop()
         halt = self.risk.halt_opening or self._resyncing
-        reduce_only = self._orch.governor.reduce_only(self.symbol)
+        governor = self._orch.governor
+        reduce_only = governor.reduce_only(self.symbol)
         gates = (halt, reduce_only)
         if gates == self._gates:
-            return []
+            return self._trim_buys(governor) if reduce_only else []
         self._gates = gates
         if self.state in (SymbolState.RUNNING, SymbolState.HALTED):
             if halt or reduce_only:
@@ -480,7 +489,13 @@ class SymbolManager:
             else:
                 self.state = SymbolState.RUNNING
                 self.reason = ""
-        return self.strategy.set_gates(halt_opening=halt, reduce_only=reduce_only)
+        intents = self.strategy.set_gates(halt_opening=halt, reduce_only=reduce_only)
+        return (intents + self._trim_buys(governor)) if reduce_only else intents
+
+    def _trim_buys(self, governor: RiskGovernor) -> list[Intent]:
+        """Reduce-only keeps the resting buys that fit the cap; cancel only the excess."""
+        keep = governor.buy_allowance(self.symbol)
+        return [] if keep is None else self.strategy.trim_buys(keep)
 
     def _log_breakers(self, changes: list[BreakerChange]) -> None:
         for change in changes:
@@ -511,6 +526,8 @@ class SymbolManager:
                 refused.append(_request_outcome(r, "REJECTED", "governor: " + reason))
                 self._orch.journal("refused", refused[-1])
                 continue
+            if type(intent) is PlaceOrder and intent.request.side == "BUY":
+                self._exposure_key = None  # the next report replaces its reservation
             if nursery is not None:
                 if type(intent) is PlaceOrder:
                     self._orch.journal("place", intent.request)
@@ -518,9 +535,15 @@ class SymbolManager:
                 else:
                     self._orch.journal("cancel", intent)
                     nursery.start_soon(self._cancel, intent)
-        for update in refused:
+        if refused:
+            # every refusal reaches the strategy before the next report: until then its open
+            # buy notional still holds the refused buys, which the governor never admitted
+            # (reported, they looked like exposure above the cap and tripped reduce-only)
             self._orders_changed = True
-            self._dispatch(self.strategy.on_order_update(update))
+            follow: list[Intent] = []
+            for update in refused:
+                follow += self.strategy.on_order_update(update)
+            self._dispatch(follow)
 
     def _report_exposure(self, exclude_buy_notional: Decimal = ZERO) -> None:
         """Tell the governor this symbol's exposure and PnL (skipped when nothing moved)."""
@@ -528,17 +551,19 @@ class SymbolManager:
         position = self.strategy.position
         if self._orders_changed or self._open_buys is None:
             self._open_buys = self.strategy.open_buy_notional
+            self._cancelling_buys = self.strategy.cancelling_buy_notional
             self._orders_changed = False
         open_buys = self._open_buys - exclude_buy_notional
-        key = (position, open_buys, self.position.fills)
+        cancelling = self._cancelling_buys
+        key = (position, open_buys, cancelling, self.position.fills)
         if key == self._exposure_key:
             if not position:
                 return  # flat and unchanged: exposure and PnL cannot have moved
-            # holding: mark to market when the mid moved 2 bp or half a second passed
+            # holding: mark to market when the mid moved enough or enough time passed
             last_mid = self._reported_mid
             if (mid is not None and last_mid is not None
-                    and abs(mid - last_mid) * 5000 < last_mid
-                    and self._now - self._reported_at < 0.5):
+                    and abs(mid - last_mid) < last_mid * MARK_TO_MARKET_MOVE
+                    and self._now - self._reported_at < MARK_TO_MARKET_INTERVAL):
                 return
         self._exposure_key = key
         self._reported_mid = mid
@@ -548,7 +573,9 @@ class SymbolManager:
             position=position,
             mid=mid,
             open_buy_notional=open_buys,
+            cancelling_buy_notional=cancelling,
             pnl=self.position.total_pnl(mid) if mid is not None else ZERO,
+            now=self._now,
         )
         if changes:
             self._orch.on_governor_changes(changes)

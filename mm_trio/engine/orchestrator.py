@@ -190,12 +190,14 @@ class Orchestrator:
                                     generation_start=generation, started_ns=started_ns)
             self._managers[symbol] = manager
             self._retired.pop(symbol, None)
+            self.governor.add(symbol)  # its fair share is kept for it from now on
             try:
                 await self._nursery.start(manager.run)
                 if subscribe:
                     await self.exchange.subscribe([symbol])
             except BaseException:
                 self._managers.pop(symbol, None)
+                self._on_changes(self.governor.remove(symbol, now=self._clock()))
                 manager.close()
                 raise
             if self.governor.killed:  # stays stopped until an operator resumes
@@ -259,7 +261,7 @@ class Orchestrator:
         snap = manager.snapshot()
         self._retired[symbol] = snap
         del self._managers[symbol]
-        self._on_changes(self.governor.remove(symbol))
+        self._on_changes(self.governor.remove(symbol, now=self._clock()))
         log.info("%s removed (%d open orders left)", symbol, snap.open_orders)
         return snap
 
@@ -305,7 +307,7 @@ class Orchestrator:
                 return  # removed (or replaced) meanwhile
             del self._managers[failed.symbol]
             self._note_generation(failed)
-            self._on_changes(self.governor.remove(failed.symbol))
+            self._on_changes(self.governor.remove(failed.symbol, now=self._clock()))
         try:
             await self.add_symbol(failed.symbol, failed.grid_config)
         except Exception as exc:
@@ -361,6 +363,8 @@ class Orchestrator:
             wake += TICK_SECONDS
             for manager in list(self._managers.values()):
                 manager.tick()
+            # a reduce-only hold that ended is released even if no symbol reports
+            self._on_changes(self.governor.tick(self._clock()))
             for hook in self.tick_hooks:
                 hook()
 

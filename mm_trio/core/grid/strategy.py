@@ -38,7 +38,7 @@ Model
 * While the live opening orders of a side (cancel-requested ones included) number
   ``levels_below`` / ``levels_above``, no new one is placed on that side.
 * **Closing orders** (take-profits, buy-backs) are not post-only and are never cancelled by
-  trailing; only by :meth:`GridStrategy.stop` (and a BUY by reduce-only). Placed when the
+  trailing; only by :meth:`GridStrategy.stop` (and a BUY by a trim). Placed when the
   slot is ``HOLDING`` (see the slot table), for the lot floored to step.
 * **No self-cross**, pending orders included: a new BUY is strictly below every live SELL and
   every deferred closing SELL; a new SELL strictly above every live BUY and every deferred
@@ -67,9 +67,11 @@ Model
   moves (no reject loops). A ``REJECTED`` for an order the venue already acknowledged is a
   rejected *cancel*: counted in ``cancel_rejects``; the order stays live and
   cancel-requested until a report (e.g. from the shell's order query) ends it.
-* **Gates**: ``halt_opening`` cancels opening orders and places none; ``reduce_only`` cancels
-  every live BUY and places none (SELLs, which reduce inventory, continue). :meth:`stop`
-  cancels everything and places nothing until :meth:`resume`.
+* **Gates**: ``halt_opening`` cancels opening orders and places none; ``reduce_only`` places
+  no BUY (SELLs, which reduce inventory, continue) but keeps the resting ones (opening BUYs
+  still trail out of the window): the governor trims only its excess, through
+  :meth:`GridStrategy.trim_buys`, which cancels the BUYs farthest from the price first.
+  :meth:`stop` cancels everything and places nothing until :meth:`resume`.
 * **Fixpoint**: every public call leaves the strategy at a fixpoint: re-evaluating without a
   new event yields no intent. :meth:`GridStrategy.on_quote` therefore returns ``[]`` at once
   when the window's level indices did not move (two ``Decimal`` comparisons per side) and
@@ -187,6 +189,12 @@ class GridStrategy:
         return sum((o.price * o.remaining for o in self._orders.values() if o.side == "BUY"),
                    ZERO)
 
+    @property
+    def cancelling_buy_notional(self) -> Decimal:
+        """The part of :attr:`open_buy_notional` whose cancel is under way."""
+        return sum((o.price * o.remaining for o in self._orders.values()
+                    if o.side == "BUY" and o.cancel_requested), ZERO)
+
     def live_order(self, client_id: str) -> LiveOrder | None:
         """One live order by client id (``None`` if it is not live)."""
         order = self._orders.get(client_id)
@@ -260,6 +268,22 @@ class GridStrategy:
             return []
         self._halt, self._reduce_only = halt_opening, reduce_only
         return self._reconcile()
+
+    def trim_buys(self, keep: Decimal) -> list[Intent]:
+        """Cancel live BUYs, farthest from the price (lowest) first, until the notional of
+        those not being cancelled is at most ``keep``. Nothing is placed; the trimmed levels
+        are bought again only once the gates allow new BUYs."""
+        buys = sorted((o for o in self._orders.values()
+                       if o.side == "BUY" and not o.cancel_requested),
+                      key=lambda o: (o.price, o.client_id))
+        kept = sum((o.price * o.remaining for o in buys), ZERO)
+        out: list[Intent] = []
+        for o in buys:
+            if kept <= keep:
+                break
+            kept -= o.price * o.remaining
+            out.append(self._cancel(o))
+        return out
 
     def stop(self) -> list[Intent]:
         self._stopped = True
@@ -497,10 +521,8 @@ class GridStrategy:
             if self._stopped:
                 out.append(self._cancel(o))
             elif o.opening:
-                if self._halt or (o.side == "BUY" and self._reduce_only) or not self._in_window(o):
+                if self._halt or not self._in_window(o):
                     out.append(self._cancel(o))
-            elif o.side == "BUY" and self._reduce_only:
-                out.append(self._cancel(o))
         if self._grid is None:
             return out
 
