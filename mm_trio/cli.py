@@ -17,9 +17,10 @@ import attrs
 import trio
 
 from mm_trio import __version__
+from mm_trio.apps.config_file import load_config, read_toml
 from mm_trio.apps.run import EXIT_OK, EXIT_USAGE, EXIT_VENUE, run_command
 from mm_trio.apps.summary import REPLAY_COLUMNS, replay_counts_line, replay_warnings, summary_table
-from mm_trio.domain.config import ConfigError, load_config, read_toml, validate
+from mm_trio.domain.config import ConfigError, validate
 from mm_trio.domain.errors import ReplayInputError, UsageError
 from mm_trio.domain.model import SymbolError, parse_symbol
 from mm_trio.exchange.base import ExchangeError

@@ -51,8 +51,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a plain script from a checkout
     sys.path.insert(0, str(REPO))
 
+from mm_trio.apps.config_file import load_config  # noqa: E402
 from mm_trio.apps.replay import run_replay  # noqa: E402
-from mm_trio.domain.config import Config, config_from_dict, load_config  # noqa: E402
+from mm_trio.domain.config import Config, config_from_dict  # noqa: E402
 from mm_trio.domain.intents import PlaceOrder  # noqa: E402
 from mm_trio.domain.model import (  # noqa: E402
     Balance,

@@ -42,6 +42,7 @@ class FaultyExchange(FakeExchange):
         self.place_calls: list[str] = []
         self.cancel_calls: list[str] = []
         self.query_calls: list[str] = []
+        self.limiter: Limiter | None = None  # paused on a 429, as a real adapter does
 
     async def place(self, request: OrderRequest, *,
                     still_wanted: StillWanted | None = None) -> OpenOrder:
@@ -55,7 +56,10 @@ class FaultyExchange(FakeExchange):
         if fault == "lost-timeout":  # never reached the venue
             raise OutcomeUnknown("timed out")
         if fault == "rate-limited":
-            raise RateLimited("Too many requests", retry_after=5.0)
+            exc = RateLimited("Too many requests", retry_after=5.0)
+            if self.limiter is not None:  # the adapter that sees the answer owns the pause
+                self.limiter.pause(exc.retry_after, reason=str(exc))
+            raise exc
         order = await super().place(request)
         if fault == "applied-timeout":  # reached the venue, the answer was lost
             raise OutcomeUnknown("timed out after sending")
@@ -114,6 +118,7 @@ async def test_rate_limit_pauses_all_traffic_then_resumes(
 
     fake.place = timed_place  # type: ignore[method-assign]
     limiter = Limiter(CONFIG.limiter)
+    fake.limiter = limiter
     async with open_orchestrator(fake, CONFIG, limiter=limiter) as orch:
         manager = await orch.add_symbol("AAA/USDT")
         # the fake exchange does not take the limiter itself: the manager's retries must,

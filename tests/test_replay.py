@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from mm_trio.apps.config_file import load_config
 from mm_trio.apps.replay import ReplayError, run_replay
-from mm_trio.domain.config import config_from_dict, load_config
+from mm_trio.domain.config import config_from_dict
 from mm_trio.exchange.sim.recorded import discover_symbols, split_native
 from tests.conftest import ROOT, SHARED_DATA
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from mm_trio.apps.config_file import load_config
 from mm_trio.apps.replay import run_replay
-from mm_trio.domain.config import load_config
 from mm_trio.domain.model import Quote, Trade
 from mm_trio.exchange.binance.decode import DepthUpdate, StreamDecoder
 from mm_trio.exchange.recording import RecordingStats, infer_specs, iter_recording, merge_recordings

@@ -15,12 +15,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from mm_trio.apps.config_file import load_config
 from mm_trio.apps.paper import open_venue
 from mm_trio.apps.paper.config import AccountConfig
 from mm_trio.apps.paper.testing import now_ms
 from mm_trio.apps.record import GzipLineWriter
 from mm_trio.apps.replay import run_replay
-from mm_trio.domain.config import load_config
 from mm_trio.exchange.binance.decode import StreamDecoder
 from mm_trio.exchange.binance.rest import BinanceRest
 from mm_trio.exchange.binance.signing import HmacSigner

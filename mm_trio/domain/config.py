@@ -7,9 +7,7 @@ Every value has a default, so no file is needed. ``load_config`` raises
 from __future__ import annotations
 
 import math
-import tomllib
 from decimal import Decimal, InvalidOperation
-from pathlib import Path
 from typing import Any, Literal
 
 import attrs
@@ -325,28 +323,8 @@ def structure(data: Any, cls: type, path: str) -> Any:
     return _structure(data, cls, path)
 
 
-def read_toml(path: str | Path) -> dict[str, Any]:
-    """Parse a TOML file; :class:`ConfigError` naming the file if unreadable or invalid."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {str(p)!r}: {exc.strerror}") from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {str(p)!r} is not valid TOML: {exc}") from None
-
-
 def config_from_dict(data: dict[str, Any]) -> Config:
     return validate(_structure(data, Config, ""))
-
-
-def load_config(path: str | Path | None) -> Config:
-    """Read and validate a TOML file; ``None`` gives the defaults."""
-    if path is None:
-        return validate(Config())
-    return config_from_dict(read_toml(path))
 
 
 def with_overrides(config: Config, **changes: Any) -> Config:

@@ -16,59 +16,36 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections import OrderedDict
 from collections.abc import Callable
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import msgspec
 import trio
 
 from mm_trio.core.grid.strategy import GridStrategy
+from mm_trio.core.lifecycle import Lifecycle, LifecycleEvent, SymbolState
+from mm_trio.core.orders import request_outcome
 from mm_trio.core.position import PositionManager
+from mm_trio.core.risk.governor import GovernorChange, RiskGovernor
 from mm_trio.core.risk.monitor import BreakerChange, RiskMonitor
 from mm_trio.domain.config import GridConfig, RiskConfig, RunConfig
-from mm_trio.domain.intents import CancelOrder, Intent, PlaceOrder
+from mm_trio.domain.intents import Intent, PlaceOrder
 from mm_trio.domain.model import (
-    TERMINAL_STATUSES,
     ZERO,
-    OpenOrder,
-    OrderRequest,
     OrderUpdate,
     Quote,
-    Side,
     StreamStatus,
     SymbolSpec,
     Trade,
-    order_mismatch,
 )
-from mm_trio.exchange.base import (
-    DuplicateOrder,
-    Exchange,
-    ExchangeError,
-    OrderRejected,
-    OutcomeUnknown,
-    PlaceWithdrawn,
-    RateLimited,
-    UnknownOrder,
-)
+from mm_trio.engine.orderflow import OrderFlow, Recheck
+from mm_trio.exchange.base import Exchange
 from mm_trio.exchange.limiter import Priority, priority
 
-if TYPE_CHECKING:
-    from mm_trio.core.risk.governor import RiskGovernor
-    from mm_trio.engine.orchestrator import Orchestrator
+__all__ = ["SymbolHost", "SymbolManager", "SymbolSnapshot", "SymbolState"]
 
 log = logging.getLogger("mm_trio.engine.manager")
-
-
-class SymbolState(enum.StrEnum):
-    STARTING = "STARTING"
-    RUNNING = "RUNNING"
-    HALTED = "HALTED"  # risk breaker or governor: opening paused
-    STOPPING = "STOPPING"
-    STOPPED = "STOPPED"  # loss limit or kill switch: no orders until resumed
-    REMOVED = "REMOVED"
-    FAILED = "FAILED"
 
 
 class SymbolSnapshot(msgspec.Struct, kw_only=True):
@@ -107,18 +84,6 @@ class _Marker(enum.Enum):
     RESYNC = "resync"  # query the venue for every live order and apply what it says
 
 
-# Sent by the shell, not the venue: carries a venue outcome for one of our orders.
-def _outcome(req_symbol: str, client_id: str, side: Any, price: Decimal, qty: Decimal,
-             status: Any, reason: str, cum: Decimal = ZERO) -> OrderUpdate:
-    return OrderUpdate(symbol=req_symbol, client_id=client_id, side=side, price=price, qty=qty,
-                       status=status, cum_qty=cum, reason=reason)
-
-
-def _request_outcome(r: OrderRequest, status: Any, reason: str) -> OrderUpdate:
-    """The shell's own verdict on a place request (refused, withdrawn, given up on)."""
-    return _outcome(r.symbol, r.client_id, r.side, r.price, r.qty, status, reason)
-
-
 def _describe(exc: BaseException) -> str:
     """``Type: message`` of the first leaf of a (possibly nested) exception group."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
@@ -132,40 +97,24 @@ MARK_TO_MARKET_INTERVAL = 0.5
 """... or this many seconds passed since its last report (the governor's view of held
 inventory is at most this stale between reports)."""
 
-PRESUMED_GONE_MEMORY = 10_000
-"""How many orders ended without the venue's confirmation are watched for a late landing."""
-
 FOREIGN_MEMORY = 1_000
 """How many client ids of orders not ours are remembered (each is logged once)."""
 
 
-class _Watch:
-    """An order presumed gone (see ``SymbolManager._presume_gone``)."""
+class SymbolHost(Protocol):
+    """What a symbol needs of the orchestrator that runs it (the manager does not know the
+    orchestrator itself): the venue, the limiter, the aggregate governor, the journal, and
+    where to report governor changes and its own failure."""
 
-    __slots__ = ("ended", "cancelling")
+    exchange: Exchange
+    limiter: Recheck
+    governor: RiskGovernor
 
-    def __init__(self, ended: OrderUpdate) -> None:
-        self.ended = ended  # the outcome we fed the strategy in the venue's place
-        self.cancelling = False  # a cancel for it is on its way
+    def journal(self, kind: str, payload: Any) -> None: ...
 
+    def on_governor_changes(self, changes: list[GovernorChange]) -> None: ...
 
-class _Placing:
-    """A place request on its way: set ``done`` once its outcome is known; ``exists`` says
-    whether the venue may hold the order (``False``: refused, withdrawn or never sent);
-    ``still_wanted`` is what the venue (and its limiter queue) asks before sending it."""
-
-    __slots__ = ("done", "exists", "still_wanted")
-
-    def __init__(self, still_wanted: Callable[[], bool]) -> None:
-        self.done = trio.Event()
-        self.exists = True
-        self.still_wanted = still_wanted
-
-
-def _from_open_order(order: OpenOrder) -> OrderUpdate:
-    return OrderUpdate(symbol=order.symbol, client_id=order.client_id, side=order.side,
-                       price=order.price, qty=order.qty, status=order.status,
-                       cum_qty=order.cum_qty, order_id=order.order_id, ts=order.ts)
+    def on_symbol_failed(self, manager: SymbolManager) -> None: ...
 
 
 class SymbolManager:
@@ -173,7 +122,7 @@ class SymbolManager:
 
     def __init__(
         self,
-        orchestrator: Orchestrator,
+        host: SymbolHost,
         spec: SymbolSpec,
         grid: GridConfig,
         risk: RiskConfig,
@@ -187,8 +136,8 @@ class SymbolManager:
         self.symbol = spec.symbol
         self.spec = spec
         self.grid_config = grid
-        self._orch = orchestrator
-        self._exchange: Exchange = orchestrator.exchange
+        self._host = host
+        self._exchange: Exchange = host.exchange
         self._run_config = run
         self._clock = clock
         self.strategy = GridStrategy(spec, grid, start_position=start_position,
@@ -198,17 +147,13 @@ class SymbolManager:
         self.position = PositionManager(spec.symbol, spec.base, spec.quote,
                                         start_position=start_position)
         self.risk = RiskMonitor(risk)
-        self.state = SymbolState.STARTING
-        self.reason = ""
+        self.lifecycle = Lifecycle()
         self.mid: Decimal | None = None
         self.prefix = grid.client_id_prefix
         self._send, self._recv = trio.open_memory_channel[Any](run.order_channel_size)
         self._latest_quote: Quote | None = None
         self._quote_pending = False
         self._gates: tuple[bool, bool] = (False, False)
-        self._inflight: dict[str, _Placing] = {}  # place requests not yet answered
-        # orders ended without the venue's word (see _presume_gone), most recent last
-        self._presumed_gone: OrderedDict[str, _Watch] = OrderedDict()
         self._exposure_key: tuple[Decimal, Decimal, Decimal, int] | None = None
         self._open_buys: Decimal | None = None  # cached strategy.open_buy_notional
         self._cancelling_buys = ZERO  # cached strategy.cancelling_buy_notional
@@ -227,11 +172,27 @@ class SymbolManager:
         self.quotes_skipped = 0
         self.trades_dropped = 0
         self.rejects = 0
-        self.withdrawn = 0
         self.overflows = 0
         self.bad_quotes = 0
         self.foreign_reports = 0  # reports of orders that are not ours (ignored)
         self._foreign_seen: set[str] = set()
+        self.orders = OrderFlow(
+            self.symbol, host.exchange, self.strategy, host.limiter, started_ns=started_ns,
+            feedback=self._feedback, journal=host.journal, start=self._start,
+            resync=lambda: self.poke(_Marker.RESYNC))
+
+    @property
+    def state(self) -> SymbolState:
+        return self.lifecycle.state
+
+    @property
+    def reason(self) -> str:
+        return self.lifecycle.reason
+
+    @property
+    def withdrawn(self) -> int:
+        """Placements withdrawn while queued for the limiter: never sent."""
+        return self.orders.withdrawn
 
     # ------------------------------------------------------------------ demux side (sync)
     def deliver(self, event: Any) -> None:
@@ -285,7 +246,7 @@ class SymbolManager:
                 try:
                     async with trio.open_nursery() as nursery:
                         self._nursery = nursery
-                        self.state = SymbolState.RUNNING
+                        self.lifecycle.apply(LifecycleEvent.STARTED)
                         task_status.started()
                         await self._event_loop()
                 except Exception as exc:
@@ -295,11 +256,10 @@ class SymbolManager:
             self._nursery = None
             self.done.set()
         if self.state is SymbolState.FAILED and not self._stopping:
-            self._orch.on_symbol_failed(self)
+            self._host.on_symbol_failed(self)
 
     async def _fail(self, exc: BaseException) -> None:
-        self.state = SymbolState.FAILED
-        self.reason = _describe(exc)
+        self.lifecycle.apply(LifecycleEvent.FAIL, _describe(exc))
         log.exception("%s FAILED: %s; cancelling its orders", self.symbol, self.reason)
         with (trio.CancelScope(shield=True),
               trio.move_on_after(self._run_config.shutdown_timeout),
@@ -342,9 +302,25 @@ class SymbolManager:
         if self._stopping:
             return
         self._stopping = True
-        if self.state is not SymbolState.FAILED:
-            self.state = SymbolState.STOPPING
+        self.lifecycle.apply(LifecycleEvent.STOP)
         self.poke(_Marker.STOP)
+
+    def kill(self, reason: str) -> None:
+        """The kill switch: cancel everything and stay stopped until resumed."""
+        self.lifecycle.apply(LifecycleEvent.KILL, "kill switch: " + reason)
+        self.poke(_Marker.STOP)
+
+    def removed(self) -> None:
+        """Its scope has exited (see the orchestrator's retire)."""
+        self.lifecycle.apply(LifecycleEvent.REMOVED)
+
+    def resume(self) -> None:
+        """An operator resumed after a kill: trade again (unless being removed)."""
+        self.poke(_Marker.RESUME)
+
+    def refresh_gates(self) -> None:
+        """The governor's state changed: recompute this symbol's gates."""
+        self.poke(_Marker.GATES)
 
     async def stop(self, timeout: float) -> bool:  # noqa: ASYNC109 - a bound, not a deadline
         """Stop opening, cancel our open orders and wait for the acks, then sweep whatever
@@ -421,9 +397,7 @@ class SymbolManager:
             self._orders_changed = True
             position.on_order_update(item)
             intents = strategy.on_order_update(item)
-            watch = self._presumed_gone.get(item.client_id)
-            if watch is not None:
-                self._watch_presumed_gone(watch, item)
+            self.orders.on_report(item)
             if item.status == "REJECTED":
                 self.rejects += 1
                 changes = risk.on_reject(item.reason or "rejected", now)
@@ -433,21 +407,20 @@ class SymbolManager:
         elif item is _Marker.STOP:
             intents = strategy.stop()
         elif item is _Marker.RESUME:
-            if self._stopping or self._orch.governor.killed:
+            if self._stopping or self._host.governor.killed:
                 intents = []  # being removed / still killed: stopping is one-way
             else:
                 intents = strategy.resume()
-                self.state = SymbolState.RUNNING
-                self.reason = ""
+                self.lifecycle.apply(LifecycleEvent.RESUME)
         elif item is _Marker.GATES:
             intents = []
         elif item is _Marker.RESYNC:
             intents = []
-            self._start(self._resync)
+            self._start(self.orders.resync)
         elif type(item) is StreamStatus:
             intents = []
             if item.status in ("connected", "resynced"):
-                self._start(self._resync)
+                self._start(self.orders.resync)
         else:
             intents = []
         if changes:
@@ -469,26 +442,23 @@ class SymbolManager:
     def _apply_gates(self) -> list[Intent]:
         """Push the current risk and governor state into the strategy when it changed."""
         if self.risk.stopped and not self.strategy.stopped:
-            self.state = SymbolState.STOPPED
-            self.reason = "loss limit: " + self.risk.tripped()["loss_limit"].reason
+            self.lifecycle.apply(LifecycleEvent.LOSS_LIMIT,
+                                 "loss limit: " + self.risk.tripped()["loss_limit"].reason)
             return self.strategy.stop()
         halt = self.risk.halt_opening or self._resyncing
-        governor = self._orch.governor
+        governor = self._host.governor
         reduce_only = governor.reduce_only(self.symbol)
         gates = (halt, reduce_only)
         if gates == self._gates:
             return self._trim_buys(governor) if reduce_only else []
         self._gates = gates
-        if self.state in (SymbolState.RUNNING, SymbolState.HALTED):
-            if halt or reduce_only:
-                self.state = SymbolState.HALTED
-                why = [b.reason for b in self.risk.tripped().values()]
-                if reduce_only:
-                    why.append("governor: reduce-only")
-                self.reason = "; ".join(why)
-            else:
-                self.state = SymbolState.RUNNING
-                self.reason = ""
+        if halt or reduce_only:
+            why = [b.reason for b in self.risk.tripped().values()]
+            if reduce_only:
+                why.append("governor: reduce-only")
+            self.lifecycle.apply(LifecycleEvent.HALT, "; ".join(why))
+        else:
+            self.lifecycle.apply(LifecycleEvent.CLEAR)
         intents = self.strategy.set_gates(halt_opening=halt, reduce_only=reduce_only)
         return (intents + self._trim_buys(governor)) if reduce_only else intents
 
@@ -509,7 +479,7 @@ class SymbolManager:
         if not intents:
             self._report_exposure()
             return
-        governor = self._orch.governor
+        governor = self._host.governor
         # the governor sees the exposure without this batch's new buys, then admits them one by one
         batch_buys = sum(
             (i.request.price * i.request.qty for i in intents
@@ -523,18 +493,18 @@ class SymbolManager:
             reason = governor.check(self.symbol, intent)
             if reason is not None:
                 r = intent.request  # only places are ever refused
-                refused.append(_request_outcome(r, "REJECTED", "governor: " + reason))
-                self._orch.journal("refused", refused[-1])
+                refused.append(request_outcome(r, "REJECTED", "governor: " + reason))
+                self._host.journal("refused", refused[-1])
                 continue
             if type(intent) is PlaceOrder and intent.request.side == "BUY":
                 self._exposure_key = None  # the next report replaces its reservation
             if nursery is not None:
                 if type(intent) is PlaceOrder:
-                    self._orch.journal("place", intent.request)
-                    nursery.start_soon(self._place, intent)
+                    self._host.journal("place", intent.request)
+                    nursery.start_soon(self.orders.place, intent)
                 else:
-                    self._orch.journal("cancel", intent)
-                    nursery.start_soon(self._cancel, intent)
+                    self._host.journal("cancel", intent)
+                    nursery.start_soon(self.orders.cancel, intent)
         if refused:
             # every refusal reaches the strategy before the next report: until then its open
             # buy notional still holds the refused buys, which the governor never admitted
@@ -568,7 +538,7 @@ class SymbolManager:
         self._exposure_key = key
         self._reported_mid = mid
         self._reported_at = self._now
-        changes = self._orch.governor.update(
+        changes = self._host.governor.update(
             self.symbol,
             position=position,
             mid=mid,
@@ -578,253 +548,17 @@ class SymbolManager:
             now=self._now,
         )
         if changes:
-            self._orch.on_governor_changes(changes)
+            self._host.on_governor_changes(changes)
 
     # ------------------------------------------------------------------ venue requests
     async def _feedback(self, update: OrderUpdate) -> None:
         """A venue outcome learnt by the shell (reject, query result) goes to the strategy."""
-        self._orch.journal("outcome", update)
+        self._host.journal("outcome", update)
         await self._send.send(update)
-
-    async def _presume_gone(self, update: OrderUpdate) -> None:
-        """End an order the venue never confirmed (queried absent, or given up on). Should it
-        turn up live after all -- a request that landed late -- it is cancelled on sight."""
-        gone = self._presumed_gone
-        gone[update.client_id] = _Watch(update)
-        while len(gone) > PRESUMED_GONE_MEMORY:
-            gone.popitem(last=False)
-        await self._feedback(update)
-
-    def _watch_presumed_gone(self, watch: _Watch, item: OrderUpdate) -> None:
-        """A report for an order presumed gone: cancel it on sight while it shows up live;
-        watch it until the venue's own final report (a failed cancel is tried again on the
-        next live report)."""
-        cid = item.client_id
-        if item is watch.ended:
-            return  # our own presumption reaching the strategy
-        if item.status in TERMINAL_STATUSES:
-            del self._presumed_gone[cid]
-        elif not watch.cancelling:  # a live report (NEW, PARTIALLY_FILLED)
-            log.warning("%s: order %s, presumed gone, is live on the venue after all "
-                        "(a late request); cancelling it", self.symbol, cid)
-            watch.cancelling = self._start(self._cancel_presumed_gone, watch, cid)
-
-    async def _cancel_presumed_gone(self, watch: _Watch, client_id: str) -> None:
-        intent = CancelOrder(self.symbol, client_id)
-        self._orch.journal("cancel", intent)
-        try:
-            await self._cancel(intent)
-        finally:
-            watch.cancelling = False
-
-    def _acknowledged(self, client_id: str) -> bool:
-        """The venue's stream already reported this order (it exists, whatever queries say)."""
-        order = self.strategy.live_order(client_id)
-        return order is not None and order.status != "PENDING_NEW"
-
-    async def _place(self, intent: PlaceOrder) -> None:
-        r = intent.request
-        cid = r.client_id
-        placing = self._inflight[cid] = _Placing(lambda: self._still_wanted(cid))
-        try:
-            placing.exists = await self._place_until_known(r, placing.still_wanted)
-        finally:
-            del self._inflight[r.client_id]
-            placing.done.set()
-
-    def _still_wanted(self, client_id: str) -> bool:
-        """A queued placement is still wanted unless its cancel was requested meanwhile."""
-        order = self.strategy.live_order(client_id)
-        return order is not None and not order.cancel_requested
-
-    async def _place_until_known(self, r: OrderRequest,
-                                 still_wanted: Callable[[], bool]) -> bool:
-        """Send ``r`` until its outcome is known; ``False`` if the venue never created it."""
-        attempts = 0
-        cid = r.client_id
-        was_unknown = False  # an earlier send timed out: it may still land late
-        while True:
-            attempts += 1
-            try:
-                ack = await self._exchange.place(r, still_wanted=still_wanted)
-                # the stream reports it too; the answer itself keeps the grid moving while a
-                # user stream is down (applying both is harmless: reports are idempotent)
-                if not self._exchange.lossless_reports:
-                    await self._adopt(ack)
-                return True
-            except RateLimited as exc:
-                self._orch.limiter.pause(exc.retry_after, banned=exc.banned, reason=str(exc))
-                continue  # same client id: a retry is not a new order
-            except PlaceWithdrawn:
-                # cancelled while it waited for the limiter: never sent, so nothing to cancel
-                self.withdrawn += 1
-                ended = _request_outcome(r, "CANCELED", "withdrawn before it was sent")
-                await (self._presume_gone(ended) if was_unknown else self._feedback(ended))
-                # after a timeout the first send may still land: let the waiting cancel go
-                return was_unknown
-            except DuplicateOrder as exc:
-                # the venue already holds this client id: an earlier send of ours landed
-                # after all (e.g. after a timeout). Learn its state instead of dropping it
-                if (await self._found_by_query(r, "refused as a duplicate", exc)
-                        or self._acknowledged(cid)):
-                    return True
-                # unknown to a query, yet a duplicate: end it, watch for it, and let a
-                # waiting cancel still go
-                await self._presume_gone(_request_outcome(r, "REJECTED", f"{exc.kind}: {exc}"))
-                return True
-            except OrderRejected as exc:
-                await self._feedback(_request_outcome(r, "REJECTED", f"{exc.kind}: {exc}"))
-                return False
-            except OutcomeUnknown as exc:
-                was_unknown = True
-                if await self._found_by_query(r, "outcome unknown", exc):
-                    return True
-                if self._acknowledged(cid):
-                    return True  # the stream reported it meanwhile: it exists
-                if attempts >= 3:
-                    await self._presume_gone(_request_outcome(r, "REJECTED",
-                                                              "outcome_unknown: gave up"))
-                    return False
-                # confirmed absent twice: safe to send again under the same id
-
-    async def _found_by_query(self, r: OrderRequest, what: str, exc: Exception) -> bool:
-        """Ask the venue about a placement its answer left open; adopt it if it exists."""
-        log.warning("%s: place %s %s (%s); querying", self.symbol, r.client_id, what, exc)
-        found = await self._resolve(r.symbol, r.client_id, r.side, r.price, r.qty)
-        if found is None:
-            return False
-        await self._adopt(found)
-        return True
-
-    async def _cancel(self, intent: CancelOrder) -> None:
-        placing = self._inflight.get(intent.client_id)
-        if placing is not None:
-            # its place request is still on its way (cancels go first in the limiter): a
-            # cancel sent now would only earn "unknown order"; wait for the place's answer.
-            # One still queued in the limiter is withdrawn now, spending nothing
-            self._orch.limiter.recheck(placing.still_wanted)
-            await placing.done.wait()
-            if not placing.exists:
-                return  # refused or withdrawn: the venue never had it, nothing to cancel
-        attempts = 0
-        while True:
-            attempts += 1
-            try:
-                answer = await self._exchange.cancel(intent.symbol, intent.client_id)
-                if not self._exchange.lossless_reports:
-                    await self._adopt(answer)
-                return
-            except RateLimited as exc:
-                self._orch.limiter.pause(exc.retry_after, banned=exc.banned, reason=str(exc))
-            except UnknownOrder:
-                placing = self._inflight.get(intent.client_id)
-                if placing is not None:
-                    # the cancel overtook its own place request: wait for that, then retry
-                    await placing.done.wait()
-                    if not placing.exists:
-                        return
-                    continue
-                # it may have filled, or never existed: ask the venue
-                found = await self._resolve_live(intent.client_id)
-                if found is not None:
-                    await self._adopt(found)
-                    if found.status in TERMINAL_STATUSES:
-                        return
-                    if attempts >= 5:
-                        return
-                    continue
-                lo = self.strategy.live_order(intent.client_id)
-                if lo is not None:
-                    await self._presume_gone(_outcome(intent.symbol, lo.client_id, lo.side,
-                                                      lo.price, lo.qty, "CANCELED",
-                                                      "unknown to venue", cum=lo.filled))
-                return
-            except OutcomeUnknown:
-                if attempts >= 5:
-                    self.poke(_Marker.RESYNC)
-                    return
-                await trio.sleep(min(2.0, 0.1 * 2**attempts))
-            except OrderRejected as exc:
-                # not "unknown order": e.g. a clock skew refusal. Learn the order's state and
-                # try again, so it never lingers half-cancelled
-                log.warning("%s: cancel %s rejected: %s", self.symbol, intent.client_id, exc)
-                found = await self._resolve_live(intent.client_id)
-                if found is not None:
-                    await self._adopt(found)
-                    if found.status in TERMINAL_STATUSES:
-                        return
-                if attempts >= 5:
-                    self.poke(_Marker.RESYNC)
-                    return
-                await trio.sleep(min(2.0, 0.1 * 2**attempts))
-
-    async def _adopt(self, found: OpenOrder) -> None:
-        """Apply what the venue says of an order; fetch its fills first if we missed some."""
-        live = self.strategy.live_order(found.client_id)
-        if found.cum_qty > (live.filled if live is not None else ZERO):
-            try:
-                for fill in await self._exchange.order_fills(found):
-                    await self._feedback(fill)
-            except ExchangeError as exc:  # the cum_qty below still gets the strategy right
-                log.warning("%s: fills of %s unavailable: %s", self.symbol, found.client_id,
-                            exc)
-        await self._feedback(_from_open_order(found))
-
-    async def _resolve_live(self, client_id: str) -> OpenOrder | None:
-        """:meth:`_resolve` for one of our orders the strategy still holds live."""
-        order = self.strategy.live_order(client_id)
-        if order is None:
-            return None  # ended meanwhile: nothing left to learn about it
-        return await self._resolve(self.symbol, client_id, order.side, order.price, order.qty)
-
-    async def _resolve(self, symbol: str, client_id: str, side: Side, price: Decimal,
-                       qty: Decimal) -> OpenOrder | None:
-        """Query until the venue confirms the order we sent (``side``, ``price``, ``qty``)
-        exists, or twice that it does not. An answer that is some other order under the
-        same id (see :func:`~mm_trio.domain.model.order_mismatch`) counts as "does not exist": it
-        is never adopted."""
-        misses = 0
-        delay = 0.05
-        while True:
-            try:
-                found = await self._exchange.query(symbol, client_id)
-                mismatch = order_mismatch(found, side=side, price=price, qty=qty,
-                                          not_before_ns=self.started_ns)
-                if mismatch is None:
-                    return found
-                log.error("%s: the venue's order %s (id %s) is not the one we sent (%s); "
-                          "not adopting it", self.symbol, client_id, found.order_id, mismatch)
-                misses += 1
-                if misses >= 2:
-                    return None
-            except UnknownOrder:
-                misses += 1
-                if misses >= 2:
-                    return None
-            except RateLimited as exc:
-                self._orch.limiter.pause(exc.retry_after, banned=exc.banned, reason=str(exc))
-            except OutcomeUnknown:
-                pass
-            await trio.sleep(delay)
-            delay = min(delay * 2, 2.0)
-
-    async def _resync(self) -> None:
-        """Ask the venue about every live order and feed back what it says (after reconnects)."""
-        for order in self.strategy.live_orders():
-            if order.client_id in self._inflight:
-                continue  # its place request is still in flight and resolves itself
-            found = await self._resolve(self.symbol, order.client_id, order.side, order.price,
-                                        order.qty)
-            if found is not None:
-                await self._adopt(found)
-            else:
-                await self._presume_gone(_outcome(self.symbol, order.client_id, order.side,
-                                                  order.price, order.qty, "CANCELED",
-                                                  "resync: unknown to venue", cum=order.filled))
 
     async def _resync_after_overflow(self) -> None:
         try:
-            await self._resync()
+            await self.orders.resync()
         finally:
             self._resyncing = False
             self.poke(_Marker.GATES)  # lift the halt

@@ -33,7 +33,7 @@ from mm_trio.domain.model import (
     SymbolSpec,
     parse_symbol,
 )
-from mm_trio.engine.manager import SymbolManager, SymbolSnapshot, SymbolState, _Marker
+from mm_trio.engine.manager import SymbolManager, SymbolSnapshot
 from mm_trio.exchange.base import Exchange
 from mm_trio.exchange.limiter import Limiter
 
@@ -201,9 +201,7 @@ class Orchestrator:
                 manager.close()
                 raise
             if self.governor.killed:  # stays stopped until an operator resumes
-                manager.state = SymbolState.STOPPED
-                manager.reason = "kill switch: " + self.governor.kill_reason
-                manager.poke(_Marker.STOP)
+                manager.kill(self.governor.kill_reason)
             log.info("%s added (%s grid, step %s, %d below / %d above)", symbol, grid.spacing,
                      grid.step, grid.levels_below, grid.levels_above)
             return manager
@@ -255,8 +253,7 @@ class Orchestrator:
         manager.close()
         with trio.move_on_after(1.0):  # its scope is cancelled: it ends at once
             await manager.done.wait()
-        if manager.state is not SymbolState.FAILED:
-            manager.state = SymbolState.REMOVED
+        manager.removed()
         self._note_generation(manager)
         snap = manager.snapshot()
         self._retired[symbol] = snap
@@ -286,7 +283,7 @@ class Orchestrator:
     async def resume(self) -> None:
         self._on_changes(self.governor.resume())
         for manager in self._managers.values():
-            manager.poke(_Marker.RESUME)
+            manager.resume()
 
     # ------------------------------------------------------------------ internals
     def on_symbol_failed(self, manager: SymbolManager) -> None:
@@ -341,14 +338,11 @@ class Orchestrator:
                 everyone = True
         for symbol, manager in self._managers.items():
             if everyone or symbol in touched:
-                manager.poke(_Marker.GATES)
+                manager.refresh_gates()
 
     def _stop_all(self, reason: str) -> None:
         for manager in self._managers.values():
-            if manager.state not in (SymbolState.FAILED, SymbolState.STOPPING):
-                manager.state = SymbolState.STOPPED
-                manager.reason = "kill switch: " + reason
-            manager.poke(_Marker.STOP)
+            manager.kill(reason)
 
     async def _ticker(self) -> None:
         """One ticker for every symbol: time-driven risk checks, in registry order.
