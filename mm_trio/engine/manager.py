@@ -14,32 +14,32 @@ touches the pure objects, so they never see concurrent mutation. Everything else
 
 from __future__ import annotations
 
-import enum
 import logging
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, Protocol
 
-import msgspec
 import trio
 
 from mm_trio.core.grid.strategy import GridStrategy
 from mm_trio.core.lifecycle import Lifecycle, LifecycleEvent, SymbolState
-from mm_trio.core.orders import request_outcome
 from mm_trio.core.position import PositionManager
 from mm_trio.core.risk.governor import GovernorChange, RiskGovernor
 from mm_trio.core.risk.monitor import BreakerChange, RiskMonitor
 from mm_trio.domain.config import GridConfig, RiskConfig, RunConfig
-from mm_trio.domain.intents import Intent, PlaceOrder
+from mm_trio.domain.intents import CancelOrder, Intent, PlaceOrder
 from mm_trio.domain.model import (
     ZERO,
     OrderUpdate,
-    Quote,
     StreamStatus,
     SymbolSpec,
     Trade,
 )
+from mm_trio.engine.exposure import ExposureReporter
+from mm_trio.engine.gate import IntentGate
+from mm_trio.engine.inbox import Inbox, Marker
 from mm_trio.engine.orderflow import OrderFlow, Recheck
+from mm_trio.engine.snapshot import SymbolSnapshot, symbol_snapshot
 from mm_trio.exchange.base import Exchange
 from mm_trio.exchange.limiter import Priority, priority
 
@@ -48,54 +48,12 @@ __all__ = ["SymbolHost", "SymbolManager", "SymbolSnapshot", "SymbolState"]
 log = logging.getLogger("mm_trio.engine.manager")
 
 
-class SymbolSnapshot(msgspec.Struct, kw_only=True):
-    """What the status line, the control plane and the summary show for one symbol."""
-
-    symbol: str
-    state: str
-    reason: str
-    mid: Decimal | None
-    position: Decimal
-    open_orders: int
-    fills: int
-    buys: int
-    sells: int
-    realized_pnl: Decimal
-    unrealized_pnl: Decimal
-    fees: dict[str, Decimal]
-    fees_quote: Decimal
-    total_pnl: Decimal
-    max_inventory: Decimal
-    breakers: list[str]
-    breaker_trips: int
-    events: int
-    quotes_skipped: int
-    trades_dropped: int
-    rejects: int
-    withdrawn: int = 0  # placements cancelled while queued for the limiter: never sent
-    foreign_reports: int = 0  # execution reports of orders not ours: ignored
-
-
-class _Marker(enum.Enum):
-    QUOTE = "quote"  # the conflated latest quote is waiting in ``_latest_quote``
-    GATES = "gates"  # governor state changed: recompute gates
-    STOP = "stop"  # cancel everything and place nothing more
-    RESUME = "resume"
-    RESYNC = "resync"  # query the venue for every live order and apply what it says
-
-
 def _describe(exc: BaseException) -> str:
     """``Type: message`` of the first leaf of a (possibly nested) exception group."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
     return f"{type(exc).__name__}: {exc}"
 
-
-MARK_TO_MARKET_MOVE = Decimal("0.0002")
-"""A holding symbol re-reports its exposure once the mid moved this fraction (2 bp) ..."""
-MARK_TO_MARKET_INTERVAL = 0.5
-"""... or this many seconds passed since its last report (the governor's view of held
-inventory is at most this stale between reports)."""
 
 FOREIGN_MEMORY = 1_000
 """How many client ids of orders not ours are remembered (each is logged once)."""
@@ -150,16 +108,9 @@ class SymbolManager:
         self.lifecycle = Lifecycle()
         self.mid: Decimal | None = None
         self.prefix = grid.client_id_prefix
-        self._send, self._recv = trio.open_memory_channel[Any](run.order_channel_size)
-        self._latest_quote: Quote | None = None
-        self._quote_pending = False
-        self._gates: tuple[bool, bool] = (False, False)
-        self._exposure_key: tuple[Decimal, Decimal, Decimal, int] | None = None
-        self._open_buys: Decimal | None = None  # cached strategy.open_buy_notional
-        self._cancelling_buys = ZERO  # cached strategy.cancelling_buy_notional
-        self._orders_changed = True  # our order set may have changed since it was cached
-        self._reported_mid: Decimal | None = None
-        self._reported_at = 0.0
+        self.inbox = Inbox(run.order_channel_size, self._overflow)
+        self.exposure = ExposureReporter(self.symbol, self.strategy, self.position,
+                                         host.governor, host.on_governor_changes)
         self._now = 0.0
         self._stopping = False
         self._resyncing = False
@@ -169,17 +120,16 @@ class SymbolManager:
         self._nursery: trio.Nursery | None = None
         # metrics
         self.events = 0
-        self.quotes_skipped = 0
-        self.trades_dropped = 0
         self.rejects = 0
-        self.overflows = 0
         self.bad_quotes = 0
         self.foreign_reports = 0  # reports of orders that are not ours (ignored)
         self._foreign_seen: set[str] = set()
         self.orders = OrderFlow(
             self.symbol, host.exchange, self.strategy, host.limiter, started_ns=started_ns,
             feedback=self._feedback, journal=host.journal, start=self._start,
-            resync=lambda: self.poke(_Marker.RESYNC))
+            resync=lambda: self.poke(Marker.RESYNC))
+        self.gate = IntentGate(self.symbol, self.strategy, self.risk, host.governor,
+                               self.lifecycle, self.exposure, host.journal, self._send_intent)
 
     @property
     def state(self) -> SymbolState:
@@ -197,43 +147,27 @@ class SymbolManager:
     # ------------------------------------------------------------------ demux side (sync)
     def deliver(self, event: Any) -> None:
         """Hand one routed event to this symbol. Never blocks (SPEC §8)."""
-        if type(event) is Quote:
-            self._latest_quote = event
-            if self._quote_pending:
-                self.quotes_skipped += 1
-                return
-            try:
-                self._send.send_nowait(_Marker.QUOTE)
-                self._quote_pending = True
-            except trio.WouldBlock:
-                self.quotes_skipped += 1
-            except (trio.ClosedResourceError, trio.BrokenResourceError):
-                pass
-            return
-        try:
-            self._send.send_nowait(event)
-        except trio.WouldBlock:
-            if type(event) is Trade:
-                self.trades_dropped += 1
-            else:
-                self._overflow()
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            pass
+        self.inbox.deliver(event)
 
-    def poke(self, marker: _Marker) -> None:
-        try:
-            self._send.send_nowait(marker)
-        except trio.WouldBlock:
-            if marker in (_Marker.STOP, _Marker.RESYNC, _Marker.GATES):
-                self._overflow()
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            pass
+    def poke(self, marker: Marker) -> None:
+        self.inbox.poke(marker)
+
+    @property
+    def quotes_skipped(self) -> int:
+        return self.inbox.quotes_skipped
+
+    @property
+    def trades_dropped(self) -> int:
+        return self.inbox.trades_dropped
+
+    @property
+    def overflows(self) -> int:
+        return self.inbox.overflows
 
     def _overflow(self) -> None:
         """An order event could not be queued: halt this symbol and resync from REST, loudly."""
-        self.overflows += 1
         if not self._resyncing:
-            self._resyncing = True  # halts opening (see _apply_gates) until resynced
+            self._resyncing = True  # halts opening (see IntentGate.apply_gates) until resynced
             log.error("%s: order channel overflow; halting and resyncing from the venue",
                       self.symbol)
             self._start(self._resync_after_overflow)
@@ -295,7 +229,7 @@ class SymbolManager:
             changes += self.risk.on_pnl(self.position.total_pnl(self.mid), now)
         if changes:
             self._log_breakers(changes)
-            self.poke(_Marker.GATES)
+            self.poke(Marker.GATES)
 
     def begin_stop(self) -> None:
         """Stop opening and cancel our open orders (the acks arrive later: see ``flat``)."""
@@ -303,12 +237,12 @@ class SymbolManager:
             return
         self._stopping = True
         self.lifecycle.apply(LifecycleEvent.STOP)
-        self.poke(_Marker.STOP)
+        self.poke(Marker.STOP)
 
     def kill(self, reason: str) -> None:
         """The kill switch: cancel everything and stay stopped until resumed."""
         self.lifecycle.apply(LifecycleEvent.KILL, "kill switch: " + reason)
-        self.poke(_Marker.STOP)
+        self.poke(Marker.STOP)
 
     def removed(self) -> None:
         """Its scope has exited (see the orchestrator's retire)."""
@@ -316,11 +250,11 @@ class SymbolManager:
 
     def resume(self) -> None:
         """An operator resumed after a kill: trade again (unless being removed)."""
-        self.poke(_Marker.RESUME)
+        self.poke(Marker.RESUME)
 
     def refresh_gates(self) -> None:
         """The governor's state changed: recompute this symbol's gates."""
-        self.poke(_Marker.GATES)
+        self.poke(Marker.GATES)
 
     async def stop(self, timeout: float) -> bool:  # noqa: ASYNC109 - a bound, not a deadline
         """Stop opening, cancel our open orders and wait for the acks, then sweep whatever
@@ -356,7 +290,8 @@ class SymbolManager:
     async def _event_loop(self) -> None:
         """Handle events one at a time; whatever is already queued is handled without
         yielding to the scheduler in between (the pure core never waits)."""
-        receive, receive_nowait, handle = (self._recv.receive, self._recv.receive_nowait,
+        channel = self.inbox.receive
+        receive, receive_nowait, handle = (channel.receive, channel.receive_nowait,
                                            self._handle)
         while True:
             try:
@@ -372,63 +307,70 @@ class SymbolManager:
                 handle(item)
 
     def _handle(self, item: Any) -> None:
-        strategy, position, risk = self.strategy, self.position, self.risk
         self.events += 1
-        self._now = now = self._clock()
-        changes: list[BreakerChange] = []
-        intents: list[Intent]
-        if item is _Marker.QUOTE:
-            self._quote_pending = False
-            quote = self._latest_quote
-            if quote is None:
-                return
-            if quote.bid <= 0 or quote.ask <= 0 or quote.bid >= quote.ask:
-                self.bad_quotes += 1  # an empty or crossed book side is no price to trade on
-                return
-            self.mid = quote.mid
-            changes = risk.on_quote(quote, now)
-            intents = strategy.on_quote(quote)
-        elif type(item) is OrderUpdate:
-            if not strategy.knows(item.client_id):
-                # not an order we placed (a hand-placed order, another program's, or an
-                # earlier run's): its fills are not our position, its rejects not ours
-                self._foreign(item)
-                return
-            self._orders_changed = True
-            position.on_order_update(item)
-            intents = strategy.on_order_update(item)
-            self.orders.on_report(item)
-            if item.status == "REJECTED":
-                self.rejects += 1
-                changes = risk.on_reject(item.reason or "rejected", now)
-        elif type(item) is Trade:
-            changes = risk.on_trade(item, now)
-            intents = []
-        elif item is _Marker.STOP:
-            intents = strategy.stop()
-        elif item is _Marker.RESUME:
-            if self._stopping or self._host.governor.killed:
-                intents = []  # being removed / still killed: stopping is one-way
-            else:
-                intents = strategy.resume()
-                self.lifecycle.apply(LifecycleEvent.RESUME)
-        elif item is _Marker.GATES:
-            intents = []
-        elif item is _Marker.RESYNC:
-            intents = []
-            self._start(self.orders.resync)
-        elif type(item) is StreamStatus:
-            intents = []
+        self._now = self._clock()
+        kind = type(item)
+        if item is Marker.QUOTE:
+            reaction = self._on_quote()
+        elif kind is OrderUpdate:
+            reaction = self._on_report(item)
+        elif kind is Trade:
+            reaction = [], self.risk.on_trade(item, self._now)
+        elif kind is StreamStatus:
             if item.status in ("connected", "resynced"):
                 self._start(self.orders.resync)
+            reaction = [], []
         else:
-            intents = []
+            reaction = self._on_marker(item), []
+        if reaction is None:
+            return  # nothing the symbol trades on changed
+        intents, changes = reaction
         if changes:
             self._log_breakers(changes)
-        intents += self._apply_gates()
-        self._dispatch(intents)
-        if self._stopping and not strategy.live_orders():
+        intents += self.gate.apply_gates(self._resyncing)
+        self.gate.dispatch(intents, self.mid, self._now)
+        if self._stopping and not self.strategy.live_orders():
             self.flat.set()
+
+    def _on_quote(self) -> tuple[list[Intent], list[BreakerChange]] | None:
+        quote = self.inbox.take_quote()
+        if quote is None:
+            return None
+        if quote.bid <= 0 or quote.ask <= 0 or quote.bid >= quote.ask:
+            self.bad_quotes += 1  # an empty or crossed book side is no price to trade on
+            return None
+        self.mid = quote.mid
+        changes = self.risk.on_quote(quote, self._now)
+        return self.strategy.on_quote(quote), changes
+
+    def _on_report(self, report: OrderUpdate) -> tuple[list[Intent], list[BreakerChange]] | None:
+        if not self.strategy.knows(report.client_id):
+            # not an order we placed (a hand-placed order, another program's, or an
+            # earlier run's): its fills are not our position, its rejects not ours
+            self._foreign(report)
+            return None
+        self.exposure.orders_changed()
+        self.position.on_order_update(report)
+        intents = self.strategy.on_order_update(report)
+        self.orders.on_report(report)
+        changes: list[BreakerChange] = []
+        if report.status == "REJECTED":
+            self.rejects += 1
+            changes = self.risk.on_reject(report.reason or "rejected", self._now)
+        return intents, changes
+
+    def _on_marker(self, marker: Marker) -> list[Intent]:
+        if marker is Marker.STOP:
+            return self.strategy.stop()
+        if marker is Marker.RESUME:
+            if self._stopping or self._host.governor.killed:
+                return []  # being removed / still killed: stopping is one-way
+            intents = self.strategy.resume()
+            self.lifecycle.apply(LifecycleEvent.RESUME)
+            return intents
+        if marker is Marker.RESYNC:
+            self._start(self.orders.resync)
+        return []  # GATES: the gates are recomputed below
 
     def _foreign(self, report: OrderUpdate) -> None:
         self.foreign_reports += 1
@@ -439,159 +381,35 @@ class SymbolManager:
             log.info("%s: ignoring reports of order %r: not one of ours", self.symbol,
                      report.client_id)
 
-    def _apply_gates(self) -> list[Intent]:
-        """Push the current risk and governor state into the strategy when it changed."""
-        if self.risk.stopped and not self.strategy.stopped:
-            self.lifecycle.apply(LifecycleEvent.LOSS_LIMIT,
-                                 "loss limit: " + self.risk.tripped()["loss_limit"].reason)
-            return self.strategy.stop()
-        halt = self.risk.halt_opening or self._resyncing
-        governor = self._host.governor
-        reduce_only = governor.reduce_only(self.symbol)
-        gates = (halt, reduce_only)
-        if gates == self._gates:
-            return self._trim_buys(governor) if reduce_only else []
-        self._gates = gates
-        if halt or reduce_only:
-            why = [b.reason for b in self.risk.tripped().values()]
-            if reduce_only:
-                why.append("governor: reduce-only")
-            self.lifecycle.apply(LifecycleEvent.HALT, "; ".join(why))
-        else:
-            self.lifecycle.apply(LifecycleEvent.CLEAR)
-        intents = self.strategy.set_gates(halt_opening=halt, reduce_only=reduce_only)
-        return (intents + self._trim_buys(governor)) if reduce_only else intents
-
-    def _trim_buys(self, governor: RiskGovernor) -> list[Intent]:
-        """Reduce-only keeps the resting buys that fit the cap; cancel only the excess."""
-        keep = governor.buy_allowance(self.symbol)
-        return [] if keep is None else self.strategy.trim_buys(keep)
-
     def _log_breakers(self, changes: list[BreakerChange]) -> None:
         for change in changes:
             verb = "TRIPPED" if change.tripped else "cleared"
             log.warning("%s breaker %s %s: %s", self.symbol, change.breaker, verb, change.reason)
 
-    def _dispatch(self, intents: list[Intent]) -> None:
-        """Gate every intent through the governor, then send the admitted ones."""
-        if intents:
-            self._orders_changed = True
-        if not intents:
-            self._report_exposure()
-            return
-        governor = self._host.governor
-        # the governor sees the exposure without this batch's new buys, then admits them one by one
-        batch_buys = sum(
-            (i.request.price * i.request.qty for i in intents
-             if type(i) is PlaceOrder and i.request.side == "BUY"),
-            ZERO,
-        )
-        self._report_exposure(exclude_buy_notional=batch_buys)
-        refused: list[OrderUpdate] = []
-        nursery = self._nursery
-        for intent in intents:
-            reason = governor.check(self.symbol, intent)
-            if reason is not None:
-                r = intent.request  # only places are ever refused
-                refused.append(request_outcome(r, "REJECTED", "governor: " + reason))
-                self._host.journal("refused", refused[-1])
-                continue
-            if type(intent) is PlaceOrder and intent.request.side == "BUY":
-                self._exposure_key = None  # the next report replaces its reservation
-            if nursery is not None:
-                if type(intent) is PlaceOrder:
-                    self._host.journal("place", intent.request)
-                    nursery.start_soon(self.orders.place, intent)
-                else:
-                    self._host.journal("cancel", intent)
-                    nursery.start_soon(self.orders.cancel, intent)
-        if refused:
-            # every refusal reaches the strategy before the next report: until then its open
-            # buy notional still holds the refused buys, which the governor never admitted
-            # (reported, they looked like exposure above the cap and tripped reduce-only)
-            self._orders_changed = True
-            follow: list[Intent] = []
-            for update in refused:
-                follow += self.strategy.on_order_update(update)
-            self._dispatch(follow)
-
-    def _report_exposure(self, exclude_buy_notional: Decimal = ZERO) -> None:
-        """Tell the governor this symbol's exposure and PnL (skipped when nothing moved)."""
-        mid = self.mid
-        position = self.strategy.position
-        if self._orders_changed or self._open_buys is None:
-            self._open_buys = self.strategy.open_buy_notional
-            self._cancelling_buys = self.strategy.cancelling_buy_notional
-            self._orders_changed = False
-        open_buys = self._open_buys - exclude_buy_notional
-        cancelling = self._cancelling_buys
-        key = (position, open_buys, cancelling, self.position.fills)
-        if key == self._exposure_key:
-            if not position:
-                return  # flat and unchanged: exposure and PnL cannot have moved
-            # holding: mark to market when the mid moved enough or enough time passed
-            last_mid = self._reported_mid
-            if (mid is not None and last_mid is not None
-                    and abs(mid - last_mid) < last_mid * MARK_TO_MARKET_MOVE
-                    and self._now - self._reported_at < MARK_TO_MARKET_INTERVAL):
-                return
-        self._exposure_key = key
-        self._reported_mid = mid
-        self._reported_at = self._now
-        changes = self._host.governor.update(
-            self.symbol,
-            position=position,
-            mid=mid,
-            open_buy_notional=open_buys,
-            cancelling_buy_notional=cancelling,
-            pnl=self.position.total_pnl(mid) if mid is not None else ZERO,
-            now=self._now,
-        )
-        if changes:
-            self._host.on_governor_changes(changes)
-
     # ------------------------------------------------------------------ venue requests
+    def _send_intent(self, intent: PlaceOrder | CancelOrder) -> bool:
+        """Start the request task of an admitted intent (``False`` once closing)."""
+        nursery = self._nursery
+        if nursery is None:
+            return False
+        if type(intent) is PlaceOrder:
+            nursery.start_soon(self.orders.place, intent)
+        else:
+            nursery.start_soon(self.orders.cancel, intent)
+        return True
+
     async def _feedback(self, update: OrderUpdate) -> None:
         """A venue outcome learnt by the shell (reject, query result) goes to the strategy."""
         self._host.journal("outcome", update)
-        await self._send.send(update)
+        await self.inbox.send.send(update)
 
     async def _resync_after_overflow(self) -> None:
         try:
             await self.orders.resync()
         finally:
             self._resyncing = False
-            self.poke(_Marker.GATES)  # lift the halt
+            self.poke(Marker.GATES)  # lift the halt
 
     # ------------------------------------------------------------------ views
     def snapshot(self) -> SymbolSnapshot:
-        mid = self.mid
-        pos = self.position
-        fees_quote = pos.fees_in_quote(mid) if mid is not None else pos.fees.get(self.spec.quote,
-                                                                                   ZERO)
-        return SymbolSnapshot(
-            symbol=self.symbol,
-            state=str(self.state),
-            reason=self.reason,
-            mid=mid,
-            position=self.strategy.position,
-            open_orders=len(self.strategy.live_orders()),
-            fills=pos.fills,
-            buys=pos.buys,
-            sells=pos.sells,
-            realized_pnl=pos.realized_pnl,
-            unrealized_pnl=pos.unrealized_pnl(mid) if mid is not None else ZERO,
-            fees=dict(pos.fees),
-            fees_quote=fees_quote,
-            total_pnl=pos.total_pnl(mid) if mid is not None else pos.realized_pnl - fees_quote,
-            max_inventory=pos.max_inventory,
-            breakers=sorted(self.risk.tripped()),
-            breaker_trips=self.risk.trips,
-            events=self.events,
-            quotes_skipped=self.quotes_skipped,
-            trades_dropped=self.trades_dropped,
-            rejects=self.rejects,
-            withdrawn=self.withdrawn,
-            foreign_reports=self.foreign_reports,
-        )
-
+        return symbol_snapshot(self)

@@ -1,0 +1,73 @@
+"""What the status line, the control plane and the summary show for one symbol."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from mm_trio.domain.model import ZERO
+
+if TYPE_CHECKING:
+    from mm_trio.engine.manager import SymbolManager
+
+
+class SymbolSnapshot(msgspec.Struct, kw_only=True):
+    """What the status line, the control plane and the summary show for one symbol."""
+
+    symbol: str
+    state: str
+    reason: str
+    mid: Decimal | None
+    position: Decimal
+    open_orders: int
+    fills: int
+    buys: int
+    sells: int
+    realized_pnl: Decimal
+    unrealized_pnl: Decimal
+    fees: dict[str, Decimal]
+    fees_quote: Decimal
+    total_pnl: Decimal
+    max_inventory: Decimal
+    breakers: list[str]
+    breaker_trips: int
+    events: int
+    quotes_skipped: int
+    trades_dropped: int
+    rejects: int
+    withdrawn: int = 0  # placements cancelled while queued for the limiter: never sent
+    foreign_reports: int = 0  # execution reports of orders not ours: ignored
+
+
+def symbol_snapshot(m: SymbolManager) -> SymbolSnapshot:
+    """What one running symbol shows (status line, control plane, summary)."""
+    mid = m.mid
+    pos = m.position
+    fees_quote = pos.fees_in_quote(mid) if mid is not None else pos.fees.get(m.spec.quote, ZERO)
+    return SymbolSnapshot(
+        symbol=m.symbol,
+        state=str(m.state),
+        reason=m.reason,
+        mid=mid,
+        position=m.strategy.position,
+        open_orders=len(m.strategy.live_orders()),
+        fills=pos.fills,
+        buys=pos.buys,
+        sells=pos.sells,
+        realized_pnl=pos.realized_pnl,
+        unrealized_pnl=pos.unrealized_pnl(mid) if mid is not None else ZERO,
+        fees=dict(pos.fees),
+        fees_quote=fees_quote,
+        total_pnl=pos.total_pnl(mid) if mid is not None else pos.realized_pnl - fees_quote,
+        max_inventory=pos.max_inventory,
+        breakers=sorted(m.risk.tripped()),
+        breaker_trips=m.risk.trips,
+        events=m.events,
+        quotes_skipped=m.quotes_skipped,
+        trades_dropped=m.trades_dropped,
+        rejects=m.rejects,
+        withdrawn=m.withdrawn,
+        foreign_reports=m.foreign_reports,
+    )
