@@ -12,7 +12,7 @@ Use it as an async context manager::
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
@@ -26,13 +26,11 @@ from mm_trio.domain.ids import run_generation
 from mm_trio.domain.model import (
     ZERO,
     Balance,
-    BalanceUpdate,
-    OrderUpdate,
-    StreamStatus,
     SymbolError,
     SymbolSpec,
     parse_symbol,
 )
+from mm_trio.engine.demux import Demux
 from mm_trio.engine.manager import SymbolManager, SymbolSnapshot
 from mm_trio.exchange.base import Exchange
 from mm_trio.exchange.limiter import Limiter
@@ -67,11 +65,10 @@ class Orchestrator:
         self.limiter = limiter
         self.governor = RiskGovernor(config.governor)
         self.specs: dict[str, SymbolSpec] = {}
-        self.balances: dict[str, Balance] = {}
-        self.unrouted_events = 0
         self._clock = clock
         self._journal = journal
         self._managers: dict[str, SymbolManager] = {}
+        self.demux = Demux(self._managers, journal)
         self._retired: dict[str, SymbolSnapshot] = {}
         self._nursery: trio.Nursery | None = None
         self._lock = trio.Lock()  # serialises add/remove so the registry never races
@@ -86,8 +83,8 @@ class Orchestrator:
         self._nursery = nursery
         await nursery.start(self.exchange.run)
         self.specs = await self.exchange.load_specs()
-        self.balances = await self.exchange.balances()
-        nursery.start_soon(self._demux)
+        self.demux.balances.update(await self.exchange.balances())
+        nursery.start_soon(self.demux.run, self.exchange.events)
         nursery.start_soon(self._ticker)
 
     async def shutdown(self) -> None:
@@ -126,6 +123,16 @@ class Orchestrator:
                 await self._retire(manager, timeout, unsubscribe=False)
 
     # ------------------------------------------------------------------ public API
+    @property
+    def balances(self) -> dict[str, Balance]:
+        """The latest balance of every asset (as the venue last reported it)."""
+        return self.demux.balances
+
+    @property
+    def unrouted_events(self) -> int:
+        """Events of symbols nobody runs (counted, not errors)."""
+        return self.demux.unrouted_events
+
     def symbols(self) -> list[str]:
         return sorted(self._managers)
 
@@ -178,7 +185,8 @@ class Orchestrator:
             assert self._nursery is not None, "orchestrator is not running"
             start_position = ZERO
             if grid.mode == "neutral":
-                start_position = self._unclaimed_base(spec.base)
+                start_position = unclaimed_base(spec.base, self.balances,
+                                                self._managers.values())
                 if start_position <= 0:
                     log.warning("%s: neutral grid starts with no %s to sell (none free, or "
                                 "all of it held by the other symbols on %s)", symbol,
@@ -205,25 +213,6 @@ class Orchestrator:
             log.info("%s added (%s grid, step %s, %d below / %d above)", symbol, grid.spacing,
                      grid.step, grid.levels_below, grid.levels_above)
             return manager
-
-    def _unclaimed_base(self, base: str) -> Decimal:
-        """Free ``base`` balance that no running symbol already holds (a neutral grid's start).
-
-        Every running symbol on the same base asset holds its position; the part of it not
-        locked by sells the venue has acknowledged (sells still queued or on the wire lock
-        nothing yet) is still in the free balance, so it is taken off, and two symbols on
-        one base never both count the same coins as theirs to sell.
-        """
-        bal = self.balances.get(base)
-        free = bal.free if bal is not None else ZERO
-        for manager in self._managers.values():
-            if manager.spec.base != base:
-                continue
-            strategy = manager.strategy
-            locked = sum((o.qty - o.filled for o in strategy.live_orders()
-                          if o.side == "SELL" and o.status != "PENDING_NEW"), ZERO)
-            free -= max(ZERO, strategy.position - locked)
-        return max(ZERO, free)
 
     async def remove_symbol(self, symbol: str) -> SymbolSnapshot:
         """Stop opening, cancel the symbol's open orders, wait for the acks, exit its scope."""
@@ -269,7 +258,7 @@ class Orchestrator:
         return Snapshot(
             symbols=dict(sorted(symbols.items())),
             exposure=self.governor.exposure(),
-            unrouted_events=self.unrouted_events,
+            unrouted_events=self.demux.unrouted_events,
             killed=self.governor.killed,
             kill_reason=self.governor.kill_reason,
         )
@@ -362,46 +351,26 @@ class Orchestrator:
             for hook in self.tick_hooks:
                 hook()
 
-    async def _demux(self) -> None:
-        """Route every decoded event to its symbol's manager; never block on a slow symbol.
 
-        Events already queued are routed without yielding in between (routing never waits).
-        """
-        events = self.exchange.events
-        receive, receive_nowait, route = events.receive, events.receive_nowait, self._route
-        while True:
-            try:
-                event = await receive()
-            except trio.EndOfChannel:
-                return
-            route(event)
-            while True:
-                try:
-                    event = receive_nowait()
-                except (trio.WouldBlock, trio.EndOfChannel):
-                    break
-                route(event)
+def unclaimed_base(base: str, balances: Mapping[str, Balance],
+               managers: Iterable[SymbolManager]) -> Decimal:
+    """Free ``base`` balance that no running symbol already holds (a neutral grid's start).
 
-    def _route(self, event: Any) -> None:
-        kind = type(event)
-        if kind is BalanceUpdate:
-            self.balances[event.asset] = Balance(asset=event.asset, free=event.free,
-                                                 locked=event.locked)
-            return
-        managers = self._managers
-        if kind is StreamStatus:
-            for symbol in event.symbols or tuple(managers):
-                m = managers.get(symbol)
-                if m is not None:
-                    m.deliver(event)
-            return
-        manager = managers.get(event.symbol)
-        if manager is None:
-            self.unrouted_events += 1
-            return
-        if kind is OrderUpdate and self._journal is not None:
-            self._journal("report", event)
-        manager.deliver(event)
+    Every running symbol on the same base asset holds its position; the part of it not
+    locked by sells the venue has acknowledged (sells still queued or on the wire lock
+    nothing yet) is still in the free balance, so it is taken off, and two symbols on
+    one base never both count the same coins as theirs to sell.
+    """
+    bal = balances.get(base)
+    free = bal.free if bal is not None else ZERO
+    for manager in managers:
+        if manager.spec.base != base:
+            continue
+        strategy = manager.strategy
+        locked = sum((o.qty - o.filled for o in strategy.live_orders()
+                      if o.side == "SELL" and o.status != "PENDING_NEW"), ZERO)
+        free -= max(ZERO, strategy.position - locked)
+    return max(ZERO, free)
 
 
 @asynccontextmanager
