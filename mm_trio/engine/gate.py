@@ -81,7 +81,8 @@ class IntentGate:
         for intent in intents:
             reason = governor.check(self.symbol, intent)
             if reason is not None:
-                r = intent.request  # only places are ever refused
+                assert isinstance(intent, PlaceOrder)  # only places are ever refused
+                r = intent.request
                 refused.append(request_outcome(r, "REJECTED", "governor: " + reason))
                 self._journal("refused", refused[-1])
                 continue

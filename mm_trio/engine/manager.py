@@ -64,9 +64,14 @@ class SymbolHost(Protocol):
     orchestrator itself): the venue, the limiter, the aggregate governor, the journal, and
     where to report governor changes and its own failure."""
 
-    exchange: Exchange
-    limiter: Recheck
-    governor: RiskGovernor
+    @property
+    def exchange(self) -> Exchange: ...
+
+    @property
+    def limiter(self) -> Recheck: ...
+
+    @property
+    def governor(self) -> RiskGovernor: ...
 
     def journal(self, kind: str, payload: Any) -> None: ...
 
@@ -392,7 +397,7 @@ class SymbolManager:
         nursery = self._nursery
         if nursery is None:
             return False
-        if type(intent) is PlaceOrder:
+        if isinstance(intent, PlaceOrder):
             nursery.start_soon(self.orders.place, intent)
         else:
             nursery.start_soon(self.orders.cancel, intent)

@@ -199,22 +199,18 @@ class OrderFlow:
 
     async def _perform(self, request: Action,
                        still_wanted: Callable[[], bool] | None) -> Answer:
-        kind = type(request)
-        if kind is Wait:
-            await trio.sleep(request.seconds)  # type: ignore[union-attr]
+        if type(request) is Wait:
+            await trio.sleep(request.seconds)
             return Waited()
-        if kind is AwaitPlace:
-            return await self._await_place(request)  # type: ignore[arg-type]
+        if type(request) is AwaitPlace:
+            return await self._await_place(request)
         try:
-            if kind is SendPlace:
-                return Ok(await self._exchange.place(
-                    request.request, still_wanted=still_wanted))  # type: ignore[union-attr]
-            if kind is SendCancel:
-                return Ok(await self._exchange.cancel(
-                    request.symbol, request.client_id))  # type: ignore[union-attr]
-            if kind is Query:
-                return Ok(await self._exchange.query(
-                    request.symbol, request.client_id))  # type: ignore[union-attr]
+            if type(request) is SendPlace:
+                return Ok(await self._exchange.place(request.request, still_wanted=still_wanted))
+            if type(request) is SendCancel:
+                return Ok(await self._exchange.cancel(request.symbol, request.client_id))
+            if type(request) is Query:
+                return Ok(await self._exchange.query(request.symbol, request.client_id))
         except RateLimited as exc:  # the adapter has paused the limiter: it owns pauses
             return Paused(str(exc))
         except PlaceWithdrawn:
@@ -237,19 +233,18 @@ class OrderFlow:
         return PlaceSettled(placing.exists)
 
     async def _effect(self, action: Action) -> None:
-        kind = type(action)
-        if kind is Feed:
-            await self._feedback(action.update)  # type: ignore[union-attr]
-        elif kind is PresumeGone:
-            self.presumed_gone.add(action.update)  # type: ignore[union-attr]
-            await self._feedback(action.update)  # type: ignore[union-attr]
-        elif kind is Adopt:
-            await self._adopt(action.order)  # type: ignore[union-attr]
-        elif kind is Note:
-            log.log(action.level, "%s: %s", self.symbol, action.message)  # type: ignore[union-attr]
-        elif kind is Resync:
+        if type(action) is Feed:
+            await self._feedback(action.update)
+        elif type(action) is PresumeGone:
+            self.presumed_gone.add(action.update)
+            await self._feedback(action.update)
+        elif type(action) is Adopt:
+            await self._adopt(action.order)
+        elif type(action) is Note:
+            log.log(action.level, "%s: %s", self.symbol, action.message)
+        elif type(action) is Resync:
             self._resync()
-        elif kind is CountWithdrawn:
+        elif type(action) is CountWithdrawn:
             self.withdrawn += 1
         else:
             raise AssertionError(f"not an effect: {action!r}")

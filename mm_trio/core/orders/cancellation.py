@@ -105,22 +105,21 @@ class Cancellation:
         return effects + self._resolution.start()
 
     def _on_send(self, answer: Answer) -> list[Action]:
-        kind = type(answer)
-        if kind is Ok:
+        if type(answer) is Ok:
             return self._done(*([] if self._lossless else [Adopt(answer.order)]))
-        if kind is Paused:
+        if type(answer) is Paused:
             return self._send()
-        if kind is NotFound:
+        if type(answer) is NotFound:
             if self._facts.placing(self.client_id):
                 # the cancel overtook its own place request: wait for that, then retry
                 self._state = "await_place"
                 return [AwaitPlace(self.client_id)]
             return self._resolve("unknown_order", [])  # it may have filled: ask
-        if kind is Unknown:
+        if type(answer) is Unknown:
             if self.sends >= CANCEL_SENDS:
                 return self._done(Resync())
             return self._later()
-        if kind is Refused:
+        if type(answer) is Refused:
             # not "unknown order" (e.g. a clock-skew refusal): learn the order's state and
             # try again, so it never lingers half-cancelled
             note = Note(logging.WARNING, f"cancel {self.client_id} rejected: {answer.message}")

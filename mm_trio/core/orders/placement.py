@@ -81,21 +81,21 @@ class Placement:
 
     def _on_send(self, answer: Answer) -> list[Action]:
         r = self.request
-        kind = type(answer)
-        if kind is Ok:
+        if type(answer) is Ok:
             self._state = "done"
             # the stream reports it too; the answer itself keeps the grid moving while a
             # user stream is down (applying both is harmless: reports are idempotent)
-            return ([] if self._lossless else [Adopt(answer.order)]) + [Done(True)]
-        if kind is Paused:
+            actions: list[Action] = [] if self._lossless else [Adopt(answer.order)]
+            return [*actions, Done(True)]
+        if type(answer) is Paused:
             return self._send()  # the same client id: a retry is not a new order
-        if kind is Withdrawn:
+        if type(answer) is Withdrawn:
             self._state = "done"
             ended = request_outcome(r, "CANCELED", "withdrawn before it was sent")
             # after a timeout the first send may still land: watch it, let a cancel go
             end = PresumeGone(ended) if self._was_unknown else Feed(ended)
             return [CountWithdrawn(), end, Done(self._was_unknown)]
-        if kind is Refused:
+        if type(answer) is Refused:
             if answer.kind == "duplicate":
                 # the venue already holds this id: an earlier send of ours landed after all
                 self._duplicate = f"{answer.kind}: {answer.message}"
@@ -103,10 +103,10 @@ class Placement:
             self._state = "done"
             return [Feed(request_outcome(r, "REJECTED", f"{answer.kind}: {answer.message}")),
                     Done(False)]
-        if kind is Unknown:
+        if type(answer) is Unknown:
             self._was_unknown = True
             return self._resolve("outcome unknown", answer.message)
-        if kind is NotFound:
+        if type(answer) is NotFound:
             raise ImpossibleAnswer(f"placement {r.client_id} answered 'unknown order'")
         raise bad_answer(self, "send", answer)
 
