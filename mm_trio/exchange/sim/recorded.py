@@ -113,8 +113,7 @@ class ReplayFeed:
         while rec is not None and rec[0] <= to_ts:
             n += 1
             for ev in decode(rec[1], rec[0]):
-                kind = type(ev)
-                if (kind is Quote or kind is Trade) and ev.symbol in subscribed:
+                if (type(ev) is Quote or type(ev) is Trade) and ev.symbol in subscribed:
                     out.append(ev)
             self.last_ts = rec[0]
             rec = next(records, None)
