@@ -72,11 +72,8 @@ from mm_trio.exchange.base import (  # noqa: E402
     UnknownOrder,
     check_wanted,
 )
-from mm_trio.exchange.binance.decode import (  # noqa: E402
-    StreamDecoder,
-    encode_book_ticker,
-    encode_trade,
-)
+from mm_trio.exchange.binance.decode import StreamDecoder  # noqa: E402
+from mm_trio.exchange.binance.encode import encode_book_ticker, encode_trade  # noqa: E402
 from mm_trio.exchange.limiter import Limiter  # noqa: E402
 from mm_trio.exchange.recording import merge_recordings, write_raw_lines, write_recording  # noqa: E402
 from mm_trio.exchange.sim.recorded import (  # noqa: E402

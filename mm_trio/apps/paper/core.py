@@ -74,8 +74,8 @@ from mm_trio.exchange.base import (
     UnknownSymbol,
     WouldTake,
 )
-from mm_trio.exchange.binance.decode import (
-    DepthUpdate,
+from mm_trio.exchange.binance.decode import DepthUpdate
+from mm_trio.exchange.binance.encode import (
     encode_account_position,
     encode_book_ticker,
     encode_depth_update,
