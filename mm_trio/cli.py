@@ -159,7 +159,7 @@ def _record(args: argparse.Namespace) -> int:
 
 def load_server_config(path: Path | None, seed: int | None) -> Any:
     """``[venue]`` as for ``run`` plus an optional ``[server]`` section (accounts, limits...)."""
-    from mm_trio.apps.paper.config import VenueServerConfig
+    from mm_trio.apps.paper.config import PaperConfig
     from mm_trio.domain.config import config_from_dict, structure
 
     data: dict[str, Any] = {}
@@ -168,7 +168,7 @@ def load_server_config(path: Path | None, seed: int | None) -> Any:
     server_data = data.pop("server", {})
     config = config_from_dict(data)
     venue = config.venue if seed is None else attrs.evolve(config.venue, seed=seed)
-    server = structure(server_data, VenueServerConfig, "server")
+    server = structure(server_data, PaperConfig, "server")
     return attrs.evolve(server, venue=venue)
 
 
@@ -177,7 +177,7 @@ def _venue(args: argparse.Namespace) -> int:
 
     from mm_trio.apps.paper.auth import AdminToken
     from mm_trio.apps.paper.config import ADMIN_TOKEN_ENV, with_credentials
-    from mm_trio.apps.paper.server import serve_venue
+    from mm_trio.apps.paper.server import serve_paper_venue
 
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port: must be 0..65535, got {args.port}")
@@ -199,7 +199,7 @@ def _venue(args: argparse.Namespace) -> int:
     async def main_task() -> int:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
-                port = await nursery.start(lambda task_status: serve_venue(
+                port = await nursery.start(lambda task_status: serve_paper_venue(
                     cfg, port=args.port, task_status=task_status))
                 keys = ", ".join(a.api_key for a in cfg.accounts)
                 print(f"mm-trio venue: Binance spot API on http://127.0.0.1:{port} "
