@@ -448,7 +448,7 @@ def bench_scaling(res: Results, tmp: Path) -> None:
             f"(-{1 - bare[large] / bare[small]:.0%})")
     res.notes["b"] = (
         f"One synthetic gzip recording per symbol count, {total:,} lines each (75 % "
-        f"bookTicker, 25 % trade, generated with the decode.py encoders, symbols S0000/USDT.. "
+        f"bookTicker, 25 % trade, generated with the encode.py encoders, symbols S0000/USDT.. "
         f"taking turns in random order, every symbol priced in the same band, 200-250 USDT, "
         f"so one tick is the same fraction of a grid level for all), {SCALING_RATE:,} "
         f"events/s of market time ({total / SCALING_RATE:.0f} s), replayed with `run_replay` "
