@@ -27,6 +27,9 @@ from mm_trio.exchange.base import ExchangeError
 
 log = logging.getLogger("mm_trio")
 
+PAPER_COMMAND = "paper"
+PAPER_ALIASES = ["venue"]  # the command's first name, kept working
+
 
 
 def _parse_symbols(text: str) -> list[str]:
@@ -66,7 +69,9 @@ def _build_parser() -> argparse.ArgumentParser:
                           "MM_TRIO_ED25519_KEY)")
     run.add_argument("--base-url", help="REST base URL of a Binance-compatible venue, e.g. "
                                         "http://127.0.0.1:8765 (streams derived from it)")
-    ven = sub.add_parser("venue", help="serve the simulated venue over Binance's spot API")
+    ven = sub.add_parser(PAPER_COMMAND, aliases=PAPER_ALIASES,
+                         help="the paper venue: serve the simulated exchange over Binance's "
+                              "spot API")
     ven.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (0: any free)")
     ven.add_argument("--config", type=Path,
                      help="TOML: [venue] as for run, plus [server] (accounts, rate_limits, "
@@ -160,7 +165,7 @@ def _record(args: argparse.Namespace) -> int:
 
 def load_server_config(path: Path | None, seed: int | None) -> Any:
     """``[venue]`` as for ``run`` plus an optional ``[server]`` section (accounts, limits...)."""
-    from mm_trio.apps.paper.config import VenueServerConfig
+    from mm_trio.apps.paper.config import PaperConfig
     from mm_trio.domain.config import config_from_dict, structure
 
     data: dict[str, Any] = {}
@@ -169,16 +174,16 @@ def load_server_config(path: Path | None, seed: int | None) -> Any:
     server_data = data.pop("server", {})
     config = config_from_dict(data)
     venue = config.venue if seed is None else attrs.evolve(config.venue, seed=seed)
-    server = structure(server_data, VenueServerConfig, "server")
+    server = structure(server_data, PaperConfig, "server")
     return attrs.evolve(server, venue=venue)
 
 
-def _venue(args: argparse.Namespace) -> int:
+def _paper(args: argparse.Namespace) -> int:
     import os
 
     from mm_trio.apps.paper.auth import AdminToken
     from mm_trio.apps.paper.config import ADMIN_TOKEN_ENV, with_credentials
-    from mm_trio.apps.paper.server import serve_venue
+    from mm_trio.apps.paper.server import serve_paper_venue
 
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port: must be 0..65535, got {args.port}")
@@ -200,14 +205,14 @@ def _venue(args: argparse.Namespace) -> int:
     async def main_task() -> int:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
-                port = await nursery.start(lambda task_status: serve_venue(
+                port = await nursery.start(lambda task_status: serve_paper_venue(
                     cfg, port=args.port, task_status=task_status))
                 keys = ", ".join(a.api_key for a in cfg.accounts)
-                print(f"mm-trio venue: Binance spot API on http://127.0.0.1:{port} "
+                print(f"mm-trio {args.command}: Binance spot API on http://127.0.0.1:{port} "
                       f"(streams ws://127.0.0.1:{port}/stream, WebSocket API "
                       f"ws://127.0.0.1:{port}/ws-api/v3; api keys: {keys})", flush=True)
                 if cfg.admin and token.generated:
-                    print(f"mm-trio venue: admin token {token.reveal()} (generated; send "
+                    print(f"mm-trio {args.command}: admin token {token.reveal()} (generated; send "
                           f"'Authorization: Bearer <token>' to /_admin/*, or set "
                           f"{ADMIN_TOKEN_ENV} to choose one)", file=sys.stderr, flush=True)
                 async for _ in signals:
@@ -242,8 +247,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                  venue=args.venue, base_url=args.base_url))
         if args.command == "record":
             return _record(args)
-        if args.command == "venue":
-            return _venue(args)
+        if args.command == PAPER_COMMAND or args.command in PAPER_ALIASES:
+            return _paper(args)
         if args.command == "replay":
             from mm_trio.apps.replay import run_replay
 

@@ -73,11 +73,8 @@ from mm_trio.exchange.base import (  # noqa: E402
     UnknownOrder,
     check_wanted,
 )
-from mm_trio.exchange.binance.decode import (  # noqa: E402
-    StreamDecoder,
-    encode_book_ticker,
-    encode_trade,
-)
+from mm_trio.exchange.binance.decode import StreamDecoder  # noqa: E402
+from mm_trio.exchange.binance.encode import encode_book_ticker, encode_trade  # noqa: E402
 from mm_trio.exchange.limiter import Limiter  # noqa: E402
 from mm_trio.exchange.recording import merge_recordings, write_raw_lines, write_recording  # noqa: E402
 from mm_trio.exchange.sim.recorded import (  # noqa: E402
@@ -452,7 +449,7 @@ def bench_scaling(res: Results, tmp: Path) -> None:
             f"(-{1 - bare[large] / bare[small]:.0%})")
     res.notes["b"] = (
         f"One synthetic gzip recording per symbol count, {total:,} lines each (75 % "
-        f"bookTicker, 25 % trade, generated with the decode.py encoders, symbols S0000/USDT.. "
+        f"bookTicker, 25 % trade, generated with the encode.py encoders, symbols S0000/USDT.. "
         f"taking turns in random order, every symbol priced in the same band, 200-250 USDT, "
         f"so one tick is the same fraction of a grid level for all), {SCALING_RATE:,} "
         f"events/s of market time ({total / SCALING_RATE:.0f} s), replayed with `run_replay` "

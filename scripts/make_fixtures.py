@@ -49,8 +49,8 @@ from typing import Any, Literal
 import msgspec
 
 from mm_trio.domain.model import Quote, Trade, native_symbol
-from mm_trio.exchange.binance.decode import (
-    DepthUpdate,
+from mm_trio.exchange.binance.decode import DepthUpdate
+from mm_trio.exchange.binance.encode import (
     encode_book_ticker,
     encode_depth_update,
     encode_trade,

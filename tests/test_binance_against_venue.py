@@ -45,8 +45,8 @@ TIMEOUT = 15.0
 
 @asynccontextmanager
 async def connected(**kw: Any) -> AsyncIterator[tuple[BinanceExchange, Any]]:
-    cfg = venue_mod.VenueServerConfig()
-    async with venue_mod.open_venue(cfg) as server, trio.open_nursery() as nursery:
+    cfg = venue_mod.PaperConfig()
+    async with venue_mod.open_paper_venue(cfg) as server, trio.open_nursery() as nursery:
         env = {"MM_TRIO_API_KEY": venue_mod.DEFAULT_API_KEY,
                "MM_TRIO_API_SECRET": venue_mod.DEFAULT_API_SECRET}
         ex = BinanceExchange.from_env("binance", base_url=server.http_url,

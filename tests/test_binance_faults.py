@@ -35,12 +35,12 @@ import trio
 from mm_trio.apps.paper import (
     DEFAULT_API_KEY,
     DEFAULT_API_SECRET,
+    PaperConfig,
+    PaperServer,
     RateLimitConfig,
-    VenueServer,
-    VenueServerConfig,
-    open_venue,
+    open_paper_venue,
 )
-from mm_trio.apps.paper.core import Account, OrderRecord
+from mm_trio.apps.paper.ledger import Account, OrderRecord
 from mm_trio.domain.config import (
     Config,
     GridConfig,
@@ -144,7 +144,7 @@ class RecordingLimiter(Limiter):
 
 @attrs.define
 class Rig:
-    server: VenueServer
+    server: PaperServer
     exchange: BinanceExchange
     orch: Orchestrator
     limiter: RecordingLimiter
@@ -183,7 +183,7 @@ async def rig(*, venue: SimVenueConfig = LIVELY, grid: GridConfig = GRID,
               market_symbols: tuple[str, ...] = (BTC, ETH), rest_timeout: float = 5.0,
               reconnect_initial: float = 0.05, shutdown_timeout: float = 5.0
               ) -> AsyncIterator[Rig]:
-    venue_cfg = VenueServerConfig(venue=venue, rate_limits=limits or RateLimitConfig(),
+    venue_cfg = PaperConfig(venue=venue, rate_limits=limits or RateLimitConfig(),
                                   market_symbols=market_symbols)
     config = Config(grid=grid, risk=CALM_RISK, limiter=limiter or LimiterConfig(),
                     run=RunConfig(shutdown_timeout=shutdown_timeout))
@@ -194,7 +194,7 @@ async def rig(*, venue: SimVenueConfig = LIVELY, grid: GridConfig = GRID,
         if kind == "place":
             placed.append(payload.client_id)
 
-    async with open_venue(venue_cfg) as server, \
+    async with open_paper_venue(venue_cfg) as server, \
             httpx.AsyncClient(base_url=server.http_url, headers=server.admin_headers) as admin:
         start = {a: b.free + b.locked
                  for a, b in server.venue.primary.engine.balances().items()}

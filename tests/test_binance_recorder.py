@@ -16,9 +16,8 @@ from mm_trio.apps.record import GzipLineWriter, record, record_streams
 from mm_trio.domain.model import Quote, Trade
 from mm_trio.exchange.base import ExchangeError
 from mm_trio.exchange.binance.adapter import BinanceExchange
-from mm_trio.exchange.binance.decode import (
-    DepthUpdate,
-    StreamDecoder,
+from mm_trio.exchange.binance.decode import DepthUpdate, StreamDecoder
+from mm_trio.exchange.binance.encode import (
     encode_book_ticker,
     encode_depth_update,
     encode_trade,

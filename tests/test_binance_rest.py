@@ -33,7 +33,8 @@ from mm_trio.exchange.base import (
     WouldTake,
 )
 from mm_trio.exchange.binance.adapter import BinanceExchange, derive_ws_urls
-from mm_trio.exchange.binance.rest import BinanceRest, classify, depth_weight
+from mm_trio.exchange.binance.protocol import depth_weight
+from mm_trio.exchange.binance.rest import BinanceRest, classify
 from mm_trio.exchange.binance.signing import HmacSigner
 from mm_trio.exchange.limiter import Limiter
 from tests.test_binance_signing import EXCHANGE_INFO

@@ -25,7 +25,7 @@ from mm_trio.domain.model import (
     Trade,
 )
 from mm_trio.exchange.binance.adapter import BinanceExchange
-from mm_trio.exchange.binance.decode import (
+from mm_trio.exchange.binance.encode import (
     encode_account_position,
     encode_book_ticker,
     encode_execution_report,

@@ -13,9 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mm_trio.domain.model import BalanceUpdate, OrderUpdate, Quote, Trade
-from mm_trio.exchange.binance.decode import (
-    DepthUpdate,
-    StreamDecoder,
+from mm_trio.exchange.binance.decode import DepthUpdate, StreamDecoder
+from mm_trio.exchange.binance.encode import (
     encode_account_position,
     encode_book_ticker,
     encode_depth_update,

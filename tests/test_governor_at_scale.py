@@ -19,7 +19,7 @@ from mm_trio.domain.config import Config, config_from_dict
 from mm_trio.domain.model import Balance, Quote
 from mm_trio.engine.orchestrator import Orchestrator, open_orchestrator
 from mm_trio.exchange.limiter import Limiter
-from mm_trio.exchange.sim.venue import SimulatedExchange
+from mm_trio.exchange.sim.exchange import SimulatedExchange
 from tests.fakes import FakeExchange
 
 D = Decimal

@@ -17,7 +17,7 @@ from mm_trio.domain.model import BalanceUpdate, OrderUpdate, Quote, SymbolError,
 from mm_trio.engine.manager import SymbolManager, SymbolState
 from mm_trio.engine.orchestrator import open_orchestrator
 from mm_trio.exchange.limiter import Limiter
-from mm_trio.exchange.sim.venue import SimulatedExchange
+from mm_trio.exchange.sim.exchange import SimulatedExchange
 from tests.fakes import FakeExchange
 
 D = Decimal

@@ -22,9 +22,9 @@ import trio
 from mm_trio.apps.paper import (
     DEFAULT_API_KEY,
     DEFAULT_API_SECRET,
-    VenueServer,
-    VenueServerConfig,
-    open_venue,
+    PaperConfig,
+    PaperServer,
+    open_paper_venue,
 )
 from mm_trio.domain.config import (
     Config,
@@ -70,7 +70,7 @@ class FailFirstPlacements(httpx.AsyncBaseTransport):
 
 
 @asynccontextmanager
-async def run(server: VenueServer, placed: list[str], *, cancel_on_exit: bool,
+async def run(server: PaperServer, placed: list[str], *, cancel_on_exit: bool,
               transport: httpx.AsyncBaseTransport | None = None
               ) -> AsyncIterator[Orchestrator]:
     config = Config(grid=GRID, risk=CALM_RISK, limiter=LimiterConfig(),
@@ -105,7 +105,7 @@ def resting_buys(m: SymbolManager) -> list[Any]:
 
 async def test_restart_after_a_fill_never_adopts_the_earlier_runs_orders() -> None:
     with trio.fail_after(60):
-        async with open_venue(VenueServerConfig(venue=STILL, market_symbols=(BTC,))) as server:
+        async with open_paper_venue(PaperConfig(venue=STILL, market_symbols=(BTC,))) as server:
             acct = server.venue.primary
             first: list[str] = []
             async with run(server, first, cancel_on_exit=False) as orch:

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from mm_trio.apps.config_file import load_config
-from mm_trio.apps.paper import open_venue
+from mm_trio.apps.paper import open_paper_venue
 from mm_trio.apps.paper.config import AccountConfig
 from mm_trio.apps.paper.testing import now_ms
 from mm_trio.apps.record import GzipLineWriter
@@ -112,7 +112,7 @@ async def test_rest_resyncs_clock_after_1021() -> None:
 
 
 async def test_venue_rejects_unified_symbol_param() -> None:
-    async with open_venue(venue_config()) as srv, \
+    async with open_paper_venue(venue_config()) as srv, \
             httpx.AsyncClient(base_url=srv.http_url) as c:
         await wait_quotes(srv)
         r = await c.get("/api/v3/depth", params={"symbol": "BTC/USDT", "limit": "5"})
@@ -120,7 +120,7 @@ async def test_venue_rejects_unified_symbol_param() -> None:
 
 
 async def test_venue_rejects_unread_parameters() -> None:
-    async with open_venue(venue_config()) as srv, \
+    async with open_paper_venue(venue_config()) as srv, \
             httpx.AsyncClient(base_url=srv.http_url) as c:
         await wait_quotes(srv)
         bid = D(srv.venue.hub.book("BTC/USDT").last_quote.bid)  # type: ignore[union-attr]
@@ -134,7 +134,7 @@ async def test_venue_rejects_unencoded_ed25519_signature() -> None:
     pem = key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
     cfg = venue_config(accounts=(AccountConfig(api_key="ed-key",
                                                ed25519_public_key=pem.decode()),))
-    async with open_venue(cfg) as srv, httpx.AsyncClient(base_url=srv.http_url) as c:
+    async with open_paper_venue(cfg) as srv, httpx.AsyncClient(base_url=srv.http_url) as c:
         base = now_ms()
         for i in range(200):  # find a timestamp whose signature contains '+'
             q = f"timestamp={base + i}"

@@ -18,8 +18,8 @@ import trio.testing
 from mm_trio.domain.config import config_from_dict
 from mm_trio.engine.orchestrator import open_orchestrator
 from mm_trio.exchange.limiter import Limiter
+from mm_trio.exchange.sim.exchange import SimulatedExchange
 from mm_trio.exchange.sim.matching import BUILTIN_SYMBOLS
-from mm_trio.exchange.sim.venue import SimulatedExchange
 
 SYMBOLS = 50
 RUN_SECONDS = 5.0

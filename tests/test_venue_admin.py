@@ -22,12 +22,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from trio_websocket import ConnectionClosed, open_websocket_url
 
-from mm_trio.apps.paper import VenueServer, VenueServerConfig, open_venue
+from mm_trio.apps.paper import PaperConfig, PaperServer, open_paper_venue
+from mm_trio.apps.paper.account_exchange import market_event_error
 from mm_trio.apps.paper.admin import AdminInputError, parse_market_event
 from mm_trio.apps.paper.app import build_app
 from mm_trio.apps.paper.auth import AdminToken
 from mm_trio.apps.paper.config import ADMIN_TOKEN_ENV, MAX_BODY_BYTES, FaultConfig
-from mm_trio.apps.paper.core import market_event_error
 from mm_trio.domain.config import SimVenueConfig
 from mm_trio.domain.model import Quote, native_symbol
 from mm_trio.exchange.sim.matching import build_registry
@@ -46,15 +46,15 @@ def no_token_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[VenueServer]:
-    async with open_venue(venue_config()) as srv:
+async def server() -> AsyncIterator[PaperServer]:
+    async with open_paper_venue(venue_config()) as srv:
         await wait_quotes(srv)
         await wait_quotes(srv, ETH)
         yield srv
 
 
 @pytest.fixture
-async def client(server: VenueServer) -> AsyncIterator[httpx.AsyncClient]:
+async def client(server: PaperServer) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=server.http_url, timeout=10) as c:
         yield c
 
@@ -80,7 +80,7 @@ MARKER = b'"t":987654321'  # the injected trade on the trade stream
 
 
 async def test_every_admin_endpoint_requires_the_bearer_token(
-        server: VenueServer, client: httpx.AsyncClient) -> None:
+        server: PaperServer, client: httpx.AsyncClient) -> None:
     token = server.admin_token
     trades: list[bytes] = []
     server.venue.hub.subscribe(lambda _s, payload: trades.append(payload), ["btcusdt@trade"])
@@ -113,7 +113,7 @@ async def test_token_from_the_environment_is_used_and_never_logged(
     token = "env-admin-token-0123456789"
     monkeypatch.setenv(ADMIN_TOKEN_ENV, token)
     caplog.set_level(logging.DEBUG)
-    async with open_venue(venue_config()) as srv, \
+    async with open_paper_venue(venue_config()) as srv, \
             httpx.AsyncClient(base_url=srv.http_url) as c:
         assert srv.admin_token == token
         r = await c.get("/_admin/faults", headers={"Authorization": f"Bearer {token}"})
@@ -126,7 +126,7 @@ async def test_token_from_the_environment_is_used_and_never_logged(
 async def test_generated_token_is_logged_once_and_kept_out_of_reprs(
         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    async with open_venue(venue_config()) as srv, \
+    async with open_paper_venue(venue_config()) as srv, \
             httpx.AsyncClient(base_url=srv.http_url) as c:
         token = srv.admin_token
         assert len(token) >= 40 and srv.venue.admin_token.generated
@@ -136,7 +136,7 @@ async def test_generated_token_is_logged_once_and_kept_out_of_reprs(
     lines = [rec.getMessage() for rec in caplog.records if token in rec.getMessage()]
     assert len(lines) == 1 and ADMIN_TOKEN_ENV in lines[0], lines
     # two venues generate two different tokens
-    async with open_venue(venue_config()) as other:
+    async with open_paper_venue(venue_config()) as other:
         assert other.admin_token != token
 
 
@@ -147,8 +147,8 @@ def test_unusable_tokens_are_refused_without_echoing_them(
         AdminToken.resolve(None, {ADMIN_TOKEN_ENV: "short"})
     assert "short" not in str(info.value).replace(ADMIN_TOKEN_ENV, "")
     with pytest.raises(ValueError, match="admin_token"):
-        VenueServerConfig(admin_token="has a space in it!")
-    cfg = VenueServerConfig(admin_token="configured-token-0123456789")
+        PaperConfig(admin_token="has a space in it!")
+    cfg = PaperConfig(admin_token="configured-token-0123456789")
     assert "configured-token" not in repr(cfg)
     # an explicitly configured token wins over the environment
     assert AdminToken.resolve(cfg.admin_token, {ADMIN_TOKEN_ENV: "x" * 20}).reveal() \
@@ -182,7 +182,7 @@ BAD_FAULTS = [
 
 @pytest.mark.parametrize(("body", "field", "value"), BAD_FAULTS)
 async def test_bad_fault_input_is_refused_naming_it_and_changes_nothing(
-        server: VenueServer, client: httpx.AsyncClient, body: bytes, field: str,
+        server: PaperServer, client: httpx.AsyncClient, body: bytes, field: str,
         value: str) -> None:
     before = server.venue.faults.snapshot()
     r = await client.post("/_admin/faults", content=body,
@@ -198,7 +198,7 @@ async def test_bad_fault_input_is_refused_naming_it_and_changes_nothing(
 
 @pytest.mark.parametrize("body", [b"", b"[1]", b'"x"', b"{", b'{"fail_next": 1, "fail_next": 2}',
                                   b"\xff\xfe", b"[" * 5000])
-async def test_fault_body_must_be_one_json_object(server: VenueServer,
+async def test_fault_body_must_be_one_json_object(server: PaperServer,
                                                   client: httpx.AsyncClient,
                                                   body: bytes) -> None:
     r = await client.post("/_admin/faults", content=body,
@@ -207,7 +207,7 @@ async def test_fault_body_must_be_one_json_object(server: VenueServer,
     assert server.venue.faults.fail_next == 0
 
 
-async def test_fault_bounds_are_accepted_up_to_their_limits(server: VenueServer,
+async def test_fault_bounds_are_accepted_up_to_their_limits(server: PaperServer,
                                                             client: httpx.AsyncClient) -> None:
     r = await client.post("/_admin/faults", headers=server.admin_headers, json={
         "rest_delay_ms": 0, "timeout_hang_s": 60, "fail_status": 502, "force_429": 0,
@@ -225,7 +225,7 @@ def test_fault_config_is_held_to_the_same_bounds() -> None:
         FaultConfig(fail_status=200)
 
 
-async def test_reset_limits_takes_no_fields(server: VenueServer,
+async def test_reset_limits_takes_no_fields(server: PaperServer,
                                             client: httpx.AsyncClient) -> None:
     r = await client.post("/_admin/reset-limits", json={"everything": True},
                           headers=server.admin_headers)
@@ -284,7 +284,7 @@ BAD_MARKET = [
 
 async def test_bad_market_events_are_refused_before_any_engine_or_stream() -> None:
     # ETH/USDT has no feed here, so anything it shows came from the admin endpoint
-    async with open_venue(venue_config(market_symbols=("BTC/USDT",))) as srv, \
+    async with open_paper_venue(venue_config(market_symbols=("BTC/USDT",))) as srv, \
             httpx.AsyncClient(base_url=srv.http_url, headers=srv.admin_headers) as c:
         seen: list[tuple[str, bytes]] = []
 
@@ -356,7 +356,7 @@ def test_market_event_parsing_lets_only_sound_values_through(
         assert spec.min_qty <= q <= spec.max_qty and q % spec.step_size == 0
 
 
-async def _resting_sell(client: httpx.AsyncClient, server: VenueServer, cid: str
+async def _resting_sell(client: httpx.AsyncClient, server: PaperServer, cid: str
                         ) -> Decimal:
     """A 0.1 ETH SELL resting far above the market; returns its price."""
     q = server.venue.hub.book(ETH).last_quote
@@ -370,7 +370,7 @@ async def _resting_sell(client: httpx.AsyncClient, server: VenueServer, cid: str
     return price
 
 
-async def _assert_resting(client: httpx.AsyncClient, server: VenueServer, cid: str,
+async def _assert_resting(client: httpx.AsyncClient, server: PaperServer, cid: str,
                           eth_free: Decimal) -> None:
     r = await signed(client, "GET", "/api/v3/order",
                      [("symbol", "ETHUSDT"), ("origClientOrderId", cid)])
@@ -392,7 +392,7 @@ async def _assert_resting(client: httpx.AsyncClient, server: VenueServer, cid: s
 ], ids=["quote-bid-1e999999", "quote-bid-1e999999-string", "trade-1e999999", "trade-minus-5",
         "trade-qty-sNaN"])
 async def test_a_bad_market_event_leaves_a_resting_order_whole(
-        server: VenueServer, client: httpx.AsyncClient, bad: bytes) -> None:
+        server: PaperServer, client: httpx.AsyncClient, bad: bytes) -> None:
     """The reported case: a 1e999999 quote answered 500 and left the order NEW by
     ``GET order``, missing from ``openOrders``, its 0.1 ETH gone from the balance."""
     r = await signed(client, "GET", "/api/v3/account", [])
@@ -414,7 +414,7 @@ async def test_a_bad_market_event_leaves_a_resting_order_whole(
 
 
 async def test_a_fill_reaches_the_ledger_even_if_publishing_fails(
-        server: VenueServer, client: httpx.AsyncClient) -> None:
+        server: PaperServer, client: httpx.AsyncClient) -> None:
     """Matching is all or nothing for the ledger: a failure after the engine filled an order
     (here a stream subscriber raising) still leaves the fill, its trade and its balance
     changes in the ledger, never an order the engine finished but the ledger shows open."""
@@ -446,7 +446,7 @@ async def test_a_fill_reaches_the_ledger_even_if_publishing_fails(
 
 
 async def test_the_feed_guard_drops_non_finite_events_before_matching(
-        server: VenueServer, client: httpx.AsyncClient) -> None:
+        server: PaperServer, client: httpx.AsyncClient) -> None:
     """Whatever the source (feed, replay, a future caller), a non-finite or absurd value is
     dropped before the engine and the books see it."""
     await _resting_sell(client, server, "guarded")
@@ -472,7 +472,7 @@ async def test_the_feed_guard_drops_non_finite_events_before_matching(
 # --------------------------------------------------------------------------- body caps
 
 
-async def asgi_post(server: VenueServer, path: str, chunks: Iterator[bytes],
+async def asgi_post(server: PaperServer, path: str, chunks: Iterator[bytes],
                     headers: dict[str, str], query: bytes = b"") -> tuple[int, Any, int]:
     """POST to the venue's ASGI app with a body streamed from ``chunks`` (no Content-Length
     unless given); returns (status, JSON body, bytes the app pulled)."""
@@ -512,7 +512,7 @@ def stream(total: int = ENDLESS, chunk: int = CHUNK) -> Iterator[bytes]:
         yield b"a" * chunk
 
 
-async def test_rest_body_is_cut_off_at_the_cap(server: VenueServer) -> None:
+async def test_rest_body_is_cut_off_at_the_cap(server: PaperServer) -> None:
     status, body, pulled = await asgi_post(server, "/api/v3/order", stream(), {})
     assert status == 413 and body["code"] == -1101
     assert str(MAX_BODY_BYTES) in body["msg"]
@@ -523,7 +523,7 @@ async def test_rest_body_is_cut_off_at_the_cap(server: VenueServer) -> None:
     assert (status, body["code"], pulled) == (413, -1101, 0)
 
 
-async def test_rest_body_at_the_cap_is_still_read(server: VenueServer) -> None:
+async def test_rest_body_at_the_cap_is_still_read(server: PaperServer) -> None:
     status, body, _ = await asgi_post(server, "/api/v3/order",
                                       stream(MAX_BODY_BYTES, 1024), {})
     # read in full, then refused further on: no API key
@@ -538,7 +538,7 @@ async def test_oversized_rest_body_over_the_wire_gets_413(client: httpx.AsyncCli
 
 
 async def test_admin_body_is_never_read_before_the_token_and_is_capped(
-        server: VenueServer) -> None:
+        server: PaperServer) -> None:
     status, body, pulled = await asgi_post(server, "/_admin/faults", stream(), {})
     assert (status, pulled) == (401, 0) and "error" in body
     status, body, pulled = await asgi_post(server, "/_admin/market", stream(),
@@ -547,7 +547,7 @@ async def test_admin_body_is_never_read_before_the_token_and_is_capped(
     assert pulled <= MAX_BODY_BYTES + CHUNK
 
 
-async def test_websocket_messages_are_capped(server: VenueServer) -> None:
+async def test_websocket_messages_are_capped(server: PaperServer) -> None:
     for path in ("/ws-api/v3", "/ws"):
         async with open_websocket_url(f"{server.ws_url}{path}") as ws:
             big = json.dumps({"id": 1, "method": "ping", "params": {},

@@ -13,7 +13,7 @@ import attrs
 import pytest
 import trio
 
-from mm_trio.apps.paper import DEFAULT_API_KEY, DEFAULT_API_SECRET, VenueServerConfig, open_venue
+from mm_trio.apps.paper import DEFAULT_API_KEY, DEFAULT_API_SECRET, PaperConfig, open_paper_venue
 from mm_trio.domain.config import SimVenueConfig
 
 ccxt = pytest.importorskip("ccxt")
@@ -75,8 +75,8 @@ def scenario(http_url: str) -> dict[str, Any]:
 
 async def test_ccxt_binance_spot_client() -> None:
     sim = attrs.evolve(SimVenueConfig(), tick_interval_ms=20, latency_ms=1)
-    cfg = VenueServerConfig(venue=sim, market_symbols=("BTC/USDT", "ETH/USDT"))
-    async with open_venue(cfg) as srv:
+    cfg = PaperConfig(venue=sim, market_symbols=("BTC/USDT", "ETH/USDT"))
+    async with open_paper_venue(cfg) as srv:
         with trio.fail_after(5):
             await srv.venue.hub.wait_quote("BTC/USDT")
         with trio.fail_after(30):

@@ -7,8 +7,8 @@ from decimal import Decimal
 import httpx
 import trio
 
-from mm_trio.apps.paper.config import VenueServerConfig
-from mm_trio.apps.paper.server import open_venue
+from mm_trio.apps.paper.config import PaperConfig
+from mm_trio.apps.paper.server import open_paper_venue
 from mm_trio.domain.model import Quote
 from mm_trio.exchange.binance.decode import StreamDecoder
 from mm_trio.exchange.recording import iter_recording
@@ -31,8 +31,8 @@ def recorded_bids(limit_s: float) -> set[Decimal]:
 
 
 async def test_venue_serves_a_recording_as_its_market() -> None:
-    cfg = VenueServerConfig(replay=(str(ETHBTC),))
-    async with open_venue(cfg) as server, httpx.AsyncClient(base_url=server.http_url) as http:
+    cfg = PaperConfig(replay=(str(ETHBTC),))
+    async with open_paper_venue(cfg) as server, httpx.AsyncClient(base_url=server.http_url) as http:
         info = (await http.get("/api/v3/exchangeInfo", params={"symbol": "ETHBTC"})).json()
         filters = {f["filterType"]: f for f in info["symbols"][0]["filters"]}
         # the recorded symbol's spec is the one inferred from the recording

@@ -19,10 +19,10 @@ from mm_trio.apps.paper import (
     DEFAULT_API_KEY,
     AccountConfig,
     FaultConfig,
+    PaperConfig,
+    PaperServer,
     RateLimitConfig,
-    VenueServer,
-    VenueServerConfig,
-    open_venue,
+    open_paper_venue,
 )
 from mm_trio.apps.paper.auth import Credentials, split_signature, ws_payload
 from mm_trio.apps.paper.testing import API_KEY_HEADER, hmac_sign, now_ms, signed_query
@@ -32,29 +32,29 @@ D = Decimal
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
-def venue_config(**kw: Any) -> VenueServerConfig:
+def venue_config(**kw: Any) -> PaperConfig:
     sim = attrs.evolve(SimVenueConfig(), tick_interval_ms=20, latency_ms=1,
                        queue_model="trade_through")
     kw.setdefault("market_symbols", ("BTC/USDT", "ETH/USDT"))
     # windows start at the first request, so counts never reset mid-test at a minute boundary
     kw.setdefault("rate_limits", RateLimitConfig(aligned_windows=False))
-    return VenueServerConfig(venue=sim, **kw)
+    return PaperConfig(venue=sim, **kw)
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[VenueServer]:
-    async with open_venue(venue_config()) as srv:
+async def server() -> AsyncIterator[PaperServer]:
+    async with open_paper_venue(venue_config()) as srv:
         await wait_quotes(srv)
         yield srv
 
 
-async def wait_quotes(srv: VenueServer, symbol: str = "BTC/USDT") -> None:
+async def wait_quotes(srv: PaperServer, symbol: str = "BTC/USDT") -> None:
     with trio.fail_after(5):
         await srv.venue.hub.wait_quote(symbol)
 
 
 @pytest.fixture
-async def client(server: VenueServer) -> AsyncIterator[httpx.AsyncClient]:
+async def client(server: PaperServer) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=server.http_url, timeout=10) as c:
         yield c
 
@@ -90,7 +90,7 @@ async def best(client: httpx.AsyncClient) -> tuple[Decimal, Decimal]:
 # --------------------------------------------------------------------------- public
 
 
-async def test_ping_time_exchange_info(client: httpx.AsyncClient, server: VenueServer) -> None:
+async def test_ping_time_exchange_info(client: httpx.AsyncClient, server: PaperServer) -> None:
     r = await client.get("/api/v3/ping")
     assert r.status_code == 200 and r.json() == {}
     assert r.headers["X-MBX-USED-WEIGHT-1M"] == "1"
@@ -242,7 +242,7 @@ async def test_ed25519_account() -> None:
     pem = key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
     cfg = venue_config(accounts=(AccountConfig(api_key="ed-key", ed25519_public_key=pem.decode(),
                                                balances={"USDT": D("123")}),))
-    async with open_venue(cfg) as srv, httpx.AsyncClient(base_url=srv.http_url) as c:
+    async with open_paper_venue(cfg) as srv, httpx.AsyncClient(base_url=srv.http_url) as c:
         q = f"timestamp={now_ms()}"
         sig = quote(base64.b64encode(key.sign(q.encode())).decode(), safe="")
         r = await c.get(f"/api/v3/account?{q}&signature={sig}",
@@ -414,7 +414,7 @@ async def test_weight_limit_429_then_418() -> None:
     cfg = venue_config(rate_limits=RateLimitConfig(weight_limit=5, ban_after_429s=2,
                                                    ban_base_seconds=120,
                                                    aligned_windows=False))
-    async with open_venue(cfg) as srv, httpx.AsyncClient(base_url=srv.http_url) as c:
+    async with open_paper_venue(cfg) as srv, httpx.AsyncClient(base_url=srv.http_url) as c:
         for i in range(5):
             r = await c.get("/api/v3/ping")
             assert r.status_code == 200 and r.headers["X-MBX-USED-WEIGHT-1M"] == str(i + 1)
@@ -436,7 +436,7 @@ async def test_weight_limit_429_then_418() -> None:
 
 async def test_order_rate_limit_429_without_retry_after() -> None:
     cfg = venue_config(rate_limits=RateLimitConfig(orders_limit_short=2, aligned_windows=False))
-    async with open_venue(cfg) as srv, httpx.AsyncClient(base_url=srv.http_url) as c:
+    async with open_paper_venue(cfg) as srv, httpx.AsyncClient(base_url=srv.http_url) as c:
         await wait_quotes(srv)
         bid, _ = await best(c)
         for i in range(2):
@@ -452,7 +452,7 @@ async def test_order_rate_limit_429_without_retry_after() -> None:
 # --------------------------------------------------------------------------- faults
 
 
-async def test_faults_fail_force_and_delay(server: VenueServer,
+async def test_faults_fail_force_and_delay(server: PaperServer,
                                            client: httpx.AsyncClient) -> None:
     admin = server.admin_headers
     r = await client.post("/_admin/faults", json={"fail_next": 2, "fail_status": 503},
@@ -482,7 +482,7 @@ async def test_faults_fail_force_and_delay(server: VenueServer,
     assert r.status_code == 400
 
 
-async def test_fault_order_applied_but_unanswered(server: VenueServer,
+async def test_fault_order_applied_but_unanswered(server: PaperServer,
                                                   client: httpx.AsyncClient) -> None:
     r = await client.post("/_admin/faults", json={"timeout_next_orders": 1, "timeout_hang_s": 5},
                           headers=server.admin_headers)
@@ -511,7 +511,7 @@ async def test_multiple_accounts_have_separate_balances() -> None:
         AccountConfig(api_key="a1", api_secret="s1", balances={"USDT": D("1000")}),
         AccountConfig(api_key="a2", api_secret="s2", balances={"USDT": D("50")}),
     ))
-    async with open_venue(cfg) as srv, httpx.AsyncClient(base_url=srv.http_url) as c:
+    async with open_paper_venue(cfg) as srv, httpx.AsyncClient(base_url=srv.http_url) as c:
         out = {}
         for key, secret in (("a1", "s1"), ("a2", "s2")):
             q = signed_query([], secret)
@@ -524,7 +524,7 @@ async def test_multiple_accounts_have_separate_balances() -> None:
 
 
 def test_config_repr_hides_secrets() -> None:
-    cfg = VenueServerConfig(faults=FaultConfig())
+    cfg = PaperConfig(faults=FaultConfig())
     assert "mmtrio-test-secret" not in repr(cfg)
     assert "mmtrio-test-key" in repr(cfg)
 
@@ -543,10 +543,10 @@ def test_rate_limiter_windows_aligned_to_the_clock() -> None:
 
 
 async def test_serve_venue_reports_bound_port() -> None:
-    from mm_trio.apps.paper import serve_venue
+    from mm_trio.apps.paper import serve_paper_venue
 
     async with trio.open_nursery() as nursery:
-        port = await nursery.start(serve_venue, venue_config())
+        port = await nursery.start(serve_paper_venue, venue_config())
         assert isinstance(port, int) and port > 0
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as c:
             r = await c.get("/api/v3/ping")

@@ -13,7 +13,7 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection, open_websocket_url
 
-from mm_trio.apps.paper import DEFAULT_API_KEY, VenueServer, VenueServerConfig, open_venue
+from mm_trio.apps.paper import DEFAULT_API_KEY, PaperConfig, PaperServer, open_paper_venue
 from mm_trio.apps.paper.server import _hypercorn_config
 from mm_trio.apps.paper.testing import hmac_sign, now_ms, signed_query
 from mm_trio.domain.config import SimVenueConfig
@@ -21,16 +21,16 @@ from mm_trio.domain.config import SimVenueConfig
 D = Decimal
 
 
-def venue_config(tick_ms: float = 20, **kw: Any) -> VenueServerConfig:
+def venue_config(tick_ms: float = 20, **kw: Any) -> PaperConfig:
     sim = attrs.evolve(SimVenueConfig(), tick_interval_ms=tick_ms, latency_ms=1,
                        queue_model="trade_through")
     kw.setdefault("market_symbols", ("BTC/USDT", "ETH/USDT"))
-    return VenueServerConfig(venue=sim, **kw)
+    return PaperConfig(venue=sim, **kw)
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[VenueServer]:
-    async with open_venue(venue_config()) as srv:
+async def server() -> AsyncIterator[PaperServer]:
+    async with open_paper_venue(venue_config()) as srv:
         with trio.fail_after(5):
             await srv.venue.hub.wait_quote("BTC/USDT")
         yield srv
@@ -58,7 +58,7 @@ async def recv_until(ws: WebSocketConnection, pred: Any, wait: float = 3.0) -> A
             backlog.append(msg)
 
 
-async def inject_trade(srv: VenueServer, symbol: str, price: str, qty: str = "1") -> None:
+async def inject_trade(srv: PaperServer, symbol: str, price: str, qty: str = "1") -> None:
     async with httpx.AsyncClient(base_url=srv.http_url, headers=srv.admin_headers) as c:
         r = await c.post("/_admin/market", json={"type": "trade", "symbol": symbol,
                                                  "price": price, "qty": qty})
@@ -68,7 +68,7 @@ async def inject_trade(srv: VenueServer, symbol: str, price: str, qty: str = "1"
 # --------------------------------------------------------------------------- market streams
 
 
-async def test_raw_book_ticker_stream(server: VenueServer) -> None:
+async def test_raw_book_ticker_stream(server: PaperServer) -> None:
     async with open_websocket_url(f"{server.ws_url}/ws/btcusdt@bookTicker") as ws:
         msg = await recv(ws)
         assert set(msg) == {"u", "s", "b", "B", "a", "A"}
@@ -77,7 +77,7 @@ async def test_raw_book_ticker_stream(server: VenueServer) -> None:
         assert nxt["u"] > msg["u"]
 
 
-async def test_combined_streams_wrap_and_trade(server: VenueServer) -> None:
+async def test_combined_streams_wrap_and_trade(server: PaperServer) -> None:
     url = f"{server.ws_url}/stream?streams=btcusdt@bookTicker/ethusdt@trade"
     async with open_websocket_url(url) as ws:
         msg = await recv(ws)
@@ -91,7 +91,7 @@ async def test_combined_streams_wrap_and_trade(server: VenueServer) -> None:
         assert {"E", "t", "T", "m", "M"} <= set(d)
 
 
-async def test_live_subscribe_unsubscribe_list(server: VenueServer) -> None:
+async def test_live_subscribe_unsubscribe_list(server: PaperServer) -> None:
     async with open_websocket_url(f"{server.ws_url}/ws") as ws:
         await ws.send_message(json.dumps({"method": "SUBSCRIBE",
                                           "params": ["btcusdt@bookTicker", "ethusdt@aggTrade"],
@@ -130,7 +130,7 @@ async def test_live_subscribe_unsubscribe_list(server: VenueServer) -> None:
 
 
 async def test_depth_diffs_consistent_with_rest_snapshot() -> None:
-    async with open_venue(venue_config(tick_ms=150)) as srv, \
+    async with open_paper_venue(venue_config(tick_ms=150)) as srv, \
             httpx.AsyncClient(base_url=srv.http_url) as c, \
             open_websocket_url(f"{srv.ws_url}/ws/btcusdt@depth@100ms") as ws:
         first = await recv(ws)
@@ -165,7 +165,7 @@ async def test_depth_diffs_consistent_with_rest_snapshot() -> None:
         assert max(bids) < min(asks)
 
 
-async def test_drop_websockets_fault(server: VenueServer) -> None:
+async def test_drop_websockets_fault(server: PaperServer) -> None:
     async with open_websocket_url(f"{server.ws_url}/ws/btcusdt@bookTicker") as ws:
         await recv(ws)
         async with httpx.AsyncClient(base_url=server.http_url,
@@ -177,7 +177,7 @@ async def test_drop_websockets_fault(server: VenueServer) -> None:
                 await ws.get_message()
 
 
-async def test_invalid_stream_path_rejected(server: VenueServer) -> None:
+async def test_invalid_stream_path_rejected(server: PaperServer) -> None:
     with pytest.raises(HandshakeError):
         async with open_websocket_url(f"{server.ws_url}/ws/btcusdt@nonsense"):
             pass
@@ -206,7 +206,7 @@ async def call(ws: WebSocketConnection, req_id: Any, method: str,
     return await recv_until(ws, lambda m: m.get("id") == req_id)
 
 
-async def test_ws_api_ping_time_and_errors(server: VenueServer) -> None:
+async def test_ws_api_ping_time_and_errors(server: PaperServer) -> None:
     async with open_websocket_url(f"{server.ws_url}/ws-api/v3") as ws:
         r = await call(ws, "p1", "ping")
         assert r["status"] == 200 and r["result"] == {}
@@ -222,7 +222,7 @@ async def test_ws_api_ping_time_and_errors(server: VenueServer) -> None:
         assert r["status"] == 400
 
 
-async def test_user_data_stream_execution_reports(server: VenueServer) -> None:
+async def test_user_data_stream_execution_reports(server: PaperServer) -> None:
     async with open_websocket_url(f"{server.ws_url}/ws-api/v3") as ws, \
             httpx.AsyncClient(base_url=server.http_url) as c:
         r = await call(ws, 1, "userDataStream.subscribe.signature", ws_signed({}))
@@ -274,7 +274,7 @@ async def test_user_data_stream_execution_reports(server: VenueServer) -> None:
         assert r["result"] == []
 
 
-async def test_ws_api_logon_and_order_entry(server: VenueServer) -> None:
+async def test_ws_api_logon_and_order_entry(server: PaperServer) -> None:
     async with open_websocket_url(f"{server.ws_url}/ws-api/v3") as ws:
         r = await call(ws, 1, "session.logon", ws_signed({}))
         assert r["status"] == 200 and r["result"]["apiKey"] == DEFAULT_API_KEY

@@ -39,13 +39,13 @@ from mm_trio.engine.orchestrator import Orchestrator, open_orchestrator
 from mm_trio.exchange.binance.decode import StreamDecoder
 from mm_trio.exchange.limiter import Limiter
 from mm_trio.exchange.recording import RecordingStats, merge_recordings
+from mm_trio.exchange.sim.exchange import SimulatedExchange
 from mm_trio.exchange.sim.matching import MatchingEngine
 from mm_trio.exchange.sim.recorded import (
     ReplayError,
     ReplayFeed,
     recorded_market,
 )
-from mm_trio.exchange.sim.venue import SimulatedExchange
 
 # --------------------------------------------------------------------------- outputs
 

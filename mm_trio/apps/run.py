@@ -20,7 +20,7 @@ from mm_trio.domain.model import SymbolError
 from mm_trio.engine.orchestrator import Orchestrator, open_orchestrator
 from mm_trio.exchange.base import Exchange
 from mm_trio.exchange.limiter import Limiter, Priority, priority
-from mm_trio.exchange.sim.venue import SimulatedExchange
+from mm_trio.exchange.sim.exchange import SimulatedExchange
 
 log = logging.getLogger("mm_trio")
 

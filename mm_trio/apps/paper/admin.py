@@ -25,9 +25,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from mm_trio.apps.paper.config import MAX_BODY_BYTES
-from mm_trio.apps.paper.core import Venue, json_bytes
 from mm_trio.apps.paper.faults import FaultFieldError
+from mm_trio.apps.paper.params import json_bytes
 from mm_trio.apps.paper.rest import JSON_TYPE, BodyTooLarge, read_body
+from mm_trio.apps.paper.venue import PaperVenue
 from mm_trio.domain.model import Quote, SymbolSpec, Trade
 
 __all__ = ["AdminInputError", "admin_faults", "admin_market", "admin_reset_limits",
@@ -81,7 +82,7 @@ def _denied(request: Request) -> Response | None:
     host = request.client.host if request.client is not None else ""
     if not (host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")):
         return _error("admin is loopback only", 403)
-    venue: Venue = request.app.state.venue
+    venue: PaperVenue = request.app.state.venue
     if not venue.admin_token.matches(request.headers.get("authorization")):
         log.warning("admin %s %s refused: no valid bearer token", request.method,
                     request.url.path)
@@ -234,7 +235,7 @@ async def admin_faults(request: Request) -> Response:
     denied = _denied(request)
     if denied is not None:
         return denied
-    venue: Venue = request.app.state.venue
+    venue: PaperVenue = request.app.state.venue
     dropped = 0
     if request.method == "POST":
         try:
@@ -277,7 +278,7 @@ async def admin_market(request: Request) -> Response:
     denied = _denied(request)
     if denied is not None:
         return denied
-    venue: Venue = request.app.state.venue
+    venue: PaperVenue = request.app.state.venue
     try:
         data = await _json_object(request)
         event = parse_market_event(data, venue.engine_specs, venue.natives,

@@ -1,4 +1,4 @@
-"""The starlette application of the venue: REST, market streams, WebSocket API, admin."""
+"""The starlette application of the paper venue: REST, market streams, WebSocket API, admin."""
 
 from __future__ import annotations
 
@@ -6,15 +6,15 @@ from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 
 from mm_trio.apps.paper.admin import admin_faults, admin_market, admin_reset_limits
-from mm_trio.apps.paper.core import Venue
 from mm_trio.apps.paper.rest import api_endpoint
 from mm_trio.apps.paper.streams import market_ws
+from mm_trio.apps.paper.venue import PaperVenue
 from mm_trio.apps.paper.wsapi import ws_api
 
 __all__ = ["build_app"]
 
 
-def build_app(venue: Venue) -> Starlette:
+def build_app(venue: PaperVenue) -> Starlette:
     """The ASGI app serving ``venue`` (``app.state.venue``)."""
     routes = [
         Route("/api/v3/{path:path}", api_endpoint, methods=["GET", "POST", "DELETE", "PUT"]),

@@ -1,6 +1,7 @@
-"""Configuration of ``mm-trio venue``: the simulated venue served over a Binance spot API.
+"""Configuration of the paper venue (``mm-trio paper``): the simulated exchange served over a
+Binance spot API.
 
-Everything has a default, so ``VenueServerConfig()`` serves the default simulated venue with
+Everything has a default, so ``PaperConfig()`` serves the default simulated exchange with
 one account, the documented test pair :data:`DEFAULT_API_KEY` / :data:`DEFAULT_API_SECRET`.
 Secrets (HMAC secrets) are excluded from ``repr`` and never logged.
 """
@@ -14,6 +15,7 @@ from typing import Any
 import attrs
 
 from mm_trio.domain.config import SimVenueConfig
+from mm_trio.exchange.binance.protocol import MAX_RECV_WINDOW_MS
 
 DEFAULT_API_KEY = "mmtrio-test-key"
 """API key of the default test account (documented; for local paper trading only)."""
@@ -174,8 +176,8 @@ class FaultConfig:
 
 
 @attrs.frozen(kw_only=True)
-class VenueServerConfig:
-    """The Binance-compatible venue server.
+class PaperConfig:
+    """The paper venue: the Binance-compatible server (the ``[server]`` config section).
 
     ``market_symbols``: unified symbols whose market data runs from the start (``None``: every
     listed symbol); streaming or trading any other listed symbol starts its data on demand.
@@ -197,7 +199,7 @@ class VenueServerConfig:
     replay: tuple[str, ...] = ()
     depth_levels: int = 20
     ws_ping_interval: float | None = 20.0
-    max_recv_window_ms: int = 60_000
+    max_recv_window_ms: int = MAX_RECV_WINDOW_MS
     ahead_tolerance_ms: int = 1000
     admin: bool = True
     admin_token: str | None = attrs.field(default=None, repr=False)
@@ -217,8 +219,8 @@ class VenueServerConfig:
                 raise ValueError(f"admin_token {why}")
 
 
-def with_credentials(config: VenueServerConfig, *, api_key: str | None = None,
-                     api_secret: str | None = None) -> VenueServerConfig:
+def with_credentials(config: PaperConfig, *, api_key: str | None = None,
+                     api_secret: str | None = None) -> PaperConfig:
     """``--api-key KEY --api-secret SECRET``: replace the first account's credentials."""
     if api_key is None and api_secret is None:
         return config

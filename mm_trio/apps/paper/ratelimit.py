@@ -16,6 +16,7 @@ import math
 import attrs
 
 from mm_trio.apps.paper.config import RateLimitConfig
+from mm_trio.exchange.binance.protocol import ErrorCode
 
 __all__ = ["Decision", "RateLimiter", "interval_name"]
 
@@ -147,7 +148,7 @@ class RateLimiter:
             per = interval_name(cfg.weight_window_s)
             per_text = {"1M": "1 MINUTE"}.get(per, per)
             return Decision(
-                429, -1003,
+                429, ErrorCode.TOO_MANY_REQUESTS,
                 f"Too much request weight used; current limit is {cfg.weight_limit} request "
                 f"weight per {per_text}. Please use WebSocket Streams for live updates to "
                 "avoid polling the API.",
@@ -158,7 +159,7 @@ class RateLimiter:
     def _ban_decision(self, st: _IpState, now: float) -> Decision:
         until_ms = int(st.banned_until * 1000)
         return Decision(
-            418, -1003,
+            418, ErrorCode.TOO_MANY_REQUESTS,
             f"Way too much request weight used; IP banned until {until_ms}. Please use "
             "WebSocket Streams for live updates to avoid bans.",
             max(1, math.ceil(st.banned_until - now)))
@@ -180,11 +181,11 @@ class RateLimiter:
             if short + 1 > cfg.orders_limit_short:
                 per = interval_name(cfg.orders_window_short_s)
                 text = {"10S": "10 SECOND"}.get(per, per)
-                return Decision(429, -1015, f"Too many new orders; current limit is "
-                                f"{cfg.orders_limit_short} orders per {text}.")
+                return Decision(429, ErrorCode.TOO_MANY_ORDERS, f"Too many new orders; "
+                                f"current limit is {cfg.orders_limit_short} orders per {text}.")
             if day + 1 > cfg.orders_limit_day:
-                return Decision(429, -1015, f"Too many new orders; current limit is "
-                                f"{cfg.orders_limit_day} orders per DAY.")
+                return Decision(429, ErrorCode.TOO_MANY_ORDERS, f"Too many new orders; "
+                                f"current limit is {cfg.orders_limit_day} orders per DAY.")
         st.short.used = short + 1
         st.day.used = day + 1
         return Decision()

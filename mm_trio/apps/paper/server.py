@@ -1,10 +1,10 @@
-"""Serve the venue with hypercorn's trio worker.
+"""Serve the paper venue with hypercorn's trio worker.
 
-``await nursery.start(serve_venue, config)`` starts the SimulatedExchange(s), the market data
-tasks and the HTTP/websocket server on ``host:port`` (port 0 picks a free one) and returns the
-bound port. :func:`open_venue` is the same as an async context manager that yields a
-:class:`VenueServer` (port, base URLs, the admin headers and the
-:class:`~mm_trio.apps.paper.core.Venue` itself, for tests).
+``await nursery.start(serve_paper_venue, config)`` starts the simulated exchange(s), the market
+data tasks and the HTTP/websocket server on ``host:port`` (port 0 picks a free one) and returns
+the bound port. :func:`open_paper_venue` is the same as an async context manager that yields a
+:class:`PaperServer` (port, base URLs, the admin headers and the
+:class:`~mm_trio.apps.paper.venue.PaperVenue` itself, for tests).
 
 A generated admin token (none configured, ``MM_TRIO_VENUE_ADMIN_TOKEN`` unset) is logged once,
 at WARNING, when the server starts listening; a configured one is never logged. Websocket
@@ -25,21 +25,21 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
 from mm_trio.apps.paper.app import build_app
-from mm_trio.apps.paper.config import ADMIN_TOKEN_ENV, MAX_BODY_BYTES, VenueServerConfig
-from mm_trio.apps.paper.core import Venue
+from mm_trio.apps.paper.config import ADMIN_TOKEN_ENV, MAX_BODY_BYTES, PaperConfig
+from mm_trio.apps.paper.venue import PaperVenue
 
-__all__ = ["VenueServer", "open_venue", "serve_venue"]
+__all__ = ["PaperServer", "open_paper_venue", "serve_paper_venue"]
 
 log = logging.getLogger(__name__)
 
 
 @attrs.frozen
-class VenueServer:
-    """A running venue: where it listens and the venue object."""
+class PaperServer:
+    """A running paper venue: where it listens and the :class:`PaperVenue` itself."""
 
     host: str
     port: int
-    venue: Venue
+    venue: PaperVenue
 
     @property
     def http_url(self) -> str:
@@ -60,7 +60,7 @@ class VenueServer:
         return {"Authorization": f"Bearer {self.admin_token}"}
 
 
-def _hypercorn_config(config: VenueServerConfig, host: str, port: int) -> HypercornConfig:
+def _hypercorn_config(config: PaperConfig, host: str, port: int) -> HypercornConfig:
     hc = HypercornConfig()
     hc.bind = [f"{host}:{port}"]
     hc.websocket_ping_interval = config.ws_ping_interval
@@ -71,9 +71,9 @@ def _hypercorn_config(config: VenueServerConfig, host: str, port: int) -> Hyperc
     return hc
 
 
-async def _run(config: VenueServerConfig, host: str, port: int,
-               task_status: trio.TaskStatus[VenueServer]) -> None:
-    venue = Venue(config)
+async def _run(config: PaperConfig, host: str, port: int,
+               task_status: trio.TaskStatus[PaperServer]) -> None:
+    venue = PaperVenue(config)
     async with trio.open_nursery() as nursery:
         await nursery.start(venue.run)
         app = build_app(venue)
@@ -86,24 +86,25 @@ async def _run(config: VenueServerConfig, host: str, port: int,
         if config.admin and venue.admin_token.generated:
             log.warning("venue admin token (generated; set %s to choose one): %s",
                         ADMIN_TOKEN_ENV, venue.admin_token.reveal())
-        task_status.started(VenueServer(host, bound, venue))
+        task_status.started(PaperServer(host, bound, venue))
 
 
-async def serve_venue(config: VenueServerConfig, *, host: str = "127.0.0.1", port: int = 0,
-                      task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+async def serve_paper_venue(config: PaperConfig, *, host: str = "127.0.0.1", port: int = 0,
+                            task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+                            ) -> None:
     """Run the venue server until cancelled; ``task_status.started(bound_port)``."""
     async with trio.open_nursery() as nursery:
-        server: VenueServer = await nursery.start(_run, config, host, port)
+        server: PaperServer = await nursery.start(_run, config, host, port)
         task_status.started(server.port)
 
 
 @asynccontextmanager
-async def open_venue(config: VenueServerConfig | None = None, *, host: str = "127.0.0.1",
-                     port: int = 0) -> AsyncIterator[VenueServer]:
-    """``async with open_venue(cfg) as server:`` — the venue runs inside the block."""
+async def open_paper_venue(config: PaperConfig | None = None, *, host: str = "127.0.0.1",
+                           port: int = 0) -> AsyncIterator[PaperServer]:
+    """``async with open_paper_venue(cfg) as server:`` — the venue runs inside the block."""
     async with trio.open_nursery() as nursery:
-        server: VenueServer = await nursery.start(
-            _run, config if config is not None else VenueServerConfig(), host, port)
+        server: PaperServer = await nursery.start(
+            _run, config if config is not None else PaperConfig(), host, port)
         try:
             yield server
         finally:

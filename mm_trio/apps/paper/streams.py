@@ -22,18 +22,38 @@ from typing import Any
 import trio
 from starlette.websockets import WebSocket
 
-from mm_trio.apps.paper.core import Venue, json_bytes, parse_stream
+from mm_trio.apps.paper.hub import parse_stream
+from mm_trio.apps.paper.params import json_bytes
+from mm_trio.apps.paper.venue import PaperVenue
+from mm_trio.exchange.binance.protocol import MAX_STREAMS
 
 log = logging.getLogger(__name__)
 
 SEND_QUEUE = 10_000
-MAX_STREAMS = 1024
+CONTROL_METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY",
+                   "GET_PROPERTY")
+# error codes of market-stream control requests (their own numbering, not the REST codes)
+_UNKNOWN_PROPERTY = 0
+_INVALID_VALUE = 1
+_INVALID_REQUEST = 2
+_INVALID_JSON = 3
+POLICY_VIOLATION = 1008
+"""Websocket close code for a connection asking for streams we do not serve."""
+
+
+class _Refused(Exception):
+    """A control request answered with ``{"code", "msg", "id"}`` and nothing else done."""
+
+    def __init__(self, code: int, msg: str) -> None:
+        super().__init__(msg)
+        self.code = code
+        self.msg = msg
 
 
 class Connection:
     """Outgoing queue and cancel scope of one websocket connection."""
 
-    def __init__(self, venue: Venue) -> None:
+    def __init__(self, venue: PaperVenue) -> None:
         self.venue = venue
         self.send_ch, self.recv_ch = trio.open_memory_channel[bytes](SEND_QUEUE)
         self.scope = trio.CancelScope()
@@ -94,7 +114,7 @@ async def _guard(coro: Awaitable[None], scope: trio.CancelScope) -> None:
 class StreamConnection(Connection):
     """A market-stream client: its subscriptions and payload wrapping."""
 
-    def __init__(self, venue: Venue, combined: bool) -> None:
+    def __init__(self, venue: PaperVenue, combined: bool) -> None:
         super().__init__(venue)
         self.combined = combined
         self.streams: dict[str, None] = {}
@@ -136,64 +156,71 @@ class StreamConnection(Connection):
         try:
             req = json.loads(text)
         except ValueError as exc:
-            self._error(3, f"Invalid JSON: {exc}")
+            self._error(_INVALID_JSON, f"Invalid JSON: {exc}")
             return
         if not isinstance(req, dict):
-            self._error(2, "Invalid request: expected an object")
+            self._error(_INVALID_REQUEST, "Invalid request: expected an object")
             return
         req_id = req.get("id")
         if (isinstance(req_id, bool) or not isinstance(req_id, (int, str))
                 or (isinstance(req_id, int) and req_id < 0)):
-            self._error(2, "Invalid request: request ID must be an unsigned integer")
+            self._error(_INVALID_REQUEST,
+                        "Invalid request: request ID must be an unsigned integer")
             return
-        method = req.get("method")
-        params = req.get("params", [])
-        if method not in ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY",
-                          "GET_PROPERTY"):
-            self._error(2, f"Invalid request: unknown variant {method!r}, expected one of "
-                        "SUBSCRIBE, UNSUBSCRIBE, LIST_SUBSCRIPTIONS, SET_PROPERTY, GET_PROPERTY",
-                        req_id)
+        try:
+            result = await self._control(req.get("method"), req.get("params", []))
+        except _Refused as refused:
+            self._error(refused.code, refused.msg, req_id)
             return
+        self.send_nowait(json_bytes({"result": result, "id": req_id}))
+
+    async def _control(self, method: Any, params: Any) -> Any:
+        """The result of one well-formed control request (``_Refused`` if refused)."""
+        if method not in CONTROL_METHODS:
+            raise _Refused(_INVALID_REQUEST, f"Invalid request: unknown variant {method!r}, "
+                           f"expected one of {', '.join(CONTROL_METHODS)}")
         if not isinstance(params, list):
-            self._error(2, "Invalid request: params must be an array", req_id)
-            return
-        result: Any = None
-        if method in ("SUBSCRIBE", "UNSUBSCRIBE"):
-            canon: list[str] = []
-            for name in params:
-                c = parse_stream(name, self.venue.natives) if isinstance(name, str) else None
-                if c is None:
-                    self._error(2, f"Invalid request: invalid stream name {name!r}", req_id)
-                    return
-                canon.append(c)
-            if method == "SUBSCRIBE":
-                if len(set(canon) | set(self.streams)) > MAX_STREAMS:
-                    self._error(2, "Invalid request: too many streams", req_id)
-                    return
-                await self.subscribe(canon)
-            else:
-                self.unsubscribe(canon)
+            raise _Refused(_INVALID_REQUEST, "Invalid request: params must be an array")
+        if method == "SUBSCRIBE":
+            await self._subscribe_request(params)
+        elif method == "UNSUBSCRIBE":
+            self.unsubscribe(self._stream_names(params))
         elif method == "LIST_SUBSCRIPTIONS":
-            result = list(self.streams)
+            return list(self.streams)
         elif method == "SET_PROPERTY":
-            if len(params) != 2 or params[0] != "combined":
-                self._error(0, "Unknown property", req_id)
-                return
-            if not isinstance(params[1], bool):
-                self._error(1, "Invalid value type: expected Boolean", req_id)
-                return
-            self.combined = params[1]
+            self._set_property(params)
         else:  # GET_PROPERTY
             if params != ["combined"]:
-                self._error(0, "Unknown property", req_id)
-                return
-            result = self.combined
-        self.send_nowait(json_bytes({"result": result, "id": req_id}))
+                raise _Refused(_UNKNOWN_PROPERTY, "Unknown property")
+            return self.combined
+        return None
+
+    def _stream_names(self, params: list[Any]) -> list[str]:
+        canon: list[str] = []
+        for name in params:
+            c = parse_stream(name, self.venue.natives) if isinstance(name, str) else None
+            if c is None:
+                raise _Refused(_INVALID_REQUEST, f"Invalid request: invalid stream name {name!r}")
+            canon.append(c)
+        return canon
+
+    async def _subscribe_request(self, params: list[Any]) -> None:
+        canon = self._stream_names(params)
+        if len(set(canon) | set(self.streams)) > MAX_STREAMS:
+            raise _Refused(_INVALID_REQUEST, "Invalid request: too many streams")
+        await self.subscribe(canon)
+
+    def _set_property(self, params: list[Any]) -> None:
+        if len(params) != 2 or params[0] != "combined":
+            raise _Refused(_UNKNOWN_PROPERTY, "Unknown property")
+        if not isinstance(params[1], bool):
+            raise _Refused(_INVALID_VALUE, "Invalid value type: expected Boolean")
+        self.combined = params[1]
 
 
 async def market_ws(websocket: WebSocket) -> None:
     """Starlette websocket endpoint for ``/ws``, ``/ws/...`` and ``/stream``."""
-    venue: Venue = websocket.app.state.venue
+    venue: PaperVenue = websocket.app.state.venue
     path = websocket.url.path
     if path.rstrip("/") == "/stream":
         combined = True
@@ -204,7 +231,7 @@ async def market_ws(websocket: WebSocket) -> None:
     names = [n for n in raw.split("/") if n]
     canon = [parse_stream(n, venue.natives) for n in names]
     if any(c is None for c in canon) or len(canon) > MAX_STREAMS:
-        await websocket.close(code=1008)
+        await websocket.close(code=POLICY_VIOLATION)
         return
     await websocket.accept()
     conn = StreamConnection(venue, combined)

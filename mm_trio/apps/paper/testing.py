@@ -1,4 +1,4 @@
-"""Helpers for talking to the venue in tests: Binance request signing without a client lib."""
+"""Helpers for talking to the paper venue in tests: Binance request signing without a client lib."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from urllib.parse import urlencode
 
 from mm_trio.apps.paper.config import DEFAULT_API_KEY, DEFAULT_API_SECRET
+from mm_trio.exchange.binance import protocol
 
 __all__ = ["hmac_sign", "now_ms", "signed_query"]
 
@@ -31,4 +32,4 @@ def signed_query(params: Iterable[tuple[str, str]], secret: str = DEFAULT_API_SE
     return f"{query}&signature={hmac_sign(query, secret)}"
 
 
-API_KEY_HEADER = {"X-MBX-APIKEY": DEFAULT_API_KEY}
+API_KEY_HEADER = {protocol.API_KEY_HEADER: DEFAULT_API_KEY}

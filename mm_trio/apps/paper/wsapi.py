@@ -23,10 +23,14 @@ from typing import Any
 from starlette.websockets import WebSocket
 
 from mm_trio.apps.paper.auth import ws_payload
-from mm_trio.apps.paper.core import Account, Venue, VenueError, json_bytes, mandatory
+from mm_trio.apps.paper.ledger import Account
+from mm_trio.apps.paper.params import ApiError, json_bytes, mandatory
 from mm_trio.apps.paper.rest import check_signed, order_count_headers
 from mm_trio.apps.paper.streams import Connection, run_connection
+from mm_trio.apps.paper.venue import PaperVenue
+from mm_trio.exchange.binance.protocol import WS_API_WEIGHTS, ErrorCode, ErrorMsg, WeightOf
 
+_INVALID_JSON = "Invalid JSON Request"
 _Method = Callable[["WsApiSession", dict[str, str], dict[str, Any]], Awaitable[Any]]
 
 
@@ -41,7 +45,7 @@ def _str(value: Any) -> str:
 class WsApiSession(Connection):
     """One WebSocket API connection: its logged-on account and user-data subscriptions."""
 
-    def __init__(self, venue: Venue, ip: str) -> None:
+    def __init__(self, venue: PaperVenue, ip: str) -> None:
         super().__init__(venue)
         self.ip = ip
         self.account: Account | None = None
@@ -65,7 +69,7 @@ class WsApiSession(Connection):
             raise mandatory("apiKey")
         acct = self.venue.accounts.get(key)
         if acct is None:
-            raise VenueError(-2015, "Invalid API-key, IP, or permissions for action.", 401)
+            raise ApiError(ErrorCode.REJECTED_MBX_KEY, ErrorMsg.BAD_API_KEY, 401)
         signature = raw.get("signature")
         return check_signed(self.venue, acct, params,
                             lambda: (ws_payload(raw), None if signature is None
@@ -74,7 +78,8 @@ class WsApiSession(Connection):
     def subscribe(self, acct: Account) -> int:
         for other, _ in self.subscriptions.values():
             if other is acct:
-                raise VenueError(-2035, "User Data Stream subscription already active.")
+                raise ApiError(ErrorCode.SUBSCRIPTION_ACTIVE,
+                               "User Data Stream subscription already active.")
         sub_id = self._next_sub
         self._next_sub += 1
         prefix = b'{"subscriptionId":' + str(sub_id).encode() + b',"event":'
@@ -104,29 +109,30 @@ class WsApiSession(Connection):
             try:
                 req = json.loads(text)
             except ValueError:
-                raise VenueError(-1135, "Invalid JSON Request") from None
+                raise ApiError(ErrorCode.INVALID_JSON, _INVALID_JSON) from None
             if not isinstance(req, dict):
-                raise VenueError(-1135, "Invalid JSON Request")
+                raise ApiError(ErrorCode.INVALID_JSON, _INVALID_JSON)
             req_id = req.get("id")
             method = req.get("method")
             raw = req.get("params", {})
             if not isinstance(raw, dict):
-                raise VenueError(-1135, "Invalid 'params' in JSON request; expected an object.")
+                raise ApiError(ErrorCode.INVALID_JSON,
+                               "Invalid 'params' in JSON request; expected an object.")
             entry = METHODS.get(method) if isinstance(method, str) else None
             if entry is None:
-                raise VenueError(-1020, "This operation is not supported.")
+                raise ApiError(ErrorCode.UNSUPPORTED_OPERATION, "This operation is not supported.")
             weight, handler, orders = entry
             params = {k: _str(v) for k, v in raw.items() if v is not None}
             decision = venue.limiter.check_weight(self.ip, weight(params), venue.now_s())
             if decision.status != 200:
-                raise VenueError(decision.code, decision.msg, decision.status,
-                                 decision.retry_after)
+                raise ApiError(decision.code, decision.msg, decision.status,
+                               decision.retry_after)
             result = await handler(self, params, raw)
             acct = self.account if not isinstance(result, _WithAccount) else result.account
             if isinstance(result, _WithAccount):
                 result = result.value
             body: dict[str, Any] = {"id": req_id, "status": 200, "result": result}
-        except VenueError as exc:
+        except ApiError as exc:
             body = {"id": req_id, "status": exc.status, "error": exc.body()}
             if exc.retry_after is not None:
                 body["error"]["data"] = {
@@ -192,7 +198,7 @@ async def _logout(s: WsApiSession, p: dict[str, str], raw: dict[str, Any]) -> An
 
 async def _uds_subscribe(s: WsApiSession, p: dict[str, str], raw: dict[str, Any]) -> Any:
     if s.account is None:
-        raise VenueError(-2015, "Invalid API-key, IP, or permissions for action.", 401)
+        raise ApiError(ErrorCode.REJECTED_MBX_KEY, ErrorMsg.BAD_API_KEY, 401)
     return {"subscriptionId": s.subscribe(s.account)}
 
 
@@ -210,7 +216,8 @@ async def _uds_unsubscribe(s: WsApiSession, p: dict[str, str], raw: dict[str, An
     for sub_id in ids:
         entry = s.subscriptions.pop(sub_id, None) if isinstance(sub_id, int) else None
         if entry is None:
-            raise VenueError(-2036, "Subscription with the given id does not exist.")
+            raise ApiError(ErrorCode.SUBSCRIPTION_NOT_FOUND,
+                           "Subscription with the given id does not exist.")
         entry[0].listeners.discard(entry[1])
     return {}
 
@@ -225,10 +232,10 @@ async def _order_place(s: WsApiSession, p: dict[str, str], raw: dict[str, Any]) 
     order = venue.validate_order(p)
     decision = venue.limiter.check_order(acct.api_key, venue.now_s())
     if decision.status != 200:
-        raise VenueError(decision.code, decision.msg, decision.status)
+        raise ApiError(decision.code, decision.msg, decision.status)
     rec = await venue.place_order(acct, order)
     order_count_headers(venue, acct, {})
-    return _WithAccount(venue.order_reply(rec, order["resp"]), acct)
+    return _WithAccount(rec.reply(order.resp), acct)
 
 
 async def _order_cancel(s: WsApiSession, p: dict[str, str], raw: dict[str, Any]) -> Any:
@@ -261,40 +268,40 @@ async def _my_trades(s: WsApiSession, p: dict[str, str], raw: dict[str, Any]) ->
     return _WithAccount(s.venue.my_trades(acct, p), acct)
 
 
-def _w(n: int) -> Callable[[dict[str, str]], int]:
-    return lambda _p: n
-
-
-def _many(one: int, many: int) -> Callable[[dict[str, str]], int]:
-    return lambda p: one if p.get("symbol") else many
-
-
-METHODS: dict[str, tuple[Callable[[dict[str, str]], int], _Method, bool]] = {
-    "ping": (_w(1), _ping, False),
-    "time": (_w(1), _time, False),
-    "exchangeInfo": (_w(20), _exchange_info, False),
-    "depth": (_w(5), _depth, False),
-    "ticker.book": (_many(2, 4), _ticker_book, False),
-    "session.logon": (_w(2), _logon, False),
-    "session.status": (_w(2), _status, False),
-    "session.logout": (_w(2), _logout, False),
-    "userDataStream.subscribe": (_w(2), _uds_subscribe, False),
-    "userDataStream.subscribe.signature": (_w(2), _uds_subscribe_signature, False),
-    "userDataStream.unsubscribe": (_w(2), _uds_unsubscribe, False),
-    "session.subscriptions": (_w(2), _subscriptions, False),
-    "order.place": (_w(1), _order_place, True),
-    "order.cancel": (_w(1), _order_cancel, False),
-    "order.status": (_w(4), _order_status, False),
-    "openOrders.status": (_many(6, 80), _open_orders, False),
-    "openOrders.cancelAll": (_w(1), _cancel_all, False),
-    "account.status": (_w(20), _account, False),
-    "myTrades": (lambda p: 5 if p.get("orderId") else 20, _my_trades, False),
+_HANDLERS: dict[str, tuple[_Method, bool]] = {
+    "ping": (_ping, False),
+    "time": (_time, False),
+    "exchangeInfo": (_exchange_info, False),
+    "depth": (_depth, False),
+    "ticker.book": (_ticker_book, False),
+    "session.logon": (_logon, False),
+    "session.status": (_status, False),
+    "session.logout": (_logout, False),
+    "userDataStream.subscribe": (_uds_subscribe, False),
+    "userDataStream.subscribe.signature": (_uds_subscribe_signature, False),
+    "userDataStream.unsubscribe": (_uds_unsubscribe, False),
+    "session.subscriptions": (_subscriptions, False),
+    "order.place": (_order_place, True),
+    "order.cancel": (_order_cancel, False),
+    "order.status": (_order_status, False),
+    "openOrders.status": (_open_orders, False),
+    "openOrders.cancelAll": (_cancel_all, False),
+    "account.status": (_account, False),
+    "myTrades": (_my_trades, False),
 }
+"""Method -> (handler, counts as an order for the ORDERS rate limits)."""
+
+METHODS: dict[str, tuple[WeightOf, _Method, bool]] = {
+    name: (WS_API_WEIGHTS[name], handler, orders)
+    for name, (handler, orders) in _HANDLERS.items()
+}
+"""Every method: weight (:data:`~mm_trio.exchange.binance.protocol.WS_API_WEIGHTS`), handler,
+whether it counts as an order."""
 
 
 async def ws_api(websocket: WebSocket) -> None:
     """Starlette websocket endpoint for ``/ws-api/v3``."""
-    venue: Venue = websocket.app.state.venue
+    venue: PaperVenue = websocket.app.state.venue
     await websocket.accept()
     ip = websocket.client.host if websocket.client is not None else "unknown"
     session = WsApiSession(venue, ip)

@@ -1,10 +1,15 @@
-"""Binance spot adapter: sans-I/O stream decoding (and, later, REST/websocket shells)."""
+"""Binance spot adapter (:class:`~mm_trio.exchange.binance.adapter.BinanceExchange`) and the
+protocol modules the paper venue shares with it.
 
-from mm_trio.exchange.binance.decode import (
-    DecodeStats,
-    DepthUpdate,
-    StreamDecoder,
+``protocol`` (weights, error codes, status maps, decimal format), ``wire`` (JSON shapes),
+``decode`` (stream payloads -> events), ``encode`` (events -> stream payloads), ``specs`` and
+``trades`` (REST bodies), ``signing``, ``rest`` and ``streams`` (the I/O shells).
+"""
+
+from mm_trio.exchange.binance.decode import DecodeStats, DepthUpdate, StreamDecoder
+from mm_trio.exchange.binance.encode import (
     encode_account_position,
+    encode_agg_trade,
     encode_book_ticker,
     encode_depth_update,
     encode_execution_report,
@@ -16,6 +21,7 @@ __all__ = [
     "DepthUpdate",
     "StreamDecoder",
     "encode_account_position",
+    "encode_agg_trade",
     "encode_book_ticker",
     "encode_depth_update",
     "encode_execution_report",

@@ -26,12 +26,10 @@ import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
-from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
-import msgspec
 import trio
 
 from mm_trio.domain.config import LimiterConfig
@@ -55,16 +53,23 @@ from mm_trio.exchange.base import (
     withdrawn_while_queued,
 )
 from mm_trio.exchange.binance.decode import DecodeStats, DepthUpdate, StreamDecoder
-from mm_trio.exchange.binance.rest import BinanceRest, LimiterLike, Weights, depth_weight
-from mm_trio.exchange.binance.signing import MASK, Ed25519Signer, HmacSigner, Signer
+from mm_trio.exchange.binance.protocol import DEFAULT_RECV_WINDOW_MS, Weights, depth_weight
+from mm_trio.exchange.binance.rest import BinanceRest, LimiterLike
+from mm_trio.exchange.binance.signing import MASK, make_signer
 from mm_trio.exchange.binance.specs import (
     SymbolMap,
     balances_from_account,
-    fmt_decimal,
     open_order_from_json,
+    order_params,
     parse_exchange_info,
 )
 from mm_trio.exchange.binance.streams import MarketStream, UserDataStream
+from mm_trio.exchange.binance.trades import (
+    MyTrade,
+    fills_from_trades,
+    my_trades_from_json,
+    my_trades_params,
+)
 from mm_trio.exchange.limiter import Limiter, Withdrawn
 
 __all__ = ["VENUES", "BinanceExchange", "MyTrade", "derive_ws_urls"]
@@ -93,6 +98,52 @@ ENV_ED25519_KEY = "MM_TRIO_ED25519_KEY"
 ENV_ED25519_PASSWORD = "MM_TRIO_ED25519_PASSWORD"
 
 MARKET_STREAMS = ("bookTicker", "trade")
+DECODE_LOG_INTERVAL = 10.0
+"""Seconds between log lines about skipped malformed / unknown-stream messages."""
+
+
+def connection_settings(venue: str, base_url: str | None,
+                        environ: Mapping[str, str]) -> dict[str, Any]:
+    """Constructor keywords of :meth:`BinanceExchange.from_env`: the venue's URLs (or those
+    derived from ``base_url``) and the keys found in ``environ``."""
+    if venue not in VENUES:
+        raise ValueError(f"unknown venue {venue!r}; expected one of {sorted(VENUES)}")
+    rest_url, ws_url, ws_api_url = VENUES[venue]
+    if base_url is not None:
+        rest_url = base_url
+        ws_url, ws_api_url = derive_ws_urls(base_url)
+    password = environ.get(ENV_ED25519_PASSWORD)
+    return {
+        "base_url": rest_url,
+        "ws_url": ws_url,
+        "ws_api_url": ws_api_url,
+        "api_key": environ.get(ENV_API_KEY) or None,
+        "api_secret": environ.get(ENV_API_SECRET) or None,
+        "ed25519_key_path": environ.get(ENV_ED25519_KEY) or None,
+        "ed25519_password": password.encode() if password else None,
+    }
+
+
+class _DecodeProblemLog:
+    """Logs skipped malformed / unknown-stream messages at most once per interval."""
+
+    def __init__(self, name: str, interval: float = DECODE_LOG_INTERVAL) -> None:
+        self.name = name
+        self.interval = interval
+        self._last = -float("inf")
+        self._logged = 0
+
+    def check(self, stats: DecodeStats) -> None:
+        problems = stats.malformed + stats.unknown_stream
+        if problems == self._logged:
+            return
+        now = time.monotonic()
+        if now - self._last < self.interval:
+            return
+        self._last = now
+        log.warning("%s: %d malformed / unknown stream messages skipped (last: %s)",
+                    self.name, problems - self._logged, stats.last_error)
+        self._logged = problems
 
 
 def derive_ws_urls(base_url: str) -> tuple[str, str]:
@@ -103,33 +154,6 @@ def derive_ws_urls(base_url: str) -> tuple[str, str]:
         raise ValueError(f"cannot derive websocket URLs from base URL {base_url!r}")
     root = urlunsplit((scheme, parts.netloc, "", "", ""))
     return root, root + "/ws-api/v3"
-
-
-class MyTrade(msgspec.Struct, frozen=True, kw_only=True):
-    """One of our fills from ``GET /api/v3/myTrades`` (unified symbol)."""
-
-    symbol: str
-    trade_id: int
-    order_id: str
-    price: Decimal
-    qty: Decimal
-    fee: Decimal
-    fee_asset: str
-    is_buyer: bool
-    is_maker: bool
-    ts: int
-
-
-class _MyTradeJson(msgspec.Struct):
-    id: int
-    orderId: int | str
-    price: Decimal
-    qty: Decimal
-    commission: Decimal
-    commissionAsset: str
-    time: int
-    isBuyer: bool
-    isMaker: bool
 
 
 class BinanceExchange(Exchange):
@@ -147,7 +171,7 @@ class BinanceExchange(Exchange):
         api_secret: str | None = None,
         ed25519_key_path: str | None = None,
         limiter: LimiterLike,
-        recv_window_ms: int = 5000,
+        recv_window_ms: int = DEFAULT_RECV_WINDOW_MS,
         timeout: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
         ed25519_password: bytes | None = None,
@@ -157,15 +181,7 @@ class BinanceExchange(Exchange):
         buffer_size: int = EVENT_BUFFER,
         name: str = "binance",
     ) -> None:
-        if api_secret and ed25519_key_path:
-            raise ValueError("give either an API secret (HMAC) or an Ed25519 key, not both")
-        signer: Signer | None = None
-        if api_secret:
-            signer = HmacSigner(api_secret)
-        elif ed25519_key_path:
-            signer = Ed25519Signer.from_file(ed25519_key_path, ed25519_password)
-        if signer is not None and not api_key:
-            raise ValueError("a signing key was given without an API key")
+        signer = make_signer(api_key, api_secret, ed25519_key_path, ed25519_password)
         self.name = name
         self.base_url = base_url.rstrip("/")
         self.ws_url = ws_url.rstrip("/")
@@ -198,8 +214,7 @@ class BinanceExchange(Exchange):
             )
         self._running = False
         self.dropped_events = 0
-        self._last_decode_log = -float("inf")
-        self._logged_problems = 0
+        self._decode_log = _DecodeProblemLog(name)
 
     def now_ns(self) -> int:
         """Our clock corrected by the venue's time offset (see ``BinanceRest.sync_time``)."""
@@ -230,26 +245,10 @@ class BinanceExchange(Exchange):
         streams and ``ws://127.0.0.1:P/ws-api/v3`` for the WebSocket API. No keys: public
         market data only.
         """
-        environ = os.environ if env is None else env
-        if venue not in VENUES:
-            raise ValueError(f"unknown venue {venue!r}; expected one of {sorted(VENUES)}")
-        rest_url, ws_url, ws_api_url = VENUES[venue]
-        if base_url is not None:
-            rest_url = base_url
-            ws_url, ws_api_url = derive_ws_urls(base_url)
-        password = environ.get(ENV_ED25519_PASSWORD)
-        return cls(
-            base_url=rest_url,
-            ws_url=ws_url,
-            ws_api_url=ws_api_url,
-            api_key=environ.get(ENV_API_KEY) or None,
-            api_secret=environ.get(ENV_API_SECRET) or None,
-            ed25519_key_path=environ.get(ENV_ED25519_KEY) or None,
-            ed25519_password=password.encode() if password else None,
-            limiter=limiter if limiter is not None else Limiter(LimiterConfig()),
-            name=venue,
-            **kwargs,
-        )
+        settings = connection_settings(venue, base_url, os.environ if env is None else env)
+        return cls(**settings, name=venue,
+                   limiter=limiter if limiter is not None else Limiter(LimiterConfig()),
+                   **kwargs)
 
     # ------------------------------------------------------------------ stream
     @property
@@ -313,20 +312,7 @@ class BinanceExchange(Exchange):
             if type(event) is DepthUpdate:
                 continue
             await self._emit(event)  # type: ignore[arg-type]
-        self._log_decode_problems()
-
-    def _log_decode_problems(self) -> None:
-        st = self.decoder.stats
-        problems = st.malformed + st.unknown_stream
-        if problems == self._logged_problems:
-            return
-        now = time.monotonic()
-        if now - self._last_decode_log < 10.0:
-            return
-        self._last_decode_log = now
-        log.warning("%s: %d malformed / unknown stream messages skipped (last: %s)",
-                    self.name, problems - self._logged_problems, st.last_error)
-        self._logged_problems = problems
+        self._decode_log.check(self.decoder.stats)
 
     # ------------------------------------------------------------------ symbols
     def _native(self, symbol: str) -> str:
@@ -382,27 +368,10 @@ class BinanceExchange(Exchange):
             await trio.lowlevel.checkpoint()
 
     # ------------------------------------------------------------------ orders
-    def order_params(self, request: OrderRequest) -> dict[str, str]:
-        """``POST /api/v3/order`` parameters for ``request`` (before signing)."""
-        params = {
-            "symbol": self._native(request.symbol),
-            "side": request.side,
-            "type": "LIMIT_MAKER" if request.post_only else "LIMIT",
-        }
-        if not request.post_only:
-            params["timeInForce"] = "GTC"
-        params.update({
-            "quantity": fmt_decimal(request.qty),
-            "price": fmt_decimal(request.price),
-            "newClientOrderId": request.client_id,
-            "newOrderRespType": "RESULT",
-        })
-        return params
-
     async def place(self, request: OrderRequest, *,
                     still_wanted: StillWanted | None = None) -> OpenOrder:
         check_wanted(request, still_wanted)
-        params = self.order_params(request)
+        params = order_params(request, self._native(request.symbol))
         try:
             body = await self.rest.request(
                 "POST", "/api/v3/order", params, weight=Weights.PLACE, orders=1, signed=True,
@@ -453,20 +422,11 @@ class BinanceExchange(Exchange):
     async def my_trades(self, symbol: str, *, from_id: int | None = None,
                         start_time_ms: int | None = None, limit: int = 500) -> list[MyTrade]:
         """Our recent fills on ``symbol`` (``GET /api/v3/myTrades``, weight 20)."""
-        params: dict[str, object] = {"symbol": self._native(symbol), "limit": limit}
-        if from_id is not None:
-            params["fromId"] = from_id
-        if start_time_ms is not None:
-            params["startTime"] = start_time_ms
+        params = my_trades_params(self._native(symbol), from_id=from_id,
+                                  start_time_ms=start_time_ms, limit=limit)
         body = await self.rest.request("GET", "/api/v3/myTrades", params,
                                        weight=Weights.MY_TRADES, signed=True)
-        trades = msgspec.convert(body, list[_MyTradeJson])
-        return [
-            MyTrade(symbol=symbol, trade_id=t.id, order_id=str(t.orderId),
-                    price=t.price, qty=t.qty, fee=t.commission, fee_asset=t.commissionAsset,
-                    is_buyer=t.isBuyer, is_maker=t.isMaker, ts=t.time * 1_000_000)
-            for t in trades
-        ]
+        return my_trades_from_json(body, symbol)
 
     async def order_fills(self, order: OpenOrder) -> list[OrderUpdate]:
         """Every fill of ``order`` as fill reports with trade ids (``myTrades?orderId=``,
@@ -477,19 +437,7 @@ class BinanceExchange(Exchange):
             "GET", "/api/v3/myTrades",
             {"symbol": self._native(order.symbol), "orderId": order.order_id},
             weight=Weights.MY_TRADES_BY_ORDER, signed=True)
-        trades = sorted(msgspec.convert(body, list[_MyTradeJson]), key=lambda t: t.id)
-        updates: list[OrderUpdate] = []
-        cum = Decimal(0)
-        for t in trades:
-            cum += t.qty
-            updates.append(OrderUpdate(
-                symbol=order.symbol, client_id=order.client_id, side=order.side,
-                price=order.price, qty=order.qty,
-                status="FILLED" if cum >= order.qty else "PARTIALLY_FILLED",
-                cum_qty=cum, last_qty=t.qty, last_price=t.price, fee=t.commission,
-                fee_asset=t.commissionAsset, trade_id=t.id, order_id=order.order_id,
-                maker=t.isMaker, ts=t.time * 1_000_000))
-        return updates
+        return fills_from_trades(order, body)
 
     async def depth(self, symbol: str, limit: int = 100) -> Any:
         """Order book snapshot (``GET /api/v3/depth``; weight by ``limit``)."""

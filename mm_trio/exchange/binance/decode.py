@@ -24,9 +24,8 @@ anything else goes through a generic envelope (``msgspec.Raw`` for the payload) 
 typed pass. Prices and quantities must be Binance's decimal strings (``"61837.63000000"``):
 a JSON number, a sign, an exponent, or a magnitude beyond 1e±30 makes the message malformed.
 
-The ``encode_*`` helpers produce Binance spot JSON (decimal strings, spot field names) for the
-fixture generator and the Binance-compatible venue server; they round-trip through
-:class:`StreamDecoder`.
+The JSON shapes are in :mod:`~mm_trio.exchange.binance.wire`; the encoders that produce them
+(for the paper venue and the fixture generator) in :mod:`~mm_trio.exchange.binance.encode`.
 """
 
 from __future__ import annotations
@@ -37,26 +36,24 @@ from typing import Any, Literal
 
 import msgspec
 
-from mm_trio.domain.model import (
-    BalanceUpdate,
-    Event,
-    OrderStatus,
-    OrderUpdate,
-    Quote,
-    Side,
-    Trade,
-    native_symbol,
+from mm_trio.domain.model import BalanceUpdate, Event, OrderUpdate, Quote, Trade
+from mm_trio.exchange.binance.protocol import ORDER_STATUS, SIDES
+from mm_trio.exchange.binance.wire import (
+    AccountPositionJson,
+    AggTradeJson,
+    BookTickerJson,
+    DepthJson,
+    DepthSkipJson,
+    EnvelopeJson,
+    EventTypeJson,
+    ExecutionReportJson,
+    TradeJson,
 )
 
 __all__ = [
     "DecodeStats",
     "DepthUpdate",
     "StreamDecoder",
-    "encode_account_position",
-    "encode_book_ticker",
-    "encode_depth_update",
-    "encode_execution_report",
-    "encode_trade",
 ]
 
 _MS = 1_000_000  # ms -> ns
@@ -109,124 +106,18 @@ class DecodeStats(msgspec.Struct, kw_only=True):
         return msgspec.structs.asdict(self)
 
 
-# --------------------------------------------------------------------------- wire structs
-
-# Prices and quantities are decoded as strings, so that msgspec refuses a JSON number there
-# (it would accept one for a Decimal field), then checked and converted by _num.
-Num = str
-WireLevel = tuple[Num, Num]
-
-
-class _BookTicker(msgspec.Struct):
-    s: str
-    b: Num
-    B: Num
-    a: Num
-    A: Num
-    u: int = 0
-    E: int | None = None  # futures only
-    T: int | None = None  # futures only
-
-
-class _Trade(msgspec.Struct):
-    s: str
-    p: Num
-    q: Num
-    t: int
-    m: bool
-    E: int | None = None
-    T: int | None = None
-
-
-class _AggTrade(msgspec.Struct):
-    s: str
-    p: Num
-    q: Num
-    a: int
-    m: bool
-    E: int | None = None
-    T: int | None = None
-
-
-class _Depth(msgspec.Struct):
-    s: str
-    U: int
-    u: int
-    b: list[WireLevel]
-    a: list[WireLevel]
-    E: int | None = None
-    pu: int | None = None
-
-
-class _DepthSkip(msgspec.Struct):
-    """Validates a depth message without materialising its levels."""
-
-    s: str
-
-
-class _ExecutionReport(msgspec.Struct):
-    s: str
-    c: str
-    S: str
-    p: Num
-    q: Num
-    X: str
-    i: int | str
-    z: Num = "0"
-    l: Num = "0"  # noqa: E741
-    L: Num = "0"
-    n: Num | None = None
-    N: str | None = None
-    t: int | None = None
-    C: str | None = None
-    r: str | None = None
-    m: bool = False
-    E: int | None = None
-    T: int | None = None
-
-
-class _BalanceEntry(msgspec.Struct):
-    a: str
-    f: Num
-    l: Num  # noqa: E741
-
-
-class _AccountPosition(msgspec.Struct):
-    B: list[_BalanceEntry]
-    E: int | None = None
-
-
-class _Combined(msgspec.Struct):
-    """Generic envelope: combined stream, WS-API event, control reply or raw payload."""
-
-    stream: str | None = None
-    data: msgspec.Raw = msgspec.Raw()
-    event: msgspec.Raw = msgspec.Raw()
-    e: str | None = None
-    id: msgspec.Raw = msgspec.Raw()
-    result: msgspec.Raw = msgspec.Raw()
-    status: int | None = None
-    lastUpdateId: int | None = None  # REST depth snapshot (hftbacktest records one)
-    A: msgspec.Raw = msgspec.Raw()  # spot raw bookTicker has no "e"
-
-
-class _EventType(msgspec.Struct):
-    e: str | None = None
-    A: msgspec.Raw = msgspec.Raw()
-
-
 def _combined_type(payload: type) -> type:
-    return msgspec.defstruct(f"_Combined{payload.__name__}", [("data", payload)])
+    return msgspec.defstruct(f"Combined{payload.__name__}", [("data", payload)])
 
 
 _PAYLOAD_TYPES: dict[str, type] = {
-    "bookTicker": _BookTicker,
-    "trade": _Trade,
-    "aggTrade": _AggTrade,
-    "depth": _Depth,
-    "depth_skip": _DepthSkip,
-    "executionReport": _ExecutionReport,
-    "account": _AccountPosition,
+    "bookTicker": BookTickerJson,
+    "trade": TradeJson,
+    "aggTrade": AggTradeJson,
+    "depth": DepthJson,
+    "depth_skip": DepthSkipJson,
+    "executionReport": ExecutionReportJson,
+    "account": AccountPositionJson,
 }
 _PAYLOAD_DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
     k: msgspec.json.Decoder(t) for k, t in _PAYLOAD_TYPES.items()
@@ -234,8 +125,8 @@ _PAYLOAD_DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
 _COMBINED_DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
     k: msgspec.json.Decoder(_combined_type(t)) for k, t in _PAYLOAD_TYPES.items()
 }
-_ENVELOPE = msgspec.json.Decoder(_Combined)
-_EVENT_TYPE = msgspec.json.Decoder(_EventType)
+_ENVELOPE = msgspec.json.Decoder(EnvelopeJson)
+_EVENT_TYPE = msgspec.json.Decoder(EventTypeJson)
 
 # stream-name suffix (after the first "@", or the name after "!") -> kind
 _STREAM_KINDS: dict[str, str] = {
@@ -253,18 +144,6 @@ _EVENT_KINDS: dict[str, str] = {
     "executionReport": "executionReport",
     "outboundAccountPosition": "account",
 }
-ORDER_STATUS: dict[str, OrderStatus] = {
-    "PENDING_NEW": "PENDING_NEW",
-    "NEW": "NEW",
-    "PARTIALLY_FILLED": "PARTIALLY_FILLED",
-    "FILLED": "FILLED",
-    "CANCELED": "CANCELED",
-    "PENDING_CANCEL": "NEW",  # unused by Binance; the order is still live
-    "REJECTED": "REJECTED",
-    "EXPIRED": "EXPIRED",
-    "EXPIRED_IN_MATCH": "EXPIRED",  # self-trade prevention
-}
-SIDES: dict[str, Side] = {"BUY": "BUY", "SELL": "SELL"}
 _PREFIX = b'{"stream":"'
 _PREFIX_LEN = len(_PREFIX)
 
@@ -537,7 +416,7 @@ class StreamDecoder:
             ]
         raise MalformedMessage(f"no converter for {kind}")  # pragma: no cover
 
-    def _execution_report(self, p: _ExecutionReport, recv_ts: int | None) -> list[Any]:
+    def _execution_report(self, p: ExecutionReportJson, recv_ts: int | None) -> list[Any]:
         status = ORDER_STATUS.get(p.X)
         side = SIDES.get(p.S)
         if status is None or side is None:
@@ -572,174 +451,3 @@ class StreamDecoder:
                 ts=ts,
             )
         ]
-
-
-# --------------------------------------------------------------------------- encoding
-
-_ENCODER = msgspec.json.Encoder()
-
-
-def _dec(value: Decimal) -> str:
-    """Binance-style decimal string: fixed point, at least 8 decimals, no exponent."""
-    exp = value.as_tuple().exponent
-    if isinstance(exp, int) and exp >= -8:
-        return f"{value:.8f}"
-    return format(value, "f")
-
-
-def _stream_name(native: str, suffix: str) -> str:
-    return f"{native.lower()}@{suffix}"
-
-
-def _wrap(native: str, suffix: str, data: dict[str, Any], combined: bool) -> bytes:
-    if combined:
-        return _ENCODER.encode({"stream": _stream_name(native, suffix), "data": data})
-    return _ENCODER.encode(data)
-
-
-def encode_book_ticker(
-    quote: Quote, *, update_id: int = 0, native: str | None = None, combined: bool = True
-) -> bytes:
-    """Spot ``bookTicker`` JSON (no event time: the decoder stamps it with the receive time)."""
-    nat = native or native_symbol(quote.symbol)
-    data = {
-        "u": update_id,
-        "s": nat,
-        "b": _dec(quote.bid),
-        "B": _dec(quote.bid_qty),
-        "a": _dec(quote.ask),
-        "A": _dec(quote.ask_qty),
-    }
-    return _wrap(nat, "bookTicker", data, combined)
-
-
-def encode_trade(
-    trade: Trade,
-    *,
-    native: str | None = None,
-    combined: bool = True,
-    trade_time_ms: int | None = None,
-) -> bytes:
-    """Spot ``trade`` JSON; ``E`` is ``trade.ts`` in ms, ``T`` defaults to the same."""
-    nat = native or native_symbol(trade.symbol)
-    event_ms = trade.ts // _MS
-    data = {
-        "e": "trade",
-        "E": event_ms,
-        "s": nat,
-        "t": trade.trade_id,
-        "p": _dec(trade.price),
-        "q": _dec(trade.qty),
-        "T": event_ms if trade_time_ms is None else trade_time_ms,
-        "m": trade.buyer_maker,
-        "M": True,
-    }
-    return _wrap(nat, "trade", data, combined)
-
-
-def encode_depth_update(
-    depth: DepthUpdate,
-    *,
-    native: str | None = None,
-    combined: bool = True,
-    speed: str = "100ms",
-) -> bytes:
-    """Spot ``depthUpdate`` JSON on stream ``<symbol>@depth@<speed>`` (``speed=""``: 1000ms)."""
-    nat = native or native_symbol(depth.symbol)
-    data = {
-        "e": "depthUpdate",
-        "E": depth.ts // _MS,
-        "s": nat,
-        "U": depth.first_id,
-        "u": depth.last_id,
-        "b": [[_dec(p), _dec(q)] for p, q in depth.bids],
-        "a": [[_dec(p), _dec(q)] for p, q in depth.asks],
-    }
-    return _wrap(nat, f"depth@{speed}" if speed else "depth", data, combined)
-
-
-def encode_execution_report(
-    update: OrderUpdate,
-    *,
-    native: str | None = None,
-    order_type: str = "LIMIT_MAKER",
-    cancel_client_id: str | None = None,
-    ws_api_subscription: int | None = None,
-) -> bytes:
-    """Spot ``executionReport`` JSON (``E``/``T`` = ``update.ts`` in ms).
-
-    For a CANCELED report the original client id goes to ``C`` and ``c`` carries the cancel
-    request's id (``cancel_client_id``, defaulting to the original), as Binance does. With
-    ``ws_api_subscription`` the payload is wrapped as a WebSocket-API event.
-    """
-    nat = native or native_symbol(update.symbol)
-    canceled = update.status == "CANCELED"
-    ms = update.ts // _MS
-    exec_type = {
-        "PARTIALLY_FILLED": "TRADE",
-        "FILLED": "TRADE",
-        "CANCELED": "CANCELED",
-        "REJECTED": "REJECTED",
-        "EXPIRED": "EXPIRED",
-    }.get(update.status, "NEW")
-    quote_qty = update.cum_qty * update.last_price if update.cum_qty else Decimal(0)
-    data = {
-        "e": "executionReport",
-        "E": ms,
-        "s": nat,
-        "c": (cancel_client_id or update.client_id) if canceled else update.client_id,
-        "S": update.side,
-        "o": order_type,
-        "f": "GTC",
-        "q": _dec(update.qty),
-        "p": _dec(update.price),
-        "P": _dec(Decimal(0)),
-        "F": _dec(Decimal(0)),
-        "g": -1,
-        "C": update.client_id if canceled else "",
-        "x": exec_type,
-        "X": update.status,
-        "r": update.reason or "NONE",
-        "i": int(update.order_id) if update.order_id.isdigit() else update.order_id,
-        "l": _dec(update.last_qty),
-        "z": _dec(update.cum_qty),
-        "L": _dec(update.last_price),
-        "n": _dec(update.fee),
-        "N": update.fee_asset or None,
-        "T": ms,
-        "t": -1 if update.trade_id is None else update.trade_id,
-        "I": 0,
-        "w": update.status in ("NEW", "PARTIALLY_FILLED"),
-        "m": update.maker,
-        "M": False,
-        "O": ms,
-        "Z": _dec(quote_qty),
-        "Y": _dec(update.last_qty * update.last_price),
-        "Q": _dec(Decimal(0)),
-        "W": ms,
-        "V": "EXPIRE_MAKER",
-    }
-    if ws_api_subscription is not None:
-        return _ENCODER.encode({"subscriptionId": ws_api_subscription, "event": data})
-    return _ENCODER.encode(data)
-
-
-def encode_account_position(
-    balances: Iterable[BalanceUpdate],
-    *,
-    ts: int | None = None,
-    ws_api_subscription: int | None = None,
-) -> bytes:
-    """Spot ``outboundAccountPosition`` JSON; ``E``/``u`` = ``ts`` (default: first entry's)."""
-    items = list(balances)
-    when = ts if ts is not None else (items[0].ts if items else 0)
-    ms = when // _MS
-    data = {
-        "e": "outboundAccountPosition",
-        "E": ms,
-        "u": ms,
-        "B": [{"a": b.asset, "f": _dec(b.free), "l": _dec(b.locked)} for b in items],
-    }
-    if ws_api_subscription is not None:
-        return _ENCODER.encode({"subscriptionId": ws_api_subscription, "event": data})
-    return _ENCODER.encode(data)

@@ -44,14 +44,20 @@ from mm_trio.exchange.base import (
     UnknownSymbol,
     WouldTake,
 )
+from mm_trio.exchange.binance.protocol import (
+    API_KEY_HEADER,
+    DEFAULT_RECV_WINDOW_MS,
+    MAX_RECV_WINDOW_MS,
+    ErrorCode,
+    Weights,
+)
 from mm_trio.exchange.binance.signing import MASK, Signer, encode_params, signed_query
+from mm_trio.exchange.binance.wire import ErrorJson
 
 __all__ = [
     "BinanceRest",
     "LimiterLike",
-    "Weights",
     "classify",
-    "depth_weight",
 ]
 
 log = logging.getLogger(__name__)
@@ -61,38 +67,12 @@ DEFAULT_RETRY_AFTER = 60.0
 ORDER_RATE_RETRY_AFTER = 10.0
 """Seconds to pause on an order-count 429 (-1015), which carries no ``Retry-After``."""
 
-_UNKNOWN_OUTCOME_CODES = frozenset({-1000, -1001, -1006, -1007})
-_FILTER_CODES = frozenset({-1013, -1111, -1112})
-_UNKNOWN_ORDER_CODES = frozenset({-2011, -2013})
-
-
-class Weights:
-    """Binance spot request weights (REST API, weights as documented)."""
-
-    PLACE = 1
-    CANCEL = 1
-    QUERY = 4
-    OPEN_ORDERS_SYMBOL = 6
-    OPEN_ORDERS_ALL = 80
-    ACCOUNT = 20
-    EXCHANGE_INFO = 20
-    MY_TRADES = 20
-    MY_TRADES_BY_ORDER = 5
-    TIME = 1
-    PING = 1
-    WS_USER_STREAM_SUBSCRIBE = 2
-
-
-def depth_weight(limit: int) -> int:
-    """``GET /api/v3/depth`` weight by ``limit``: 1-100: 5, 101-500: 25, 501-1000: 50,
-    1001-5000: 250."""
-    if limit <= 100:
-        return 5
-    if limit <= 500:
-        return 25
-    if limit <= 1000:
-        return 50
-    return 250
+_UNKNOWN_OUTCOME_CODES = frozenset({ErrorCode.UNKNOWN, ErrorCode.DISCONNECTED,
+                                    ErrorCode.UNEXPECTED_RESP, ErrorCode.TIMEOUT})
+_FILTER_CODES = frozenset({ErrorCode.INVALID_MESSAGE, ErrorCode.BAD_PRECISION,
+                           ErrorCode.NO_DEPTH})
+_UNKNOWN_ORDER_CODES = frozenset({ErrorCode.CANCEL_REJECTED, ErrorCode.NO_SUCH_ORDER})
+_RATE_LIMIT_CODES = frozenset({ErrorCode.TOO_MANY_REQUESTS, ErrorCode.TOO_MANY_ORDERS})
 
 
 class LimiterLike(Protocol):
@@ -109,12 +89,7 @@ class LimiterLike(Protocol):
         ...
 
 
-class _ErrorBody(msgspec.Struct):
-    code: int
-    msg: str = ""
-
-
-_ERROR_DECODER = msgspec.json.Decoder(_ErrorBody)
+_ERROR_DECODER = msgspec.json.Decoder(ErrorJson)
 
 
 def classify(status: int, code: int | None, msg: str, *, where: str = "",
@@ -129,17 +104,18 @@ def classify(status: int, code: int | None, msg: str, *, where: str = "",
     if msg:
         text += f": {msg}"
     low = msg.lower()
-    if status in (418, 429) or code in (-1003, -1015):
+    if status in (418, 429) or code in _RATE_LIMIT_CODES:
         if retry_after is None:
-            retry_after = ORDER_RATE_RETRY_AFTER if code == -1015 else DEFAULT_RETRY_AFTER
+            retry_after = (ORDER_RATE_RETRY_AFTER if code == ErrorCode.TOO_MANY_ORDERS
+                           else DEFAULT_RETRY_AFTER)
         return RateLimited(text, retry_after=retry_after, banned=status == 418, code=code)
     if status >= 500 or code in _UNKNOWN_OUTCOME_CODES:
         return OutcomeUnknown(text, code=code)
-    if code == -1121:
+    if code == ErrorCode.BAD_SYMBOL:
         return UnknownSymbol(text, code=code)
     if code in _UNKNOWN_ORDER_CODES:
         return UnknownOrder(text, code=code)
-    if code == -2010 or code in _FILTER_CODES:
+    if code == ErrorCode.NEW_ORDER_REJECTED or code in _FILTER_CODES:
         if "insufficient balance" in low:
             return InsufficientBalance(text, code=code)
         if "duplicate order" in low:
@@ -182,7 +158,7 @@ class BinanceRest:
         api_key: str | None,
         signer: Signer | None,
         limiter: LimiterLike,
-        recv_window_ms: int = 5000,
+        recv_window_ms: int = DEFAULT_RECV_WINDOW_MS,
         timeout: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
         get_retries: int = 3,
@@ -190,8 +166,9 @@ class BinanceRest:
         retry_max: float = 5.0,
         now_ms: Callable[[], int] | None = None,
     ) -> None:
-        if not 0 < recv_window_ms <= 60000:
-            raise ValueError(f"recv_window_ms must be in (0, 60000], not {recv_window_ms}")
+        if not 0 < recv_window_ms <= MAX_RECV_WINDOW_MS:
+            raise ValueError(f"recv_window_ms must be in (0, {MAX_RECV_WINDOW_MS}], "
+                             f"not {recv_window_ms}")
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
         self._signer = signer
@@ -294,7 +271,7 @@ class BinanceRest:
             except ExchangeError as exc:
                 # -1021: our clock drifted out of recvWindow. Nothing was executed, so
                 # re-sync with the server's clock and send it again, once.
-                if exc.code != -1021 or not signed or resynced:
+                if exc.code != ErrorCode.INVALID_TIMESTAMP or not signed or resynced:
                     raise
                 resynced = True
                 attempt -= 1
@@ -314,7 +291,7 @@ class BinanceRest:
         # signed after the limiter wait, so the timestamp is fresh (recvWindow)
         query = self.sign_query(params) if signed else encode_params(params)
         url = f"{path}?{query}" if query else path
-        headers = {"X-MBX-APIKEY": self._api_key} if (signed and self._api_key) else None
+        headers = {API_KEY_HEADER: self._api_key} if (signed and self._api_key) else None
         where = f"{method} {path}"
         self.requests += 1
         try:

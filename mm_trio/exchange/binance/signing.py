@@ -30,6 +30,7 @@ __all__ = [
     "HmacSigner",
     "Signer",
     "encode_params",
+    "make_signer",
     "signed_query",
     "ws_payload",
 ]
@@ -113,6 +114,23 @@ class Ed25519Signer:
         return f"Ed25519Signer(key={MASK})"
 
     __str__ = __repr__
+
+
+def make_signer(api_key: str | None, api_secret: str | None, ed25519_key_path: str | None,
+                ed25519_password: bytes | None = None) -> Signer | None:
+    """The signer of the given key material: HMAC with a secret, Ed25519 with a PEM key file,
+    ``None`` with neither (public endpoints only). Both, or a key without an API key, is a
+    ``ValueError``."""
+    if api_secret and ed25519_key_path:
+        raise ValueError("give either an API secret (HMAC) or an Ed25519 key, not both")
+    signer: Signer | None = None
+    if api_secret:
+        signer = HmacSigner(api_secret)
+    elif ed25519_key_path:
+        signer = Ed25519Signer.from_file(ed25519_key_path, ed25519_password)
+    if signer is not None and not api_key:
+        raise ValueError("a signing key was given without an API key")
+    return signer
 
 
 def encode_params(params: Mapping[str, object] | Iterable[tuple[str, object]]) -> str:

@@ -1,5 +1,6 @@
 """Sans-I/O conversion of Binance spot payloads: ``exchangeInfo`` -> :class:`SymbolSpec`,
-order JSON -> :class:`OpenOrder`, account JSON -> :class:`Balance`, Decimal -> wire string.
+order JSON -> :class:`OpenOrder`, account JSON -> :class:`Balance`, Decimal -> wire string,
+:class:`OrderRequest` -> new-order parameters.
 
 Binance sends every price, quantity and filter value as a decimal string; they are decoded
 straight into ``Decimal`` (never through float). Filters used (SPEC §3):
@@ -25,18 +26,25 @@ from mm_trio.domain.model import (
     ZERO,
     Balance,
     OpenOrder,
+    OrderRequest,
     SymbolError,
     SymbolSpec,
     parse_symbol,
 )
-from mm_trio.exchange.binance.decode import ORDER_STATUS, SIDES
+from mm_trio.exchange.binance.protocol import ORDER_STATUS, SIDES
+from mm_trio.exchange.binance.wire import (
+    AccountJson,
+    ExchangeInfoJson,
+    OrderJson,
+    SymbolInfoJson,
+)
 
 __all__ = [
-    "ORDER_STATUS",
     "SymbolMap",
     "balances_from_account",
     "fmt_decimal",
     "open_order_from_json",
+    "order_params",
     "parse_exchange_info",
 ]
 
@@ -70,32 +78,7 @@ def _plain(value: Decimal) -> Decimal:
     return norm
 
 
-class _Filter(msgspec.Struct, kw_only=True):
-    filterType: str
-    minPrice: Decimal | None = None
-    maxPrice: Decimal | None = None
-    tickSize: Decimal | None = None
-    minQty: Decimal | None = None
-    maxQty: Decimal | None = None
-    stepSize: Decimal | None = None
-    minNotional: Decimal | None = None
-    maxNumOrders: int | None = None
-    limit: int | None = None
-
-
-class _SymbolInfo(msgspec.Struct, kw_only=True):
-    symbol: str
-    status: str = "TRADING"
-    baseAsset: str
-    quoteAsset: str
-    filters: list[_Filter] = msgspec.field(default_factory=list)
-
-
-class _ExchangeInfo(msgspec.Struct, kw_only=True):
-    symbols: list[_SymbolInfo]
-
-
-_INFO_DECODER = msgspec.json.Decoder(_ExchangeInfo)
+_INFO_DECODER = msgspec.json.Decoder(ExchangeInfoJson)
 
 
 class SymbolMap:
@@ -121,7 +104,7 @@ class SymbolMap:
         return len(self.to_native)
 
 
-def _spec(info: _SymbolInfo) -> SymbolSpec:
+def _spec(info: SymbolInfoJson) -> SymbolSpec:
     kw: dict[str, Any] = {}
     tick: Decimal | None = None
     step: Decimal | None = None
@@ -169,7 +152,7 @@ def parse_exchange_info(
     or assets that do not form a valid unified symbol are skipped.
     """
     if isinstance(raw, Mapping):
-        info = msgspec.convert(raw, _ExchangeInfo, strict=False)
+        info = msgspec.convert(raw, ExchangeInfoJson, strict=False)
     else:
         info = _INFO_DECODER.decode(raw)
     specs: dict[str, SymbolSpec] = {}
@@ -189,20 +172,23 @@ def parse_exchange_info(
 # --------------------------------------------------------------------------- orders
 
 
-class _OrderJson(msgspec.Struct, kw_only=True):
-    symbol: str
-    orderId: int | str
-    clientOrderId: str
-    origClientOrderId: str | None = None
-    price: Decimal
-    origQty: Decimal
-    executedQty: Decimal = ZERO
-    status: str
-    side: str
-    transactTime: int | None = None
-    updateTime: int | None = None
-    time: int | None = None
-    workingTime: int | None = None
+def order_params(request: OrderRequest, native: str) -> dict[str, str]:
+    """``POST /api/v3/order`` parameters for ``request`` on ``native`` (before signing):
+    ``LIMIT_MAKER`` when ``post_only``, else ``LIMIT`` + ``GTC``; ``newOrderRespType=RESULT``."""
+    params = {
+        "symbol": native,
+        "side": request.side,
+        "type": "LIMIT_MAKER" if request.post_only else "LIMIT",
+    }
+    if not request.post_only:
+        params["timeInForce"] = "GTC"
+    params.update({
+        "quantity": fmt_decimal(request.qty),
+        "price": fmt_decimal(request.price),
+        "newClientOrderId": request.client_id,
+        "newOrderRespType": "RESULT",
+    })
+    return params
 
 
 def open_order_from_json(
@@ -213,7 +199,7 @@ def open_order_from_json(
     ``symbol`` is the unified name. A cancel response carries a fresh ``clientOrderId`` and
     ours in ``origClientOrderId``: that one is used (or ``client_id`` when given).
     """
-    o = msgspec.convert(data, _OrderJson, strict=False)
+    o = msgspec.convert(data, OrderJson, strict=False)
     status = ORDER_STATUS.get(o.status)
     side = SIDES.get(o.side)
     if status is None or side is None:
@@ -234,17 +220,7 @@ def open_order_from_json(
     )
 
 
-class _BalanceJson(msgspec.Struct):
-    asset: str
-    free: Decimal
-    locked: Decimal
-
-
-class _Account(msgspec.Struct):
-    balances: list[_BalanceJson]
-
-
 def balances_from_account(data: Any) -> dict[str, Balance]:
     """``GET /api/v3/account`` body -> balances keyed by asset."""
-    acct = msgspec.convert(data, _Account, strict=False)
+    acct = msgspec.convert(data, AccountJson, strict=False)
     return {b.asset: Balance(asset=b.asset, free=b.free, locked=b.locked) for b in acct.balances}

@@ -42,8 +42,10 @@ from trio_websocket import WebSocketConnection, open_websocket_url
 
 from mm_trio.domain.model import StreamState, StreamStatus
 from mm_trio.exchange.base import ExchangeError, RateLimited
-from mm_trio.exchange.binance.rest import LimiterLike, Weights, classify
+from mm_trio.exchange.binance.protocol import MAX_STREAMS, ErrorCode, Weights
+from mm_trio.exchange.binance.rest import LimiterLike, classify
 from mm_trio.exchange.binance.signing import Signer, ws_payload
+from mm_trio.exchange.binance.wire import WsApiResponseJson
 
 __all__ = [
     "MAX_STREAMS",
@@ -56,8 +58,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-MAX_STREAMS = 1024
-"""Binance's limit of streams on one connection."""
 CONTROL_INTERVAL = 0.25
 """Seconds between our control messages (Binance allows 5 incoming messages per second)."""
 MAX_MESSAGE_SIZE = 16 * 1024 * 1024
@@ -314,16 +314,10 @@ class MarketStream(ReconnectingStream):
                         self._live.pop(s, None)
 
 
-class _WsApiResponse(msgspec.Struct):
-    id: Any = None
-    status: int | None = None
-    error: dict[str, Any] | None = None
-    result: Any = None
-
-
-_RESPONSE = msgspec.json.Decoder(_WsApiResponse)
+_RESPONSE = msgspec.json.Decoder(WsApiResponseJson)
 _TERMINATED = (b'"eventStreamTerminated"', b'"serverShutdown"')
-_FATAL_CODES = frozenset({-1002, -1022, -2014, -2015})
+_FATAL_CODES = frozenset({ErrorCode.UNAUTHORIZED, ErrorCode.INVALID_SIGNATURE,
+                          ErrorCode.BAD_API_KEY_FMT, ErrorCode.REJECTED_MBX_KEY})
 
 
 class UserDataStream(ReconnectingStream):

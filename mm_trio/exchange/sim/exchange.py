@@ -1,4 +1,4 @@
-"""The trio shell of the simulated venue: :class:`SimulatedExchange` (SPEC §7).
+"""The trio shell of the simulated exchange: :class:`SimulatedExchange` (SPEC §7).
 
 All venue logic lives in the pure :class:`~mm_trio.exchange.sim.matching.MatchingEngine`
 and market data in a pure feed (by default the seeded
