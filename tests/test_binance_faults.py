@@ -386,9 +386,11 @@ async def test_order_placed_while_user_stream_down_is_resolved() -> None:
             await r.faults(drop_websockets=True)  # only the user stream is open yet
             await wait_until(lambda: not acct.listeners, "the user stream down", 5)
             btc = await r.orch.add_symbol(BTC)
-            await wait_until(lambda: sum(1 for c in r.http.calls
-                                         if c.is_place and c.status == 200) >= 3,
-                             "the grid placed", 5)
+            # the grid resting on the venue (three placements answered 200 is not enough:
+            # an answer can arrive before the venue's book shows the order to this check)
+            await wait_until(lambda: len([rec for rec in r.venue_open(BTC)
+                                          if rec.side == "BUY"]) == 3,
+                             "the grid resting on the venue", 5)
             # a trade through the lowest fills every buy of the grid
             buys = [rec for rec in r.venue_open(BTC) if rec.side == "BUY"]
             assert len(buys) == 3
