@@ -47,7 +47,7 @@ from enum import Enum
 
 import msgspec
 
-from mm_trio.domain.model import TERMINAL_STATUSES, ZERO, OrderStatus, Side
+from mm_trio.domain.model import TERMINAL_STATUSES, ZERO, OrderStatus, OrderUpdate, Side
 
 # --------------------------------------------------------------------------- orders
 
@@ -136,6 +136,35 @@ class OrderState:
     @property
     def remaining(self) -> Decimal:
         return self.qty - self.filled if self.filled < self.qty else ZERO
+
+    def count_fill(self, u: OrderUpdate, base: str) -> tuple[Decimal, Decimal, bool]:
+        """Apply a report's quantities: ``(filled increase, base fee, anything changed)``.
+
+        ``filled`` follows the highest ``cum_qty``; a trade report counts once per
+        ``trade_id`` (one without a trade id that raises ``filled`` is its own trade), and
+        only a counted trade's fee charged in ``base`` is returned.
+        """
+        changed = False
+        delta = ZERO
+        cum = min(u.cum_qty, self.qty)
+        if cum > self.filled:
+            delta = cum - self.filled
+            self.filled = cum
+            changed = True
+        fee = ZERO
+        if u.trade_id is not None and u.last_qty > 0:
+            if u.trade_id not in self.trade_ids:
+                self.trade_ids.add(u.trade_id)
+                self.traded += u.last_qty
+                changed = True
+                if u.fee_asset == base:
+                    fee = u.fee
+        elif delta > 0 and u.last_qty > 0:
+            # a fill report without a trade id: it is the trade (and carries its fee)
+            self.traded += delta
+            if u.fee_asset == base:
+                fee = u.fee
+        return delta, fee, changed
 
     def view(self) -> LiveOrder:
         return LiveOrder(client_id=self.client_id, side=self.side, level=self.level,
