@@ -55,8 +55,9 @@ Model
   asset is subtracted from both, once per ``trade_id`` (a fill report without a trade id
   counts as its own trade). Terminal statuses are sticky (see the order table in
   :mod:`~mm_trio.core.grid.slots`); terminal orders are remembered (the most recent
-  :data:`DONE_MEMORY`) so late fills on them still count. Reports for unknown client ids
-  (or other symbols) are counted in ``ignored_updates``; crossed or non-positive quotes in
+  :data:`DONE_MEMORY`) so late fills on them still count; a report of another status for a
+  terminal order is counted in ``stale_reports``. Reports for unknown client ids (or other
+  symbols) are counted in ``ignored_updates``; crossed or non-positive quotes in
   ``ignored_quotes``.
 * **Unconfirmed fills**: a cum-only increase (a status or query report, e.g. ``CANCELED``
   with ``cum_qty``, overtaking or replacing its trade report) counts for the position at
@@ -95,7 +96,7 @@ from mm_trio.core.grid.inventory import Inventory
 from mm_trio.core.grid.levels import LevelGrid
 from mm_trio.core.grid.reconcile import Gates, Reconcile
 from mm_trio.core.grid.sizing import FEE_RESERVE, Sizing
-from mm_trio.core.grid.slots import LiveOrder, OrderState, SlotEvent, next_order_status
+from mm_trio.core.grid.slots import LiveOrder, OrderReaction, OrderState
 from mm_trio.core.grid.window import TrailingWindow
 from mm_trio.domain.config import ConfigError, GridConfig, validate_grid
 from mm_trio.domain.ids import make_client_id, symbol_tag
@@ -139,6 +140,7 @@ class GridStrategy:
         self.ignored_updates = 0
         self.ignored_quotes = 0
         self.cancel_rejects = 0
+        self.stale_reports = 0  # reports the order table ignores (terminal order, other status)
 
     def _make_grid(self, anchor: Decimal) -> LevelGrid:
         return LevelGrid(spacing=self.config.spacing, step=self.config.step, anchor=anchor,
@@ -238,7 +240,6 @@ class GridStrategy:
         """Apply one report to ``order`` and its slot; ``True`` if anything changed."""
         slot = self._inventory.slot(order.level)
         was_live = order.live
-        before = slot.state
         unconfirmed_before = order.unconfirmed
         delta, fee, changed = order.count_fill(u, self.spec.base)
         signed = delta if order.side == "BUY" else -delta
@@ -249,24 +250,22 @@ class GridStrategy:
             slot.pending += order.unconfirmed - unconfirmed_before
         self._inventory.set_closing_qty(slot, self._sizing.closing_qty(
             self._grid, slot.level, slot.lot, slot.pending))
-        status, cancel_rejected = next_order_status(order.status, u.status)
-        if cancel_rejected:
+        before = order.status
+        transition = order.take_status(u.status)
+        if transition.reaction is OrderReaction.CANCEL_REJECTED:
             # our cancel was refused (the order filled meanwhile, or is unknown): keep it
             # cancel-requested and wait for the report the shell's order query brings
             self.cancel_rejects += 1
-        if status != order.status:
-            order.status = status
+        elif transition.reaction is OrderReaction.IGNORED:
+            self.stale_reports += 1
+        if order.status != before:
             changed = True
-            if status == "REJECTED":
+            if order.status == "REJECTED":
                 # do not retry this (side, level) until the window moves: no reject loops
                 self._rejected.add((order.side, order.level))
             if not order.live:
                 self._book.retire(order)
-                if slot.opening == order.client_id:
-                    slot.opening = None
-                if slot.closing == order.client_id:
-                    slot.closing = None
-        slot.check(before, SlotEvent.REPORT if was_live else SlotEvent.LATE_REPORT)
+        slot.reported(order.client_id, was_live=was_live, live=order.live)
         self._inventory.prune(slot)
         return changed
 
@@ -280,14 +279,7 @@ class GridStrategy:
         self._generation += 1
         cid = make_client_id(self._prefix, self._tag, side, level, self._generation)
         self._book.add(OrderState(cid, side, level, price, qty, opening))
-        slot = self._inventory.slot(level)
-        before = slot.state
-        if opening:
-            slot.opening = cid
-            slot.check(before, SlotEvent.PLACE_OPEN)
-        else:
-            slot.closing = cid
-            slot.check(before, SlotEvent.PLACE_CLOSE)
+        self._inventory.slot(level).place(cid, opening=opening)
         return PlaceOrder(OrderRequest(symbol=self._symbol, client_id=cid, side=side,
                                        price=price, qty=qty, post_only=opening),
                           opening=opening)
