@@ -1,7 +1,7 @@
 """One reconcile of a grid strategy: the intents that bring its orders in line with its state.
 
-:class:`Reconcile` runs the phases of :meth:`GridStrategy._reconcile
-<mm_trio.core.grid.strategy.GridStrategy>` in order, each written once for a side:
+:class:`Reconcile` is what ``GridStrategy._reconcile`` runs after every event that changed
+something. It runs these phases in order, each written once for a side:
 
 1. **cancels**: everything when stopped; opening orders on ``halt_opening`` or out of the
    window; every BUY on ``reduce_only``;
