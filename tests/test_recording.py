@@ -220,3 +220,21 @@ def test_fixture_generator_is_deterministic(tmp_path: Path) -> None:
     assert gen.main(["--check", "--out", str(FIXTURES)]) == 0
     other = gen.make_fixtures(tmp_path / "seed8", seed=8)
     assert other[0].read_bytes() != first[0].read_bytes()
+
+
+def test_the_recording_package_exports_each_name_from_its_module() -> None:
+    import importlib
+
+    import mm_trio.exchange.recording as pkg
+
+    homes = {"merge_recordings": "merge", "iter_recording": "reader", "parse_line": "reader",
+             "recording_paths": "reader", "infer_specs": "specs",
+             "DEFAULT_MIN_NOTIONAL": "specs", "FileDamage": "stats",
+             "RecordingStats": "stats", "TimeGuard": "timeguard",
+             "MAX_TIME_GAP_NS": "timeguard", "MAX_TIME_JITTER_NS": "timeguard",
+             "TIME_WINDOW_HALF": "timeguard", "write_raw_lines": "writer",
+             "write_recording": "writer"}
+    assert sorted(pkg.__all__) == sorted(homes)
+    for name, module in homes.items():
+        home = importlib.import_module(f"mm_trio.exchange.recording.{module}")
+        assert getattr(pkg, name) is getattr(home, name), name

@@ -5,6 +5,8 @@ from mm_trio.core.grid.slots import (
     ORDER_TRANSITIONS,
     SLOT_TRANSITIONS,
     LiveOrder,
+    OrderReportError,
+    SlotBookkeepingError,
     SlotState,
     SlotStateError,
 )
@@ -16,6 +18,8 @@ __all__ = [
     "GridStrategy",
     "LevelGrid",
     "LiveOrder",
+    "OrderReportError",
+    "SlotBookkeepingError",
     "SlotState",
     "SlotStateError",
     "snap_down",
