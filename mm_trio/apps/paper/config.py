@@ -9,6 +9,7 @@ Secrets (HMAC secrets) are excluded from ``repr`` and never logged.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -114,6 +115,10 @@ class AccountConfig:
             raise ValueError(f"account {self.api_key!r} needs api_secret or ed25519_public_key")
 
 
+def _account_tuple(accounts: Iterable[AccountConfig]) -> tuple[AccountConfig, ...]:
+    return tuple(accounts)
+
+
 def _default_accounts() -> tuple[AccountConfig, ...]:
     return (AccountConfig(api_key=DEFAULT_API_KEY, api_secret=DEFAULT_API_SECRET),)
 
@@ -190,7 +195,7 @@ class PaperConfig:
 
     venue: SimVenueConfig = attrs.field(factory=SimVenueConfig)
     accounts: tuple[AccountConfig, ...] = attrs.field(factory=_default_accounts,
-                                                      converter=tuple)
+                                                      converter=_account_tuple)
     rate_limits: RateLimitConfig = attrs.field(factory=RateLimitConfig)
     faults: FaultConfig = attrs.field(factory=FaultConfig)
     market_symbols: tuple[str, ...] | None = None
@@ -225,9 +230,9 @@ def with_credentials(config: PaperConfig, *, api_key: str | None = None,
     if api_key is None and api_secret is None:
         return config
     first = config.accounts[0]
-    changes: dict[str, object] = {}
     if api_key is not None:
-        changes["api_key"] = api_key
+        first = attrs.evolve(first, api_key=api_key)
     if api_secret is not None:
-        changes["api_secret"] = api_secret
-    return attrs.evolve(config, accounts=(attrs.evolve(first, **changes), *config.accounts[1:]))
+        first = attrs.evolve(first, api_secret=api_secret)
+    accounts: tuple[AccountConfig, ...] = (first,) + config.accounts[1:]
+    return attrs.evolve(config, accounts=accounts)

@@ -239,7 +239,7 @@ class Account:
     @staticmethod
     def _execution_report(rec: OrderRecord, u: OrderUpdate, status: str) -> bytes:
         if status != u.status:
-            u = msgspec.structs.replace(u, status=status)  # type: ignore[arg-type]
+            u = msgspec.structs.replace(u, status=status)
         return encode_execution_report(
             u, native=rec.native, order_type=rec.type, cancel_client_id=rec.cancel_client_id,
             time_in_force=rec.tif, order_price=rec.price, order_qty=rec.orig_qty,

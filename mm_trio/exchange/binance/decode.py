@@ -248,6 +248,7 @@ class StreamDecoder:
                 kind, payload = self._decode_generic(raw)
                 if kind is None:
                     return []
+            assert kind is not None  # a payload was decoded for a known kind
             events = self._convert(kind, payload, recv_ts)
         except Exception as exc:  # decode never raises (SPEC §12)
             stats.malformed += 1

@@ -321,10 +321,10 @@ class BinanceRest:
         except msgspec.DecodeError:
             msg = body[:200].decode("utf-8", "replace").strip()
         retry_after = _retry_after(response.headers)
-        exc = classify(status, code, msg, where=where, order=order, retry_after=retry_after)
-        if isinstance(exc, RateLimited):
-            self.limiter.pause(exc.retry_after, banned=exc.banned, reason=str(exc))
-        raise exc
+        error = classify(status, code, msg, where=where, order=order, retry_after=retry_after)
+        if isinstance(error, RateLimited):  # the adapter that sees the answer owns the pause
+            self.limiter.pause(error.retry_after, banned=error.banned, reason=str(error))
+        raise error
 
     def _observe(self, response: httpx.Response) -> None:
         used = response.headers.get("x-mbx-used-weight-1m")
