@@ -220,3 +220,10 @@ def test_fixture_generator_is_deterministic(tmp_path: Path) -> None:
     assert gen.main(["--check", "--out", str(FIXTURES)]) == 0
     other = gen.make_fixtures(tmp_path / "seed8", seed=8)
     assert other[0].read_bytes() != first[0].read_bytes()
+
+
+# --------------------------------------------------------------------------- markers
+# (at the end, so the lines above are left as they are)
+# about a second each or more: left out of the fast unit pass, pytest -m "not slow"
+for _test in (test_infer_specs_on_real_recordings, test_fixture_generator_is_deterministic):
+    pytest.mark.slow(_test)
