@@ -123,3 +123,16 @@ def test_replay_real_recordings_twice_identical(tmp_path: Path) -> None:
     for name in OUTPUTS:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     assert a == b
+
+
+@pytest.mark.slow
+def test_phases_are_timed_without_changing_the_outputs(tmp_path: Path) -> None:
+    """``run_replay(phases=...)`` (the benchmarks' seam) reports the wall time of adding the
+    symbols and of the shutdown; the outputs are the same bytes as without it."""
+    phases: dict[str, float] = {}
+    run_replay([BTC, ETH], load_config(None), out=tmp_path / "timed", progress=None,
+               phases=phases)
+    run_replay([BTC, ETH], load_config(None), out=tmp_path / "plain", progress=None)
+    assert set(phases) == {"add", "shutdown"} and all(v >= 0 for v in phases.values())
+    for name in OUTPUTS:
+        assert (tmp_path / "timed" / name).read_bytes() == (tmp_path / "plain" / name).read_bytes()
