@@ -249,3 +249,10 @@ async def test_websocket_drop_gives_disconnected_then_resynced() -> None:
         assert seen["market"] == ["disconnected", "resynced"]
         assert seen["user"] == ["disconnected", "resynced"]
         await first_quote(ex)  # market data flows again on the re-subscribed streams
+
+
+# --------------------------------------------------------------------------- markers
+# (at the end, so the lines above are left as they are)
+# every test here starts a real server on loopback (the paper venue or a local
+# stream server): left out of the fast unit pass, pytest -m "not slow"
+pytestmark = pytest.mark.slow

@@ -101,3 +101,10 @@ def test_record_then_replay(venue_url: str, tmp_path: Path) -> None:
     assert replay.returncode == 0, replay.stderr
     assert "BTC/USDT" in replay.stdout and "ETH/USDT" in replay.stdout
     assert "malformed lines 0" in replay.stdout
+
+
+# --------------------------------------------------------------------------- markers
+# (at the end, so the lines above are left as they are)
+# every test here starts a real server on loopback (the paper venue or a local
+# stream server): left out of the fast unit pass, pytest -m "not slow"
+pytestmark = pytest.mark.slow

@@ -661,3 +661,10 @@ async def test_50_symbol_startup_burst_stays_within_advertised_limits() -> None:
             await remove_all(r, managers)  # 50 x (cancel + openOrders): still within limits
             assert_within_limits()
             await assert_ledgers(r, managers, rest=False)
+
+
+# --------------------------------------------------------------------------- markers
+# (at the end, so the lines above are left as they are)
+# every test here starts a real server on loopback (the paper venue or a local
+# stream server): left out of the fast unit pass, pytest -m "not slow"
+pytestmark = pytest.mark.slow

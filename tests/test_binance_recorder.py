@@ -128,3 +128,10 @@ async def test_unreachable_user_stream_fails_startup_cleanly(
         with pytest.raises(ExchangeError, match="cannot connect after 5 attempts") as err:
             await nursery.start(ex.run)
         assert SECRET not in str(err.value)
+
+
+# --------------------------------------------------------------------------- markers
+# (at the end, so the lines above are left as they are)
+# every test here starts a real server on loopback (the paper venue or a local
+# stream server): left out of the fast unit pass, pytest -m "not slow"
+pytestmark = pytest.mark.slow

@@ -297,3 +297,10 @@ async def test_event_stream_terminated_forces_resubscribe() -> None:
         assert statuses == ["connected", "disconnected", "resynced"]
         assert len(server.paths) == 2
         nursery.cancel_scope.cancel()
+
+
+# --------------------------------------------------------------------------- markers
+# (at the end, so the lines above are left as they are)
+# every test here starts a real server on loopback (the paper venue or a local
+# stream server): left out of the fast unit pass, pytest -m "not slow"
+pytestmark = pytest.mark.slow

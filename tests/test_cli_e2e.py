@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow  # every test runs the mm-trio command in a subprocess
 
 
 def mm_trio_cmd() -> list[str]:

@@ -21,8 +21,8 @@ from mm_trio.apps import run as run_app
 from mm_trio.domain.model import OpenOrder, OrderRequest
 from mm_trio.exchange.base import RateLimited, StillWanted
 from mm_trio.exchange.limiter import Limiter
+from tests.fakes import QuotingFake, symbol_quote
 from tests.test_orchestrator import make_config
-from tests.test_review_findings import QuotingFake, quote
 
 PAUSE_429 = 2.0
 BAN_418 = 10.0
@@ -48,7 +48,7 @@ class RateLimitingVenue(QuotingFake):
         while True:
             await trio.sleep(QUOTE_EVERY)
             if "AAA/USDT" in self.subscribed:
-                self.inject(quote("AAA/USDT", bid, ask, ts=int(trio.current_time() * 1e9)))
+                self.inject(symbol_quote("AAA/USDT", bid, ask, ts=int(trio.current_time() * 1e9)))
 
     async def place(self, request: OrderRequest, *,
                     still_wanted: StillWanted | None = None) -> OpenOrder:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import pytest
 import trio
 from hypothesis import given
 from hypothesis import strategies as st
@@ -31,7 +32,7 @@ from mm_trio.domain.model import OpenOrder, OrderRequest, OrderUpdate, Quote, or
 from mm_trio.engine.orchestrator import open_orchestrator
 from mm_trio.exchange.base import OutcomeUnknown, StillWanted
 from mm_trio.exchange.limiter import Limiter
-from tests.fakes import FakeExchange, spec
+from mm_trio.exchange.testing import FakeExchange, spec
 from tests.test_orchestrator import make_config, wait_for
 
 D = Decimal
@@ -41,6 +42,7 @@ MS = 1_000_000
 # --------------------------------------------------------------------------- the id format
 
 
+@pytest.mark.slow
 @given(prefix=st.from_regex(r"[A-Za-z0-9-]{1,8}", fullmatch=True),
        base=st.from_regex(r"[A-Z][A-Z0-9]{0,11}", fullmatch=True),
        quote=st.sampled_from(["USDT", "BTC", "FDUSD", "TRY"]),
@@ -97,6 +99,7 @@ def _ids_of_a_run(start_ns: int, orders: int) -> list[str]:
     return ids[:orders]
 
 
+@pytest.mark.slow
 @given(start=st.integers(GENERATION_EPOCH_NS, GENERATION_EPOCH_NS + 10**18),
        orders=st.integers(1, 60), gap_ms=st.integers(0, 5000))
 def test_a_later_run_never_reuses_an_earlier_runs_ids(start: int, orders: int,

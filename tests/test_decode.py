@@ -547,3 +547,10 @@ def test_real_recordings_decode_cleanly(name: str) -> None:
     assert kinds["Trade"] == s.trade == streams[f"{sym}@trade"]
     assert kinds["DepthUpdate"] == s.depth == streams[f"{sym}@depth@100ms"]
     assert s.messages == sum(streams.values()) + s.snapshot
+
+
+# --------------------------------------------------------------------------- markers
+# (at the end, so the lines above are left as they are)
+# about a second each or more: left out of the fast unit pass, pytest -m "not slow"
+for _test in (test_fuzz_mutated_lines_never_raise, test_real_recordings_decode_cleanly):
+    pytest.mark.slow(_test)

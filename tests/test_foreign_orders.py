@@ -15,7 +15,7 @@ import trio
 from mm_trio.domain.model import OrderRequest, OrderUpdate
 from mm_trio.engine.orchestrator import open_orchestrator
 from mm_trio.exchange.limiter import Limiter
-from tests.fakes import FakeExchange
+from mm_trio.exchange.testing import FakeExchange
 from tests.test_orchestrator import make_config, sim, wait_for
 
 D = Decimal

@@ -20,7 +20,7 @@ from mm_trio.domain.model import Balance, Quote
 from mm_trio.engine.orchestrator import Orchestrator, open_orchestrator
 from mm_trio.exchange.limiter import Limiter
 from mm_trio.exchange.sim.exchange import SimulatedExchange
-from tests.fakes import FakeExchange
+from mm_trio.exchange.testing import FakeExchange
 
 D = Decimal
 

@@ -283,3 +283,12 @@ def _check_inv11(run: Run, kind: str, intents: list[Intent]) -> None:
 @given(scenarios())
 def test_inv11_reduce_only_never_increases_exposure(scn: Scenario) -> None:
     _run(scn, _check_inv11)
+
+
+# --------------------------------------------------------------------------- markers
+# (at the end, so the lines above are left as they are)
+# whole trading sessions under hypothesis, seconds each: left out of the fast unit pass,
+# pytest -m "not slow"
+import pytest  # noqa: E402
+
+pytestmark = pytest.mark.slow

@@ -128,3 +128,9 @@ def test_lookups_match_definitions(g: LevelGrid, k0: int, frac: int) -> None:
     assert g.price(k) <= x < g.price(k + 1)
     k = g.level_above(x)
     assert g.price(k - 1) <= x < g.price(k)
+
+
+# --------------------------------------------------------------------------- markers
+# (at the end, so the lines above are left as they are)
+# about a second each or more: left out of the fast unit pass, pytest -m "not slow"
+pytest.mark.slow(test_lookups_match_definitions)

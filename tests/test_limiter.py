@@ -111,6 +111,7 @@ def test_core_orders_need_both_order_buckets() -> None:
     assert core.next_time(0, 1, 1.0) == pytest.approx(10.0)
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(
     st.lists(

@@ -4,6 +4,7 @@ does not leave an orphan."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -14,6 +15,7 @@ from mm_trio.domain.config import config_from_dict
 from mm_trio.domain.model import OpenOrder, OrderRequest, Quote
 from mm_trio.engine.orchestrator import open_orchestrator
 from mm_trio.exchange.base import (
+    OrderRejected,
     OutcomeUnknown,
     RateLimited,
     StillWanted,
@@ -21,7 +23,9 @@ from mm_trio.exchange.base import (
     check_wanted,
 )
 from mm_trio.exchange.limiter import Limiter
-from tests.fakes import FakeExchange
+from mm_trio.exchange.testing import FakeExchange
+from tests.fakes import QuotingFake, ours, symbol_quote
+from tests.test_orchestrator import make_config, wait_for
 
 D = Decimal
 CONFIG = config_from_dict({"grid": {"levels_below": 3, "levels_above": 0, "step": "0.01",
@@ -307,3 +311,37 @@ async def test_order_presumed_gone_that_lands_late_is_cancelled_on_sight(
             assert cid not in fake.orders, "the late order was left on the venue"
             assert all(manager.strategy.live_order(c) is not None for c in fake.orders)
         nursery.cancel_scope.cancel()
+
+
+# --------------------------------------------------------------------------- rejected cancel
+
+
+class RejectFirstCancel(QuotingFake):
+    """The first cancel is refused with a 4xx the adapter maps to OrderRejected (e.g. -1021
+    timestamp outside recvWindow); the order stays open on the venue."""
+
+    def __init__(self, symbols: Sequence[str]) -> None:
+        super().__init__(symbols)
+        self.rejected: str | None = None
+
+    async def cancel(self, symbol: str, client_id: str) -> OpenOrder:
+        if self.rejected is None:
+            self.rejected = client_id
+            raise OrderRejected("HTTP 400 code -1021: Timestamp for this request was outside "
+                                "of the recvWindow.")
+        return await super().cancel(symbol, client_id)
+
+
+async def test_rejected_cancel_is_not_left_as_a_zombie(autojump_clock: trio.abc.Clock) -> None:
+    """A cancel the venue refuses leaves the order open there: it is cancelled again, not
+    forgotten by the strategy while it stays on the venue."""
+    fake = RejectFirstCancel(["AAA/USDT"])
+    config = make_config()
+    async with open_orchestrator(fake, config, limiter=Limiter(config.limiter)) as orch:
+        m = await orch.add_symbol("AAA/USDT")
+        await wait_for(lambda: len(ours(fake, "AAA/USDT")) == 4)
+        fake.inject(symbol_quote("AAA/USDT", "11.00", "11.01", ts=2))  # every buy leaves the window
+        await wait_for(lambda: fake.rejected is not None)
+        await trio.sleep(120)
+        assert fake.rejected not in fake.orders, "out-of-window order still open on the venue"
+        assert fake.rejected not in {o.client_id for o in m.strategy.live_orders()}

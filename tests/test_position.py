@@ -225,6 +225,7 @@ fill_strategy = st.builds(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(st.lists(fill_strategy, max_size=40), st.integers(min_value=0, max_value=100),
        st.randoms(use_true_random=False), st.integers(min_value=80, max_value=120))
@@ -288,6 +289,7 @@ def test_random_fills_properties(raw: list[tuple], start_raw: int, rnd: random.R
     assert p.max_inventory >= abs(p.position - start)
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None)
 @given(st.lists(fill_strategy, min_size=1, max_size=30), st.randoms(use_true_random=False))
 def test_order_of_delivery_does_not_change_position_or_total_pnl(

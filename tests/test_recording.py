@@ -238,3 +238,10 @@ def test_the_recording_package_exports_each_name_from_its_module() -> None:
     for name, module in homes.items():
         home = importlib.import_module(f"mm_trio.exchange.recording.{module}")
         assert getattr(pkg, name) is getattr(home, name), name
+
+
+# --------------------------------------------------------------------------- markers
+# (at the end, so the lines above are left as they are)
+# about a second each or more: left out of the fast unit pass, pytest -m "not slow"
+for _test in (test_infer_specs_on_real_recordings, test_fixture_generator_is_deterministic):
+    pytest.mark.slow(_test)

@@ -38,6 +38,7 @@ def test_discover_symbols_in_fixtures() -> None:
         "BTCUSDT": "BTC/USDT", "ETHBTC": "ETH/BTC", "ETHUSDT": "ETH/USDT"}
 
 
+@pytest.mark.slow
 def test_replay_fixtures_trades_both_symbols(tmp_path: Path) -> None:
     summary = run_replay([BTC, ETH], load_config(None), out=tmp_path, progress=None)
     for sym in ("BTC/USDT", "ETH/USDT"):
@@ -59,6 +60,7 @@ def test_replay_fixtures_trades_both_symbols(tmp_path: Path) -> None:
     assert on_disk["symbols"] == summary["symbols"]
 
 
+@pytest.mark.slow
 def test_replay_is_byte_identical_across_processes(tmp_path: Path) -> None:
     """Separate processes (different hash seeds, so different memory layouts and set orders)
     produce byte-identical outputs."""
@@ -77,12 +79,14 @@ def test_replay_is_byte_identical_across_processes(tmp_path: Path) -> None:
             assert (outs[0] / name).read_bytes() == (other / name).read_bytes(), name
 
 
+@pytest.mark.slow
 def test_replay_config_changes_the_result(tmp_path: Path) -> None:
     base = run_replay([BTC], load_config(None), progress=None)
     wider = run_replay([BTC], config_from_dict({"grid": {"step": "0.004"}}), progress=None)
     assert wider["symbols"]["BTC/USDT"]["fills"] < base["symbols"]["BTC/USDT"]["fills"]
 
 
+@pytest.mark.slow
 def test_replay_spec_overrides_apply() -> None:
     cfg = config_from_dict({"replay": {"specs": {"BTC/USDT": {"step_size": "0.001",
                                                               "min_qty": "0.001"}}}})
@@ -91,6 +95,7 @@ def test_replay_spec_overrides_apply() -> None:
     assert (len(pos.split(".")[1]) if "." in pos else 0) <= 3
 
 
+@pytest.mark.slow
 def test_replay_bad_inputs_exit_2(tmp_path: Path) -> None:
     missing = subprocess.run([sys.executable, "-m", "mm_trio.cli", "replay",
                               str(tmp_path / "nope.gz")], capture_output=True, text=True,
@@ -106,6 +111,7 @@ def test_replay_bad_inputs_exit_2(tmp_path: Path) -> None:
     assert speed.returncode == 2 and "fast" in speed.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not all(p.exists() for p in REAL), reason="../shared/data not present")
 def test_replay_real_recordings_twice_identical(tmp_path: Path) -> None:
     cfg = load_config(None)
@@ -117,3 +123,16 @@ def test_replay_real_recordings_twice_identical(tmp_path: Path) -> None:
     for name in OUTPUTS:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     assert a == b
+
+
+@pytest.mark.slow
+def test_phases_are_timed_without_changing_the_outputs(tmp_path: Path) -> None:
+    """``run_replay(phases=...)`` (the benchmarks' seam) reports the wall time of adding the
+    symbols and of the shutdown; the outputs are the same bytes as without it."""
+    phases: dict[str, float] = {}
+    run_replay([BTC, ETH], load_config(None), out=tmp_path / "timed", progress=None,
+               phases=phases)
+    run_replay([BTC, ETH], load_config(None), out=tmp_path / "plain", progress=None)
+    assert set(phases) == {"add", "shutdown"} and all(v >= 0 for v in phases.values())
+    for name in OUTPUTS:
+        assert (tmp_path / "timed" / name).read_bytes() == (tmp_path / "plain" / name).read_bytes()

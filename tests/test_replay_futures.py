@@ -167,6 +167,7 @@ def test_specs_inferred_from_futures_precision() -> None:
     assert (spec.tick_size, spec.step_size) == (Decimal("0.1"), Decimal("0.001"))
 
 
+@pytest.mark.slow
 def test_replay_futures_trades_and_flattens_orders(tmp_path: Path) -> None:
     summary = run_replay([USDM], load_config(None), out=tmp_path, progress=None)
     s = summary["symbols"]["BTC/USDT"]
@@ -185,6 +186,7 @@ def test_replay_futures_trades_and_flattens_orders(tmp_path: Path) -> None:
         assert Decimal(price) % Decimal("0.1") == 0 and Decimal(qty) % Decimal("0.001") == 0
 
 
+@pytest.mark.slow
 def test_replay_futures_twice_identical(tmp_path: Path) -> None:
     cfg = load_config(None)
     a = run_replay([USDM], cfg, out=tmp_path / "a", progress=None)
@@ -194,6 +196,7 @@ def test_replay_futures_twice_identical(tmp_path: Path) -> None:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
 
+@pytest.mark.slow
 def test_replay_merges_spot_and_futures() -> None:
     paths = [ETH, USDM]
     assert discover_symbols(paths) == {"BTCUSDT": "BTC/USDT", "ETHUSDT": "ETH/USDT"}
@@ -210,6 +213,7 @@ def test_replay_merges_spot_and_futures() -> None:
     assert merged["symbols"]["BTC/USDT"]["events"] == alone["symbols"]["BTC/USDT"]["events"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["btcusdt-usdm-synth.gz"])
 def test_futures_fixture_matches_generator(tmp_path: Path, name: str) -> None:
     import importlib.util

@@ -5,6 +5,7 @@ and skipped; none stalls, jumps or aborts the replay."""
 from __future__ import annotations
 
 import gzip
+import itertools
 import random
 import subprocess
 import sys
@@ -74,6 +75,7 @@ def same_outputs(a: Path, b: Path) -> None:
 # --------------------------------------------------------------------------- item 3: time
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shift", [YEARS_10, DAY, -DAY], ids=["+10y", "+1d", "-1d"])
 @pytest.mark.parametrize("where", [0, 1500, -1], ids=["first", "middle", "last"])
 def test_one_absurd_time_is_skipped_wherever_it_is(tmp_path: Path, shift: int,
@@ -99,6 +101,7 @@ def test_a_line_near_the_epoch_at_the_start_is_skipped(tmp_path: Path) -> None:
     assert stats.time_jumps == 1
 
 
+@pytest.mark.slow
 def test_a_day_ahead_line_does_not_stall_the_replay(tmp_path: Path) -> None:
     """The +1 day line used to be followed: the replay idled a day of market time (172,817
     equity rows) and traded on a different market; now it replays as if the line were not
@@ -137,6 +140,7 @@ def test_jitter_is_kept_at_the_previous_time_a_big_step_back_is_skipped(
     assert any("rec.txt:41: receive time" in e and "-50." in e for e in stats.errors)
 
 
+@pytest.mark.slow
 def test_reversed_block_is_counted(tmp_path: Path) -> None:
     lines = fixture_lines()
     bad = lines[:1000] + lines[1000:1100][::-1] + lines[1100:]
@@ -183,6 +187,7 @@ def test_real_pauses_are_followed(tmp_path: Path) -> None:
     assert stats.time_jumps == stats.out_of_order == stats.late == 0
 
 
+@pytest.mark.slow
 def test_files_that_do_not_meet_in_time_are_not_bridged(tmp_path: Path) -> None:
     later = tmp_path / "later.gz"
     write_raw_lines(later, [retime(x, time_of(x) + DAY) for x in fixture_lines(ETH)])
@@ -214,6 +219,7 @@ T0 = 1_767_225_600 * S
 steps = st.lists(st.integers(0, 60 * S), min_size=0, max_size=120)
 
 
+@pytest.mark.slow
 @given(steps)
 def test_guard_passes_any_clean_recording_unchanged(gaps: list[int]) -> None:
     times = [T0]
@@ -224,6 +230,7 @@ def test_guard_passes_any_clean_recording_unchanged(gaps: list[int]) -> None:
     assert stats.time_jumps == stats.out_of_order == stats.late == 0
 
 
+@pytest.mark.slow
 @given(st.lists(st.integers(0, 60 * S), min_size=2 * TIME_WINDOW_HALF + 1, max_size=120),
        st.data())
 def test_guard_skips_exactly_the_absurd_lines(gaps: list[int], data: st.DataObject) -> None:
@@ -242,6 +249,7 @@ def test_guard_skips_exactly_the_absurd_lines(gaps: list[int], data: st.DataObje
     assert stats.time_jumps == len(chosen) and stats.out_of_order == stats.late == 0
 
 
+@pytest.mark.slow
 @given(st.lists(st.integers(0, YEARS_10), max_size=80))
 def test_guard_output_never_goes_back_and_counts_every_line(times: list[int]) -> None:
     out, stats = run_guard(times)
@@ -261,6 +269,7 @@ def lines_before_byte(blob: bytes, cut: int) -> int:
     return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(blob[:cut]).count(b"\n")
 
 
+@pytest.mark.slow
 def test_truncated_gzip_replays_every_good_line_and_says_so(tmp_path: Path) -> None:
     blob = BTC.read_bytes()
     cut = len(blob) // 2
@@ -324,6 +333,7 @@ def test_multi_member_gzip_and_padding_read_in_full(tmp_path: Path) -> None:
     assert stats.damage == []
 
 
+@pytest.mark.slow
 def test_cli_says_the_file_was_truncated(tmp_path: Path) -> None:
     blob = BTC.read_bytes()
     path = tmp_path / "cut.gz"
@@ -364,6 +374,7 @@ def test_numeric_prices_are_malformed() -> None:
     assert str(quote.bid) == "60000.10000000" and quote.ask_qty == 0
 
 
+@pytest.mark.slow
 def test_numeric_price_line_is_counted_in_the_replay(tmp_path: Path) -> None:
     lines = fixture_lines()
     idx = next(i for i in range(1500, 2000) if b"@bookTicker" in lines[i])
@@ -376,6 +387,7 @@ def test_numeric_price_line_is_counted_in_the_replay(tmp_path: Path) -> None:
     assert got["malformed_lines"] == ref["malformed_lines"] + 1
 
 
+@pytest.mark.slow
 def test_a_line_of_an_unknown_symbol_is_counted_and_skipped(tmp_path: Path) -> None:
     """One line whose symbol replay cannot name used to abort the whole replay."""
     lines = fixture_lines()
@@ -400,6 +412,7 @@ def test_only_unknown_symbols_is_refused_naming_them(tmp_path: Path) -> None:
         replay([tmp_path / "q.gz"], tmp_path / "out")
 
 
+@pytest.mark.slow
 def test_clean_fixture_summary_has_every_count(tmp_path: Path) -> None:
     rp = replay([BTC, ETH], tmp_path / "out")["replay"]
     assert (rp["malformed_lines"], rp["unknown_streams"]) == (2, 1)  # the fixture's own
@@ -408,3 +421,33 @@ def test_clean_fixture_summary_has_every_count(tmp_path: Path) -> None:
     assert rp["late_lines_kept"] == 0
     assert rp["truncated_files"] == rp["corrupt_files"] == 0 and rp["damage"] == []
     assert any("btcusdt-synth.gz:378: malformed line" in p for p in rp["problems"])
+
+
+# --------------------------------------------------------------------------- out-of-range numbers
+
+HUGE_TRADE = (b'{"stream":"btcusdt@trade","data":{"e":"trade","E":1,"s":"BTCUSDT","t":1,'
+              b'"p":"1e999999999","q":"0.001","T":1,"m":true}}')
+
+
+def test_decoder_counts_out_of_range_decimal_as_malformed() -> None:
+    """A decimal string too large for ordinary arithmetic is a malformed line, not an event."""
+    d = StreamDecoder({"BTCUSDT": "BTC/USDT"})
+    quote = (b'{"stream":"btcusdt@bookTicker","data":{"u":1,"s":"BTCUSDT",'
+             b'"b":"1e999999999","B":"1","a":"2","A":"1"}}')
+    events = d.decode(quote, 5) + d.decode(HUGE_TRADE, 6)
+    # every event the decoder lets through must be usable in ordinary arithmetic
+    for ev in events:
+        _ = ev.mid if hasattr(ev, "mid") else ev.price * ev.qty
+    assert events == []
+    assert d.stats.malformed == 2
+
+
+@pytest.mark.slow
+def test_replay_survives_out_of_range_number(tmp_path: Path) -> None:
+    """A line with an out-of-range price is counted as malformed; the replay goes on."""
+    lines = [b"%d %s" % rec for rec in itertools.islice(iter_recording(BTC), 2000)]
+    t0 = int(lines[0].split(b" ", 1)[0])
+    bad = tmp_path / "bad.gz"
+    write_raw_lines(bad, [lines[0], b"%d %s" % (t0 + 1, HUGE_TRADE), *lines[1:]])
+    summary = run_replay([bad], load_config(None), progress=None)
+    assert summary["replay"]["malformed_lines"] >= 1

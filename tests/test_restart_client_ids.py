@@ -150,3 +150,12 @@ async def test_restart_after_a_fill_never_adopts_the_earlier_runs_orders() -> No
             # no client id of run 2 was used by run 1
             assert not set(first) & set(second), sorted(set(first) & set(second))
             assert acct.open_records(BTC) == []
+
+
+# --------------------------------------------------------------------------- markers
+# (at the end, so the lines above are left as they are)
+# every test here starts a real server on loopback (the paper venue): left out of the fast
+# unit pass, pytest -m "not slow"
+import pytest  # noqa: E402
+
+pytestmark = pytest.mark.slow

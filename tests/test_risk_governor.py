@@ -172,6 +172,7 @@ op = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(st.lists(op, max_size=60))
 def test_admitted_buys_never_push_exposure_over_caps(ops: list[tuple]) -> None:
@@ -416,6 +417,7 @@ aop = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(aop, st.integers(0, 10)), min_size=10, max_size=80))
 def test_budget_and_hold_at_scale(ops: list[tuple[tuple, int]]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import attrs
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -219,6 +220,7 @@ def test_history_is_bounded_and_ordered() -> None:
 # --------------------------------------------------------------------------- properties
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(["quote", "trade", "reject", "tick", "pnl"]),
                           st.floats(min_value=0, max_value=8, allow_nan=False),

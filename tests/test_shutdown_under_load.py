@@ -33,6 +33,7 @@ def many_symbols() -> tuple[list[str], dict[str, str]]:
     return symbols + list(extra), extra
 
 
+@pytest.mark.slow
 async def test_fifty_symbols_shut_down_in_time_while_placements_queue(
     autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -65,6 +66,7 @@ async def test_fifty_symbols_shut_down_in_time_while_placements_queue(
     assert limiter.sent_orders == sent_before
 
 
+@pytest.mark.slow
 async def test_removed_symbol_leaves_the_queue_at_once_behind_other_symbols(
     autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -141,3 +141,11 @@ def test_drift_moves_the_market_and_its_centre() -> None:
     assert all(b < a for a, b in zip(mids, mids[1:], strict=False))
     # about -0.1 %/s for 300 s: e^-0.3 ≈ 0.74 of the start (reversion lags a little)
     assert 0.70 * start < mids[-1] < 0.80 * start
+
+
+# --------------------------------------------------------------------------- markers
+# (at the end, so the lines above are left as they are)
+# about a second each or more: left out of the fast unit pass, pytest -m "not slow"
+import pytest  # noqa: E402
+
+pytest.mark.slow(test_prices_plausible_positive_on_grid_near_start)

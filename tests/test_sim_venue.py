@@ -354,3 +354,9 @@ async def test_placement_withdrawn_while_queued_never_reaches_the_book(
     assert await venue.open_orders() == []
     with pytest.raises(UnknownOrder):
         await venue.query(SYM, "w1")
+
+
+# --------------------------------------------------------------------------- markers
+# (at the end, so the lines above are left as they are)
+# about a second each or more: left out of the fast unit pass, pytest -m "not slow"
+pytest.mark.slow(test_whole_session_is_deterministic_by_seed)

@@ -662,3 +662,10 @@ def test_server_config_errors_never_show_the_token_or_secrets(tmp_path: Path) ->
     with pytest.raises(ConfigError, match="admin_token must be at least 16") as info:
         load_server_config(path, None)
     assert "short'" not in str(info.value)
+
+
+# --------------------------------------------------------------------------- markers
+# (at the end, so the lines above are left as they are)
+# every test here starts a real server on loopback (the paper venue or a local
+# stream server): left out of the fast unit pass, pytest -m "not slow"
+pytestmark = pytest.mark.slow

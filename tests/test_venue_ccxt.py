@@ -124,3 +124,10 @@ async def test_ccxt_binance_spot_client() -> None:
     assert out["balance"]["BTC"]["free"] == 1.0
     assert "insufficient balance" in out["insufficient"]
     assert "Order does not exist" in out["not_found"]
+
+
+# --------------------------------------------------------------------------- markers
+# (at the end, so the lines above are left as they are)
+# every test here starts a real server on loopback (the paper venue or a local
+# stream server): left out of the fast unit pass, pytest -m "not slow"
+pytestmark = pytest.mark.slow

@@ -49,3 +49,12 @@ async def test_venue_serves_a_recording_as_its_market() -> None:
         # symbols that are not in the recording have no market data
         other = await http.get("/api/v3/ticker/bookTicker", params={"symbol": "BTCUSDT"})
         assert other.status_code != 200 or Decimal(other.json()["bidPrice"]) == 0
+
+
+# --------------------------------------------------------------------------- markers
+# (at the end, so the lines above are left as they are)
+# every test here starts a real server on loopback (the paper venue or a local
+# stream server): left out of the fast unit pass, pytest -m "not slow"
+import pytest  # noqa: E402
+
+pytestmark = pytest.mark.slow

@@ -552,3 +552,10 @@ async def test_serve_venue_reports_bound_port() -> None:
             r = await c.get("/api/v3/ping")
             assert r.status_code == 200
         nursery.cancel_scope.cancel()
+
+
+# --------------------------------------------------------------------------- markers
+# (at the end, so the lines above are left as they are)
+# every test here starts a real server on loopback (the paper venue or a local
+# stream server): left out of the fast unit pass, pytest -m "not slow"
+pytestmark = pytest.mark.slow

@@ -302,3 +302,10 @@ async def test_ws_api_logon_and_order_entry(server: PaperServer) -> None:
         assert ev["event"]["C"] == "wsapi1"
         r = await call(ws, 7, "account.status")
         assert r["result"]["accountType"] == "SPOT"
+
+
+# --------------------------------------------------------------------------- markers
+# (at the end, so the lines above are left as they are)
+# every test here starts a real server on loopback (the paper venue or a local
+# stream server): left out of the fast unit pass, pytest -m "not slow"
+pytestmark = pytest.mark.slow

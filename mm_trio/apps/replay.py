@@ -23,6 +23,7 @@ import csv
 import io
 import math
 import sys
+import time
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -121,8 +122,14 @@ class ReplayResult(msgspec.Struct, kw_only=True):
 async def replay_session(paths: Sequence[Path], config: Config, *,
                          progress: TextIO | None = None,
                          on_summary: Callable[[dict[str, Any]], None] | None = None,
+                         phases: dict[str, float] | None = None,
                          ) -> tuple[ReplayRecorder, dict[str, Any]]:
-    """Replay ``paths`` through the live pipeline; return the recorder and the summary."""
+    """Replay ``paths`` through the live pipeline; return the recorder and the summary.
+
+    ``phases``, if given, receives the wall time in seconds spent adding the symbols
+    (``"add"``) and in the orderly shutdown (``"shutdown"``): set-up that a benchmark leaves
+    out of a rate. Reading the wall clock changes nothing in the replay.
+    """
 
     native_map, specs, mids = recorded_market(paths, config)
     symbols = [s for s in native_map.values() if s in specs]
@@ -140,8 +147,11 @@ async def replay_session(paths: Sequence[Path], config: Config, *,
     recorder = ReplayRecorder(exchange)
     async with open_orchestrator(exchange, config, limiter=limiter,
                                  journal=recorder.journal) as orch:
+        started = time.perf_counter()
         for sym in symbols:
             await orch.add_symbol(sym)
+        timed = {} if phases is None else phases
+        timed["add"] = time.perf_counter() - started
         interval = config.replay.equity_interval
         next_sample = trio.current_time()
         step_pct = 1 if progress is not None and progress.isatty() else 10
@@ -169,7 +179,9 @@ async def replay_session(paths: Sequence[Path], config: Config, *,
         await finished.wait()
         recorder.sample(orch)
         at_stop = orch.snapshot()
+        started = time.perf_counter()
         await orch.shutdown()
+        timed["shutdown"] = time.perf_counter() - started
         open_at_exit: dict[str, int] = {}
         for order in await exchange.open_orders():
             if order.client_id.startswith(config.grid_for(order.symbol).client_id_prefix + "_"):
@@ -215,8 +227,10 @@ def replay_counts(paths: Sequence[Path], feed: ReplayFeed, stats: RecordingStats
 
 def run_replay(paths: Sequence[Path], config: Config, *, speed: str = "max",
                out: Path | None = None, progress: TextIO | None = sys.stderr,
+               phases: dict[str, float] | None = None,
                ) -> dict[str, Any]:
-    """Run one replay in a fresh trio run on a MockClock; write outputs to ``out``."""
+    """Run one replay in a fresh trio run on a MockClock; write outputs to ``out``.
+    ``phases``: see :func:`replay_session`."""
     for p in paths:
         if not p.is_file():
             raise ReplayError(f"recording {str(p)!r} does not exist")
@@ -233,7 +247,7 @@ def run_replay(paths: Sequence[Path], config: Config, *, speed: str = "max",
         clock = trio.testing.MockClock(rate=rate)
     _seed_scheduler(config.venue.seed)
     recorder, summary = trio.run(
-        lambda: replay_session(paths, config, progress=progress), clock=clock)
+        lambda: replay_session(paths, config, progress=progress, phases=phases), clock=clock)
     if out is not None:
         recorder.write(out, summary)
     return summary

@@ -1,16 +1,15 @@
-"""Review of 0cbfdbc..HEAD (orders presumed gone are cancelled on sight; a duplicate refusal
-is resolved by query).
+"""Orders whose outcome the venue hides for a while (SPEC §3, §12): a placement that times
+out but lands later, a re-send refused as a duplicate, an order the manager gave up on that
+shows up live after all.
 
-Each test pins one bug found in review (all fixed):
-
-* a placement refused as a duplicate but unknown to the query that follows is ended with a
-  plain ``_feedback`` (not ``_presume_gone``), so when the order the venue said it holds
-  shows up live, nobody cancels it;
-* a presumed-gone order is forgotten the moment it is first seen live, before its cancel
-  is confirmed: if that one cancel fails, later live reports no longer cancel it;
-* a "gave up" presumption is remembered even when the strategy does not end the order (a
-  ``REJECTED`` on an acknowledged order is taken as a rejected cancel), so a later fill
-  report cancels an order the strategy holds live and wants.
+* a re-send refused as a duplicate (the first send did land) does not skip the cancel that
+  waits on it: every order left on the venue is one the strategy wants;
+* a duplicate refusal that the query after it cannot confirm ends the order as presumed
+  gone, so when it shows up live it is cancelled on sight;
+* a presumed-gone order stays watched until its cancel lands: one failed cancel does not
+  stop later live reports from cancelling it, and its fills still count;
+* an order the strategy holds live (the stream reported it while its outcome was being
+  queried) is neither re-sent nor given up on, so a later fill does not cancel it.
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ from mm_trio.exchange.base import (
     check_wanted,
 )
 from mm_trio.exchange.limiter import Limiter
-from tests.fakes import FakeExchange
+from mm_trio.exchange.testing import FakeExchange
 
 D = Decimal
 CONFIG = config_from_dict({"grid": {"levels_below": 3, "levels_above": 0, "step": "0.01",
@@ -39,6 +38,66 @@ CONFIG = config_from_dict({"grid": {"levels_below": 3, "levels_above": 0, "step"
 
 def quote(bid: str, ask: str) -> Quote:
     return Quote(symbol="AAA/USDT", bid=D(bid), bid_qty=D(5), ask=D(ask), ask_qty=D(5), ts=1)
+
+
+# ------------------------------------------------------------- a re-send refused as a duplicate
+
+
+class LateLandingExchange(FakeExchange):
+    """The first placement times out but lands on the venue 0.5 s later (after the two
+    "does not exist" queries); its re-send under the same id is on the wire for 1 s and is
+    refused as a duplicate -- the venue does hold that order."""
+
+    def __init__(self, nursery: trio.Nursery) -> None:
+        super().__init__(["AAA/USDT"])
+        self.nursery = nursery
+        self.target: str | None = None
+
+    async def place(self, request: OrderRequest, *,
+                    still_wanted: StillWanted | None = None) -> OpenOrder:
+        check_wanted(request, still_wanted)  # right before it goes on the wire
+        cid = request.client_id
+        if self.target is None:
+            self.target = cid
+
+            async def land_late() -> None:
+                await trio.sleep(0.5)
+                await FakeExchange.place(self, request)  # acked on the stream (NEW)
+
+            self.nursery.start_soon(land_late)
+            raise OutcomeUnknown("timed out")
+        if cid == self.target:
+            with trio.CancelScope(shield=True):
+                await trio.sleep(1.0)
+            if cid in self.orders:
+                raise DuplicateOrder("Duplicate order sent.")
+        return await FakeExchange.place(self, request)
+
+
+async def test_duplicate_on_resend_does_not_skip_the_waiting_cancel(
+        autojump_clock: trio.abc.Clock) -> None:
+    config = config_from_dict({"grid": {"levels_below": 3, "levels_above": 0, "step": "0.01",
+                                        "order_size": "20"},
+                               "risk": {"jump_pct": "0.5"}})
+    async with trio.open_nursery() as nursery:
+        fake = LateLandingExchange(nursery)
+        async with open_orchestrator(fake, config, limiter=Limiter(config.limiter)) as orch:
+            manager = await orch.add_symbol("AAA/USDT")
+            fake.inject(quote("10.00", "10.02"))
+            await trio.sleep(0.7)  # first try timed out, queried absent twice, re-sent
+            target = fake.target
+            assert target is not None and target in fake.orders  # it did land
+            # the price runs away while the re-send is on the wire: the strategy cancels it
+            fake.inject(quote("11.00", "11.02"))
+            await trio.sleep(10)
+            for cid in fake.orders:  # every order on the venue is one the strategy wants
+                lo = manager.strategy.live_order(cid)
+                assert lo is not None and not lo.cancel_requested, (cid, lo)
+            assert target not in fake.orders, "the order whose cancel was skipped is still live"
+        nursery.cancel_scope.cancel()
+
+
+# ---------------------------------------------------------------- presumed gone, live after all
 
 
 class ScriptedExchange(FakeExchange):
@@ -83,7 +142,7 @@ class ScriptedExchange(FakeExchange):
         self.inject(OrderUpdate(symbol=r.symbol, client_id=r.client_id, side=r.side,
                                 price=r.price, qty=r.qty, status="NEW"))
 
-    def fill(self, qty: Decimal) -> None:
+    def fill_target(self, qty: Decimal) -> None:
         """A partial fill of the (live) target."""
         r = self.target
         assert r is not None
@@ -146,7 +205,7 @@ async def test_presumed_gone_order_stays_watched_until_its_cancel_lands(
         await trio.sleep(10.0)  # cancelled on sight: five timeouts, then a resync
         assert fake.cancel_calls.count(cid) == 5
         assert cid in fake.orders  # still live on the venue, not managed by the strategy
-        fake.fill(D("0.5"))  # and it trades: a live report of the presumed-gone order
+        fake.fill_target(D("0.5"))  # and it trades: a live report of the presumed-gone order
         await trio.sleep(2.0)
         # the fill itself is not lost
         assert manager.strategy.position == D("0.5")
@@ -172,7 +231,7 @@ async def test_gave_up_on_an_order_the_strategy_holds_live_does_not_cancel_it(
         assert lo is not None and lo.status == "NEW" and not lo.cancel_requested
         assert cid in fake.orders and cid not in fake.cancel_calls
         fake.visible = True
-        fake.fill(D("0.5"))
+        fake.fill_target(D("0.5"))
         await trio.sleep(2.0)
         assert manager.strategy.position == D("0.5")
         lo = manager.strategy.live_order(cid)
