@@ -108,27 +108,17 @@ async def _latency_session(duration: float, warmup: float) -> dict[str, Any]:
 
     exchange = LatencyExchange(symbols, limiter, on_request)
 
-    def wrap(strategy: Any) -> None:
-        # The one patch left in the benchmarks: the engine offers no hook that tells which
-        # intents a quote produced (and when a quote is taken off the queue), so the
-        # strategy's on_quote is wrapped. A seam in the engine (e.g. an observer of each
-        # handled event and the intents it produced) would remove it.
-        inner = strategy.on_quote
-
-        def on_quote(quote: Quote) -> list[Any]:
-            intents = inner(quote)
-            entered = pending_since.pop(quote.symbol, None)
-            if measuring and entered is not None:
-                for it in intents:
-                    cid = it.request.client_id if type(it) is PlaceOrder else it.client_id
-                    cause[cid] = entered
-            return intents
-
-        strategy.on_quote = on_quote
+    def observe(quote: Quote, intents: list[Any]) -> None:
+        # the engine's quote observer: which intents a quote produced, as it is handled
+        entered = pending_since.pop(quote.symbol, None)
+        if measuring and entered is not None:
+            for it in intents:
+                cid = it.request.client_id if type(it) is PlaceOrder else it.client_id
+                cause[cid] = entered
 
     async with open_orchestrator(exchange, config, limiter=limiter) as orch:
         for sym in symbols:
-            wrap((await orch.add_symbol(sym)).strategy)
+            (await orch.add_symbol(sym)).quote_observer = observe
         seq = 0
         count = dict.fromkeys(symbols, 0)
         region = dict.fromkeys(symbols, 0)
@@ -206,7 +196,8 @@ def bench_latency(res: Results) -> None:
         f"25 % trades; every {LATENCY_TRIGGER_EVERY}th quote of a symbol moves its grid "
         f"window by one level, so the strategy sends a cancel. The entry time "
         f"(`perf_counter_ns` at `send_nowait`) of a symbol's oldest quote not yet processed "
-        f"is matched to every intent `on_quote` returns; the arrival time is taken by the "
+        f"is matched to every intent the manager's quote observer reports; the arrival time "
+        f"is taken by the "
         f"orchestrator's `Limiter` (a subclass noting when each request first asks it), the "
         f"exchange is the shipped test double `mm_trio.exchange.testing.FakeExchange`. "
         f"{len(lat):,} intents from "

@@ -31,6 +31,7 @@ from mm_trio.domain.intents import CancelOrder, Intent, PlaceOrder
 from mm_trio.domain.model import (
     ZERO,
     OrderUpdate,
+    Quote,
     StreamStatus,
     SymbolSpec,
     Trade,
@@ -111,6 +112,8 @@ class SymbolManager:
                                         start_position=start_position)
         self.risk = RiskMonitor(risk)
         self.lifecycle = Lifecycle()
+        # told each quote the symbol handles and the intents it produced (benchmarks, metrics)
+        self.quote_observer: Callable[[Quote, list[Intent]], None] | None = None
         self.mid: Decimal | None = None
         self.prefix = grid.client_id_prefix
         self.inbox = Inbox(run.order_channel_size, self._overflow)
@@ -346,7 +349,10 @@ class SymbolManager:
             return None
         self.mid = quote.mid
         changes = self.risk.on_quote(quote, self._now)
-        return self.strategy.on_quote(quote), changes
+        intents = self.strategy.on_quote(quote)
+        if self.quote_observer is not None:
+            self.quote_observer(quote, intents)
+        return intents, changes
 
     def _on_report(self, report: OrderUpdate) -> tuple[list[Intent], list[BreakerChange]] | None:
         if not self.strategy.knows(report.client_id):
