@@ -31,7 +31,6 @@ PAPER_COMMAND = "paper"
 PAPER_ALIASES = ["venue"]  # the command's first name, kept working
 
 
-
 def _parse_symbols(text: str) -> list[str]:
     symbols = [s.strip() for s in text.split(",") if s.strip()]
     if not symbols:
@@ -51,9 +50,12 @@ def _parse_symbols(text: str) -> list[str]:
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mm-trio", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"mm-trio {__version__}")
-    parser.add_argument("--log-level", default="WARNING",
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                        help="log level for stderr (default WARNING)")
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="log level for stderr (default WARNING)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="trade grid strategies on one or more symbols")
     run.add_argument("--symbols", required=True, help="comma-separated BASE/QUOTE symbols")
@@ -61,28 +63,50 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--duration", type=float, help="stop after this many seconds")
     run.add_argument("--seed", type=int, help="simulated venue seed (overrides venue.seed)")
     run.add_argument("--summary-json", type=Path, help="write the exit summary as JSON here")
-    run.add_argument("--status-interval", type=float,
-                     help="seconds between status lines (overrides run.status_interval)")
-    run.add_argument("--venue", default="sim", choices=["sim", "binance", "binance-testnet"],
-                     help="sim (embedded simulated venue, default), binance or binance-testnet "
-                          "(keys from MM_TRIO_API_KEY + MM_TRIO_API_SECRET or "
-                          "MM_TRIO_ED25519_KEY)")
-    run.add_argument("--base-url", help="REST base URL of a Binance-compatible venue, e.g. "
-                                        "http://127.0.0.1:8765 (streams derived from it)")
-    ven = sub.add_parser(PAPER_COMMAND, aliases=PAPER_ALIASES,
-                         help="the paper venue: serve the simulated exchange over Binance's "
-                              "spot API")
+    run.add_argument(
+        "--status-interval",
+        type=float,
+        help="seconds between status lines (overrides run.status_interval)",
+    )
+    run.add_argument(
+        "--venue",
+        default="sim",
+        choices=["sim", "binance", "binance-testnet"],
+        help="sim (embedded simulated venue, default), binance or binance-testnet "
+        "(keys from MM_TRIO_API_KEY + MM_TRIO_API_SECRET or "
+        "MM_TRIO_ED25519_KEY)",
+    )
+    run.add_argument(
+        "--base-url",
+        help="REST base URL of a Binance-compatible venue, e.g. "
+        "http://127.0.0.1:8765 (streams derived from it)",
+    )
+    ven = sub.add_parser(
+        PAPER_COMMAND,
+        aliases=PAPER_ALIASES,
+        help="the paper venue: serve the simulated exchange over Binance's spot API",
+    )
     ven.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (0: any free)")
-    ven.add_argument("--config", type=Path,
-                     help="TOML: [venue] as for run, plus [server] (accounts, rate_limits, "
-                          "faults, ...)")
+    ven.add_argument(
+        "--config",
+        type=Path,
+        help="TOML: [venue] as for run, plus [server] (accounts, rate_limits, faults, ...)",
+    )
     ven.add_argument("--seed", type=int, help="simulated market seed (overrides venue.seed)")
-    ven.add_argument("--replay", nargs="+", type=Path, metavar="FILE",
-                     help="serve these recordings (SPEC §10) as market data, in real time, "
-                          "instead of the synthetic feed")
+    ven.add_argument(
+        "--replay",
+        nargs="+",
+        type=Path,
+        metavar="FILE",
+        help="serve these recordings (SPEC §10) as market data, in real time, "
+        "instead of the synthetic feed",
+    )
     ven.add_argument("--api-key", help="API key of the first account (default mmtrio-test-key)")
-    ven.add_argument("--api-secret", help="its HMAC secret (default mmtrio-test-secret); "
-                                          "MM_TRIO_VENUE_API_SECRET is read if not given")
+    ven.add_argument(
+        "--api-secret",
+        help="its HMAC secret (default mmtrio-test-secret); "
+        "MM_TRIO_VENUE_API_SECRET is read if not given",
+    )
     rec = sub.add_parser("record", help="record Binance combined streams (SPEC §10 format)")
     rec.add_argument("--symbols", required=True, help="comma-separated BASE/QUOTE symbols")
     rec.add_argument("--out", required=True, type=Path, help="output file (.gz)")
@@ -92,10 +116,14 @@ def _build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("replay", help="replay recordings through the live pipeline")
     rep.add_argument("files", nargs="+", type=Path, help="recordings (SPEC §10, gzip or plain)")
     rep.add_argument("--config", type=Path, help="TOML config file")
-    rep.add_argument("--speed", default="max",
-                     help="'max' (as fast as possible, default) or a factor of real time")
-    rep.add_argument("--out", type=Path,
-                     help="write orders.jsonl, fills.csv, equity.csv, summary.json here")
+    rep.add_argument(
+        "--speed",
+        default="max",
+        help="'max' (as fast as possible, default) or a factor of real time",
+    )
+    rep.add_argument(
+        "--out", type=Path, help="write orders.jsonl, fills.csv, equity.csv, summary.json here"
+    )
     rep.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -141,6 +169,7 @@ def _record(args: argparse.Namespace) -> int:
     async def main_task() -> int:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
+
                 async def stop_on_signal() -> None:
                     async for _ in signals:
                         nursery.cancel_scope.cancel()
@@ -151,13 +180,16 @@ def _record(args: argparse.Namespace) -> int:
 
                 async def go() -> None:
                     nonlocal lines
-                    lines = await record(symbols, args.out, ws_base_url=ws,
-                                         stop_after=args.duration)
+                    lines = await record(
+                        symbols, args.out, ws_base_url=ws, stop_after=args.duration
+                    )
                     nursery.cancel_scope.cancel()
 
                 nursery.start_soon(go)
-        print(f"mm-trio: recorded {', '.join(symbols)} to {args.out}"
-              + (f" ({lines:,} lines)" if lines else ""))
+        print(
+            f"mm-trio: recorded {', '.join(symbols)} to {args.out}"
+            + (f" ({lines:,} lines)" if lines else "")
+        )
         return EXIT_OK
 
     return _run_trio(main_task)
@@ -205,16 +237,26 @@ def _paper(args: argparse.Namespace) -> int:
     async def main_task() -> int:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
-                port = await nursery.start(lambda task_status: serve_paper_venue(
-                    cfg, port=args.port, task_status=task_status))
+                port = await nursery.start(
+                    lambda task_status: serve_paper_venue(
+                        cfg, port=args.port, task_status=task_status
+                    )
+                )
                 keys = ", ".join(a.api_key for a in cfg.accounts)
-                print(f"mm-trio {args.command}: Binance spot API on http://127.0.0.1:{port} "
-                      f"(streams ws://127.0.0.1:{port}/stream, WebSocket API "
-                      f"ws://127.0.0.1:{port}/ws-api/v3; api keys: {keys})", flush=True)
+                print(
+                    f"mm-trio {args.command}: Binance spot API on http://127.0.0.1:{port} "
+                    f"(streams ws://127.0.0.1:{port}/stream, WebSocket API "
+                    f"ws://127.0.0.1:{port}/ws-api/v3; api keys: {keys})",
+                    flush=True,
+                )
                 if cfg.admin and token.generated:
-                    print(f"mm-trio {args.command}: admin token {token.reveal()} (generated; send "
-                          f"'Authorization: Bearer <token>' to /_admin/*, or set "
-                          f"{ADMIN_TOKEN_ENV} to choose one)", file=sys.stderr, flush=True)
+                    print(
+                        f"mm-trio {args.command}: admin token {token.reveal()} (generated; send "
+                        f"'Authorization: Bearer <token>' to /_admin/*, or set "
+                        f"{ADMIN_TOKEN_ENV} to choose one)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                 async for _ in signals:
                     nursery.cancel_scope.cancel()
                     break
@@ -226,25 +268,39 @@ def _paper(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         if args.command == "run":
             symbols = _parse_symbols(args.symbols)
             config = load_config(args.config)
             if args.seed is not None:
-                config = validate(attrs.evolve(config,
-                                               venue=attrs.evolve(config.venue, seed=args.seed)))
+                config = validate(
+                    attrs.evolve(config, venue=attrs.evolve(config.venue, seed=args.seed))
+                )
             if args.status_interval is not None:
-                config = validate(attrs.evolve(config, run=attrs.evolve(
-                    config.run, status_interval=args.status_interval)))
+                config = validate(
+                    attrs.evolve(
+                        config, run=attrs.evolve(config.run, status_interval=args.status_interval)
+                    )
+                )
             if args.duration is not None and args.duration <= 0:
                 raise UsageError(f"--duration: must be > 0, got {args.duration:g}")
             if args.base_url is not None and args.venue == "sim":
                 raise UsageError("--base-url needs --venue binance or binance-testnet")
-            return _run_trio(lambda: run_command(config, symbols, duration=args.duration,
-                                                 summary_json=args.summary_json,
-                                                 venue=args.venue, base_url=args.base_url))
+            return _run_trio(
+                lambda: run_command(
+                    config,
+                    symbols,
+                    duration=args.duration,
+                    summary_json=args.summary_json,
+                    venue=args.venue,
+                    base_url=args.base_url,
+                )
+            )
         if args.command == "record":
             return _record(args)
         if args.command == PAPER_COMMAND or args.command in PAPER_ALIASES:
@@ -253,8 +309,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             from mm_trio.apps.replay import run_replay
 
             config = load_config(args.config)
-            summary = run_replay(args.files, config, speed=args.speed, out=args.out,
-                                 progress=None if args.no_progress else sys.stderr)
+            summary = run_replay(
+                args.files,
+                config,
+                speed=args.speed,
+                out=args.out,
+                progress=None if args.no_progress else sys.stderr,
+            )
             print(summary_table(summary, REPLAY_COLUMNS))
             rp = summary["replay"]
             print(replay_counts_line(rp) + (f"; outputs in {args.out}" if args.out else ""))

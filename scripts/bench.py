@@ -49,16 +49,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (< 30 s)")
     parser.add_argument("--write", action="store_true", help="rewrite BENCHMARKS.md")
-    parser.add_argument("--profile", action="store_true",
-                        help="profile the full replay of (a) with pyinstrument (stderr)")
-    parser.add_argument("--strict", action="store_true",
-                        help="exit with status 1 when a target is missed")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="profile the full replay of (a) with pyinstrument (stderr)",
+    )
+    parser.add_argument(
+        "--strict", action="store_true", help="exit with status 1 when a target is missed"
+    )
     parser.add_argument("--only", default=PARTS, help="run only these parts, e.g. 'ac'")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.only) - set(PARTS))
     if unknown:
-        parser.error(f"--only: no part {', '.join(map(repr, unknown))} (the parts are "
-                     f"{', '.join(PARTS)})")
+        parser.error(
+            f"--only: no part {', '.join(map(repr, unknown))} (the parts are {', '.join(PARTS)})"
+        )
 
     started = dt.datetime.now(dt.UTC)
     load = os.getloadavg()[0]
@@ -80,8 +85,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 took[key] = time.perf_counter() - t1
     elapsed = time.perf_counter() - t0
     print(res.table())
-    print(f"\n({elapsed:.1f} s{', quick' if args.quick else ''}: "
-          + ", ".join(f"({k}) {v:.1f} s" for k, v in took.items()) + ")")
+    print(
+        f"\n({elapsed:.1f} s{', quick' if args.quick else ''}: "
+        + ", ".join(f"({k}) {v:.1f} s" for k, v in took.items())
+        + ")"
+    )
     if args.write:
         text = render_markdown(res, started, elapsed, load)
         BENCHMARKS_MD.write_text(text + "\n", encoding="utf-8")

@@ -26,8 +26,11 @@ BENCHMARKS_MD = REPO / "BENCHMARKS.md"
 # (b) and (c) measure the pipeline, not the rate limiter, the balance or the governor.
 UNTHROTTLED: dict[str, Any] = {
     "limiter": {"weight_per_minute": 10**9, "orders_per_10s": 10**9, "orders_per_day": 10**9},
-    "governor": {"max_total_exposure": "1e12", "max_symbol_exposure": "1e12",
-                 "max_total_loss": "1e12"},
+    "governor": {
+        "max_total_exposure": "1e12",
+        "max_symbol_exposure": "1e12",
+        "max_total_loss": "1e12",
+    },
 }
 
 

@@ -108,19 +108,22 @@ def bench_decode_vs_replay(res: Results, tmp: Path, profile: bool) -> None:
 
     res.add("(a) bare decode", fmt_rate(decode_rate))
     res.add("(a) full replay", fmt_rate(replay_rate))
-    res.add("(a) replay / decode", f"{ratio:.1%}", f">= {TARGET_RATIO:.0%}",
-            ratio >= TARGET_RATIO)
+    res.add("(a) replay / decode", f"{ratio:.1%}", f">= {TARGET_RATIO:.0%}", ratio >= TARGET_RATIO)
     for quantum in QUANTA_MS:  # the same replay with other batching of the recording
         cfg = config_from_dict({"replay": {"quantum_ms": quantum}})
         gc.collect()
         t0 = time.perf_counter()
         alt = run_replay(paths, cfg, progress=None)
         rate = alt["replay"]["market_events"] / (time.perf_counter() - t0)
-        res.add(f"(a) full replay, replay.quantum_ms = {quantum:g}",
-                f"{fmt_rate(rate)} ({rate / decode_rate:.1%})")
+        res.add(
+            f"(a) full replay, replay.quantum_ms = {quantum:g}",
+            f"{fmt_rate(rate)} ({rate / decode_rate:.1%})",
+        )
     floor_rate = events / floor_wall
-    res.add("(a) trio skeleton, no logic (ceiling)",
-            f"{fmt_rate(floor_rate)} ({floor_rate / decode_rate:.0%})")
+    res.add(
+        "(a) trio skeleton, no logic (ceiling)",
+        f"{fmt_rate(floor_rate)} ({floor_rate / decode_rate:.0%})",
+    )
     res.notes["a"] = (
         f"Input: {source}; {len(lines):,} records, {events:,} market events (Quote + Trade; "
         f"depth diffs and snapshots are decoded and skipped by both). Numerator for both "
@@ -186,8 +189,9 @@ def _profile_replay(paths: Sequence[Path], config: Config) -> None:
     try:
         from pyinstrument import Profiler
     except ImportError:
-        print("--profile: pyinstrument is not installed (pip install pyinstrument)",
-              file=sys.stderr)
+        print(
+            "--profile: pyinstrument is not installed (pip install pyinstrument)", file=sys.stderr
+        )
         return
     profiler = Profiler(interval=0.0005)
     profiler.start()

@@ -44,8 +44,14 @@ class ArrivalLimiter(Limiter):
         super().__init__(config)
         self.arrivals: dict[trio.lowlevel.Task, int] = {}
 
-    async def acquire(self, weight: int = 1, orders: int = 0, *, cancel: bool = False,
-                      still_wanted: Callable[[], bool] | None = None) -> None:
+    async def acquire(
+        self,
+        weight: int = 1,
+        orders: int = 0,
+        *,
+        cancel: bool = False,
+        still_wanted: Callable[[], bool] | None = None,
+    ) -> None:
         self.arrivals[trio.lowlevel.current_task()] = time.perf_counter_ns()
         await super().acquire(weight, orders, cancel=cancel, still_wanted=still_wanted)
 
@@ -54,13 +60,15 @@ class LatencyExchange(FakeExchange):
     """The test double, waiting for the limiter before every place and cancel (as the real
     adapters do) and telling ``on_request`` the client id of each request it handled."""
 
-    def __init__(self, symbols: Sequence[str], limiter: Limiter,
-                 on_request: Callable[[str], None]) -> None:
+    def __init__(
+        self, symbols: Sequence[str], limiter: Limiter, on_request: Callable[[str], None]
+    ) -> None:
         super().__init__(symbols, limiter=limiter, balances=BALANCES, buffer=UNBOUNDED)
         self._on_request = on_request
 
-    async def place(self, request: OrderRequest, *,
-                    still_wanted: StillWanted | None = None) -> OpenOrder:
+    async def place(
+        self, request: OrderRequest, *, still_wanted: StillWanted | None = None
+    ) -> OpenOrder:
         try:
             return await super().place(request, still_wanted=still_wanted)
         finally:
@@ -74,12 +82,19 @@ class LatencyExchange(FakeExchange):
 
 
 def latency_config() -> Config:
-    return config_from_dict({
-        **UNTHROTTLED,
-        "grid": {"spacing": "arithmetic", "step": "0.05", "anchor": "100", "levels_below": 2,
-                 "levels_above": 2},
-        "risk": {"jump_pct": "100", "stale_after": 60.0},
-    })
+    return config_from_dict(
+        {
+            **UNTHROTTLED,
+            "grid": {
+                "spacing": "arithmetic",
+                "step": "0.05",
+                "anchor": "100",
+                "levels_below": 2,
+                "levels_above": 2,
+            },
+            "risk": {"jump_pct": "100", "stale_after": 60.0},
+        }
+    )
 
 
 # a symbol's quotes alternate between two regions of the grid (levels 100.00, 100.05, ...):
@@ -132,16 +147,28 @@ async def _latency_session(duration: float, warmup: float) -> dict[str, Any]:
             bid, ask = _REGIONS[region[sym]]
             if rng.random() < 0.25:
                 trade_id += 1
-                return Trade(symbol=sym, price=bid, qty=Decimal("0.01"), buyer_maker=True,
-                             trade_id=trade_id, ts=seq)
+                return Trade(
+                    symbol=sym,
+                    price=bid,
+                    qty=Decimal("0.01"),
+                    buyer_maker=True,
+                    trade_id=trade_id,
+                    ts=seq,
+                )
             count[sym] += 1
             if count[sym] % LATENCY_TRIGGER_EVERY == 0:
                 region[sym] ^= 1
                 bid, ask = _REGIONS[region[sym]]
                 if measuring:
                     triggers += 1
-            return Quote(symbol=sym, bid=bid, bid_qty=Decimal(rng.randrange(1, 100)), ask=ask,
-                         ask_qty=Decimal(rng.randrange(1, 100)), ts=seq)
+            return Quote(
+                symbol=sym,
+                bid=bid,
+                bid_qty=Decimal(rng.randrange(1, 100)),
+                ask=ask,
+                ask_qty=Decimal(rng.randrange(1, 100)),
+                ts=seq,
+            )
 
         inject = exchange.inject
         perf = time.perf_counter_ns
@@ -169,8 +196,14 @@ async def _latency_session(duration: float, warmup: float) -> dict[str, Any]:
         await trio.sleep(0.2)
         measuring = False
         unrouted = orch.unrouted_events
-    return {"latencies": latencies, "triggers": triggers, "events": n_events,
-            "feed_wall": feed_wall, "late_ms": late_ms, "unrouted": unrouted}
+    return {
+        "latencies": latencies,
+        "triggers": triggers,
+        "events": n_events,
+        "feed_wall": feed_wall,
+        "late_ms": late_ms,
+        "unrouted": unrouted,
+    }
 
 
 def bench_latency(res: Results) -> None:
@@ -184,8 +217,12 @@ def bench_latency(res: Results) -> None:
     p99 = us[min(len(us) - 1, math.ceil(0.99 * len(us)) - 1)]
     achieved = out["events"] / out["feed_wall"]
     res.add("(c) event -> limiter p50", f"{p50:,.0f} µs")
-    res.add("(c) event -> limiter p99", f"{p99:,.0f} µs", f"< {TARGET_P99_US:,.0f} µs",
-            p99 < TARGET_P99_US)
+    res.add(
+        "(c) event -> limiter p99",
+        f"{p99:,.0f} µs",
+        f"< {TARGET_P99_US:,.0f} µs",
+        p99 < TARGET_P99_US,
+    )
     res.add("(c) event -> limiter max", f"{us[-1]:,.0f} µs")
     res.notes["c"] = (
         f"Orchestrator + {LATENCY_SYMBOLS} SymbolManagers on an in-memory exchange that acks "

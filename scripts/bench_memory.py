@@ -69,16 +69,24 @@ async def _memory_session(n: int) -> dict[str, Any]:
 
 
 def bench_memory(res: Results) -> None:
-    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child",
-                           str(MEMORY_SYMBOLS)], capture_output=True, text=True, check=False,
-                          cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--child", str(MEMORY_SYMBOLS)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+    )
     if proc.returncode != 0:
         raise SystemExit(f"bench: memory subprocess failed:\n{proc.stderr}")
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     # (the child exits without the orderly shutdown of 1,000 symbols: not measured here)
     per = (out["after"] - out["before"]) / out["symbols"]
-    res.add(f"(d) RSS per idle symbol ({out['symbols']:,})", f"{per:,.1f} KiB",
-            f"<= {TARGET_KIB:.0f} KiB", per <= TARGET_KIB)
+    res.add(
+        f"(d) RSS per idle symbol ({out['symbols']:,})",
+        f"{per:,.1f} KiB",
+        f"<= {TARGET_KIB:.0f} KiB",
+        per <= TARGET_KIB,
+    )
     res.notes["d"] = (
         f"A fresh subprocess starts the Orchestrator on an in-memory exchange (the shipped "
         f"test double, `mm_trio.exchange.testing.FakeExchange`) listing "

@@ -44,14 +44,14 @@ METHOD_TITLES = {
 }
 
 
-def render_markdown(res: Results, started: dt.datetime, elapsed: float,
-                    load: float) -> str:
+def render_markdown(res: Results, started: dt.datetime, elapsed: float, load: float) -> str:
     m = machine()
     out = [
         "# Benchmarks",
         "",
         "Latest run of `python scripts/bench.py"
-        + (" --quick" if res.quick else "") + " --write` (this file is rewritten by it).",
+        + (" --quick" if res.quick else "")
+        + " --write` (this file is rewritten by it).",
         "",
         f"- date: {started:%Y-%m-%d %H:%M} UTC ({elapsed:.0f} s)",
         f"- machine: {m['cpu']}, {m['cores']} cores, {m['os']}",

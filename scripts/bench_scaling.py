@@ -31,8 +31,9 @@ TARGET_SPREAD = 0.20
 MIN_SEEN = 0.99  # a run whose replay saw fewer of the lines is not a measurement
 
 
-def synthetic_lines(n_symbols: int, total: int, rate: int = SCALING_RATE,
-                    seed: int = 11) -> Iterator[tuple[int, bytes]]:
+def synthetic_lines(
+    n_symbols: int, total: int, rate: int = SCALING_RATE, seed: int = 11
+) -> Iterator[tuple[int, bytes]]:
     """``total`` bookTicker/trade lines spread over ``n_symbols`` symbols (SPEC §10 format).
 
     Symbols take turns in rounds (a fresh random order per round), so every symbol appears in
@@ -67,14 +68,25 @@ def synthetic_lines(n_symbols: int, total: int, rate: int = SCALING_RATE,
             if rng.random() < 0.25:
                 trade_ids[i] += 1
                 seller = rng.random() < 0.5
-                trade = Trade(symbol=sym, price=bid if seller else ask,
-                              qty=rng.randrange(1, 2000) * step, buyer_maker=seller,
-                              trade_id=trade_ids[i], ts=ts)
+                trade = Trade(
+                    symbol=sym,
+                    price=bid if seller else ask,
+                    qty=rng.randrange(1, 2000) * step,
+                    buyer_maker=seller,
+                    trade_id=trade_ids[i],
+                    ts=ts,
+                )
                 yield ts, encode_trade(trade)
             else:
                 update_id += 1
-                quote = Quote(symbol=sym, bid=bid, bid_qty=rng.randrange(1, 50_000) * step,
-                              ask=ask, ask_qty=rng.randrange(1, 50_000) * step, ts=ts)
+                quote = Quote(
+                    symbol=sym,
+                    bid=bid,
+                    bid_qty=rng.randrange(1, 50_000) * step,
+                    ask=ask,
+                    ask_qty=rng.randrange(1, 50_000) * step,
+                    ts=ts,
+                )
                 yield ts, encode_book_ticker(quote, update_id=update_id)
 
 
@@ -84,16 +96,19 @@ def scaling_config(*, orders: bool = True) -> Config:
     grid: dict[str, Any] = {"levels_below": 2, "levels_above": 2}
     if not orders:
         grid["upper"] = "1"  # every level is above the bound: no opening order anywhere
-    return config_from_dict({
-        **UNTHROTTLED,
-        "grid": grid,
-        "venue": {"balances": {"USDT": "1e12"}},
-        "replay": {"quantum_ms": 0},
-    })
+    return config_from_dict(
+        {
+            **UNTHROTTLED,
+            "grid": grid,
+            "venue": {"balances": {"USDT": "1e12"}},
+            "replay": {"quantum_ms": 0},
+        }
+    )
 
 
-def _scaling_run(n: int, total: int, config: Config, tmp: Path
-                 ) -> tuple[float, float, dict[str, float], dict[str, Any]]:
+def _scaling_run(
+    n: int, total: int, config: Config, tmp: Path
+) -> tuple[float, float, dict[str, float], dict[str, Any]]:
     """Replay ``total`` synthetic lines over ``n`` symbols: (events/s of trading, wall time,
     the add/shutdown phases, the summary). Adding and removing the symbols is set-up, not
     load, so their time is left out of the rate."""
@@ -124,8 +139,12 @@ def bench_scaling(res: Results, tmp: Path) -> None:
     spread = 1 - lo / hi
     for n in counts:
         res.add(f"(b) full replay, {n:,} symbols", fmt_rate(rates[n]))
-    res.add("(b) slowest vs fastest", f"-{spread:.0%}", f"within {TARGET_SPREAD:.0%}",
-            spread <= TARGET_SPREAD)
+    res.add(
+        "(b) slowest vs fastest",
+        f"-{spread:.0%}",
+        f"within {TARGET_SPREAD:.0%}",
+        spread <= TARGET_SPREAD,
+    )
     # the same recordings with no order at all (every level above grid.upper): the per-event
     # path alone, so the order work the first quote of every symbol brings is taken out
     idle = scaling_config(orders=False)
@@ -135,9 +154,11 @@ def bench_scaling(res: Results, tmp: Path) -> None:
         if any(v["fills"] for v in summary["symbols"].values()):
             raise SystemExit("bench: the no-order scaling run traded")
     small, large = counts[1], counts[-1]
-    res.add(f"(b) no orders, {small:,} -> {large:,} symbols",
-            f"{fmt_rate(bare[small])} -> {fmt_rate(bare[large])} "
-            f"(-{1 - bare[large] / bare[small]:.0%})")
+    res.add(
+        f"(b) no orders, {small:,} -> {large:,} symbols",
+        f"{fmt_rate(bare[small])} -> {fmt_rate(bare[large])} "
+        f"(-{1 - bare[large] / bare[small]:.0%})",
+    )
     res.notes["b"] = (
         f"One synthetic gzip recording per symbol count, {total:,} lines each (75 % "
         f"bookTicker, 25 % trade, generated with the decode.py encoders, symbols S0000/USDT.. "
@@ -149,8 +170,11 @@ def bench_scaling(res: Results, tmp: Path) -> None:
         f"high enough that no run is throttled or gated. events/s = market events / (wall - "
         f"adding the symbols - shutdown; the two phases as `run_replay(phases=...)` times "
         f"them). Wall times: "
-        + "; ".join(f"{n} symbols {walls[n]:.2f} s (adding them {phases[n]['add']:.2f} s, "
-                    f"shutdown {phases[n]['shutdown']:.2f} s)" for n in counts)
+        + "; ".join(
+            f"{n} symbols {walls[n]:.2f} s (adding them {phases[n]['add']:.2f} s, "
+            f"shutdown {phases[n]['shutdown']:.2f} s)"
+            for n in counts
+        )
         + f". The 'no orders' row replays the {small:,}- and {large:,}-symbol recordings again "
         f"with `grid.upper` = 1 (no level may open): the per-event path alone."
     )

@@ -67,9 +67,16 @@ def scenarios(draw: st.DrawFn, *, mode: str | None = None, steps: int = 200) -> 
     min_qty = draw(st.sampled_from([D(0), step_size, step_size * 3]))
     min_notional = draw(st.sampled_from([D(0), D(0), price0 * step_size * 2]))
     max_orders = draw(st.integers(2, 16))
-    spec = SymbolSpec(symbol=SYMBOL, base="ABC", quote="USDT", tick_size=tick,
-                      step_size=step_size, min_qty=min_qty, min_notional=min_notional,
-                      max_orders=max_orders)
+    spec = SymbolSpec(
+        symbol=SYMBOL,
+        base="ABC",
+        quote="USDT",
+        tick_size=tick,
+        step_size=step_size,
+        min_qty=min_qty,
+        min_notional=min_notional,
+        max_orders=max_orders,
+    )
     grid_mode = mode or draw(st.sampled_from(["long", "neutral"]))
     lb = draw(st.integers(0 if grid_mode == "neutral" else 1, 5))
     la = draw(st.integers(0 if lb else 1, 5))
@@ -78,7 +85,8 @@ def scenarios(draw: st.DrawFn, *, mode: str | None = None, steps: int = 200) -> 
         order_size = price0 * step_size * draw(st.sampled_from([1, 5, 13, 40]))
     else:
         order_size = step_size * draw(st.sampled_from([1, 5, 13, 40])) + draw(
-            st.sampled_from([D(0), step_size / 3]))
+            st.sampled_from([D(0), step_size / 3])
+        )
     start_ticks = int(price0 / tick)
     lower = upper = None
     if draw(st.booleans()):
@@ -91,17 +99,30 @@ def scenarios(draw: st.DrawFn, *, mode: str | None = None, steps: int = 200) -> 
     if draw(st.booleans()):
         anchor = price0 + tick * draw(st.integers(-10, 10))
         anchor += draw(st.sampled_from([D(0), tick / 3]))
-    config = GridConfig(spacing=spacing, step=gstep, levels_below=lb, levels_above=la,
-                        order_size=order_size, order_size_in=size_in, mode=grid_mode,
-                        anchor=anchor, lower=lower, upper=upper,
-                        inventory_skew=draw(st.sampled_from([D(0), D(0), D("0.5"), D(2)])),
-                        trail_hysteresis=draw(st.sampled_from([D(0), D("0.25"), D("0.9")])))
+    config = GridConfig(
+        spacing=spacing,
+        step=gstep,
+        levels_below=lb,
+        levels_above=la,
+        order_size=order_size,
+        order_size_in=size_in,
+        mode=grid_mode,
+        anchor=anchor,
+        lower=lower,
+        upper=upper,
+        inventory_skew=draw(st.sampled_from([D(0), D(0), D("0.5"), D(2)])),
+        trail_hysteresis=draw(st.sampled_from([D(0), D("0.25"), D("0.9")])),
+    )
     start_position = D(0)
     if draw(st.booleans()):
         start_position = step_size * draw(st.integers(1, 60))
     return Scenario(
-        spec=spec, config=config, start_position=start_position, start_mid_ticks=start_ticks,
-        seed=draw(st.integers(0, 2**32 - 1)), steps=steps,
+        spec=spec,
+        config=config,
+        start_position=start_position,
+        start_mid_ticks=start_ticks,
+        seed=draw(st.integers(0, 2**32 - 1)),
+        steps=steps,
         fee_mode=draw(st.sampled_from(["none", "base_on_buy", "quote", "other"])),
         reject_prob=draw(st.sampled_from([0.0, 0.0, 0.1])),
         dup_prob=draw(st.sampled_from([0.0, 0.2])),
@@ -194,8 +215,11 @@ class Run:
 
     def set_gates(self, halt: bool, reduce_only: bool) -> None:
         self.halt, self.reduce_only = halt, reduce_only
-        self.feed("gates", ("gates", halt, reduce_only),
-                  lambda: self.strategy.set_gates(halt_opening=halt, reduce_only=reduce_only))
+        self.feed(
+            "gates",
+            ("gates", halt, reduce_only),
+            lambda: self.strategy.set_gates(halt_opening=halt, reduce_only=reduce_only),
+        )
 
     def stop(self) -> None:
         self.feed("stop", ("stop",), self.strategy.stop)
@@ -212,13 +236,31 @@ class Run:
     def ask(self) -> Decimal:
         return self.bid + self.scn.spec.tick_size * self.spread_ticks
 
-    def _report(self, o: VOrder, status: str, last_qty: Decimal = ZERO,
-                fee: Decimal = ZERO, fee_asset: str = "", trade_id: int | None = None) -> None:
-        self.outbox.append(OrderUpdate(
-            symbol=SYMBOL, client_id=o.client_id, side=o.side, price=o.price, qty=o.qty,  # type: ignore[arg-type]
-            status=status, cum_qty=o.cum, last_qty=last_qty,  # type: ignore[arg-type]
-            last_price=o.price if last_qty else D(0), fee=fee, fee_asset=fee_asset,
-            trade_id=trade_id))
+    def _report(
+        self,
+        o: VOrder,
+        status: str,
+        last_qty: Decimal = ZERO,
+        fee: Decimal = ZERO,
+        fee_asset: str = "",
+        trade_id: int | None = None,
+    ) -> None:
+        self.outbox.append(
+            OrderUpdate(
+                symbol=SYMBOL,
+                client_id=o.client_id,
+                side=o.side,
+                price=o.price,
+                qty=o.qty,  # type: ignore[arg-type]
+                status=status,
+                cum_qty=o.cum,
+                last_qty=last_qty,  # type: ignore[arg-type]
+                last_price=o.price if last_qty else D(0),
+                fee=fee,
+                fee_asset=fee_asset,
+                trade_id=trade_id,
+            )
+        )
 
     def _fill(self, o: VOrder, qty: Decimal) -> None:
         o.cum += qty
@@ -244,12 +286,14 @@ class Run:
                 r = intent.request
                 parsed = parse_client_id(r.client_id)
                 assert parsed is not None
-                o = VOrder(r.client_id, r.side, parsed.level, r.price, r.qty, r.post_only,
-                           intent.opening)
+                o = VOrder(
+                    r.client_id, r.side, parsed.level, r.price, r.qty, r.post_only, intent.opening
+                )
                 assert r.client_id not in self.venue, "duplicate client id"
                 self.venue[r.client_id] = o
                 crosses = (r.side == "BUY" and r.price >= self.ask) or (
-                    r.side == "SELL" and r.price <= self.bid)
+                    r.side == "SELL" and r.price <= self.bid
+                )
                 if self.rnd.random() < self.scn.reject_prob or (crosses and r.post_only):
                     o.status = "REJECTED"
                     self._report(o, "REJECTED")
@@ -284,7 +328,8 @@ class Run:
             if o.status not in ("NEW", "PARTIALLY_FILLED"):
                 continue
             through = (o.side == "BUY" and self.ask <= o.price) or (
-                o.side == "SELL" and self.bid >= o.price)
+                o.side == "SELL" and self.bid >= o.price
+            )
             if not through:
                 continue
             rest = o.qty - o.cum

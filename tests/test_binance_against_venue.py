@@ -47,11 +47,18 @@ TIMEOUT = 15.0
 async def connected(**kw: Any) -> AsyncIterator[tuple[BinanceExchange, Any]]:
     cfg = venue_mod.PaperConfig()
     async with venue_mod.open_paper_venue(cfg) as server, trio.open_nursery() as nursery:
-        env = {"MM_TRIO_API_KEY": venue_mod.DEFAULT_API_KEY,
-               "MM_TRIO_API_SECRET": venue_mod.DEFAULT_API_SECRET}
-        ex = BinanceExchange.from_env("binance", base_url=server.http_url,
-                                      limiter=Limiter(LimiterConfig()), env=env,
-                                      reconnect_initial=0.05, **kw)
+        env = {
+            "MM_TRIO_API_KEY": venue_mod.DEFAULT_API_KEY,
+            "MM_TRIO_API_SECRET": venue_mod.DEFAULT_API_SECRET,
+        }
+        ex = BinanceExchange.from_env(
+            "binance",
+            base_url=server.http_url,
+            limiter=Limiter(LimiterConfig()),
+            env=env,
+            reconnect_initial=0.05,
+            **kw,
+        )
         await nursery.start(ex.run)
         try:
             yield ex, server
@@ -78,8 +85,14 @@ def resting_buy(spec: SymbolSpec, q: Quote, cid: str) -> OrderRequest:
     qty = spec.min_qty
     while price * qty < spec.min_notional * 2:
         qty += spec.step_size
-    return OrderRequest(symbol=spec.symbol, client_id=cid, side="BUY", price=price,
-                        qty=floor_to(qty * 1, spec.step_size), post_only=True)
+    return OrderRequest(
+        symbol=spec.symbol,
+        client_id=cid,
+        side="BUY",
+        price=price,
+        qty=floor_to(qty * 1, spec.step_size),
+        post_only=True,
+    )
 
 
 async def test_every_exchange_method_end_to_end() -> None:
@@ -157,22 +170,40 @@ async def test_rejections_are_classified() -> None:
         await ex.place(ok)
         with pytest.raises(DuplicateOrder):
             await ex.place(ok)
-        crossing = OrderRequest(symbol=SYM, client_id="mm_r_2", side="BUY",
-                                price=floor_to(q.ask * D("1.02"), spec.tick_size), qty=ok.qty,
-                                post_only=True)
+        crossing = OrderRequest(
+            symbol=SYM,
+            client_id="mm_r_2",
+            side="BUY",
+            price=floor_to(q.ask * D("1.02"), spec.tick_size),
+            qty=ok.qty,
+            post_only=True,
+        )
         with pytest.raises(WouldTake):
             await ex.place(crossing)
-        off_tick = OrderRequest(symbol=SYM, client_id="mm_r_3", side="BUY",
-                                price=ok.price + spec.tick_size / 2, qty=ok.qty)
+        off_tick = OrderRequest(
+            symbol=SYM,
+            client_id="mm_r_3",
+            side="BUY",
+            price=ok.price + spec.tick_size / 2,
+            qty=ok.qty,
+        )
         with pytest.raises(FilterRejected):
             await ex.place(off_tick)
-        huge = OrderRequest(symbol=SYM, client_id="mm_r_4", side="BUY", price=ok.price,
-                            qty=floor_to(D(10_000_000) / ok.price, spec.step_size))
+        huge = OrderRequest(
+            symbol=SYM,
+            client_id="mm_r_4",
+            side="BUY",
+            price=ok.price,
+            qty=floor_to(D(10_000_000) / ok.price, spec.step_size),
+        )
         with pytest.raises(InsufficientBalance):
             await ex.place(huge)
         with pytest.raises(UnknownSymbol):
-            await ex.place(OrderRequest(symbol="NOPE/USDT", client_id="mm_r_5", side="BUY",
-                                        price=D(1), qty=D(1)))
+            await ex.place(
+                OrderRequest(
+                    symbol="NOPE/USDT", client_id="mm_r_5", side="BUY", price=D(1), qty=D(1)
+                )
+            )
         await ex.cancel(SYM, ok.client_id)
 
 
@@ -184,15 +215,23 @@ async def test_taker_fill_arrives_on_user_stream() -> None:
         qty = spec.min_qty
         while q.ask * qty < spec.min_notional * 2:
             qty += spec.step_size
-        req = OrderRequest(symbol=SYM, client_id="mm_take_1", side="BUY",
-                           price=floor_to(q.ask * D("1.02"), spec.tick_size), qty=qty,
-                           post_only=False)
+        req = OrderRequest(
+            symbol=SYM,
+            client_id="mm_take_1",
+            side="BUY",
+            price=floor_to(q.ask * D("1.02"), spec.tick_size),
+            qty=qty,
+            post_only=False,
+        )
         await ex.place(req)
         ev = await wait_for(ex, lambda e: isinstance(e, OrderUpdate) and e.last_qty > 0)
         assert isinstance(ev, OrderUpdate)
         assert ev.client_id == "mm_take_1" and ev.trade_id is not None and not ev.maker
-        filled = await wait_for(ex, lambda e: isinstance(e, OrderUpdate)
-                                and e.status == "FILLED") if ev.status != "FILLED" else ev
+        filled = (
+            await wait_for(ex, lambda e: isinstance(e, OrderUpdate) and e.status == "FILLED")
+            if ev.status != "FILLED"
+            else ev
+        )
         assert isinstance(filled, OrderUpdate) and filled.cum_qty == qty
         bal = await wait_for(ex, lambda e: isinstance(e, BalanceUpdate) and e.asset == "BTC")
         assert isinstance(bal, BalanceUpdate)

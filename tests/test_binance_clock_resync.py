@@ -25,14 +25,25 @@ async def test_rest_resyncs_clock_after_1021() -> None:
             return httpx.Response(200, content=msgspec.json.encode({"serverTime": server_ms}))
         params = dict(parse_qsl(request.url.query.decode()))
         if abs(int(params["timestamp"]) - server_ms) > 1000:
-            return httpx.Response(400, content=msgspec.json.encode(
-                {"code": -1021, "msg": "Timestamp for this request is outside of the "
-                 "recvWindow."}))
+            return httpx.Response(
+                400,
+                content=msgspec.json.encode(
+                    {
+                        "code": -1021,
+                        "msg": "Timestamp for this request is outside of the recvWindow.",
+                    }
+                ),
+            )
         return httpx.Response(200, content=b"{}")
 
-    client = BinanceRest("https://api.test", api_key="k", signer=HmacSigner("s"),
-                         limiter=RecordingLimiter(), transport=httpx.MockTransport(handler),
-                         now_ms=lambda: local["ms"])
+    client = BinanceRest(
+        "https://api.test",
+        api_key="k",
+        signer=HmacSigner("s"),
+        limiter=RecordingLimiter(),
+        transport=httpx.MockTransport(handler),
+        now_ms=lambda: local["ms"],
+    )
     await client.sync_time()
     local["ms"] -= 7000  # the local clock drifts 7 s behind after start-up
     for _ in range(3):

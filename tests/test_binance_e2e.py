@@ -27,9 +27,13 @@ latency_ms = 2
 def venue_url(tmp_path: Path) -> Iterator[str]:
     cfg = tmp_path / "venue.toml"
     cfg.write_text(VENUE_TOML)
-    proc = subprocess.Popen(mm_trio_cmd() + ["venue", "--port", "0", "--config", str(cfg)],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            cwd=ROOT)
+    proc = subprocess.Popen(
+        mm_trio_cmd() + ["venue", "--port", "0", "--config", str(cfg)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=ROOT,
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -45,8 +49,11 @@ def venue_url(tmp_path: Path) -> Iterator[str]:
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "MM_TRIO_API_KEY": "mmtrio-test-key",
-            "MM_TRIO_API_SECRET": "mmtrio-test-secret"}
+    return {
+        **os.environ,
+        "MM_TRIO_API_KEY": "mmtrio-test-key",
+        "MM_TRIO_API_SECRET": "mmtrio-test-secret",
+    }
 
 
 def test_run_against_local_binance_venue(venue_url: str, tmp_path: Path) -> None:
@@ -54,10 +61,28 @@ def test_run_against_local_binance_venue(venue_url: str, tmp_path: Path) -> None
     grid.write_text('[grid]\nstep = "0.001"\nlevels_below = 4\n')
     summary_path = tmp_path / "s.json"
     proc = subprocess.run(
-        mm_trio_cmd() + ["run", "--venue", "binance", "--base-url", venue_url, "--symbols",
-                         "BTC/USDT,ETH/USDT", "--duration", "10", "--config", str(grid),
-                         "--summary-json", str(summary_path)],
-        capture_output=True, text=True, timeout=120, cwd=ROOT, env=_env())
+        mm_trio_cmd()
+        + [
+            "run",
+            "--venue",
+            "binance",
+            "--base-url",
+            venue_url,
+            "--symbols",
+            "BTC/USDT,ETH/USDT",
+            "--duration",
+            "10",
+            "--config",
+            str(grid),
+            "--summary-json",
+            str(summary_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env=_env(),
+    )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(summary_path.read_text())
     for sym in ("BTC/USDT", "ETH/USDT"):
@@ -70,9 +95,24 @@ def test_run_against_local_binance_venue(venue_url: str, tmp_path: Path) -> None
 def test_run_binance_without_keys_or_with_bad_keys_fails_cleanly(venue_url: str) -> None:
     env = {**_env(), "MM_TRIO_API_SECRET": "wrong-secret"}
     proc = subprocess.run(
-        mm_trio_cmd() + ["run", "--venue", "binance", "--base-url", venue_url, "--symbols",
-                         "BTC/USDT", "--duration", "3"],
-        capture_output=True, text=True, timeout=60, cwd=ROOT, env=env)
+        mm_trio_cmd()
+        + [
+            "run",
+            "--venue",
+            "binance",
+            "--base-url",
+            venue_url,
+            "--symbols",
+            "BTC/USDT",
+            "--duration",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env=env,
+    )
     assert proc.returncode != 0
     assert "wrong-secret" not in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
@@ -80,9 +120,24 @@ def test_run_binance_without_keys_or_with_bad_keys_fails_cleanly(venue_url: str)
 
 def test_unlisted_symbol_on_binance_venue_exits_2(venue_url: str) -> None:
     proc = subprocess.run(
-        mm_trio_cmd() + ["run", "--venue", "binance", "--base-url", venue_url, "--symbols",
-                         "NOPE/USDT", "--duration", "3"],
-        capture_output=True, text=True, timeout=60, cwd=ROOT, env=_env())
+        mm_trio_cmd()
+        + [
+            "run",
+            "--venue",
+            "binance",
+            "--base-url",
+            venue_url,
+            "--symbols",
+            "NOPE/USDT",
+            "--duration",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env=_env(),
+    )
     assert proc.returncode == 2, proc.stderr
     assert "NOPE/USDT" in proc.stderr
 
@@ -90,14 +145,32 @@ def test_unlisted_symbol_on_binance_venue_exits_2(venue_url: str) -> None:
 def test_record_then_replay(venue_url: str, tmp_path: Path) -> None:
     out = tmp_path / "rec.gz"
     proc = subprocess.run(
-        mm_trio_cmd() + ["record", "--symbols", "BTC/USDT,ETH/USDT", "--out", str(out),
-                         "--base-url", venue_url, "--duration", "6"],
-        capture_output=True, text=True, timeout=60, cwd=ROOT)
+        mm_trio_cmd()
+        + [
+            "record",
+            "--symbols",
+            "BTC/USDT,ETH/USDT",
+            "--out",
+            str(out),
+            "--base-url",
+            venue_url,
+            "--duration",
+            "6",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr
     assert out.stat().st_size > 0
     replay = subprocess.run(
         [sys.executable, "-m", "mm_trio.cli", "replay", str(out), "--no-progress"],
-        capture_output=True, text=True, timeout=120, cwd=ROOT)
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert replay.returncode == 0, replay.stderr
     assert "BTC/USDT" in replay.stdout and "ETH/USDT" in replay.stdout
     assert "malformed lines 0" in replay.stdout

@@ -62,11 +62,13 @@ BTC, ETH = "BTC/USDT", "ETH/USDT"
 
 # a lively market: the grid below gets fills within a few seconds
 LIVELY = SimVenueConfig(seed=11, latency_ms=1.0, volatility=0.002, tick_interval_ms=50.0)
-GRID = GridConfig(step=D("0.001"), levels_below=3, levels_above=3, order_size=D("50"),
-                  client_id_prefix=PREFIX)
+GRID = GridConfig(
+    step=D("0.001"), levels_below=3, levels_above=3, order_size=D("50"), client_id_prefix=PREFIX
+)
 # breakers would only add cancels to reason about; these tests are about the order path
-CALM_RISK = RiskConfig(jump_pct=D("0.5"), volume_spike_factor=D("100000"),
-                       reject_storm_count=100000, stale_after=60.0)
+CALM_RISK = RiskConfig(
+    jump_pct=D("0.5"), volume_spike_factor=D("100000"), reject_storm_count=100000, stale_after=60.0
+)
 
 
 # --------------------------------------------------------------------------- recording
@@ -102,8 +104,12 @@ class RecordingTransport(httpx.AsyncBaseTransport):
         self.calls: list[Call] = []
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        call = Call(request.method, request.url.path,
-                    dict(parse_qsl(request.url.query.decode())), trio.current_time())
+        call = Call(
+            request.method,
+            request.url.path,
+            dict(parse_qsl(request.url.query.decode())),
+            trio.current_time(),
+        )
         self.calls.append(call)
         response = await self._inner.handle_async_request(request)
         call.received = trio.current_time()
@@ -129,8 +135,14 @@ class RecordingLimiter(Limiter):
         self.grants: list[tuple[float, int, int]] = []  # (time, weight, orders)
         self.pause_log: list[tuple[float, float, bool]] = []  # (time, seconds, banned)
 
-    async def acquire(self, weight: int = 1, orders: int = 0, *, cancel: bool = False,
-                      still_wanted: Callable[[], bool] | None = None) -> None:
+    async def acquire(
+        self,
+        weight: int = 1,
+        orders: int = 0,
+        *,
+        cancel: bool = False,
+        still_wanted: Callable[[], bool] | None = None,
+    ) -> None:
         await super().acquire(weight, orders, cancel=cancel, still_wanted=still_wanted)
         self.grants.append((trio.current_time(), weight, orders))
 
@@ -169,24 +181,39 @@ class Rig:
         assert response.status_code == 200, response.text
 
     def venue_orders(self, symbol: str) -> list[OrderRecord]:
-        return [r for r in self.account.orders.values()
-                if r.symbol == symbol and r.client_id.startswith(PREFIX + "_")]
+        return [
+            r
+            for r in self.account.orders.values()
+            if r.symbol == symbol and r.client_id.startswith(PREFIX + "_")
+        ]
 
     def venue_open(self, symbol: str) -> list[OrderRecord]:
-        return [r for r in self.account.open_records(symbol)
-                if r.client_id.startswith(PREFIX + "_")]
+        return [
+            r for r in self.account.open_records(symbol) if r.client_id.startswith(PREFIX + "_")
+        ]
 
 
 @asynccontextmanager
-async def rig(*, venue: SimVenueConfig = LIVELY, grid: GridConfig = GRID,
-              limits: RateLimitConfig | None = None, limiter: LimiterConfig | None = None,
-              market_symbols: tuple[str, ...] = (BTC, ETH), rest_timeout: float = 5.0,
-              reconnect_initial: float = 0.05, shutdown_timeout: float = 5.0
-              ) -> AsyncIterator[Rig]:
-    venue_cfg = PaperConfig(venue=venue, rate_limits=limits or RateLimitConfig(),
-                                  market_symbols=market_symbols)
-    config = Config(grid=grid, risk=CALM_RISK, limiter=limiter or LimiterConfig(),
-                    run=RunConfig(shutdown_timeout=shutdown_timeout))
+async def rig(
+    *,
+    venue: SimVenueConfig = LIVELY,
+    grid: GridConfig = GRID,
+    limits: RateLimitConfig | None = None,
+    limiter: LimiterConfig | None = None,
+    market_symbols: tuple[str, ...] = (BTC, ETH),
+    rest_timeout: float = 5.0,
+    reconnect_initial: float = 0.05,
+    shutdown_timeout: float = 5.0,
+) -> AsyncIterator[Rig]:
+    venue_cfg = PaperConfig(
+        venue=venue, rate_limits=limits or RateLimitConfig(), market_symbols=market_symbols
+    )
+    config = Config(
+        grid=grid,
+        risk=CALM_RISK,
+        limiter=limiter or LimiterConfig(),
+        run=RunConfig(shutdown_timeout=shutdown_timeout),
+    )
     alerts: list[str] = []
     placed: list[str] = []
 
@@ -194,24 +221,36 @@ async def rig(*, venue: SimVenueConfig = LIVELY, grid: GridConfig = GRID,
         if kind == "place":
             placed.append(payload.client_id)
 
-    async with open_paper_venue(venue_cfg) as server, \
-            httpx.AsyncClient(base_url=server.http_url, headers=server.admin_headers) as admin:
-        start = {a: b.free + b.locked
-                 for a, b in server.venue.primary.engine.balances().items()}
+    async with (
+        open_paper_venue(venue_cfg) as server,
+        httpx.AsyncClient(base_url=server.http_url, headers=server.admin_headers) as admin,
+    ):
+        start = {a: b.free + b.locked for a, b in server.venue.primary.engine.balances().items()}
         lim = RecordingLimiter(config.limiter, on_alert=alerts.append)
         http = RecordingTransport()
         ws_url, ws_api_url = derive_ws_urls(server.http_url)
         exchange = BinanceExchange(
-            base_url=server.http_url, ws_url=ws_url, ws_api_url=ws_api_url,
-            api_key=DEFAULT_API_KEY, api_secret=DEFAULT_API_SECRET, limiter=lim,
-            timeout=rest_timeout, transport=http, reconnect_initial=reconnect_initial,
-            reconnect_max=2.0)
+            base_url=server.http_url,
+            ws_url=ws_url,
+            ws_api_url=ws_api_url,
+            api_key=DEFAULT_API_KEY,
+            api_secret=DEFAULT_API_SECRET,
+            limiter=lim,
+            timeout=rest_timeout,
+            transport=http,
+            reconnect_initial=reconnect_initial,
+            reconnect_max=2.0,
+        )
         async with open_orchestrator(exchange, config, limiter=lim, journal=journal) as orch:
             yield Rig(server, exchange, orch, lim, http, admin, placed, start, alerts)
 
 
-async def wait_until(predicate: Callable[[], bool], what: str, limit: float = 15.0,
-                     seen: Callable[[], object] | None = None) -> None:
+async def wait_until(
+    predicate: Callable[[], bool],
+    what: str,
+    limit: float = 15.0,
+    seen: Callable[[], object] | None = None,
+) -> None:
     """Poll ``predicate`` (real clock); fail naming ``what`` (and what ``seen`` shows)
     after ``limit`` seconds."""
     with trio.move_on_after(limit):
@@ -240,8 +279,7 @@ def assert_no_orphan_while_trading(r: Rig, m: SymbolManager) -> None:
     assert not orphans, f"{m.symbol}: open on the venue, unknown to the strategy: {orphans}"
 
 
-async def assert_ledgers(r: Rig, managers: list[SymbolManager], *,
-                         rest: bool = True) -> None:
+async def assert_ledgers(r: Rig, managers: list[SymbolManager], *, rest: bool = True) -> None:
     """The end-of-test checks (module docstring); the symbols are already removed."""
     # no duplicate: one place intent per client id, one venue order per client id,
     # at most one accepted placement per client id
@@ -256,14 +294,16 @@ async def assert_ledgers(r: Rig, managers: list[SymbolManager], *,
     for m in managers:
         symbol = m.symbol
         # no orphan: every venue order under our prefix was emitted by this manager
-        foreign = [rec.client_id for rec in r.venue_orders(symbol)
-                   if rec.client_id not in emitted]
+        foreign = [rec.client_id for rec in r.venue_orders(symbol) if rec.client_id not in emitted]
         assert not foreign, f"{symbol}: venue orders we never emitted: {foreign}"
         # after remove_symbol: nothing open, by the venue's book and by REST
         assert r.venue_open(symbol) == [], f"{symbol}: left open on the venue"
         if rest:
-            assert [o for o in await r.exchange.open_orders(symbol)
-                    if o.client_id.startswith(PREFIX + "_")] == []
+            assert [
+                o
+                for o in await r.exchange.open_orders(symbol)
+                if o.client_id.startswith(PREFIX + "_")
+            ] == []
         assert m.strategy.live_orders() == []
         # no lost fill
         trades = r.account.trades.get(symbol, [])
@@ -276,8 +316,15 @@ async def assert_ledgers(r: Rig, managers: list[SymbolManager], *,
         change = bal.free + bal.locked - r.start_balances.get(base, D(0))
         assert change == bought - sold, f"{symbol}: venue balance vs venue trades"
         pos = m.position
-        got = (m.strategy.position, pos.position, pos.fills, pos.buys, pos.sells,
-               pos.bought_qty, pos.sold_qty)
+        got = (
+            m.strategy.position,
+            pos.position,
+            pos.fills,
+            pos.buys,
+            pos.sells,
+            pos.bought_qty,
+            pos.sold_qty,
+        )
         want = (change, change, len(trades), len(buys), len(sells), bought, sold)
         assert got == want, f"{symbol}: ours {got} != venue {want}"
         if rest:
@@ -310,8 +357,10 @@ async def test_websocket_drop_mid_trading_loses_no_fill() -> None:
             # stream is down (that case: test_order_placed_while_user_stream_down_...)
             user.initial_backoff = 1.5
             r.exchange.market.initial_backoff = 4.0
-            await wait_until(lambda: len(resting(btc)) >= 2 and len(resting(eth)) >= 2,
-                             "both grids resting on the venue")
+            await wait_until(
+                lambda: len(resting(btc)) >= 2 and len(resting(eth)) >= 2,
+                "both grids resting on the venue",
+            )
             await trio.sleep(1.0)  # trade a little
             for m in (btc, eth):
                 assert_no_orphan_while_trading(r, m)
@@ -329,40 +378,65 @@ async def test_websocket_drop_mid_trading_loses_no_fill() -> None:
             assert r.server.venue.drop_websockets() >= 2  # market stream + WebSocket API
             await wait_until(lambda: not acct.listeners, "the user stream gone venue-side", 5)
             # our highest BUY on the venue (the strategy sees it resting)
-            target = max((rec for rec in r.venue_open(BTC) if rec.side == "BUY"),
-                         key=lambda rec: rec.price)
+            target = max(
+                (rec for rec in r.venue_open(BTC) if rec.side == "BUY"), key=lambda rec: rec.price
+            )
             assert target.client_id in {o.client_id for o in resting(btc)}
             fills_before = len(acct.trades.get(BTC, []))
             # a public trade one tick below it fills it (trade-through), and only it
-            await r.market(type="trade", symbol="BTCUSDT",
-                           price=str(target.price - btc.spec.tick_size),
-                           qty=str(target.orig_qty * 3), buyer_maker=True)
+            await r.market(
+                type="trade",
+                symbol="BTCUSDT",
+                price=str(target.price - btc.spec.tick_size),
+                qty=str(target.orig_qty * 3),
+                buyer_maker=True,
+            )
             assert target.status == "FILLED"
             assert len(acct.trades[BTC]) > fills_before
             assert not acct.listeners, "the fill must happen while the user stream is down"
             assert target.client_id in {o.client_id for o in btc.strategy.live_orders()}
 
             # reconnected (resynced) ...
-            await wait_until(lambda: r.exchange.market.connects > connects[0]
-                             and user.connects > connects[1], "both streams back", 10)
+            await wait_until(
+                lambda: r.exchange.market.connects > connects[0] and user.connects > connects[1],
+                "both streams back",
+                10,
+            )
             assert user.disconnects >= 1 and r.exchange.market.disconnects >= 1
             resumed_at = trio.current_time()
             # ... and the missed fill is known: to the strategy and to the position
             await wait_until(
-                lambda: target.client_id not in {o.client_id for o in btc.strategy.live_orders()}
-                and btc.position.fills >= len(acct.trades[BTC]),
-                "the fill missed during the outage to be learnt", 10)
+                lambda: (
+                    target.client_id not in {o.client_id for o in btc.strategy.live_orders()}
+                    and btc.position.fills >= len(acct.trades[BTC])
+                ),
+                "the fill missed during the outage to be learnt",
+                10,
+            )
             # trading continues on both symbols: new orders go out after the reconnect,
             # among them the take-profit of the fill we missed
             await wait_until(
-                lambda: all(any(c.is_place and c.sent > resumed_at and c.status == 200
-                                and c.params.get("symbol") == native for c in r.http.calls)
-                            for native in ("BTCUSDT", "ETHUSDT")),
-                "orders placed after the reconnect on both symbols", 10)
+                lambda: all(
+                    any(
+                        c.is_place
+                        and c.sent > resumed_at
+                        and c.status == 200
+                        and c.params.get("symbol") == native
+                        for c in r.http.calls
+                    )
+                    for native in ("BTCUSDT", "ETHUSDT")
+                ),
+                "orders placed after the reconnect on both symbols",
+                10,
+            )
             level = level_of(target.client_id)
-            await wait_until(lambda: any(rec.side == "SELL" and level_of(rec.client_id) == level
-                                         for rec in r.venue_orders(BTC)),
-                             "the take-profit of the missed fill")
+            await wait_until(
+                lambda: any(
+                    rec.side == "SELL" and level_of(rec.client_id) == level
+                    for rec in r.venue_orders(BTC)
+                ),
+                "the take-profit of the missed fill",
+            )
             await trio.sleep(0.5)
             for m in (btc, eth):
                 assert_no_orphan_while_trading(r, m)
@@ -388,24 +462,34 @@ async def test_order_placed_while_user_stream_down_is_resolved() -> None:
             btc = await r.orch.add_symbol(BTC)
             # the grid resting on the venue (three placements answered 200 is not enough:
             # an answer can arrive before the venue's book shows the order to this check)
-            await wait_until(lambda: len([rec for rec in r.venue_open(BTC)
-                                          if rec.side == "BUY"]) == 3,
-                             "the grid resting on the venue", 5)
+            await wait_until(
+                lambda: len([rec for rec in r.venue_open(BTC) if rec.side == "BUY"]) == 3,
+                "the grid resting on the venue",
+                5,
+            )
             # a trade through the lowest fills every buy of the grid
             buys = [rec for rec in r.venue_open(BTC) if rec.side == "BUY"]
             assert len(buys) == 3
             low = min(buys, key=lambda rec: rec.price)
-            await r.market(type="trade", symbol="BTCUSDT",
-                           price=str(low.price - btc.spec.tick_size),
-                           qty=str(low.orig_qty * 10), buyer_maker=True)
+            await r.market(
+                type="trade",
+                symbol="BTCUSDT",
+                price=str(low.price - btc.spec.tick_size),
+                qty=str(low.orig_qty * 10),
+                buyer_maker=True,
+            )
             assert all(rec.status == "FILLED" for rec in buys)
             assert user.connects == connects, "the user stream must still be down"
             await wait_until(lambda: user.connects > connects, "the user stream back", 10)
             filled = {rec.client_id for rec in buys}
             await wait_until(
-                lambda: not filled & {o.client_id for o in btc.strategy.live_orders()}
-                and btc.position.fills == len(acct.trades[BTC]),
-                "the fills of the orders placed during the outage to be learnt", 3)
+                lambda: (
+                    not filled & {o.client_id for o in btc.strategy.live_orders()}
+                    and btc.position.fills == len(acct.trades[BTC])
+                ),
+                "the fills of the orders placed during the outage to be learnt",
+                3,
+            )
             await remove_all(r, [btc])
             await assert_ledgers(r, [btc], rest=False)
 
@@ -424,8 +508,11 @@ async def test_place_timeout_is_resolved_by_query_and_never_replaced() -> None:
             lost = next(c for c in r.http.calls if c.is_place)
             cid = lost.cid
             assert cid is not None
-            await wait_until(lambda: lost.received is not None or trio.current_time()
-                             > lost.sent + 3.0, "the placement to time out", 10)
+            await wait_until(
+                lambda: lost.received is not None or trio.current_time() > lost.sent + 3.0,
+                "the placement to time out",
+                10,
+            )
             assert lost.status is None, "the placement must go unanswered (timeout)"
             # the venue applied it
             recs = [rec for rec in r.account.orders.values() if rec.client_id == cid]
@@ -434,10 +521,13 @@ async def test_place_timeout_is_resolved_by_query_and_never_replaced() -> None:
 
             def adopted() -> bool:
                 live = {o.client_id: o.status for o in btc.strategy.live_orders()}
-                return (any(c.method == "GET" and c.path == ORDER and c.cid == cid
-                            and c.status == 200 for c in r.http.calls)
-                        and (live.get(cid) in ("NEW", "PARTIALLY_FILLED")
-                             or (cid not in live and recs[0].status == "FILLED")))
+                return any(
+                    c.method == "GET" and c.path == ORDER and c.cid == cid and c.status == 200
+                    for c in r.http.calls
+                ) and (
+                    live.get(cid) in ("NEW", "PARTIALLY_FILLED")
+                    or (cid not in live and recs[0].status == "FILLED")
+                )
 
             await wait_until(adopted, "the order queried and adopted", 10)
             await wait_until(lambda: len(resting(btc)) >= 3, "the whole grid resting")
@@ -466,27 +556,39 @@ async def test_5xx_on_get_is_retried_and_on_place_resolved_by_query() -> None:
             balances = await r.exchange.balances()
             assert balances["USDT"].free > 0
             gets = r.http.calls[n:]
-            assert [(c.method, c.path, c.status) for c in gets] == \
-                [("GET", "/api/v3/account", 503)] * 2 + [("GET", "/api/v3/account", 200)]
+            assert [(c.method, c.path, c.status) for c in gets] == [
+                ("GET", "/api/v3/account", 503)
+            ] * 2 + [("GET", "/api/v3/account", 200)]
 
             # placement: the first one after the fault gets the 503 (not applied)
             n = len(r.http.calls)
             await r.faults(fail_next=1, fail_status=503)
             btc = await r.orch.add_symbol(BTC)
-            await wait_until(lambda: any(c.status is not None for c in r.http.calls[n:]),
-                             "the first answered request")
+            await wait_until(
+                lambda: any(c.status is not None for c in r.http.calls[n:]),
+                "the first answered request",
+            )
             first = r.http.calls[n]
             assert first.is_place and first.status == 503, first
             cid = first.cid
             assert cid is not None
-            await wait_until(lambda: any(c.status == 200 for c in r.http.places(cid)),
-                             "the order placed again under the same id", 10,
-                             lambda: [(c.status, c.body) for c in r.http.places(cid)])
+            await wait_until(
+                lambda: any(c.status == 200 for c in r.http.places(cid)),
+                "the order placed again under the same id",
+                10,
+                lambda: [(c.status, c.body) for c in r.http.places(cid)],
+            )
             # between the two POSTs: queries by client id, both "does not exist"
             posts = r.http.places(cid)
             assert [c.status for c in posts] == [503, 200], [(c.status, c.body) for c in posts]
-            queries = [c for c in r.http.calls if c.method == "GET" and c.path == ORDER
-                       and c.cid == cid and posts[0].sent < c.sent < posts[1].sent]
+            queries = [
+                c
+                for c in r.http.calls
+                if c.method == "GET"
+                and c.path == ORDER
+                and c.cid == cid
+                and posts[0].sent < c.sent < posts[1].sent
+            ]
             assert [c.status for c in queries] == [400, 400]
             await wait_until(lambda: len(resting(btc)) >= 3, "the whole grid resting")
             await trio.sleep(1.0)  # trade on
@@ -510,8 +612,7 @@ async def test_429_and_418_pause_all_traffic_until_retry_after(fault: str) -> No
             await r.faults(**{fault: 1, "forced_retry_after": retry_after})
             btc = await r.orch.add_symbol(BTC)
             code = 418 if fault == "force_418" else 429
-            await wait_until(lambda: any(c.status == code for c in r.http.calls),
-                             f"the {code}")
+            await wait_until(lambda: any(c.status == code for c in r.http.calls), f"the {code}")
             hit = next(c for c in r.http.calls if c.status == code)
             assert hit.is_place and hit.received is not None
             cid = hit.cid
@@ -531,12 +632,16 @@ async def test_429_and_418_pause_all_traffic_until_retry_after(fault: str) -> No
             def withdrawn() -> bool:
                 return btc.withdrawn > 0 and btc.strategy.live_order(cid) is None
 
-            await wait_until(lambda: withdrawn() or any(c.status not in (None, code)
-                                                        for c in r.http.places(cid)),
-                             "the refused order sent again after the pause (or withdrawn)",
-                             10)
-            await wait_until(lambda: len(resting(btc)) >= 3 and len(resting(eth)) >= 3,
-                             "both grids resting")
+            await wait_until(
+                lambda: (
+                    withdrawn() or any(c.status not in (None, code) for c in r.http.places(cid))
+                ),
+                "the refused order sent again after the pause (or withdrawn)",
+                10,
+            )
+            await wait_until(
+                lambda: len(resting(btc)) >= 3 and len(resting(eth)) >= 3, "both grids resting"
+            )
 
             assert r.limiter.pause_log, "the limiter was never paused"
             start = r.limiter.pause_log[0][0]
@@ -547,8 +652,11 @@ async def test_429_and_418_pause_all_traffic_until_retry_after(fault: str) -> No
             # requests already granted before it, sent within a few ms)
             granted = [t for t, _w, _o in r.limiter.grants if start <= t < end]
             assert granted == [], f"limiter grants during the pause: {granted}"
-            sent = [(c.method, c.path, round(c.sent - start, 3)) for c in r.http.calls
-                    if start + 0.05 <= c.sent < end]
+            sent = [
+                (c.method, c.path, round(c.sent - start, 3))
+                for c in r.http.calls
+                if start + 0.05 <= c.sent < end
+            ]
             assert sent == [], f"requests sent during the pause: {sent}"
             after = [c for c in r.http.calls if c.sent >= end]
             assert any(c.path == "/api/v3/account" for c in after)  # the balance read waited
@@ -608,52 +716,70 @@ async def test_50_symbol_startup_burst_stays_within_advertised_limits() -> None:
     fit every window, and every symbol gets its grid."""
     n = 50
     symbols = [f"S{i:02d}/USDT" for i in range(n)]
-    venue = attrs.evolve(LIVELY, volatility=0.0002, tick_interval_ms=250.0,
-                         extra_symbols={s: D(10 + i) for i, s in enumerate(symbols)})
+    venue = attrs.evolve(
+        LIVELY,
+        volatility=0.0002,
+        tick_interval_ms=250.0,
+        extra_symbols={s: D(10 + i) for i, s in enumerate(symbols)},
+    )
     weight, orders = 600, 30
-    grid = GridConfig(step=D("0.01"), levels_below=1, levels_above=0, order_size=D("10"),
-                      client_id_prefix=PREFIX)
+    grid = GridConfig(
+        step=D("0.01"), levels_below=1, levels_above=0, order_size=D("10"), client_id_prefix=PREFIX
+    )
     with trio.fail_after(55):
-        async with rig(venue=venue, grid=grid, market_symbols=(),
-                       limits=RateLimitConfig(weight_limit=weight, orders_limit_short=orders),
-                       limiter=LimiterConfig(weight_per_minute=weight,
-                                             orders_per_10s=orders)) as r:
+        async with rig(
+            venue=venue,
+            grid=grid,
+            market_symbols=(),
+            limits=RateLimitConfig(weight_limit=weight, orders_limit_short=orders),
+            limiter=LimiterConfig(weight_per_minute=weight, orders_per_10s=orders),
+        ) as r:
             info = r.server.venue.exchange_info({})
-            advertised = {(x["rateLimitType"], x["interval"]): x["limit"]
-                          for x in info["rateLimits"]}
+            advertised = {
+                (x["rateLimitType"], x["interval"]): x["limit"] for x in info["rateLimits"]
+            }
             assert advertised[("REQUEST_WEIGHT", "MINUTE")] == weight
             assert advertised[("ORDERS", "SECOND")] == orders
             async with trio.open_nursery() as nursery:
                 for i, s in enumerate(symbols):
                     # anchored half a step above the start price: the quiet market sits
                     # between two levels (no churn of the one opening buy)
-                    nursery.start_soon(r.orch.add_symbol, s,
-                                       attrs.evolve(grid, anchor=D(10 + i) * D("1.005")))
+                    nursery.start_soon(
+                        r.orch.add_symbol, s, attrs.evolve(grid, anchor=D(10 + i) * D("1.005"))
+                    )
             managers = [r.orch.manager(s) for s in symbols]
 
             def has_grid(m: SymbolManager) -> bool:
-                return any(o.status in ("NEW", "PARTIALLY_FILLED")
-                           for o in m.strategy.live_orders()) or m.position.fills > 0
+                return (
+                    any(o.status in ("NEW", "PARTIALLY_FILLED") for o in m.strategy.live_orders())
+                    or m.position.fills > 0
+                )
 
-            await wait_until(lambda: all(has_grid(m) for m in managers),
-                             "every symbol's grid on the venue", 40)
+            await wait_until(
+                lambda: all(has_grid(m) for m in managers), "every symbol's grid on the venue", 40
+            )
             for m in managers:
                 assert_no_orphan_while_trading(r, m)
 
             def assert_within_limits() -> None:
                 statuses = Counter(c.status for c in r.http.calls)
                 assert not {418, 429} & set(statuses), statuses
-                used = [int(c.headers["x-mbx-used-weight-1m"]) for c in r.http.calls
-                        if "x-mbx-used-weight-1m" in c.headers]
-                counts = [int(c.headers["x-mbx-order-count-10s"]) for c in r.http.calls
-                          if "x-mbx-order-count-10s" in c.headers]
+                used = [
+                    int(c.headers["x-mbx-used-weight-1m"])
+                    for c in r.http.calls
+                    if "x-mbx-used-weight-1m" in c.headers
+                ]
+                counts = [
+                    int(c.headers["x-mbx-order-count-10s"])
+                    for c in r.http.calls
+                    if "x-mbx-order-count-10s" in c.headers
+                ]
                 assert used and max(used) <= weight
                 assert len(counts) >= n and max(counts) <= orders
                 limits = r.limiter.limits
                 grants = sorted(r.limiter.grants)
                 assert max_in_window([(t, w) for t, w, _o in grants], 60.0) <= limits.weight
-                assert max_in_window([(t, o) for t, _w, o in grants],
-                                     10.0) <= limits.orders_short
+                assert max_in_window([(t, o) for t, _w, o in grants], 10.0) <= limits.orders_short
                 sends = sorted((c.sent, 1) for c in r.http.calls if c.is_place)
                 assert max_in_window(sends, 10.0) <= orders
 

@@ -31,8 +31,12 @@ D = Decimal
 
 def test_record_streams_names() -> None:
     assert record_streams(["BTC/USDT", "ethusdt"]) == [
-        "btcusdt@bookTicker", "btcusdt@trade", "btcusdt@depth@100ms",
-        "ethusdt@bookTicker", "ethusdt@trade", "ethusdt@depth@100ms",
+        "btcusdt@bookTicker",
+        "btcusdt@trade",
+        "btcusdt@depth@100ms",
+        "ethusdt@bookTicker",
+        "ethusdt@trade",
+        "ethusdt@depth@100ms",
     ]
     with pytest.raises(ValueError):
         record_streams(["BTC-USDT"])
@@ -41,11 +45,26 @@ def test_record_streams_names() -> None:
 async def test_record_round_trip_with_reconnect(tmp_path: Path) -> None:
     frames0 = [
         encode_book_ticker(quote("BTC/USDT", "100"), update_id=1),
-        encode_trade(Trade(symbol="BTC/USDT", price=D("100.5"), qty=D("0.25"),
-                           buyer_maker=False, trade_id=1, ts=1_700_000_000_000_000_000)),
-        encode_depth_update(DepthUpdate(symbol="BTC/USDT", first_id=1, last_id=2,
-                                        bids=((D("100"), D("1")),), asks=(),
-                                        ts=1_700_000_000_000_000_000)),
+        encode_trade(
+            Trade(
+                symbol="BTC/USDT",
+                price=D("100.5"),
+                qty=D("0.25"),
+                buyer_maker=False,
+                trade_id=1,
+                ts=1_700_000_000_000_000_000,
+            )
+        ),
+        encode_depth_update(
+            DepthUpdate(
+                symbol="BTC/USDT",
+                first_id=1,
+                last_id=2,
+                bids=((D("100"), D("1")),),
+                asks=(),
+                ts=1_700_000_000_000_000_000,
+            )
+        ),
     ]
     frames1 = [
         encode_book_ticker(quote("ETH/USDT", "2000"), update_id=2),
@@ -66,14 +85,21 @@ async def test_record_round_trip_with_reconnect(tmp_path: Path) -> None:
     async with trio.open_nursery() as nursery:
         server = await start_server(nursery, script)
         with trio.fail_after(10):
-            lines = await record(["BTC/USDT", "ETH/USDT"], out,
-                                 ws_base_url=f"ws://127.0.0.1:{server.port}",
-                                 max_messages=5, reconnect_initial=0.01, flush_interval=0.01)
+            lines = await record(
+                ["BTC/USDT", "ETH/USDT"],
+                out,
+                ws_base_url=f"ws://127.0.0.1:{server.port}",
+                max_messages=5,
+                reconnect_initial=0.01,
+                flush_interval=0.01,
+            )
         nursery.cancel_scope.cancel()
     assert lines == 5
-    assert server.paths[0] == ("/stream?streams=btcusdt@bookTicker/btcusdt@trade/"
-                               "btcusdt@depth@100ms/ethusdt@bookTicker/ethusdt@trade/"
-                               "ethusdt@depth@100ms")
+    assert server.paths[0] == (
+        "/stream?streams=btcusdt@bookTicker/btcusdt@trade/"
+        "btcusdt@depth@100ms/ethusdt@bookTicker/ethusdt@trade/"
+        "ethusdt@depth@100ms"
+    )
     assert len(server.paths) == 2
     assert out.read_bytes()[:2] == b"\x1f\x8b"
     stats = RecordingStats()
@@ -82,8 +108,9 @@ async def test_record_round_trip_with_reconnect(tmp_path: Path) -> None:
     assert [payload for _, payload in records] == frames0 + frames1  # exactly as received
     stamps = [ts for ts, _ in records]
     assert stamps == sorted(stamps) and stamps[0] >= before
-    decoder = StreamDecoder({"BTCUSDT": "BTC/USDT", "ETHUSDT": "ETH/USDT"}, decode_depth=True,
-                            clock="recv")
+    decoder = StreamDecoder(
+        {"BTCUSDT": "BTC/USDT", "ETHUSDT": "ETH/USDT"}, decode_depth=True, clock="recv"
+    )
     events = decoder.decode_many(records)
     kinds = [type(e).__name__ for e in events]
     assert kinds == ["Quote", "Trade", "DepthUpdate", "Quote", "Trade"]
@@ -99,8 +126,9 @@ async def test_record_stop_after(tmp_path: Path) -> None:
     out = tmp_path / "rec.gz"
     async with trio.open_nursery() as nursery:
         server = await start_server(nursery, script)
-        lines = await record(["BTC/USDT"], out, ws_base_url=f"ws://127.0.0.1:{server.port}",
-                             stop_after=0.5)
+        lines = await record(
+            ["BTC/USDT"], out, ws_base_url=f"ws://127.0.0.1:{server.port}", stop_after=0.5
+        )
         nursery.cancel_scope.cancel()
     assert lines == 1
     assert len(list(iter_recording(out))) == 1
@@ -119,11 +147,18 @@ def test_gzip_writer_flush_is_readable_before_close(tmp_path: Path) -> None:
 
 
 async def test_unreachable_user_stream_fails_startup_cleanly(
-        autojump_clock: trio.testing.MockClock) -> None:
-    ex = BinanceExchange(base_url="https://api.test", ws_url="ws://127.0.0.1:9",
-                         ws_api_url="ws://127.0.0.1:9/ws-api/v3", api_key=KEY,
-                         api_secret=SECRET, limiter=RecordingLimiter(),
-                         transport=httpx.MockTransport(FakeBinance()), reconnect_initial=0.01)
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    ex = BinanceExchange(
+        base_url="https://api.test",
+        ws_url="ws://127.0.0.1:9",
+        ws_api_url="ws://127.0.0.1:9/ws-api/v3",
+        api_key=KEY,
+        api_secret=SECRET,
+        limiter=RecordingLimiter(),
+        transport=httpx.MockTransport(FakeBinance()),
+        reconnect_initial=0.01,
+    )
     async with trio.open_nursery() as nursery:
         with pytest.raises(ExchangeError, match="cannot connect after 5 attempts") as err:
             await nursery.start(ex.run)

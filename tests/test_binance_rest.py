@@ -52,8 +52,14 @@ class RecordingLimiter:
         self.pauses: list[tuple[float, bool]] = []
         self.used: list[int] = []
 
-    async def acquire(self, weight: int = 1, orders: int = 0, *, cancel: bool = False,
-                      still_wanted: Callable[[], bool] | None = None) -> None:
+    async def acquire(
+        self,
+        weight: int = 1,
+        orders: int = 0,
+        *,
+        cancel: bool = False,
+        still_wanted: Callable[[], bool] | None = None,
+    ) -> None:
         self.acquired.append((weight, orders, cancel))
         await trio.lowlevel.checkpoint()
 
@@ -67,15 +73,20 @@ class RecordingLimiter:
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
-def json_response(status: int, body: Any, headers: dict[str, str] | None = None
-                  ) -> httpx.Response:
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> httpx.Response:
     return httpx.Response(status, content=msgspec.json.encode(body), headers=headers)
 
 
 def rest(handler: Handler, limiter: Any = None, **kw: Any) -> BinanceRest:
-    return BinanceRest("https://api.test", api_key=KEY, signer=HmacSigner(SECRET),
-                       limiter=limiter or RecordingLimiter(),
-                       transport=httpx.MockTransport(handler), retry_base=0.01, **kw)
+    return BinanceRest(
+        "https://api.test",
+        api_key=KEY,
+        signer=HmacSigner(SECRET),
+        limiter=limiter or RecordingLimiter(),
+        transport=httpx.MockTransport(handler),
+        retry_base=0.01,
+        **kw,
+    )
 
 
 def check_signature(request: httpx.Request) -> dict[str, str]:
@@ -97,8 +108,9 @@ async def test_signed_request_and_used_weight() -> None:
 
     limiter = RecordingLimiter()
     client = rest(handler, limiter, recv_window_ms=3000)
-    assert await client.request("GET", "/api/v3/account", {"a": "x y"}, weight=20,
-                                signed=True) == {"ok": 1}
+    assert await client.request("GET", "/api/v3/account", {"a": "x y"}, weight=20, signed=True) == {
+        "ok": 1
+    }
     assert seen[0]["a"] == "x y" and seen[0]["recvWindow"] == "3000"
     assert int(seen[0]["timestamp"]) > 1_600_000_000_000
     assert limiter.acquired == [(20, 0, False)]
@@ -109,8 +121,7 @@ async def test_signed_request_and_used_weight() -> None:
 @pytest.mark.parametrize(
     ("status", "code", "msg", "cls"),
     [
-        (400, -2010, "Account has insufficient balance for requested action.",
-         InsufficientBalance),
+        (400, -2010, "Account has insufficient balance for requested action.", InsufficientBalance),
         (400, -2010, "Duplicate order sent.", DuplicateOrder),
         (400, -2010, "Order would immediately match and take.", WouldTake),
         (400, -2010, "Filter failure: PRICE_FILTER", FilterRejected),
@@ -140,8 +151,7 @@ def test_classify(status: int, code: int | None, msg: str, cls: type) -> None:
 
 def test_classify_non_order_and_rate_limit_details() -> None:
     assert type(classify(400, -1102, "Mandatory parameter missing")) is ExchangeError
-    assert type(classify(400, -1102, "Mandatory parameter missing", order=True)) \
-        is OrderRejected
+    assert type(classify(400, -1102, "Mandatory parameter missing", order=True)) is OrderRejected
     rl = classify(418, -1003, "banned", retry_after=120)
     assert isinstance(rl, RateLimited) and rl.banned and rl.retry_after == 120
     rl = classify(429, -1015, "Too many new orders")
@@ -149,15 +159,17 @@ def test_classify_non_order_and_rate_limit_details() -> None:
 
 
 @pytest.mark.parametrize(("status", "banned"), [(429, False), (418, True)])
-async def test_429_418_pause_the_real_limiter(status: int, banned: bool,
-                                              autojump_clock: trio.testing.MockClock) -> None:
+async def test_429_418_pause_the_real_limiter(
+    status: int, banned: bool, autojump_clock: trio.testing.MockClock
+) -> None:
     calls = 0
 
     def handler(request: httpx.Request) -> httpx.Response:
         nonlocal calls
         calls += 1
-        return json_response(status, {"code": -1003, "msg": "Too much request weight used"},
-                             {"Retry-After": "7"})
+        return json_response(
+            status, {"code": -1003, "msg": "Too much request weight used"}, {"Retry-After": "7"}
+        )
 
     limiter = Limiter(LimiterConfig())
     client = rest(handler, limiter)
@@ -170,8 +182,9 @@ async def test_429_418_pause_the_real_limiter(status: int, banned: bool,
     assert limiter.bans == (1 if banned else 0)
     # ALL traffic now waits until Retry-After has passed
     ok = httpx.MockTransport(lambda r: json_response(200, {}))
-    client2 = BinanceRest("https://api.test", api_key=None, signer=None, limiter=limiter,
-                          transport=ok)
+    client2 = BinanceRest(
+        "https://api.test", api_key=None, signer=None, limiter=limiter, transport=ok
+    )
     await client2.request("GET", "/api/v3/time", weight=1)
     assert trio.current_time() >= t0 + 7
     await client.aclose()
@@ -179,7 +192,8 @@ async def test_429_418_pause_the_real_limiter(status: int, banned: bool,
 
 
 async def test_get_is_retried_with_backoff_post_is_not(
-        autojump_clock: trio.testing.MockClock) -> None:
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     calls: list[str] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -196,22 +210,38 @@ async def test_get_is_retried_with_backoff_post_is_not(
     assert calls == ["GET", "GET", "GET"]
     assert len(limiter.acquired) == 3  # every attempt takes its weight again
     with pytest.raises(OutcomeUnknown, match="HTTP 502"):
-        await client.request("POST", "/api/v3/order", {"symbol": "BTCUSDT"}, weight=1,
-                             orders=1, signed=True, order=True)
+        await client.request(
+            "POST",
+            "/api/v3/order",
+            {"symbol": "BTCUSDT"},
+            weight=1,
+            orders=1,
+            signed=True,
+            order=True,
+        )
     assert calls.count("POST") == 1
     await client.aclose()
 
 
-@pytest.mark.parametrize("exc", [httpx.ReadTimeout("slow"), httpx.ConnectError("refused"),
-                                 httpx.RemoteProtocolError("eof")])
+@pytest.mark.parametrize(
+    "exc",
+    [httpx.ReadTimeout("slow"), httpx.ConnectError("refused"), httpx.RemoteProtocolError("eof")],
+)
 async def test_transport_errors_are_outcome_unknown(exc: Exception) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         raise exc
 
     client = rest(handler, get_retries=0)
     with pytest.raises(OutcomeUnknown) as err:
-        await client.request("DELETE", "/api/v3/order", {"symbol": "BTCUSDT"}, weight=1,
-                             cancel=True, signed=True, order=True)
+        await client.request(
+            "DELETE",
+            "/api/v3/order",
+            {"symbol": "BTCUSDT"},
+            weight=1,
+            cancel=True,
+            signed=True,
+            order=True,
+        )
     text = str(err.value)
     assert "DELETE /api/v3/order" in text
     assert KEY not in text and SECRET not in text and "signature" not in text
@@ -250,49 +280,96 @@ class FakeBinance:
             cid = params["newClientOrderId"]
             if cid in self.orders:
                 return json_response(400, {"code": -2010, "msg": "Duplicate order sent."})
-            order = {"symbol": params["symbol"], "orderId": self.next_id, "orderListId": -1,
-                     "clientOrderId": cid, "transactTime": 1700000000123,
-                     "price": params["price"], "origQty": params["quantity"],
-                     "executedQty": "0.00000000", "cummulativeQuoteQty": "0",
-                     "status": "NEW", "timeInForce": params.get("timeInForce", "GTC"),
-                     "type": params["type"], "side": params["side"]}
+            order = {
+                "symbol": params["symbol"],
+                "orderId": self.next_id,
+                "orderListId": -1,
+                "clientOrderId": cid,
+                "transactTime": 1700000000123,
+                "price": params["price"],
+                "origQty": params["quantity"],
+                "executedQty": "0.00000000",
+                "cummulativeQuoteQty": "0",
+                "status": "NEW",
+                "timeInForce": params.get("timeInForce", "GTC"),
+                "type": params["type"],
+                "side": params["side"],
+            }
             self.next_id += 1
             self.orders[cid] = order
             return json_response(200, order)
         if path == "/api/v3/order":
             order = self.orders.get(params["origClientOrderId"])
             if order is None:
-                return json_response(400, {"code": -2011 if method == "DELETE" else -2013,
-                                           "msg": "Unknown order sent." if method == "DELETE"
-                                           else "Order does not exist."})
+                return json_response(
+                    400,
+                    {
+                        "code": -2011 if method == "DELETE" else -2013,
+                        "msg": "Unknown order sent."
+                        if method == "DELETE"
+                        else "Order does not exist.",
+                    },
+                )
             if method == "GET":
                 return json_response(200, {**order, "time": 1, "updateTime": 2})
             order["status"] = "CANCELED"
             del self.orders[params["origClientOrderId"]]
-            return json_response(200, {**order, "origClientOrderId": order["clientOrderId"],
-                                       "clientOrderId": "cancel123"})
+            return json_response(
+                200,
+                {
+                    **order,
+                    "origClientOrderId": order["clientOrderId"],
+                    "clientOrderId": "cancel123",
+                },
+            )
         if path == "/api/v3/openOrders":
             sym = params.get("symbol")
-            return json_response(200, [o for o in self.orders.values()
-                                       if sym is None or o["symbol"] == sym])
+            return json_response(
+                200, [o for o in self.orders.values() if sym is None or o["symbol"] == sym]
+            )
         if path == "/api/v3/account":
-            return json_response(200, {"balances": [
-                {"asset": "BTC", "free": "1.5", "locked": "0.25"},
-                {"asset": "USDT", "free": "1000.00000000", "locked": "0"}]})
+            return json_response(
+                200,
+                {
+                    "balances": [
+                        {"asset": "BTC", "free": "1.5", "locked": "0.25"},
+                        {"asset": "USDT", "free": "1000.00000000", "locked": "0"},
+                    ]
+                },
+            )
         if path == "/api/v3/myTrades":
-            return json_response(200, [{"symbol": "BTCUSDT", "id": 7, "orderId": 1,
-                                        "price": "100.5", "qty": "0.1", "quoteQty": "10.05",
-                                        "commission": "0.0001", "commissionAsset": "BTC",
-                                        "time": 1700000000000, "isBuyer": True,
-                                        "isMaker": True, "isBestMatch": True}])
+            return json_response(
+                200,
+                [
+                    {
+                        "symbol": "BTCUSDT",
+                        "id": 7,
+                        "orderId": 1,
+                        "price": "100.5",
+                        "qty": "0.1",
+                        "quoteQty": "10.05",
+                        "commission": "0.0001",
+                        "commissionAsset": "BTC",
+                        "time": 1700000000000,
+                        "isBuyer": True,
+                        "isMaker": True,
+                        "isBestMatch": True,
+                    }
+                ],
+            )
         return json_response(404, {"code": -1, "msg": "not found"})
 
 
 def exchange(fake: FakeBinance, limiter: Any = None) -> BinanceExchange:
-    return BinanceExchange(base_url="https://api.test", ws_url="wss://stream.test",
-                           ws_api_url="wss://wsapi.test/ws-api/v3", api_key=KEY,
-                           api_secret=SECRET, limiter=limiter or RecordingLimiter(),
-                           transport=httpx.MockTransport(fake))
+    return BinanceExchange(
+        base_url="https://api.test",
+        ws_url="wss://stream.test",
+        ws_api_url="wss://wsapi.test/ws-api/v3",
+        api_key=KEY,
+        api_secret=SECRET,
+        limiter=limiter or RecordingLimiter(),
+        transport=httpx.MockTransport(fake),
+    )
 
 
 async def test_adapter_orders_end_to_end_over_mock() -> None:
@@ -303,8 +380,14 @@ async def test_adapter_orders_end_to_end_over_mock() -> None:
     assert set(specs) == {"BTC/USDT", "SHIB/USDT"}
     assert limiter.acquired[-1] == (20, 0, False)
 
-    req = OrderRequest(symbol="BTC/USDT", client_id="mm_BTCUSDT_L3_B_1", side="BUY",
-                       price=D("25000.10"), qty=D("1E-3"), post_only=True)
+    req = OrderRequest(
+        symbol="BTC/USDT",
+        client_id="mm_BTCUSDT_L3_B_1",
+        side="BUY",
+        price=D("25000.10"),
+        qty=D("1E-3"),
+        post_only=True,
+    )
     placed = await ex.place(req)
     assert limiter.acquired[-1] == (1, 1, False)
     method, path, params = fake.requests[-1]
@@ -315,11 +398,20 @@ async def test_adapter_orders_end_to_end_over_mock() -> None:
     assert params["newClientOrderId"] == "mm_BTCUSDT_L3_B_1"
     assert params["newOrderRespType"] == "RESULT"
     assert (placed.symbol, placed.client_id, placed.status) == (
-        "BTC/USDT", "mm_BTCUSDT_L3_B_1", "NEW")
+        "BTC/USDT",
+        "mm_BTCUSDT_L3_B_1",
+        "NEW",
+    )
     assert placed.price == D("25000.1") and placed.qty == D("0.001")
 
-    gtc = OrderRequest(symbol="BTC/USDT", client_id="mm_x_2", side="SELL",
-                       price=D("26000"), qty=D("0.002"), post_only=False)
+    gtc = OrderRequest(
+        symbol="BTC/USDT",
+        client_id="mm_x_2",
+        side="SELL",
+        price=D("26000"),
+        qty=D("0.002"),
+        post_only=False,
+    )
     await ex.place(gtc)
     assert fake.requests[-1][2]["type"] == "LIMIT"
     assert fake.requests[-1][2]["timeInForce"] == "GTC"
@@ -369,16 +461,28 @@ async def test_placement_withdrawn_during_the_limiter_wait_is_never_sent() -> No
     wanted = {"yes": True}
 
     class WithdrawingLimiter(RecordingLimiter):
-        async def acquire(self, weight: int = 1, orders: int = 0, *, cancel: bool = False,
-                          still_wanted: Callable[[], bool] | None = None) -> None:
+        async def acquire(
+            self,
+            weight: int = 1,
+            orders: int = 0,
+            *,
+            cancel: bool = False,
+            still_wanted: Callable[[], bool] | None = None,
+        ) -> None:
             await super().acquire(weight, orders, cancel=cancel, still_wanted=still_wanted)
             if orders:
                 wanted["yes"] = False  # its cancel was requested while it waited
 
     ex = exchange(fake, WithdrawingLimiter())
     await ex.load_specs()
-    req = OrderRequest(symbol="BTC/USDT", client_id="mm_BTCUSDT_B0_1", side="BUY",
-                       price=D("25000.10"), qty=D("0.001"), post_only=True)
+    req = OrderRequest(
+        symbol="BTC/USDT",
+        client_id="mm_BTCUSDT_B0_1",
+        side="BUY",
+        price=D("25000.10"),
+        qty=D("0.001"),
+        post_only=True,
+    )
     before = len(fake.requests)
     with pytest.raises(PlaceWithdrawn, match="mm_BTCUSDT_B0_1"):
         await ex.place(req, still_wanted=lambda: wanted["yes"])
@@ -394,23 +498,25 @@ async def test_adapter_unknown_symbols_and_errors() -> None:
     fake = FakeBinance()
     ex = exchange(fake)
     await ex.load_specs()
-    req = OrderRequest(symbol="DOGE/USDT", client_id="c1", side="BUY", price=D("1"),
-                       qty=D("1"))
+    req = OrderRequest(symbol="DOGE/USDT", client_id="c1", side="BUY", price=D("1"), qty=D("1"))
     with pytest.raises(UnknownSymbol, match="DOGE/USDT"):
         await ex.place(req)
     with pytest.raises(UnknownSymbol):
         await ex.subscribe(["BTC/USDT", "btc-usdt"])
     assert ex.subscribed == []  # validated all before changing anything
     fake.fail[("POST", "/api/v3/order")] = json_response(
-        400, {"code": -2010, "msg": "Account has insufficient balance for requested action."})
+        400, {"code": -2010, "msg": "Account has insufficient balance for requested action."}
+    )
     with pytest.raises(InsufficientBalance):
-        await ex.place(OrderRequest(symbol="BTC/USDT", client_id="c2", side="BUY",
-                                    price=D("1"), qty=D("1")))
+        await ex.place(
+            OrderRequest(symbol="BTC/USDT", client_id="c2", side="BUY", price=D("1"), qty=D("1"))
+        )
     fake.fail[("POST", "/api/v3/order")] = httpx.Response(504, text="Gateway Timeout")
     n = len(fake.requests)
     with pytest.raises(OutcomeUnknown):
-        await ex.place(OrderRequest(symbol="BTC/USDT", client_id="c3", side="BUY",
-                                    price=D("1"), qty=D("1")))
+        await ex.place(
+            OrderRequest(symbol="BTC/USDT", client_id="c3", side="BUY", price=D("1"), qty=D("1"))
+        )
     assert len(fake.requests) == n + 1  # never retried blindly
     await ex.aclose()
 
@@ -436,19 +542,21 @@ def test_from_env_defaults_and_local_base_url(tmp_path: Any) -> None:
     assert t.ws_api_url == "wss://ws-api.testnet.binance.vision/ws-api/v3"
     assert t.name == "binance-testnet"
     local = BinanceExchange.from_env("binance", base_url="http://127.0.0.1:8123", env={})
-    assert (local.ws_url, local.ws_api_url) == ("ws://127.0.0.1:8123",
-                                                "ws://127.0.0.1:8123/ws-api/v3")
+    assert (local.ws_url, local.ws_api_url) == (
+        "ws://127.0.0.1:8123",
+        "ws://127.0.0.1:8123/ws-api/v3",
+    )
     assert local.user is None and not local.rest.can_sign
-    assert derive_ws_urls("https://h.example/") == ("wss://h.example",
-                                                    "wss://h.example/ws-api/v3")
+    assert derive_ws_urls("https://h.example/") == ("wss://h.example", "wss://h.example/ws-api/v3")
     with pytest.raises(ValueError):
         BinanceExchange.from_env("kraken", env={})
     # Ed25519 from a PEM path
     from tests.test_binance_signing import ed_key
 
     path, _ = ed_key(tmp_path)
-    ed = BinanceExchange.from_env("binance", env={"MM_TRIO_API_KEY": KEY,
-                                                  "MM_TRIO_ED25519_KEY": str(path)})
+    ed = BinanceExchange.from_env(
+        "binance", env={"MM_TRIO_API_KEY": KEY, "MM_TRIO_ED25519_KEY": str(path)}
+    )
     assert ed.rest.can_sign and "Ed25519Signer" in repr(ed)
     with pytest.raises(ValueError):
         BinanceExchange.from_env("binance", env={**env, "MM_TRIO_ED25519_KEY": str(path)})
@@ -456,9 +564,14 @@ def test_from_env_defaults_and_local_base_url(tmp_path: Any) -> None:
 
 async def test_signed_call_without_keys_is_a_clear_error() -> None:
     fake = FakeBinance()
-    ex = BinanceExchange(base_url="https://api.test", ws_url="wss://s", ws_api_url="wss://w",
-                         api_key=None, limiter=RecordingLimiter(),
-                         transport=httpx.MockTransport(fake))
+    ex = BinanceExchange(
+        base_url="https://api.test",
+        ws_url="wss://s",
+        ws_api_url="wss://w",
+        api_key=None,
+        limiter=RecordingLimiter(),
+        transport=httpx.MockTransport(fake),
+    )
     with pytest.raises(ExchangeError, match="no API key"):
         await ex.balances()
     await ex.aclose()

@@ -30,8 +30,10 @@ D = Decimal
 
 # The worked example of Binance's REST API documentation ("SIGNED Endpoint Examples").
 DOC_SECRET = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j"
-DOC_QUERY = ("symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1"
-             "&recvWindow=5000&timestamp=1499827319559")
+DOC_QUERY = (
+    "symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1"
+    "&recvWindow=5000&timestamp=1499827319559"
+)
 DOC_SIGNATURE = "c8db56825ae71d6d79447849e617115f4a920fa2acdcab2b053c4b2838bd6b71"
 
 
@@ -42,15 +44,24 @@ def test_hmac_known_vector_from_binance_docs() -> None:
 
 
 def test_encode_params_keeps_order_and_matches_doc_query() -> None:
-    params = {"symbol": "LTCBTC", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
-              "quantity": "1", "price": "0.1", "recvWindow": 5000, "timestamp": 1499827319559}
+    params = {
+        "symbol": "LTCBTC",
+        "side": "BUY",
+        "type": "LIMIT",
+        "timeInForce": "GTC",
+        "quantity": "1",
+        "price": "0.1",
+        "recvWindow": 5000,
+        "timestamp": 1499827319559,
+    }
     assert encode_params(params) == DOC_QUERY
 
 
 def ed_key(tmp_path: Path, password: bytes | None = None) -> tuple[Path, Ed25519PrivateKey]:
     key = Ed25519PrivateKey.generate()
     enc: serialization.KeySerializationEncryption = (
-        serialization.BestAvailableEncryption(password) if password
+        serialization.BestAvailableEncryption(password)
+        if password
         else serialization.NoEncryption()
     )
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc)
@@ -142,43 +153,83 @@ EXCHANGE_INFO = {
     "rateLimits": [],
     "symbols": [
         {
-            "symbol": "BTCUSDT", "status": "TRADING", "baseAsset": "BTC", "quoteAsset": "USDT",
-            "baseAssetPrecision": 8, "quotePrecision": 8,
+            "symbol": "BTCUSDT",
+            "status": "TRADING",
+            "baseAsset": "BTC",
+            "quoteAsset": "USDT",
+            "baseAssetPrecision": 8,
+            "quotePrecision": 8,
             "filters": [
-                {"filterType": "PRICE_FILTER", "minPrice": "0.01000000",
-                 "maxPrice": "1000000.00000000", "tickSize": "0.01000000"},
-                {"filterType": "LOT_SIZE", "minQty": "0.00001000", "maxQty": "9000.00000000",
-                 "stepSize": "0.00001000"},
+                {
+                    "filterType": "PRICE_FILTER",
+                    "minPrice": "0.01000000",
+                    "maxPrice": "1000000.00000000",
+                    "tickSize": "0.01000000",
+                },
+                {
+                    "filterType": "LOT_SIZE",
+                    "minQty": "0.00001000",
+                    "maxQty": "9000.00000000",
+                    "stepSize": "0.00001000",
+                },
                 {"filterType": "ICEBERG_PARTS", "limit": 10},
-                {"filterType": "MARKET_LOT_SIZE", "minQty": "0.00000000",
-                 "maxQty": "100.00000000", "stepSize": "0.00000000"},
-                {"filterType": "NOTIONAL", "minNotional": "5.00000000", "applyMinToMarket": True,
-                 "maxNotional": "9000000.00000000", "applyMaxToMarket": False,
-                 "avgPriceMins": 5},
+                {
+                    "filterType": "MARKET_LOT_SIZE",
+                    "minQty": "0.00000000",
+                    "maxQty": "100.00000000",
+                    "stepSize": "0.00000000",
+                },
+                {
+                    "filterType": "NOTIONAL",
+                    "minNotional": "5.00000000",
+                    "applyMinToMarket": True,
+                    "maxNotional": "9000000.00000000",
+                    "applyMaxToMarket": False,
+                    "avgPriceMins": 5,
+                },
                 {"filterType": "MAX_NUM_ORDERS", "maxNumOrders": 200},
             ],
-            "permissions": [], "permissionSets": [["SPOT"]],
+            "permissions": [],
+            "permissionSets": [["SPOT"]],
         },
         {
-            "symbol": "SHIBUSDT", "status": "TRADING", "baseAsset": "SHIB", "quoteAsset": "USDT",
+            "symbol": "SHIBUSDT",
+            "status": "TRADING",
+            "baseAsset": "SHIB",
+            "quoteAsset": "USDT",
             "filters": [
-                {"filterType": "PRICE_FILTER", "minPrice": "0.00000001", "maxPrice": "0",
-                 "tickSize": "0.00000001"},
-                {"filterType": "LOT_SIZE", "minQty": "1.00", "maxQty": "0",
-                 "stepSize": "10.00"},
+                {
+                    "filterType": "PRICE_FILTER",
+                    "minPrice": "0.00000001",
+                    "maxPrice": "0",
+                    "tickSize": "0.00000001",
+                },
+                {"filterType": "LOT_SIZE", "minQty": "1.00", "maxQty": "0", "stepSize": "10.00"},
                 {"filterType": "MIN_NOTIONAL", "minNotional": "10.0"},
             ],
         },
         {
-            "symbol": "OLDUSDT", "status": "BREAK", "baseAsset": "OLD", "quoteAsset": "USDT",
+            "symbol": "OLDUSDT",
+            "status": "BREAK",
+            "baseAsset": "OLD",
+            "quoteAsset": "USDT",
             "filters": [
-                {"filterType": "PRICE_FILTER", "minPrice": "0.01", "maxPrice": "10",
-                 "tickSize": "0.01"},
+                {
+                    "filterType": "PRICE_FILTER",
+                    "minPrice": "0.01",
+                    "maxPrice": "10",
+                    "tickSize": "0.01",
+                },
                 {"filterType": "LOT_SIZE", "minQty": "1", "maxQty": "10", "stepSize": "1"},
             ],
         },
-        {"symbol": "NOFILTERS", "status": "TRADING", "baseAsset": "NO", "quoteAsset": "FILTERS",
-         "filters": []},
+        {
+            "symbol": "NOFILTERS",
+            "status": "TRADING",
+            "baseAsset": "NO",
+            "quoteAsset": "FILTERS",
+            "filters": [],
+        },
     ],
 }
 
@@ -209,25 +260,49 @@ def test_parse_exchange_info() -> None:
 
 
 def test_order_and_account_json() -> None:
-    result = {"symbol": "BTCUSDT", "orderId": 28, "orderListId": -1,
-              "clientOrderId": "6gCrw2kRUAF9CvJDGP16IP", "transactTime": 1507725176595,
-              "price": "0.10000000", "origQty": "10.00000000", "executedQty": "2.00000000",
-              "cummulativeQuoteQty": "0.20000000", "status": "PARTIALLY_FILLED",
-              "timeInForce": "GTC", "type": "LIMIT_MAKER", "side": "SELL"}
+    result = {
+        "symbol": "BTCUSDT",
+        "orderId": 28,
+        "orderListId": -1,
+        "clientOrderId": "6gCrw2kRUAF9CvJDGP16IP",
+        "transactTime": 1507725176595,
+        "price": "0.10000000",
+        "origQty": "10.00000000",
+        "executedQty": "2.00000000",
+        "cummulativeQuoteQty": "0.20000000",
+        "status": "PARTIALLY_FILLED",
+        "timeInForce": "GTC",
+        "type": "LIMIT_MAKER",
+        "side": "SELL",
+    }
     o = open_order_from_json(result, "BTC/USDT")
     assert (o.client_id, o.order_id, o.side, o.status) == (
-        "6gCrw2kRUAF9CvJDGP16IP", "28", "SELL", "PARTIALLY_FILLED")
+        "6gCrw2kRUAF9CvJDGP16IP",
+        "28",
+        "SELL",
+        "PARTIALLY_FILLED",
+    )
     assert (o.price, o.qty, o.cum_qty) == (D("0.1"), D("10"), D("2"))
     assert o.ts == 1507725176595 * 1_000_000
-    cancel = {**result, "clientOrderId": "cancelAbc", "origClientOrderId": "mine_1",
-              "status": "CANCELED"}
+    cancel = {
+        **result,
+        "clientOrderId": "cancelAbc",
+        "origClientOrderId": "mine_1",
+        "status": "CANCELED",
+    }
     assert open_order_from_json(cancel, "BTC/USDT").client_id == "mine_1"
-    assert open_order_from_json({**result, "status": "EXPIRED_IN_MATCH"},
-                                "BTC/USDT").status == "EXPIRED"
+    assert (
+        open_order_from_json({**result, "status": "EXPIRED_IN_MATCH"}, "BTC/USDT").status
+        == "EXPIRED"
+    )
     with pytest.raises(ValueError):
         open_order_from_json({**result, "status": "WEIRD"}, "BTC/USDT")
-    acct = {"makerCommission": 15, "balances": [
-        {"asset": "BTC", "free": "4723846.89208129", "locked": "0.00000000"},
-        {"asset": "LTC", "free": "4763368.68006011", "locked": "1.5"}]}
+    acct = {
+        "makerCommission": 15,
+        "balances": [
+            {"asset": "BTC", "free": "4723846.89208129", "locked": "0.00000000"},
+            {"asset": "LTC", "free": "4763368.68006011", "locked": "1.5"},
+        ],
+    }
     bal = balances_from_account(acct)
     assert bal["LTC"].locked == D("1.5") and bal["BTC"].free == D("4723846.89208129")

@@ -71,8 +71,7 @@ async def start_server(nursery: trio.Nursery, script: Script) -> LocalServer:
 
 
 def quote(symbol: str, bid: str) -> Quote:
-    return Quote(symbol=symbol, bid=D(bid), bid_qty=D("1"), ask=D(bid) + 1, ask_qty=D("2"),
-                 ts=0)
+    return Quote(symbol=symbol, bid=D(bid), bid_qty=D("1"), ask=D(bid) + 1, ask_qty=D("2"), ts=0)
 
 
 async def next_event(ex: BinanceExchange) -> Event:
@@ -87,13 +86,21 @@ async def test_market_stream_drop_reconnect_resubscribe() -> None:
     async def script(server: LocalServer, ws: WebSocketConnection, n: int) -> None:
         if n == 0:
             await ws.send_message(encode_book_ticker(quote("BTC/USDT", "100")).decode())
-            await ws.send_message(encode_trade(Trade(
-                symbol="BTC/USDT", price=D("100.5"), qty=D("0.1"), buyer_maker=True,
-                trade_id=9, ts=1_700_000_000_000_000_000)).decode())
+            await ws.send_message(
+                encode_trade(
+                    Trade(
+                        symbol="BTC/USDT",
+                        price=D("100.5"),
+                        qty=D("0.1"),
+                        buyer_maker=True,
+                        trade_id=9,
+                        ts=1_700_000_000_000_000_000,
+                    )
+                ).decode()
+            )
             await ws.send_message('{"stream":"btcusdt@bookTicker","data":{"garbage":1}}')
             msg = await server.recv(ws, n)  # the live SUBSCRIBE for SHIB/USDT
-            await ws.send_message(msgspec.json.encode({"result": None, "id": msg["id"]})
-                                  .decode())
+            await ws.send_message(msgspec.json.encode({"result": None, "id": msg["id"]}).decode())
             subscribed.set()
             msg = await server.recv(ws, n)  # the live UNSUBSCRIBE for SHIB/USDT
             unsubscribed.set()
@@ -106,10 +113,15 @@ async def test_market_stream_drop_reconnect_resubscribe() -> None:
     fake = FakeBinance()
     async with trio.open_nursery() as nursery:
         server = await start_server(nursery, script)
-        ex = BinanceExchange(base_url="https://api.test",
-                             ws_url=f"ws://127.0.0.1:{server.port}", ws_api_url="ws://unused",
-                             api_key=None, limiter=RecordingLimiter(),
-                             transport=httpx.MockTransport(fake), reconnect_initial=0.01)
+        ex = BinanceExchange(
+            base_url="https://api.test",
+            ws_url=f"ws://127.0.0.1:{server.port}",
+            ws_api_url="ws://unused",
+            api_key=None,
+            limiter=RecordingLimiter(),
+            transport=httpx.MockTransport(fake),
+            reconnect_initial=0.01,
+        )
         await nursery.start(ex.run)
         ev = await next_event(ex)
         assert isinstance(ev, StreamStatus) and ev.status == "connected"
@@ -140,8 +152,9 @@ async def test_market_stream_drop_reconnect_resubscribe() -> None:
         ev = await next_event(ex)
         assert isinstance(ev, StreamStatus) and ev.status == "resynced"
         # the reconnect carries the whole current subscription set
-        assert server.paths[1] == ("/stream?streams=btcusdt@bookTicker/btcusdt@trade/"
-                                   "shibusdt@bookTicker/shibusdt@trade")
+        assert server.paths[1] == (
+            "/stream?streams=btcusdt@bookTicker/btcusdt@trade/shibusdt@bookTicker/shibusdt@trade"
+        )
         ev = await next_event(ex)
         assert isinstance(ev, Quote) and ev.symbol == "SHIB/USDT"
         assert len(set(ids)) == len(ids)
@@ -188,34 +201,45 @@ async def test_changes_during_handshake_are_sent_as_subscribe() -> None:
 
 
 def verify_ws_signature(params: dict[str, Any]) -> None:
-    expected = hmac.new(SECRET.encode(), ws_payload(params).encode(),
-                        hashlib.sha256).hexdigest()
+    expected = hmac.new(SECRET.encode(), ws_payload(params).encode(), hashlib.sha256).hexdigest()
     assert params["signature"] == expected
     assert params["apiKey"] == KEY
 
 
 async def test_user_data_stream_over_ws_api() -> None:
-    report = OrderUpdate(symbol="BTC/USDT", client_id="mm_1", side="BUY", price=D("100"),
-                         qty=D("1"), status="PARTIALLY_FILLED", cum_qty=D("0.4"),
-                         last_qty=D("0.4"), last_price=D("100"), trade_id=77,
-                         order_id="5", ts=1_700_000_000_000_000_000)
-    balance = BalanceUpdate(asset="USDT", free=D("960"), locked=D("60"),
-                            ts=1_700_000_000_000_000_000)
+    report = OrderUpdate(
+        symbol="BTC/USDT",
+        client_id="mm_1",
+        side="BUY",
+        price=D("100"),
+        qty=D("1"),
+        status="PARTIALLY_FILLED",
+        cum_qty=D("0.4"),
+        last_qty=D("0.4"),
+        last_price=D("100"),
+        trade_id=77,
+        order_id="5",
+        ts=1_700_000_000_000_000_000,
+    )
+    balance = BalanceUpdate(
+        asset="USDT", free=D("960"), locked=D("60"), ts=1_700_000_000_000_000_000
+    )
 
     async def script(server: LocalServer, ws: WebSocketConnection, n: int) -> None:
         req = await server.recv(ws, n)
         assert req["method"] == "userDataStream.subscribe.signature"
         verify_ws_signature(req["params"])
-        await ws.send_message(msgspec.json.encode(
-            {"id": req["id"], "status": 200, "result": {"subscriptionId": n}}).decode())
+        await ws.send_message(
+            msgspec.json.encode(
+                {"id": req["id"], "status": 200, "result": {"subscriptionId": n}}
+            ).decode()
+        )
         if n == 0:
-            await ws.send_message(encode_execution_report(report, ws_api_subscription=0)
-                                  .decode())
+            await ws.send_message(encode_execution_report(report, ws_api_subscription=0).decode())
             await trio.sleep(0.05)
             await ws.aclose()
             return
-        await ws.send_message(encode_account_position([balance], ws_api_subscription=n)
-                              .decode())
+        await ws.send_message(encode_account_position([balance], ws_api_subscription=n).decode())
         await trio.sleep_forever()
 
     fake = FakeBinance()
@@ -223,10 +247,16 @@ async def test_user_data_stream_over_ws_api() -> None:
     async with trio.open_nursery() as nursery:
         server = await start_server(nursery, script)
         base = f"ws://127.0.0.1:{server.port}"
-        ex = BinanceExchange(base_url="https://api.test", ws_url=base,
-                             ws_api_url=base + "/ws-api/v3", api_key=KEY, api_secret=SECRET,
-                             limiter=limiter, transport=httpx.MockTransport(fake),
-                             reconnect_initial=0.01)
+        ex = BinanceExchange(
+            base_url="https://api.test",
+            ws_url=base,
+            ws_api_url=base + "/ws-api/v3",
+            api_key=KEY,
+            api_secret=SECRET,
+            limiter=limiter,
+            transport=httpx.MockTransport(fake),
+            reconnect_initial=0.01,
+        )
         await nursery.start(ex.run)
         assert server.paths[0] == "/ws-api/v3"
         ev = await next_event(ex)
@@ -234,7 +264,11 @@ async def test_user_data_stream_over_ws_api() -> None:
         ev = await next_event(ex)
         assert isinstance(ev, OrderUpdate)
         assert (ev.symbol, ev.client_id, ev.cum_qty, ev.trade_id) == (
-            "BTC/USDT", "mm_1", D("0.4"), 77)
+            "BTC/USDT",
+            "mm_1",
+            D("0.4"),
+            77,
+        )
         ev = await next_event(ex)
         assert isinstance(ev, StreamStatus) and ev.status == "disconnected"
         ev = await next_event(ex)
@@ -250,18 +284,30 @@ async def test_user_data_stream_over_ws_api() -> None:
 async def test_user_stream_rejected_on_first_connect_is_fatal() -> None:
     async def script(server: LocalServer, ws: WebSocketConnection, n: int) -> None:
         req = await server.recv(ws, n)
-        await ws.send_message(msgspec.json.encode(
-            {"id": req["id"], "status": 401,
-             "error": {"code": -2015, "msg": "Invalid API-key, IP, or permissions."}}).decode())
+        await ws.send_message(
+            msgspec.json.encode(
+                {
+                    "id": req["id"],
+                    "status": 401,
+                    "error": {"code": -2015, "msg": "Invalid API-key, IP, or permissions."},
+                }
+            ).decode()
+        )
         await trio.sleep_forever()
 
     fake = FakeBinance()
     async with trio.open_nursery() as nursery:
         server = await start_server(nursery, script)
         base = f"ws://127.0.0.1:{server.port}"
-        ex = BinanceExchange(base_url="https://api.test", ws_url=base,
-                             ws_api_url=base + "/ws-api/v3", api_key=KEY, api_secret=SECRET,
-                             limiter=RecordingLimiter(), transport=httpx.MockTransport(fake))
+        ex = BinanceExchange(
+            base_url="https://api.test",
+            ws_url=base,
+            ws_api_url=base + "/ws-api/v3",
+            api_key=KEY,
+            api_secret=SECRET,
+            limiter=RecordingLimiter(),
+            transport=httpx.MockTransport(fake),
+        )
         with pytest.raises(StreamRejected) as err:
             with trio.fail_after(TIMEOUT):
                 await nursery.start(ex.run)
@@ -273,21 +319,31 @@ async def test_user_stream_rejected_on_first_connect_is_fatal() -> None:
 async def test_event_stream_terminated_forces_resubscribe() -> None:
     async def script(server: LocalServer, ws: WebSocketConnection, n: int) -> None:
         req = await server.recv(ws, n)
-        await ws.send_message(msgspec.json.encode(
-            {"id": req["id"], "status": 200, "result": {"subscriptionId": 0}}).decode())
+        await ws.send_message(
+            msgspec.json.encode(
+                {"id": req["id"], "status": 200, "result": {"subscriptionId": 0}}
+            ).decode()
+        )
         if n == 0:
-            await ws.send_message('{"subscriptionId":0,"event":{"e":"eventStreamTerminated",'
-                                  '"E":1728973001334}}')
+            await ws.send_message(
+                '{"subscriptionId":0,"event":{"e":"eventStreamTerminated","E":1728973001334}}'
+            )
         await trio.sleep_forever()
 
     fake = FakeBinance()
     async with trio.open_nursery() as nursery:
         server = await start_server(nursery, script)
         base = f"ws://127.0.0.1:{server.port}"
-        ex = BinanceExchange(base_url="https://api.test", ws_url=base,
-                             ws_api_url=base + "/ws-api/v3", api_key=KEY, api_secret=SECRET,
-                             limiter=RecordingLimiter(), transport=httpx.MockTransport(fake),
-                             reconnect_initial=0.01)
+        ex = BinanceExchange(
+            base_url="https://api.test",
+            ws_url=base,
+            ws_api_url=base + "/ws-api/v3",
+            api_key=KEY,
+            api_secret=SECRET,
+            limiter=RecordingLimiter(),
+            transport=httpx.MockTransport(fake),
+            reconnect_initial=0.01,
+        )
         await nursery.start(ex.run)
         statuses = []
         while len(statuses) < 3:

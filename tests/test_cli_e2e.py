@@ -23,8 +23,9 @@ def mm_trio_cmd() -> list[str]:
 
 
 def run(args: list[str], timeout: float = 120, **kw: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(mm_trio_cmd() + args, capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, **kw)  # type: ignore[call-overload]
+    return subprocess.run(
+        mm_trio_cmd() + args, capture_output=True, text=True, timeout=timeout, cwd=ROOT, **kw
+    )  # type: ignore[call-overload]
 
 
 LIVELY_TOML = """
@@ -44,8 +45,21 @@ def test_run_two_symbols_end_to_end(tmp_path: Path) -> None:
     cfg.write_text(LIVELY_TOML)
     summary_path = tmp_path / "s.json"
     started = time.monotonic()
-    proc = run(["run", "--symbols", "BTC/USDT,ETH/USDT", "--duration", "8", "--config", str(cfg),
-                "--summary-json", str(summary_path), "--status-interval", "2"])
+    proc = run(
+        [
+            "run",
+            "--symbols",
+            "BTC/USDT,ETH/USDT",
+            "--duration",
+            "8",
+            "--config",
+            str(cfg),
+            "--summary-json",
+            str(summary_path),
+            "--status-interval",
+            "2",
+        ]
+    )
     elapsed = time.monotonic() - started
     assert proc.returncode == 0, proc.stderr
     assert elapsed < 60
@@ -65,9 +79,13 @@ def test_run_two_symbols_end_to_end(tmp_path: Path) -> None:
 
 def test_sigint_cancels_orders_prints_summary_exits_zero(tmp_path: Path) -> None:
     summary_path = tmp_path / "s.json"
-    proc = subprocess.Popen(mm_trio_cmd() + ["run", "--symbols", "BTC/USDT", "--summary-json",
-                                             str(summary_path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = subprocess.Popen(
+        mm_trio_cmd() + ["run", "--symbols", "BTC/USDT", "--summary-json", str(summary_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     try:
         # wait for the start banner, let it trade a moment, then interrupt
         assert proc.stdout is not None
@@ -86,8 +104,13 @@ def test_sigint_cancels_orders_prints_summary_exits_zero(tmp_path: Path) -> None
 
 
 def test_sigterm_exits_zero(tmp_path: Path) -> None:
-    proc = subprocess.Popen(mm_trio_cmd() + ["run", "--symbols", "ETH/USDT"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = subprocess.Popen(
+        mm_trio_cmd() + ["run", "--symbols", "ETH/USDT"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     try:
         assert proc.stdout is not None
         assert "trading ETH/USDT" in proc.stdout.readline()
@@ -115,15 +138,16 @@ def test_bad_symbol_exits_2_naming_it(symbols: str, needle: str) -> None:
     ("toml", "needles"),
     [
         ("[grid]\nlevels_below = -1\n", ["grid.levels_below", "-1"]),
-        ("[grid]\nstep = \"abc\"\n", ["grid.step", "abc"]),
+        ('[grid]\nstep = "abc"\n', ["grid.step", "abc"]),
         ("[risk]\nstale_afterr = 3\n", ["risk.stale_afterr"]),
-        ("[venue]\nqueue_model = \"magic\"\n", ["venue.queue_model", "magic"]),
-        ("[symbols.\"BTC/USDT\"]\nlevels_below = \"many\"\n", ["levels_below", "many"]),
+        ('[venue]\nqueue_model = "magic"\n', ["venue.queue_model", "magic"]),
+        ('[symbols."BTC/USDT"]\nlevels_below = "many"\n', ["levels_below", "many"]),
         ("not toml at all [", ["not valid TOML"]),
     ],
 )
-def test_invalid_config_exits_2_naming_key_and_value(tmp_path: Path, toml: str,
-                                                     needles: list[str]) -> None:
+def test_invalid_config_exits_2_naming_key_and_value(
+    tmp_path: Path, toml: str, needles: list[str]
+) -> None:
     cfg = tmp_path / "bad.toml"
     cfg.write_text(toml)
     proc = run(["run", "--symbols", "BTC/USDT", "--duration", "1", "--config", str(cfg)])

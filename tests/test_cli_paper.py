@@ -21,17 +21,21 @@ def test_both_names_take_the_same_options(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", ["paper", "venue"])
-def test_both_names_run_the_paper_command(name: str,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_both_names_run_the_paper_command(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([name, "--port", "70000"]) == 2
     assert "mm-trio: error: --port: must be 0..65535, got 70000" in capsys.readouterr().err
 
 
 def test_paper_serves_the_binance_api() -> None:
     env = {k: v for k, v in os.environ.items() if k != ADMIN_TOKEN_ENV}
-    proc = subprocess.Popen(mm_trio_cmd() + ["paper", "--port", "0"], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
-                            env={**env, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.Popen(
+        mm_trio_cmd() + ["paper", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=ROOT,
+        env={**env, "PYTHONPATH": str(ROOT)},
+    )
     try:
         assert proc.stdout is not None
         banner = proc.stdout.readline()

@@ -50,15 +50,19 @@ class RateLimitingVenue(QuotingFake):
             if "AAA/USDT" in self.subscribed:
                 self.inject(symbol_quote("AAA/USDT", bid, ask, ts=int(trio.current_time() * 1e9)))
 
-    async def place(self, request: OrderRequest, *,
-                    still_wanted: StillWanted | None = None) -> OpenOrder:
+    async def place(
+        self, request: OrderRequest, *, still_wanted: StillWanted | None = None
+    ) -> OpenOrder:
         await self.limiter.acquire(1, 1)
         now = trio.current_time()
         if self.script and now >= self.next_at:
             status, seconds = self.script.pop(0)
             self.next_at = now + seconds
-            exc = RateLimited(f"POST /api/v3/order: HTTP {status}: scripted",
-                              retry_after=seconds, banned=status == 418)
+            exc = RateLimited(
+                f"POST /api/v3/order: HTTP {status}: scripted",
+                retry_after=seconds,
+                banned=status == 418,
+            )
             # as the Binance adapter does: it pauses the limiter, then its caller (the
             # manager) reports the same answer again -- one pause, logged once
             self.limiter.pause(seconds, banned=exc.banned, reason=str(exc))
@@ -67,26 +71,35 @@ class RateLimitingVenue(QuotingFake):
 
 
 async def test_each_429_and_418_is_logged_once_and_counted_in_the_summary(
-    autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture, tmp_path: Path,
+    autojump_clock: trio.abc.Clock,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
 ) -> None:
     caplog.set_level(logging.INFO)
     venues: list[RateLimitingVenue] = []
 
-    def make_exchange(venue: str, base_url: str | None, config: Any,
-                      limiter: Limiter) -> RateLimitingVenue:
+    def make_exchange(
+        venue: str, base_url: str | None, config: Any, limiter: Limiter
+    ) -> RateLimitingVenue:
         venues.append(RateLimitingVenue(limiter))
         return venues[-1]
 
     monkeypatch.setattr(run_app, "make_exchange", make_exchange)
     summary_path = tmp_path / "summary.json"
-    rc = await run_app.run_command(make_config(), ["AAA/USDT"], duration=RUN_SECONDS,
-                               summary_json=summary_path, out=io.StringIO(),
-                               err=io.StringIO())
+    rc = await run_app.run_command(
+        make_config(),
+        ["AAA/USDT"],
+        duration=RUN_SECONDS,
+        summary_json=summary_path,
+        out=io.StringIO(),
+        err=io.StringIO(),
+    )
     assert rc == 0
     assert venues[0].script == []  # every scripted answer was given
-    pauses = [r for r in caplog.records
-              if r.levelno >= logging.WARNING and "HTTP 4" in r.getMessage()]
+    pauses = [
+        r for r in caplog.records if r.levelno >= logging.WARNING and "HTTP 4" in r.getMessage()
+    ]
     rate = [r.getMessage() for r in pauses if r.levelno == logging.WARNING]
     bans = [r.getMessage() for r in pauses if r.levelno == logging.ERROR]
     assert len(rate) == 5 and all("429" in m and f"{PAUSE_429:.1f}s" in m for m in rate)

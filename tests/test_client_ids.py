@@ -43,21 +43,28 @@ MS = 1_000_000
 
 
 @pytest.mark.slow
-@given(prefix=st.from_regex(r"[A-Za-z0-9-]{1,8}", fullmatch=True),
-       base=st.from_regex(r"[A-Z][A-Z0-9]{0,11}", fullmatch=True),
-       quote=st.sampled_from(["USDT", "BTC", "FDUSD", "TRY"]),
-       side=st.sampled_from(["BUY", "SELL"]),
-       level=st.integers(-99999, 999999),
-       generation=st.integers(0, 10**13 - 1))
-def test_every_id_fits_and_parses_back(prefix: str, base: str, quote: str, side: Any,
-                                       level: int, generation: int) -> None:
+@given(
+    prefix=st.from_regex(r"[A-Za-z0-9-]{1,8}", fullmatch=True),
+    base=st.from_regex(r"[A-Z][A-Z0-9]{0,11}", fullmatch=True),
+    quote=st.sampled_from(["USDT", "BTC", "FDUSD", "TRY"]),
+    side=st.sampled_from(["BUY", "SELL"]),
+    level=st.integers(-99999, 999999),
+    generation=st.integers(0, 10**13 - 1),
+)
+def test_every_id_fits_and_parses_back(
+    prefix: str, base: str, quote: str, side: Any, level: int, generation: int
+) -> None:
     tag = symbol_tag(f"{base}/{quote}", prefix)
     cid = make_client_id(prefix, tag, side, level, generation)
     assert len(cid) <= MAX_ID_LEN
     parsed = parse_client_id(cid)
     assert parsed is not None
     assert (parsed.prefix, parsed.side, parsed.level, parsed.generation) == (
-        prefix, side, level, generation)
+        prefix,
+        side,
+        level,
+        generation,
+    )
 
 
 def test_run_generation_counts_milliseconds_of_venue_time() -> None:
@@ -67,16 +74,25 @@ def test_run_generation_counts_milliseconds_of_venue_time() -> None:
 
 
 def _quote(mid: Decimal) -> Quote:
-    return Quote(symbol="BTC/USDT", bid=mid - D("0.01"), bid_qty=D(1), ask=mid + D("0.01"),
-                 ask_qty=D(1), ts=0)
+    return Quote(
+        symbol="BTC/USDT",
+        bid=mid - D("0.01"),
+        bid_qty=D(1),
+        ask=mid + D("0.01"),
+        ask_qty=D(1),
+        ts=0,
+    )
 
 
 def _ids_of_a_run(start_ns: int, orders: int) -> list[str]:
     """The client ids a strategy started at venue time ``start_ns`` emits for ``orders``
     orders: the venue acknowledges every order and confirms every cancel while the price
     walks up, so the trailing window keeps placing new buys."""
-    s = GridStrategy(spec("BTC/USDT"), GridConfig(step=D("0.001"), levels_below=3),
-                     generation_start=run_generation(start_ns))
+    s = GridStrategy(
+        spec("BTC/USDT"),
+        GridConfig(step=D("0.001"), levels_below=3),
+        generation_start=run_generation(start_ns),
+    )
     ids: list[str] = []
     placed: dict[str, OrderRequest] = {}
     mid = D(100)
@@ -92,18 +108,27 @@ def _ids_of_a_run(start_ns: int, orders: int) -> list[str]:
             else:
                 r = placed[intent.client_id]
                 status = "CANCELED"
-            todo += s.on_order_update(OrderUpdate(symbol=r.symbol, client_id=r.client_id,
-                                                  side=r.side, price=r.price, qty=r.qty,
-                                                  status=status))
+            todo += s.on_order_update(
+                OrderUpdate(
+                    symbol=r.symbol,
+                    client_id=r.client_id,
+                    side=r.side,
+                    price=r.price,
+                    qty=r.qty,
+                    status=status,
+                )
+            )
         mid = (mid * D("1.005")).quantize(D("0.01"))
     return ids[:orders]
 
 
 @pytest.mark.slow
-@given(start=st.integers(GENERATION_EPOCH_NS, GENERATION_EPOCH_NS + 10**18),
-       orders=st.integers(1, 60), gap_ms=st.integers(0, 5000))
-def test_a_later_run_never_reuses_an_earlier_runs_ids(start: int, orders: int,
-                                                      gap_ms: int) -> None:
+@given(
+    start=st.integers(GENERATION_EPOCH_NS, GENERATION_EPOCH_NS + 10**18),
+    orders=st.integers(1, 60),
+    gap_ms=st.integers(0, 5000),
+)
+def test_a_later_run_never_reuses_an_earlier_runs_ids(start: int, orders: int, gap_ms: int) -> None:
     """A run that placed ``orders`` orders is followed by one that starts at least that
     many milliseconds later (the venue's order-rate limits allow a few per second): no id
     of the second run was used by the first."""
@@ -113,8 +138,7 @@ def test_a_later_run_never_reuses_an_earlier_runs_ids(start: int, orders: int,
     assert len(set(first)) == len(first)
 
 
-async def test_a_symbol_added_again_never_reuses_its_ids(
-        autojump_clock: trio.abc.Clock) -> None:
+async def test_a_symbol_added_again_never_reuses_its_ids(autojump_clock: trio.abc.Clock) -> None:
     """Removed and added again within one process (even at the same venue time): the new
     manager's generations start above the old one's."""
     fake = FakeExchange(["AAA/USDT"])
@@ -123,8 +147,16 @@ async def test_a_symbol_added_again_never_reuses_its_ids(
     async with open_orchestrator(fake, config, limiter=Limiter(config.limiter)) as orch:
         for _ in range(2):
             m = await orch.add_symbol("AAA/USDT")
-            fake.inject(Quote(symbol="AAA/USDT", bid=D("10.00"), bid_qty=D(1),
-                              ask=D("10.01"), ask_qty=D(1), ts=1))
+            fake.inject(
+                Quote(
+                    symbol="AAA/USDT",
+                    bid=D("10.00"),
+                    bid_qty=D(1),
+                    ask=D("10.01"),
+                    ask_qty=D(1),
+                    ts=1,
+                )
+            )
             await wait_for(lambda m=m: len(m.strategy.live_orders()) == 4)
             await orch.remove_symbol("AAA/USDT")
     ids = [r.client_id for r in fake.placed]
@@ -138,9 +170,17 @@ async def test_a_symbol_added_again_never_reuses_its_ids(
 
 
 def _order(**kw: Any) -> OpenOrder:
-    fields: dict[str, Any] = dict(symbol="BTC/USDT", client_id="mmt_BTCUSDT_B-1_1",
-                                  order_id="7", side="BUY", price=D("100.00"), qty=D("0.5"),
-                                  cum_qty=D("0.5"), status="FILLED", ts=0)
+    fields: dict[str, Any] = dict(
+        symbol="BTC/USDT",
+        client_id="mmt_BTCUSDT_B-1_1",
+        order_id="7",
+        side="BUY",
+        price=D("100.00"),
+        qty=D("0.5"),
+        cum_qty=D("0.5"),
+        status="FILLED",
+        ts=0,
+    )
     fields.update(kw)
     return OpenOrder(**fields)
 
@@ -177,8 +217,9 @@ class EarlierRunVenue(FakeExchange):
     def now_ns(self) -> int:
         return self._now
 
-    async def place(self, request: OrderRequest, *,
-                    still_wanted: StillWanted | None = None) -> OpenOrder:
+    async def place(
+        self, request: OrderRequest, *, still_wanted: StillWanted | None = None
+    ) -> OpenOrder:
         await trio.sleep(0.01)
         raise OutcomeUnknown("503 Service Unavailable")
 
@@ -187,22 +228,34 @@ class EarlierRunVenue(FakeExchange):
         parsed = parse_client_id(client_id)
         assert parsed is not None
         # same id, same level and side -- but the earlier run's price and time
-        return OpenOrder(symbol=symbol, client_id=client_id, order_id="1", side=parsed.side,
-                         price=D("9.50"), qty=D("1"), cum_qty=D("1"), status="FILLED",
-                         ts=self._now - 3600 * 10**9)
+        return OpenOrder(
+            symbol=symbol,
+            client_id=client_id,
+            order_id="1",
+            side=parsed.side,
+            price=D("9.50"),
+            qty=D("1"),
+            cum_qty=D("1"),
+            status="FILLED",
+            ts=self._now - 3600 * 10**9,
+        )
 
     async def order_fills(self, order: OpenOrder) -> list[Any]:
         raise AssertionError("the earlier run's fills must never be fetched")
 
 
 async def test_a_query_answer_that_is_not_our_order_is_never_adopted(
-        autojump_clock: trio.abc.Clock) -> None:
+    autojump_clock: trio.abc.Clock,
+) -> None:
     venue = EarlierRunVenue(["AAA/USDT"], GENERATION_EPOCH_NS + 10**12)
     config = make_config()
     async with open_orchestrator(venue, config, limiter=Limiter(config.limiter)) as orch:
         m = await orch.add_symbol("AAA/USDT")
-        venue.inject(Quote(symbol="AAA/USDT", bid=D("10.00"), bid_qty=D(1), ask=D("10.01"),
-                           ask_qty=D(1), ts=1))
+        venue.inject(
+            Quote(
+                symbol="AAA/USDT", bid=D("10.00"), bid_qty=D(1), ask=D("10.01"), ask_qty=D(1), ts=1
+            )
+        )
         await wait_for(lambda: venue.queries >= 8)
         await trio.sleep(5)
         snap = m.snapshot()

@@ -39,8 +39,10 @@ async def test_place_acks_on_the_stream_and_cancel_reports_canceled() -> None:
     assert [r.client_id for r in fake.placed] == ["c1"]
     await fake.cancel(SYM, "c1")
     reports = drain(fake)
-    assert [(type(e), e.status) for e in reports] == [(OrderUpdate, "NEW"),  # type: ignore[attr-defined]
-                                                      (OrderUpdate, "CANCELED")]
+    assert [(type(e), e.status) for e in reports] == [
+        (OrderUpdate, "NEW"),  # type: ignore[attr-defined]
+        (OrderUpdate, "CANCELED"),
+    ]
     assert fake.orders == {}
     with pytest.raises(UnknownOrder):
         await fake.cancel(SYM, "c1")
@@ -50,8 +52,10 @@ async def test_place_acks_on_the_stream_and_cancel_reports_canceled() -> None:
 
 async def test_injected_events_come_out_in_order() -> None:
     fake = FakeExchange([SYM])
-    quotes = [Quote(symbol=SYM, bid=D(10 + i), bid_qty=D(1), ask=D(11 + i), ask_qty=D(1), ts=i)
-              for i in range(3)]
+    quotes = [
+        Quote(symbol=SYM, bid=D(10 + i), bid_qty=D(1), ask=D(11 + i), ask_qty=D(1), ts=i)
+        for i in range(3)
+    ]
     for q in quotes:
         fake.inject(q)
     assert drain(fake) == quotes
@@ -93,7 +97,11 @@ async def test_fill_reports_partial_then_full_and_closes_the_order() -> None:
     drain(fake)
     part = fake.fill("c1", D("0.5"), fee=D("0.01"), fee_asset="USDT")
     assert (part.status, part.cum_qty, part.last_qty, part.last_price) == (
-        "PARTIALLY_FILLED", D("0.5"), D("0.5"), D("10.00"))
+        "PARTIALLY_FILLED",
+        D("0.5"),
+        D("0.5"),
+        D("10.00"),
+    )
     assert fake.orders["c1"].cum_qty == D("0.5")
     full = fake.fill("c1", D("1.5"), price=D("9.99"))
     assert (full.status, full.cum_qty, full.last_price) == ("FILLED", D(2), D("9.99"))
@@ -113,7 +121,8 @@ async def test_fill_refuses_an_impossible_quantity() -> None:
 
 
 async def test_with_a_limiter_a_scripted_429_pauses_it_and_withdrawn_places_are_not_sent(
-        autojump_clock: trio.abc.Clock) -> None:
+    autojump_clock: trio.abc.Clock,
+) -> None:
     limiter = Limiter(config_from_dict({}).limiter)
     fake = FakeExchange([SYM], limiter=limiter)
     fake.fail_next("place", RateLimited("Too many requests", retry_after=5.0))

@@ -58,8 +58,8 @@ def buys_on(fake: FakeExchange, symbol: str) -> list[Decimal]:
 
 
 async def test_refused_buys_of_a_batch_never_count_as_exposure(
-        autojump_clock: trio.abc.Clock,
-        transitions: list[tuple[float, GovernorChange]]) -> None:
+    autojump_clock: trio.abc.Clock, transitions: list[tuple[float, GovernorChange]]
+) -> None:
     """Cap 450, two symbols wanting 4 buys of 100 each. The budget admits two each (their
     fair share, 225) and refuses the rest; the refused buys of a batch are not reported as
     exposure while the strategy still lists them (that read 700 and tripped reduce-only,
@@ -80,15 +80,16 @@ async def test_refused_buys_of_a_batch_never_count_as_exposure(
 
 
 async def test_reduce_only_trims_only_the_excess_and_holds(
-        autojump_clock: trio.abc.Clock,
-        transitions: list[tuple[float, GovernorChange]]) -> None:
+    autojump_clock: trio.abc.Clock, transitions: list[tuple[float, GovernorChange]]
+) -> None:
     """Held inventory (BBB) gains value and takes the total over the cap: only the excess is
     trimmed (AAA's lowest buy), the other buys rest on; reduce-only lasts the hold time even
     though the price falls back at once, then the ticker releases it without any report."""
     fake = FakeExchange(["AAA/USDT", "BBB/USDT"])
-    cfg = config({"max_total_exposure": "1000", "max_symbol_exposure": "1000"},
-                 symbols={"BBB/USDT": {"mode": "neutral", "levels_below": 0,
-                                       "levels_above": 1}})
+    cfg = config(
+        {"max_total_exposure": "1000", "max_symbol_exposure": "1000"},
+        symbols={"BBB/USDT": {"mode": "neutral", "levels_below": 0, "levels_above": 1}},
+    )
     async with open_orchestrator(fake, cfg, limiter=Limiter(cfg.limiter)) as orch:
         orch.balances["BBB"] = Balance(asset="BBB", free=D(50), locked=D(0))
         aaa = await orch.add_symbol("AAA/USDT")
@@ -125,14 +126,15 @@ async def test_reduce_only_trims_only_the_excess_and_holds(
 
 @pytest.mark.slow
 async def test_two_hundred_symbols_trade_steadily_under_default_caps(
-        autojump_clock: trio.abc.Clock,
-        transitions: list[tuple[float, GovernorChange]]) -> None:
+    autojump_clock: trio.abc.Clock, transitions: list[tuple[float, GovernorChange]]
+) -> None:
     """The issue's scenario: 200 symbols on the simulated venue, default caps and grids, a
     minute of trading. Before: 20-30 reduce-only flips, some milliseconds apart, 0 fills."""
     prices = ["0.5", "2", "15", "40", "120", "300", "1500"]
     symbols = [f"S{i:03d}/USDT" for i in range(200)]
-    cfg = config_from_dict({"venue": {
-        "extra_symbols": {s: prices[i % len(prices)] for i, s in enumerate(symbols)}}})
+    cfg = config_from_dict(
+        {"venue": {"extra_symbols": {s: prices[i % len(prices)] for i, s in enumerate(symbols)}}}
+    )
     limiter = Limiter(cfg.limiter)
     exchange = SimulatedExchange(cfg.venue, limiter=limiter)
     cap = cfg.governor.max_total_exposure

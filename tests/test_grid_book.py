@@ -15,13 +15,18 @@ from mm_trio.core.grid.slots import OrderState, SlotState
 D = Decimal
 
 
-def order(cid: str, side: str = "BUY", level: int = 0, price: str = "100", qty: str = "1",
-          opening: bool = True) -> OrderState:
+def order(
+    cid: str,
+    side: str = "BUY",
+    level: int = 0,
+    price: str = "100",
+    qty: str = "1",
+    opening: bool = True,
+) -> OrderState:
     return OrderState(cid, side, level, D(price), D(qty), opening)  # type: ignore[arg-type]
 
 
-def test_retired_orders_are_remembered_up_to_the_limit(monkeypatch: pytest.MonkeyPatch
-                                                        ) -> None:
+def test_retired_orders_are_remembered_up_to_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(book_module, "DONE_MEMORY", 2)
     b = OrderBook()
     for cid in "abc":

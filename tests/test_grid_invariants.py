@@ -37,8 +37,9 @@ def _run(scn: Scenario, *checks: object) -> Run:
 def _check_inv01(run: Run, kind: str, intents: list[Intent]) -> None:
     counts = Counter((o.level, o.side) for o in run.strategy.live_orders())
     assert max(counts.values(), default=0) <= 1, counts
-    venue_live = Counter((o.level, o.side) for o in run.venue.values()
-                         if o.status in ("NEW", "PARTIALLY_FILLED"))
+    venue_live = Counter(
+        (o.level, o.side) for o in run.venue.values() if o.status in ("NEW", "PARTIALLY_FILLED")
+    )
     assert max(venue_live.values(), default=0) <= 1, venue_live
 
 
@@ -55,10 +56,16 @@ def _check_inv02(run: Run, kind: str, intents: list[Intent]) -> None:
     sells = [o.price for o in live if o.side == "SELL"]
     if buys and sells:
         assert max(buys) < min(sells), (buys, sells)
-    vb = [o.price for o in run.venue.values()
-          if o.side == "BUY" and o.status in ("NEW", "PARTIALLY_FILLED")]
-    vs = [o.price for o in run.venue.values()
-          if o.side == "SELL" and o.status in ("NEW", "PARTIALLY_FILLED")]
+    vb = [
+        o.price
+        for o in run.venue.values()
+        if o.side == "BUY" and o.status in ("NEW", "PARTIALLY_FILLED")
+    ]
+    vs = [
+        o.price
+        for o in run.venue.values()
+        if o.side == "SELL" and o.status in ("NEW", "PARTIALLY_FILLED")
+    ]
     if vb and vs:
         assert max(vb) < min(vs)
 
@@ -162,8 +169,7 @@ def _check_inv07(run: Run, kind: str, intents: list[Intent]) -> None:
         k = int(r.client_id.split("_")[-2][1:])
         fill_price = grid.price(k)
         # every fill on slot k's opening orders happened at price(k) (or better)
-        opened = [f for f in run.fills if f[1] == k and f[2] != r.side
-                  and run.venue[f[0]].opening]
+        opened = [f for f in run.fills if f[1] == k and f[2] != r.side and run.venue[f[0]].opening]
         if r.side == "SELL":
             assert r.price == grid.price(k + 1)
             # one step (floored to tick), and at least one tick where a step is below a tick
@@ -213,8 +219,11 @@ def _check_inv08(run: Run, kind: str, intents: list[Intent]) -> None:
 
         def old_orders(x: object) -> dict[str, tuple[object, ...]]:
             orders = {**x._orders, **x._done}  # type: ignore[attr-defined]
-            return {cid: (o.status, o.filled) for cid, o in orders.items()
-                    if int(cid.rsplit("_", 1)[1]) <= base}
+            return {
+                cid: (o.status, o.filled)
+                for cid, o in orders.items()
+                if int(cid.rsplit("_", 1)[1]) <= base
+            }
 
         assert old_orders(a) == old_orders(b)
 

@@ -106,11 +106,18 @@ def test_lookups_simple() -> None:
 
 
 grids = st.one_of(
-    st.builds(arith, anchor=st.sampled_from(["100", "2.37", "31000.5"]),
-              step=st.sampled_from(["0.5", "0.015", "1", "0.01"]),
-              tick=st.just("0.01")),
-    st.builds(geo, anchor=st.sampled_from(["100", "2.37", "31000.5"]),
-              step=st.sampled_from(["0.01", "0.005", "0.0123"]), tick=st.just("0.01")),
+    st.builds(
+        arith,
+        anchor=st.sampled_from(["100", "2.37", "31000.5"]),
+        step=st.sampled_from(["0.5", "0.015", "1", "0.01"]),
+        tick=st.just("0.01"),
+    ),
+    st.builds(
+        geo,
+        anchor=st.sampled_from(["100", "2.37", "31000.5"]),
+        step=st.sampled_from(["0.01", "0.005", "0.0123"]),
+        tick=st.just("0.01"),
+    ),
 )
 
 

@@ -17,14 +17,21 @@ from mm_trio.domain.intents import CancelOrder, PlaceOrder
 from mm_trio.domain.model import OrderRequest, Side, SymbolSpec
 
 D = Decimal
-SPEC = SymbolSpec(symbol="BTC/USDT", base="BTC", quote="USDT", tick_size=D("0.01"),
-                  step_size=D("0.01"), min_notional=D(50))
+SPEC = SymbolSpec(
+    symbol="BTC/USDT",
+    base="BTC",
+    quote="USDT",
+    tick_size=D("0.01"),
+    step_size=D("0.01"),
+    min_notional=D(50),
+)
 GRID = LevelGrid(spacing="arithmetic", step=D(1), anchor=D(100), tick=D("0.01"))
 
 
 def sizing(**kw: object) -> Sizing:
-    base: dict[str, object] = dict(spacing="arithmetic", step=D(1), order_size=D(60),
-                                   order_size_in="quote")
+    base: dict[str, object] = dict(
+        spacing="arithmetic", step=D(1), order_size=D(60), order_size_in="quote"
+    )
     base.update(kw)
     return Sizing(SPEC, GridConfig(**base))  # type: ignore[arg-type]
 
@@ -40,8 +47,9 @@ def test_opening_qty_in_quote_floored_to_step_and_bounded() -> None:
 def test_opening_qty_needs_a_distinct_closing_price() -> None:
     # far below a geometric anchor one step is less than a tick: levels collide
     tiny = LevelGrid(spacing="geometric", step=D("0.001"), anchor=D(100), tick=D("0.1"))
-    spec = SymbolSpec(symbol="BTC/USDT", base="BTC", quote="USDT", tick_size=D("0.1"),
-                      step_size=D("0.01"))
+    spec = SymbolSpec(
+        symbol="BTC/USDT", base="BTC", quote="USDT", tick_size=D("0.1"), step_size=D("0.01")
+    )
     s = Sizing(spec, GridConfig(order_size=D(1), order_size_in="base"))
     k = next(k for k in range(-1, -2000, -1) if tiny.price(k + 1) == tiny.price(k))
     assert s.opening_qty(tiny, k, "BUY") == 0  # its take-profit would be at its own price
@@ -67,30 +75,39 @@ def test_a_reconcile_pass_places_closing_orders_first() -> None:
     slot.lot = D(1)
     inv.set_closing_qty(slot, size.closing_qty(GRID, -1, slot.lot, slot.pending))
     slot.state = SlotState.HOLDING
-    window = TrailingWindow(levels_below=3, levels_above=0, inventory_skew=D(0),
-                            hysteresis=D(0))
+    window = TrailingWindow(levels_below=3, levels_above=0, inventory_skew=D(0), hysteresis=D(0))
     window.track(GRID, D("100.50"), D("100.40"), D("100.60"), inv.net_held)
     window.commit()
     placed: list[tuple[int, Side, Decimal, Decimal, bool]] = []
 
-    def place(level: int, side: Side, price: Decimal, qty: Decimal,
-              opening: bool) -> PlaceOrder:
+    def place(level: int, side: Side, price: Decimal, qty: Decimal, opening: bool) -> PlaceOrder:
         placed.append((level, side, price, qty, opening))
         cid = f"c{len(placed)}"
         book.add(OrderState(cid, side, level, price, qty, opening))
         inv.slot(level).place(cid, opening=opening)
-        return PlaceOrder(OrderRequest(symbol=SPEC.symbol, client_id=cid, side=side,
-                                       price=price, qty=qty), opening=opening)
+        return PlaceOrder(
+            OrderRequest(symbol=SPEC.symbol, client_id=cid, side=side, price=price, qty=qty),
+            opening=opening,
+        )
 
     def cancel(o: OrderState) -> CancelOrder:
         o.cancel_requested = True
         return CancelOrder(SPEC.symbol, o.client_id)
 
-    spec = SymbolSpec(**{**{f: getattr(SPEC, f) for f in SPEC.__struct_fields__},
-                         "max_orders": 2})
-    out = Reconcile(book=book, inventory=inv, window=window, sizing=size, grid=GRID,
-                    spec=spec, gates=Gates(), position=D(1), rejected=set(), place=place,
-                    cancel=cancel).run()
+    spec = SymbolSpec(**{**{f: getattr(SPEC, f) for f in SPEC.__struct_fields__}, "max_orders": 2})
+    out = Reconcile(
+        book=book,
+        inventory=inv,
+        window=window,
+        sizing=size,
+        grid=GRID,
+        spec=spec,
+        gates=Gates(),
+        position=D(1),
+        rejected=set(),
+        place=place,
+        cancel=cancel,
+    ).run()
     # the take-profit first, then one opening buy below it (the venue max is 2); slot -1
     # is CLOSING now, so the window's level -1 is skipped
     assert placed == [(-1, "SELL", D(100), D(1), False), (-2, "BUY", D(98), D("1.02"), True)]

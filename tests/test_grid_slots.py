@@ -33,26 +33,53 @@ from tests.grid_harness import Run, scenarios
 
 D = Decimal
 SYM = "BTC/USDT"
-STATUSES: list[OrderStatus] = ["PENDING_NEW", "NEW", "PARTIALLY_FILLED", "FILLED", "CANCELED",
-                               "EXPIRED", "REJECTED"]
+STATUSES: list[OrderStatus] = [
+    "PENDING_NEW",
+    "NEW",
+    "PARTIALLY_FILLED",
+    "FILLED",
+    "CANCELED",
+    "EXPIRED",
+    "REJECTED",
+]
 
 # --------------------------------------------------------------------------- order table
 # expected (next status, reaction) per (current, reported); "=" = the current status,
 # A = APPLY, X = CANCEL_REJECTED, I = IGNORED
 _LIVE_ROWS: dict[OrderStatus, dict[OrderStatus, str]] = {
-    "PENDING_NEW": {"PENDING_NEW": "PENDING_NEW A", "NEW": "NEW A",
-                    "PARTIALLY_FILLED": "PARTIALLY_FILLED A", "FILLED": "FILLED A",
-                    "CANCELED": "CANCELED A", "EXPIRED": "EXPIRED A",
-                    "REJECTED": "REJECTED A"},
-    "NEW": {"PENDING_NEW": "= A", "NEW": "= A", "PARTIALLY_FILLED": "PARTIALLY_FILLED A",
-            "FILLED": "FILLED A", "CANCELED": "CANCELED A", "EXPIRED": "EXPIRED A",
-            "REJECTED": "= X"},
-    "PARTIALLY_FILLED": {"PENDING_NEW": "= A", "NEW": "= A", "PARTIALLY_FILLED": "= A",
-                         "FILLED": "FILLED A", "CANCELED": "CANCELED A",
-                         "EXPIRED": "EXPIRED A", "REJECTED": "= X"},
+    "PENDING_NEW": {
+        "PENDING_NEW": "PENDING_NEW A",
+        "NEW": "NEW A",
+        "PARTIALLY_FILLED": "PARTIALLY_FILLED A",
+        "FILLED": "FILLED A",
+        "CANCELED": "CANCELED A",
+        "EXPIRED": "EXPIRED A",
+        "REJECTED": "REJECTED A",
+    },
+    "NEW": {
+        "PENDING_NEW": "= A",
+        "NEW": "= A",
+        "PARTIALLY_FILLED": "PARTIALLY_FILLED A",
+        "FILLED": "FILLED A",
+        "CANCELED": "CANCELED A",
+        "EXPIRED": "EXPIRED A",
+        "REJECTED": "= X",
+    },
+    "PARTIALLY_FILLED": {
+        "PENDING_NEW": "= A",
+        "NEW": "= A",
+        "PARTIALLY_FILLED": "= A",
+        "FILLED": "FILLED A",
+        "CANCELED": "CANCELED A",
+        "EXPIRED": "EXPIRED A",
+        "REJECTED": "= X",
+    },
 }
-_REACTIONS = {"A": OrderReaction.APPLY, "X": OrderReaction.CANCEL_REJECTED,
-              "I": OrderReaction.IGNORED}
+_REACTIONS = {
+    "A": OrderReaction.APPLY,
+    "X": OrderReaction.CANCEL_REJECTED,
+    "I": OrderReaction.IGNORED,
+}
 
 
 def _expected_order(cur: OrderStatus, rep: OrderStatus) -> tuple[str, OrderReaction]:
@@ -76,8 +103,7 @@ def test_order_table_entry(cur: OrderStatus, rep: OrderStatus) -> None:
 def test_order_table_has_exactly_every_pair() -> None:
     assert set(ORDER_TRANSITIONS) == {(c, r) for c in STATUSES for r in STATUSES}
     # the terminal rows are the model's terminal statuses
-    sticky = {c for c in STATUSES if all(ORDER_TRANSITIONS[(c, r)].status == c
-                                         for r in STATUSES)}
+    sticky = {c for c in STATUSES if all(ORDER_TRANSITIONS[(c, r)].status == c for r in STATUSES)}
     assert sticky == TERMINAL_STATUSES
 
 
@@ -118,8 +144,9 @@ def test_slot_table_entry(state: SlotState, event: SlotEvent) -> None:
     expected = _EXPECTED_SLOT[event].get(state)
     if expected is None:
         assert (state, event) not in SLOT_TRANSITIONS
-        with pytest.raises(SlotBookkeepingError,
-                           match=f"slot 7: no transition {state.value} --{event.value}-->"):
+        with pytest.raises(
+            SlotBookkeepingError, match=f"slot 7: no transition {state.value} --{event.value}-->"
+        ):
             slot.fire(event)
         assert slot.state is state  # a refused transition changes nothing
     else:
@@ -180,25 +207,43 @@ def test_slot_audit_compares_data_with_the_table() -> None:
 
 # --------------------------------------------------------------------------- strategy
 def _strategy() -> GridStrategy:
-    spec = SymbolSpec(symbol=SYM, base="BTC", quote="USDT", tick_size=D("0.01"),
-                      step_size=D("0.01"))
-    cfg = GridConfig(spacing="arithmetic", step=D(1), levels_below=1, levels_above=0,
-                     order_size=D(1), order_size_in="base", anchor=D(100))
+    spec = SymbolSpec(
+        symbol=SYM, base="BTC", quote="USDT", tick_size=D("0.01"), step_size=D("0.01")
+    )
+    cfg = GridConfig(
+        spacing="arithmetic",
+        step=D(1),
+        levels_below=1,
+        levels_above=0,
+        order_size=D(1),
+        order_size_in="base",
+        anchor=D(100),
+    )
     return GridStrategy(spec, cfg)
 
 
-def _report(p: PlaceOrder, status: str, cum: str, last: str = "0",
-            trade_id: int | None = None) -> OrderUpdate:
+def _report(
+    p: PlaceOrder, status: str, cum: str, last: str = "0", trade_id: int | None = None
+) -> OrderUpdate:
     r = p.request
-    return OrderUpdate(symbol=SYM, client_id=r.client_id, side=r.side, price=r.price,
-                       qty=r.qty, status=status, cum_qty=D(cum),  # type: ignore[arg-type]
-                       last_qty=D(last), trade_id=trade_id)
+    return OrderUpdate(
+        symbol=SYM,
+        client_id=r.client_id,
+        side=r.side,
+        price=r.price,
+        qty=r.qty,
+        status=status,
+        cum_qty=D(cum),  # type: ignore[arg-type]
+        last_qty=D(last),
+        trade_id=trade_id,
+    )
 
 
 def test_reports_for_a_terminal_order_are_ignored_and_counted() -> None:
     s = _strategy()
-    (buy,) = s.on_quote(Quote(symbol=SYM, bid=D("100.40"), bid_qty=D(1), ask=D("100.60"),
-                              ask_qty=D(1), ts=0))
+    (buy,) = s.on_quote(
+        Quote(symbol=SYM, bid=D("100.40"), bid_qty=D(1), ask=D("100.60"), ask_qty=D(1), ts=0)
+    )
     assert isinstance(buy, PlaceOrder)
     s.on_order_update(_report(buy, "NEW", "0"))
     out: list[Intent] = s.on_order_update(_report(buy, "FILLED", "1", "1", trade_id=1))

@@ -17,15 +17,22 @@ SYM = "BTC/USDT"
 
 
 def spec(**kw: object) -> SymbolSpec:
-    base = dict(symbol=SYM, base="BTC", quote="USDT", tick_size=D("0.01"),
-                step_size=D("0.01"))
+    base = dict(symbol=SYM, base="BTC", quote="USDT", tick_size=D("0.01"), step_size=D("0.01"))
     base.update(kw)
     return SymbolSpec(**base)  # type: ignore[arg-type]
 
 
 def cfg(**kw: object) -> GridConfig:
-    base = dict(spacing="arithmetic", step=D("1"), levels_below=3, levels_above=2,
-                order_size=D("1"), order_size_in="base", mode="long", anchor=D("100"))
+    base = dict(
+        spacing="arithmetic",
+        step=D("1"),
+        levels_below=3,
+        levels_above=2,
+        order_size=D("1"),
+        order_size_in="base",
+        mode="long",
+        anchor=D("100"),
+    )
     base.update(kw)
     return GridConfig(**base)  # type: ignore[arg-type]
 
@@ -43,8 +50,16 @@ def cancels(intents: list[Intent]) -> list[str]:
 
 
 def summary(intents: list[Intent]) -> list[tuple[str, str, Decimal, Decimal, bool]]:
-    return [(p.request.side, p.request.client_id.split("_")[2], p.request.price, p.request.qty,
-             p.opening) for p in places(intents)]
+    return [
+        (
+            p.request.side,
+            p.request.client_id.split("_")[2],
+            p.request.price,
+            p.request.qty,
+            p.opening,
+        )
+        for p in places(intents)
+    ]
 
 
 class Book:
@@ -58,35 +73,60 @@ class Book:
         for o in self.s.live_orders():
             if o.level == level and o.side == side:
                 return PlaceOrder(  # rebuilt view of the live order
-                    request=_req(o.client_id, o.side, o.price, o.qty), opening=o.opening)
+                    request=_req(o.client_id, o.side, o.price, o.qty), opening=o.opening
+                )
         raise AssertionError(f"no live {side} at level {level}: {self.s.live_orders()}")
 
-    def report(self, p: PlaceOrder, status: str, cum: str = "0", last: str = "0",
-               fee: str = "0", fee_asset: str = "USDT") -> list[Intent]:
+    def report(
+        self,
+        p: PlaceOrder,
+        status: str,
+        cum: str = "0",
+        last: str = "0",
+        fee: str = "0",
+        fee_asset: str = "USDT",
+    ) -> list[Intent]:
         r = p.request
         trade_id = None
         if D(last) > 0:
             self.trade += 1
             trade_id = self.trade
-        return self.s.on_order_update(OrderUpdate(
-            symbol=SYM, client_id=r.client_id, side=r.side, price=r.price, qty=r.qty,
-            status=status, cum_qty=D(cum), last_qty=D(last),  # type: ignore[arg-type]
-            last_price=r.price if D(last) else D(0), fee=D(fee), fee_asset=fee_asset,
-            trade_id=trade_id))
+        return self.s.on_order_update(
+            OrderUpdate(
+                symbol=SYM,
+                client_id=r.client_id,
+                side=r.side,
+                price=r.price,
+                qty=r.qty,
+                status=status,
+                cum_qty=D(cum),
+                last_qty=D(last),  # type: ignore[arg-type]
+                last_price=r.price if D(last) else D(0),
+                fee=D(fee),
+                fee_asset=fee_asset,
+                trade_id=trade_id,
+            )
+        )
 
     def fill(self, p: PlaceOrder, cum: str | None = None, **kw: str) -> list[Intent]:
         done = cum is None or D(cum) == p.request.qty
         c = str(p.request.qty) if cum is None else cum
-        prev = next((o.filled for o in self.s.live_orders()
-                     if o.client_id == p.request.client_id), D(0))
-        return self.report(p, "FILLED" if done else "PARTIALLY_FILLED", c,
-                           str(D(c) - prev), **kw)
+        prev = next(
+            (o.filled for o in self.s.live_orders() if o.client_id == p.request.client_id), D(0)
+        )
+        return self.report(p, "FILLED" if done else "PARTIALLY_FILLED", c, str(D(c) - prev), **kw)
 
 
 def _req(cid: str, side: str, price: Decimal, qty: Decimal):  # type: ignore[no-untyped-def]
     from mm_trio.domain.model import OrderRequest
-    return OrderRequest(symbol=SYM, client_id=cid, side=side, price=price,  # type: ignore[arg-type]
-                        qty=qty)
+
+    return OrderRequest(
+        symbol=SYM,
+        client_id=cid,
+        side=side,
+        price=price,  # type: ignore[arg-type]
+        qty=qty,
+    )
 
 
 # --------------------------------------------------------------------------- window
@@ -166,8 +206,9 @@ def test_kept_edge_level_gets_no_new_buy_until_the_price_is_above_it_again() -> 
 
 
 def test_hysteresis_applies_to_the_sell_window_too() -> None:
-    s = GridStrategy(spec(), cfg(mode="neutral", levels_below=0, levels_above=2),
-                     start_position=D(10))
+    s = GridStrategy(
+        spec(), cfg(mode="neutral", levels_below=0, levels_above=2), start_position=D(10)
+    )
     b = Book(s)
     s.on_quote(quote("100.40", "100.60"))  # sells at 101, 102
     assert sorted((o.side, o.level) for o in s.live_orders()) == [("SELL", 1), ("SELL", 2)]
@@ -176,7 +217,8 @@ def test_hysteresis_applies_to_the_sell_window_too() -> None:
     out = s.on_quote(quote("99.72", "99.74"))  # y = 99.73: bottom is now level 0 (100)
     assert cancels(out) == [b.order(2, "SELL").request.client_id]
     assert summary(b.report(b.order(2, "SELL"), "CANCELED")) == [
-        ("SELL", "S0", D("100"), D("1"), True)]
+        ("SELL", "S0", D("100"), D("1"), True)
+    ]
 
 
 def test_anchor_defaults_to_first_mid_snapped() -> None:
@@ -203,8 +245,9 @@ def test_trailing_cancels_and_replaces_after_confirmation() -> None:
     assert summary(out) == [("BUY", "B1", D("101"), D("1"), True)]
     # and down again
     out = s.on_quote(quote("99.40", "99.60"))
-    assert sorted(cancels(out)) == sorted([b.order(1).request.client_id,
-                                           b.order(0).request.client_id])
+    assert sorted(cancels(out)) == sorted(
+        [b.order(1).request.client_id, b.order(0).request.client_id]
+    )
 
 
 def test_quote_sized_orders_and_skipped_levels() -> None:
@@ -212,7 +255,10 @@ def test_quote_sized_orders_and_skipped_levels() -> None:
     out = s.on_quote(quote("100.40", "100.60"))
     # 100/100 = 1.00; 100/99 = 1.0101 -> 1.01; 100/98 -> 1.02 but 98*1.02 = 99.96 ok
     assert [(p.request.price, p.request.qty) for p in places(out)] == [
-        (D("100"), D("1.00")), (D("99"), D("1.01")), (D("98"), D("1.02"))]
+        (D("100"), D("1.00")),
+        (D("99"), D("1.01")),
+        (D("98"), D("1.02")),
+    ]
     s = GridStrategy(spec(min_qty=D("2")), cfg())
     assert s.on_quote(quote("100.40", "100.60")) == []  # every level below min qty
 
@@ -271,8 +317,9 @@ def test_take_profit_below_opening_buys_cancels_them_first() -> None:
     out = b.report(p, "CANCELED", "0.3")
     # its take-profit (99) would cross our buys at 99 and 100: cancel them, defer it
     assert places(out) == []
-    assert sorted(cancels(out)) == sorted([b.order(0).request.client_id,
-                                           b.order(-1).request.client_id])
+    assert sorted(cancels(out)) == sorted(
+        [b.order(0).request.client_id, b.order(-1).request.client_id]
+    )
     b.report(b.order(0), "CANCELED")
     out = b.report(b.order(-1), "CANCELED")
     assert summary(out) == [("SELL", "S-2", D("99"), D("0.3"), False)]
@@ -324,9 +371,22 @@ def test_reports_are_idempotent_sticky_and_monotonic() -> None:
     b.fill(p, "0.4")
     before = (s.position, s.live_orders())
     # a duplicate (same cum, same trade) and a stale lower cum change nothing
-    assert s.on_order_update(OrderUpdate(
-        symbol=SYM, client_id=p.request.client_id, side="BUY", price=D(100), qty=D(1),
-        status="PARTIALLY_FILLED", cum_qty=D("0.4"), last_qty=D("0.4"), trade_id=1)) == []
+    assert (
+        s.on_order_update(
+            OrderUpdate(
+                symbol=SYM,
+                client_id=p.request.client_id,
+                side="BUY",
+                price=D(100),
+                qty=D(1),
+                status="PARTIALLY_FILLED",
+                cum_qty=D("0.4"),
+                last_qty=D("0.4"),
+                trade_id=1,
+            )
+        )
+        == []
+    )
     assert b.report(p, "NEW") == []
     assert (s.position, s.live_orders()) == before
     b.report(p, "FILLED", "1", "0.6")
@@ -354,8 +414,15 @@ def test_higher_cum_after_cancel_still_counts() -> None:
 def test_unknown_updates_are_counted_and_ignored() -> None:
     s = GridStrategy(spec(), cfg())
     s.on_quote(quote("100.40", "100.60"))
-    u = OrderUpdate(symbol=SYM, client_id="other_1", side="BUY", price=D(1), qty=D(1),
-                    status="FILLED", cum_qty=D(1))
+    u = OrderUpdate(
+        symbol=SYM,
+        client_id="other_1",
+        side="BUY",
+        price=D(1),
+        qty=D(1),
+        status="FILLED",
+        cum_qty=D(1),
+    )
     assert s.on_order_update(u) == []
     assert s.ignored_updates == 1
     assert s.position == 0
@@ -389,16 +456,22 @@ def test_take_profit_blocked_by_opening_buy_cancels_it_first() -> None:
     assert s.on_quote(quote("100.30", "100.70")) == []
     live = s.live_orders()
     assert max(o.price for o in live if o.side == "BUY") < min(
-        o.price for o in live if o.side == "SELL")
+        o.price for o in live if o.side == "SELL"
+    )
 
 
 def test_max_orders_makes_room_for_closing_orders() -> None:
-    s = GridStrategy(spec(max_orders=2), cfg(mode="neutral", levels_below=1, levels_above=3),
-                     start_position=D("5"))
+    s = GridStrategy(
+        spec(max_orders=2),
+        cfg(mode="neutral", levels_below=1, levels_above=3),
+        start_position=D("5"),
+    )
     b = Book(s)
     out = s.on_quote(quote("100.40", "100.60"))
-    assert summary(out) == [("BUY", "B0", D("100"), D("1"), True),
-                            ("SELL", "S1", D("101"), D("1"), True)]
+    assert summary(out) == [
+        ("BUY", "B0", D("100"), D("1"), True),
+        ("SELL", "S1", D("101"), D("1"), True),
+    ]
     out = b.fill(b.order(1, "SELL"))
     assert summary(out) == [("BUY", "B1", D("100"), D("1"), False)]  # the buy-back
     out = s.set_gates(halt_opening=False, reduce_only=True)
@@ -424,8 +497,10 @@ def test_neutral_sells_held_base_and_buys_back_one_level_down() -> None:
     b = Book(s)
     out = s.on_quote(quote("100.40", "100.60"))
     # only 1.5 base is held: one opening sell of 1
-    assert summary(out) == [("BUY", "B0", D("100"), D("1"), True),
-                            ("SELL", "S1", D("101"), D("1"), True)]
+    assert summary(out) == [
+        ("BUY", "B0", D("100"), D("1"), True),
+        ("SELL", "S1", D("101"), D("1"), True),
+    ]
     out = b.fill(b.order(1, "SELL"))
     assert s.position == D("0.5")
     assert s.level_inventory() == {1: D("-1")}
@@ -443,8 +518,10 @@ def test_inventory_skew_shifts_the_window_down() -> None:
     s.on_quote(quote("100.40", "100.60"))
     out = b.fill(b.order(0))
     # one held long level: ref = 100.5 - 1 step = 99.5, so the window is 99, 98
-    assert summary(out) == [("SELL", "S0", D("101"), D("1"), False),
-                            ("BUY", "B-2", D("98"), D("1"), True)]
+    assert summary(out) == [
+        ("SELL", "S0", D("101"), D("1"), False),
+        ("BUY", "B-2", D("98"), D("1"), True),
+    ]
 
 
 # --------------------------------------------------------------------------- gates
@@ -543,16 +620,19 @@ def test_geometric_strategy_prices() -> None:
     assert [p.request.price for p in places(out)] == [D("100"), D("99.00"), D("98.02")]
 
 
-@pytest.mark.parametrize("kw, key", [
-    (dict(step=D("0.001")), "grid.step"),
-    (dict(step=D("0")), "grid.step"),
-    (dict(levels_below=0, levels_above=0), "levels_below"),
-    (dict(order_size=D("-1")), "grid.order_size"),
-    (dict(spacing="geometric", step=D("0.00001")), "grid.step"),
-    (dict(client_id_prefix="bad prefix"), "client_id_prefix"),
-    (dict(trail_hysteresis=D("1")), "grid.trail_hysteresis"),
-    (dict(trail_hysteresis=D("-0.1")), "grid.trail_hysteresis"),
-])
+@pytest.mark.parametrize(
+    "kw, key",
+    [
+        (dict(step=D("0.001")), "grid.step"),
+        (dict(step=D("0")), "grid.step"),
+        (dict(levels_below=0, levels_above=0), "levels_below"),
+        (dict(order_size=D("-1")), "grid.order_size"),
+        (dict(spacing="geometric", step=D("0.00001")), "grid.step"),
+        (dict(client_id_prefix="bad prefix"), "client_id_prefix"),
+        (dict(trail_hysteresis=D("1")), "grid.trail_hysteresis"),
+        (dict(trail_hysteresis=D("-0.1")), "grid.trail_hysteresis"),
+    ],
+)
 def test_bad_config_raises_value_error_naming_key(kw: dict[str, object], key: str) -> None:
     with pytest.raises(ValueError, match=key):
         GridStrategy(spec(), cfg(**kw))
@@ -569,8 +649,15 @@ def test_order_transition_table_is_complete_and_sticky() -> None:
     from mm_trio.core.grid.slots import ORDER_TRANSITIONS
     from mm_trio.domain.model import TERMINAL_STATUSES
 
-    statuses = ["PENDING_NEW", "NEW", "PARTIALLY_FILLED", "FILLED", "CANCELED", "EXPIRED",
-                "REJECTED"]
+    statuses = [
+        "PENDING_NEW",
+        "NEW",
+        "PARTIALLY_FILLED",
+        "FILLED",
+        "CANCELED",
+        "EXPIRED",
+        "REJECTED",
+    ]
     for cur in statuses:
         for rep in statuses:
             nxt, _ = ORDER_TRANSITIONS[(cur, rep)]  # type: ignore[index]
@@ -602,8 +689,9 @@ def test_cancel_reject_keeps_order_live_and_is_counted() -> None:
     o = next(o for o in s.live_orders() if o.client_id == p.request.client_id)
     assert o.cancel_requested and o.status == "NEW"
     out = b.fill(p)  # it had filled: its take-profit (99) first clears our buys at 99, 100
-    assert sorted(cancels(out)) == sorted([b.order(0).request.client_id,
-                                           b.order(-1).request.client_id])
+    assert sorted(cancels(out)) == sorted(
+        [b.order(0).request.client_id, b.order(-1).request.client_id]
+    )
     assert s.level_inventory() == {-2: D("1")}
 
 

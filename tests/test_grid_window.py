@@ -15,8 +15,9 @@ GRID = LevelGrid(spacing="arithmetic", step=D(1), anchor=D(100), tick=D("0.01"))
 
 
 def window(h: str = "0", skew: str = "0", below: int = 3, above: int = 2) -> TrailingWindow:
-    return TrailingWindow(levels_below=below, levels_above=above, inventory_skew=D(skew),
-                          hysteresis=D(h))
+    return TrailingWindow(
+        levels_below=below, levels_above=above, inventory_skew=D(skew), hysteresis=D(h)
+    )
 
 
 def at(w: TrailingWindow, mid: str, half_spread: str = "0.10", net: int = 0) -> object:
@@ -24,10 +25,17 @@ def at(w: TrailingWindow, mid: str, half_spread: str = "0.10", net: int = 0) -> 
     return w.track(GRID, m, m - s, m + s, net)
 
 
-@pytest.mark.parametrize(("side", "price", "bound", "expected"), [
-    ("BUY", "100", "100", True), ("BUY", "101", "100", True), ("BUY", "99", "100", False),
-    ("SELL", "100", "100", True), ("SELL", "99", "100", True), ("SELL", "101", "100", False),
-])
+@pytest.mark.parametrize(
+    ("side", "price", "bound", "expected"),
+    [
+        ("BUY", "100", "100", True),
+        ("BUY", "101", "100", True),
+        ("BUY", "99", "100", False),
+        ("SELL", "100", "100", True),
+        ("SELL", "99", "100", True),
+        ("SELL", "101", "100", False),
+    ],
+)
 def test_reaches_mirrors_the_sides(side: str, price: str, bound: str, expected: bool) -> None:
     assert reaches(side, D(price), D(bound)) is expected  # type: ignore[arg-type]
 

@@ -32,8 +32,9 @@ from mm_trio.exchange.limiter import Limiter
 from mm_trio.exchange.testing import FakeExchange
 
 D = Decimal
-CONFIG = config_from_dict({"grid": {"levels_below": 3, "levels_above": 0, "step": "0.01",
-                                    "order_size": "20"}})
+CONFIG = config_from_dict(
+    {"grid": {"levels_below": 3, "levels_above": 0, "step": "0.01", "order_size": "20"}}
+)
 
 
 def quote(bid: str, ask: str) -> Quote:
@@ -53,8 +54,9 @@ class LateLandingExchange(FakeExchange):
         self.nursery = nursery
         self.target: str | None = None
 
-    async def place(self, request: OrderRequest, *,
-                    still_wanted: StillWanted | None = None) -> OpenOrder:
+    async def place(
+        self, request: OrderRequest, *, still_wanted: StillWanted | None = None
+    ) -> OpenOrder:
         check_wanted(request, still_wanted)  # right before it goes on the wire
         cid = request.client_id
         if self.target is None:
@@ -75,10 +77,14 @@ class LateLandingExchange(FakeExchange):
 
 
 async def test_duplicate_on_resend_does_not_skip_the_waiting_cancel(
-        autojump_clock: trio.abc.Clock) -> None:
-    config = config_from_dict({"grid": {"levels_below": 3, "levels_above": 0, "step": "0.01",
-                                        "order_size": "20"},
-                               "risk": {"jump_pct": "0.5"}})
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    config = config_from_dict(
+        {
+            "grid": {"levels_below": 3, "levels_above": 0, "step": "0.01", "order_size": "20"},
+            "risk": {"jump_pct": "0.5"},
+        }
+    )
     async with trio.open_nursery() as nursery:
         fake = LateLandingExchange(nursery)
         async with open_orchestrator(fake, config, limiter=Limiter(config.limiter)) as orch:
@@ -116,8 +122,9 @@ class ScriptedExchange(FakeExchange):
         self.place_calls: list[str] = []
         self.cancel_calls: list[str] = []
 
-    async def place(self, request: OrderRequest, *,
-                    still_wanted: StillWanted | None = None) -> OpenOrder:
+    async def place(
+        self, request: OrderRequest, *, still_wanted: StillWanted | None = None
+    ) -> OpenOrder:
         check_wanted(request, still_wanted)
         self.place_calls.append(request.client_id)
         if self.target is None:
@@ -136,40 +143,76 @@ class ScriptedExchange(FakeExchange):
         r = self.target
         assert r is not None
         self.visible = True
-        self.orders[r.client_id] = OpenOrder(symbol=r.symbol, client_id=r.client_id,
-                                             order_id="late", side=r.side, price=r.price,
-                                             qty=r.qty, cum_qty=D(0), status="NEW")
-        self.inject(OrderUpdate(symbol=r.symbol, client_id=r.client_id, side=r.side,
-                                price=r.price, qty=r.qty, status="NEW"))
+        self.orders[r.client_id] = OpenOrder(
+            symbol=r.symbol,
+            client_id=r.client_id,
+            order_id="late",
+            side=r.side,
+            price=r.price,
+            qty=r.qty,
+            cum_qty=D(0),
+            status="NEW",
+        )
+        self.inject(
+            OrderUpdate(
+                symbol=r.symbol,
+                client_id=r.client_id,
+                side=r.side,
+                price=r.price,
+                qty=r.qty,
+                status="NEW",
+            )
+        )
 
     def fill_target(self, qty: Decimal) -> None:
         """A partial fill of the (live) target."""
         r = self.target
         assert r is not None
-        self.orders[r.client_id] = OpenOrder(symbol=r.symbol, client_id=r.client_id,
-                                             order_id="late", side=r.side, price=r.price,
-                                             qty=r.qty, cum_qty=qty, status="PARTIALLY_FILLED")
-        self.inject(OrderUpdate(symbol=r.symbol, client_id=r.client_id, side=r.side,
-                                price=r.price, qty=r.qty, status="PARTIALLY_FILLED",
-                                cum_qty=qty, last_qty=qty, last_price=r.price, trade_id=77))
+        self.orders[r.client_id] = OpenOrder(
+            symbol=r.symbol,
+            client_id=r.client_id,
+            order_id="late",
+            side=r.side,
+            price=r.price,
+            qty=r.qty,
+            cum_qty=qty,
+            status="PARTIALLY_FILLED",
+        )
+        self.inject(
+            OrderUpdate(
+                symbol=r.symbol,
+                client_id=r.client_id,
+                side=r.side,
+                price=r.price,
+                qty=r.qty,
+                status="PARTIALLY_FILLED",
+                cum_qty=qty,
+                last_qty=qty,
+                last_price=r.price,
+                trade_id=77,
+            )
+        )
 
     async def cancel(self, symbol: str, client_id: str) -> OpenOrder:
         self.cancel_calls.append(client_id)
-        if self.target is not None and client_id == self.target.client_id \
-                and self.cancel_timeouts > 0:
+        if (
+            self.target is not None
+            and client_id == self.target.client_id
+            and self.cancel_timeouts > 0
+        ):
             self.cancel_timeouts -= 1
             raise OutcomeUnknown("timed out")  # never reached the venue
         return await FakeExchange.cancel(self, symbol, client_id)
 
     async def query(self, symbol: str, client_id: str) -> OpenOrder:
-        if self.target is not None and client_id == self.target.client_id \
-                and not self.visible:
+        if self.target is not None and client_id == self.target.client_id and not self.visible:
             raise UnknownOrder("Order does not exist.")
         return await FakeExchange.query(self, symbol, client_id)
 
 
 async def test_duplicate_unknown_to_query_that_shows_up_live_is_cancelled(
-        autojump_clock: trio.abc.Clock) -> None:
+    autojump_clock: trio.abc.Clock,
+) -> None:
     fake = ScriptedExchange()
     # first send times out, queries find nothing; the re-send is refused as a duplicate
     # (the first send did land) but the query still lags
@@ -190,7 +233,8 @@ async def test_duplicate_unknown_to_query_that_shows_up_live_is_cancelled(
 
 
 async def test_presumed_gone_order_stays_watched_until_its_cancel_lands(
-        autojump_clock: trio.abc.Clock) -> None:
+    autojump_clock: trio.abc.Clock,
+) -> None:
     fake = ScriptedExchange()
     fake.cancel_timeouts = 5  # the cancel sent on sight never reaches the venue
     async with open_orchestrator(fake, CONFIG, limiter=Limiter(CONFIG.limiter)) as orch:
@@ -215,7 +259,8 @@ async def test_presumed_gone_order_stays_watched_until_its_cancel_lands(
 
 
 async def test_gave_up_on_an_order_the_strategy_holds_live_does_not_cancel_it(
-        autojump_clock: trio.abc.Clock) -> None:
+    autojump_clock: trio.abc.Clock,
+) -> None:
     fake = ScriptedExchange()
     fake.ack_on_stream = True  # the first send lands (NEW on the stream); queries lag
     async with open_orchestrator(fake, CONFIG, limiter=Limiter(CONFIG.limiter)) as orch:

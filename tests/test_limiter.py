@@ -51,8 +51,9 @@ def assert_any_window(grants: list[Grant], limits: RateLimits) -> None:
     assert max_window_sum(times, orders, 86400.0) <= limits.orders_day
 
 
-SMALL = LimiterConfig(weight_per_minute=100, orders_per_10s=10, orders_per_day=60,
-                      safety_margin=Decimal("0.1"))
+SMALL = LimiterConfig(
+    weight_per_minute=100, orders_per_10s=10, orders_per_day=60, safety_margin=Decimal("0.1")
+)
 
 
 # --------------------------------------------------------------------------- pure core
@@ -126,8 +127,9 @@ def test_core_orders_need_both_order_buckets() -> None:
     ),
     st.sampled_from([0.0, 0.001, 0.5]),
 )
-def test_core_any_window_property(steps: list[tuple[float, int, int, bool, int | None]],
-                                  resolution: float) -> None:
+def test_core_any_window_property(
+    steps: list[tuple[float, int, int, bool, int | None]], resolution: float
+) -> None:
     limits = RateLimits(weight=90, orders_short=9, orders_day=40)
     core = LimiterCore(limits)
     for bucket in (core.weight, core.orders_short, core.orders_day):

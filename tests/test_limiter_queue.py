@@ -21,8 +21,9 @@ from mm_trio.domain.config import LimiterConfig
 from tests.test_limiter import Grant, assert_any_window
 
 # effective limits (10% margin): weight 90/60 s, orders 9/10 s, 54/day
-SMALL = LimiterConfig(weight_per_minute=100, orders_per_10s=10, orders_per_day=60,
-                      safety_margin=Decimal("0.1"))
+SMALL = LimiterConfig(
+    weight_per_minute=100, orders_per_10s=10, orders_per_day=60, safety_margin=Decimal("0.1")
+)
 ORDERS_FREE_AT = 10.0  # when orders spent at t=0 come back
 WEIGHT_FREE_AT = 60.0  # when weight spent at t=0 comes back
 
@@ -39,8 +40,7 @@ class Wanted:
         return self.wanted
 
 
-async def place(limiter: lim.Limiter, name: str, wanted: Wanted,
-                outcomes: list[Outcome]) -> None:
+async def place(limiter: lim.Limiter, name: str, wanted: Wanted, outcomes: list[Outcome]) -> None:
     try:
         await limiter.acquire(1, 1, still_wanted=wanted)
     except lim.Withdrawn:
@@ -49,8 +49,9 @@ async def place(limiter: lim.Limiter, name: str, wanted: Wanted,
         outcomes.append((name, "granted", trio.current_time()))
 
 
-async def start_queued(nursery: trio.Nursery, fn: Callable[..., Awaitable[None]],
-                       *args: object) -> None:
+async def start_queued(
+    nursery: trio.Nursery, fn: Callable[..., Awaitable[None]], *args: object
+) -> None:
     """Start ``fn`` and let it reach its wait (so queue order is start order)."""
     nursery.start_soon(fn, *args)
     await trio.testing.wait_all_tasks_blocked()
@@ -102,8 +103,10 @@ async def test_unwanted_head_is_never_granted_even_without_recheck(
         await start_queued(nursery, place, limiter, "first", first, outcomes)
         await start_queued(nursery, place, limiter, "second", second, outcomes)
         first.wanted = False  # no recheck
-    assert outcomes == [("first", "withdrawn", ORDERS_FREE_AT),
-                        ("second", "granted", ORDERS_FREE_AT)]
+    assert outcomes == [
+        ("first", "withdrawn", ORDERS_FREE_AT),
+        ("second", "granted", ORDERS_FREE_AT),
+    ]
     assert limiter.sent_orders == 9 + 1
 
 
@@ -202,7 +205,8 @@ def limiter_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]
 
 
 async def test_each_pause_is_logged_once_with_cause_and_duration(
-    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
     alerts: list[str] = []
@@ -231,7 +235,8 @@ async def test_each_pause_is_logged_once_with_cause_and_duration(
 
 
 async def test_ban_without_an_alert_hook_is_still_an_error(
-    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     limiter = lim.Limiter(SMALL)
     limiter.pause(60.0, banned=True, reason="HTTP 418")
@@ -259,8 +264,9 @@ async def test_hammer_with_withdrawals_and_priorities_keeps_every_window(
             if kind == "place":
                 wanted = Wanted()
                 if r.random() < 0.5:  # its cancel is requested a moment later
-                    nursery.start_soon(_withdraw_later, limiter, wanted, r.random() * 5,
-                                       r.random() < 0.5)
+                    nursery.start_soon(
+                        _withdraw_later, limiter, wanted, r.random() * 5, r.random() < 0.5
+                    )
                 try:
                     await limiter.acquire(1, 1, still_wanted=wanted)
                 except lim.Withdrawn:
@@ -288,8 +294,7 @@ async def test_hammer_with_withdrawals_and_priorities_keeps_every_window(
     assert limiter.waits > 0 and limiter.queued == 0
 
 
-async def _withdraw_later(limiter: lim.Limiter, wanted: Wanted, delay: float,
-                          tell: bool) -> None:
+async def _withdraw_later(limiter: lim.Limiter, wanted: Wanted, delay: float, tell: bool) -> None:
     await trio.sleep(delay)
     wanted.wanted = False
     if tell:

@@ -28,8 +28,9 @@ from tests.fakes import QuotingFake, ours, symbol_quote
 from tests.test_orchestrator import make_config, wait_for
 
 D = Decimal
-CONFIG = config_from_dict({"grid": {"levels_below": 3, "levels_above": 0, "step": "0.01",
-                                    "order_size": "20"}})
+CONFIG = config_from_dict(
+    {"grid": {"levels_below": 3, "levels_above": 0, "step": "0.01", "order_size": "20"}}
+)
 
 
 def quote(bid: str, ask: str, ts: int = 1) -> Quote:
@@ -48,8 +49,9 @@ class FaultyExchange(FakeExchange):
         self.query_calls: list[str] = []
         self.limiter: Limiter | None = None  # paused on a 429, as a real adapter does
 
-    async def place(self, request: OrderRequest, *,
-                    still_wanted: StillWanted | None = None) -> OpenOrder:
+    async def place(
+        self, request: OrderRequest, *, still_wanted: StillWanted | None = None
+    ) -> OpenOrder:
         check_wanted(request, still_wanted)  # before it goes on the wire
         self.place_calls.append(request.client_id)
         fault = self.place_faults.pop(0) if self.place_faults else "ok"
@@ -79,7 +81,8 @@ class FaultyExchange(FakeExchange):
 
 
 async def test_applied_place_with_lost_answer_is_adopted_not_resent(
-        autojump_clock: trio.abc.Clock) -> None:
+    autojump_clock: trio.abc.Clock,
+) -> None:
     fake = FaultyExchange()
     fake.place_faults = ["applied-timeout"]
     async with open_orchestrator(fake, CONFIG, limiter=Limiter(CONFIG.limiter)) as orch:
@@ -95,7 +98,8 @@ async def test_applied_place_with_lost_answer_is_adopted_not_resent(
 
 
 async def test_lost_place_is_resent_under_the_same_id_after_two_misses(
-        autojump_clock: trio.abc.Clock) -> None:
+    autojump_clock: trio.abc.Clock,
+) -> None:
     fake = FaultyExchange()
     fake.place_faults = ["lost-timeout"]
     async with open_orchestrator(fake, CONFIG, limiter=Limiter(CONFIG.limiter)) as orch:
@@ -109,8 +113,7 @@ async def test_lost_place_is_resent_under_the_same_id_after_two_misses(
         assert {o.client_id for o in manager.strategy.live_orders()} == set(fake.orders)
 
 
-async def test_rate_limit_pauses_all_traffic_then_resumes(
-        autojump_clock: trio.abc.Clock) -> None:
+async def test_rate_limit_pauses_all_traffic_then_resumes(autojump_clock: trio.abc.Clock) -> None:
     fake = FaultyExchange()
     fake.place_faults = ["rate-limited"]
     sent_at: list[float] = []
@@ -146,7 +149,8 @@ async def test_rate_limit_pauses_all_traffic_then_resumes(
 
 
 async def test_cancel_overtaking_its_place_leaves_no_orphan(
-        autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture) -> None:
+    autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
     fake = FaultyExchange()
     fake.place_delay = 1.0  # place requests take a second to land
     async with open_orchestrator(fake, CONFIG, limiter=Limiter(CONFIG.limiter)) as orch:
@@ -163,7 +167,8 @@ async def test_cancel_overtaking_its_place_leaves_no_orphan(
 
 
 async def test_unknown_cancel_of_filled_order_is_resolved_by_query(
-        autojump_clock: trio.abc.Clock) -> None:
+    autojump_clock: trio.abc.Clock,
+) -> None:
     """A cancel answered "unknown order" may mean it filled: the query finds out."""
     fake = FaultyExchange()
     async with open_orchestrator(fake, CONFIG, limiter=Limiter(CONFIG.limiter)) as orch:
@@ -173,9 +178,16 @@ async def test_unknown_cancel_of_filled_order_is_resolved_by_query(
         cid = sorted(fake.orders)[0]
         order = fake.orders[cid]
         # the venue filled it, but the fill report is lost; the order is gone from the book
-        filled = OpenOrder(symbol=order.symbol, client_id=cid, order_id=order.order_id,
-                           side=order.side, price=order.price, qty=order.qty,
-                           cum_qty=order.qty, status="FILLED")
+        filled = OpenOrder(
+            symbol=order.symbol,
+            client_id=cid,
+            order_id=order.order_id,
+            side=order.side,
+            price=order.price,
+            qty=order.qty,
+            cum_qty=order.qty,
+            status="FILLED",
+        )
         del fake.orders[cid]
         original_query = fake.query
 
@@ -197,7 +209,8 @@ def test_fault_classes_are_exchange_errors() -> None:
 
 
 async def test_missed_fills_are_recovered_with_their_trade_ids(
-        autojump_clock: trio.abc.Clock) -> None:
+    autojump_clock: trio.abc.Clock,
+) -> None:
     """A fill whose report was lost (stream down) is found by query; the venue's fill list
     gives the position manager the trade, once, with its price and fee."""
     from mm_trio.domain.model import OrderUpdate
@@ -209,13 +222,33 @@ async def test_missed_fills_are_recovered_with_their_trade_ids(
         await trio.sleep(1)
         cid = sorted(fake.orders)[-1]
         order = fake.orders.pop(cid)  # filled on the venue; its reports never arrive
-        filled = OpenOrder(symbol=order.symbol, client_id=cid, order_id=order.order_id,
-                           side=order.side, price=order.price, qty=order.qty,
-                           cum_qty=order.qty, status="FILLED")
-        fills = [OrderUpdate(symbol=order.symbol, client_id=cid, side=order.side,
-                             price=order.price, qty=order.qty, status="FILLED",
-                             cum_qty=order.qty, last_qty=order.qty, last_price=order.price,
-                             fee=D("0.01"), fee_asset="USDT", trade_id=777, maker=True)]
+        filled = OpenOrder(
+            symbol=order.symbol,
+            client_id=cid,
+            order_id=order.order_id,
+            side=order.side,
+            price=order.price,
+            qty=order.qty,
+            cum_qty=order.qty,
+            status="FILLED",
+        )
+        fills = [
+            OrderUpdate(
+                symbol=order.symbol,
+                client_id=cid,
+                side=order.side,
+                price=order.price,
+                qty=order.qty,
+                status="FILLED",
+                cum_qty=order.qty,
+                last_qty=order.qty,
+                last_price=order.price,
+                fee=D("0.01"),
+                fee_asset="USDT",
+                trade_id=777,
+                maker=True,
+            )
+        ]
 
         async def query(symbol: str, client_id: str) -> OpenOrder:
             if client_id == cid:
@@ -228,6 +261,7 @@ async def test_missed_fills_are_recovered_with_their_trade_ids(
         fake.query = query  # type: ignore[method-assign]
         fake.order_fills = order_fills  # type: ignore[method-assign]
         from mm_trio.domain.model import StreamStatus
+
         fake.inject(StreamStatus(status="resynced"))  # e.g. after a reconnect
         await trio.sleep(2)
         assert manager.position.fills == 1 and manager.position.buys == 1
@@ -239,13 +273,17 @@ async def test_missed_fills_are_recovered_with_their_trade_ids(
 
 
 async def test_placement_cancelled_while_queued_is_withdrawn_not_sent(
-        autojump_clock: trio.abc.Clock) -> None:
+    autojump_clock: trio.abc.Clock,
+) -> None:
     """The limiter is paused when the grid goes out; before the pause ends the price runs away
     and the strategy cancels those orders. They are withdrawn: never sent, so no cancel
     request either; the new window's orders go out instead."""
-    config = config_from_dict({"grid": {"levels_below": 3, "levels_above": 0, "step": "0.01",
-                                        "order_size": "20"},
-                               "risk": {"jump_pct": "0.5"}})  # the run-away is no breaker
+    config = config_from_dict(
+        {
+            "grid": {"levels_below": 3, "levels_above": 0, "step": "0.01", "order_size": "20"},
+            "risk": {"jump_pct": "0.5"},
+        }
+    )  # the run-away is no breaker
     fake = FaultyExchange()
     limiter = Limiter(config.limiter)
     inner = fake.place
@@ -275,7 +313,8 @@ async def test_placement_cancelled_while_queued_is_withdrawn_not_sent(
 
 
 async def test_order_presumed_gone_that_lands_late_is_cancelled_on_sight(
-        autojump_clock: trio.abc.Clock) -> None:
+    autojump_clock: trio.abc.Clock,
+) -> None:
     """Every send of one order times out and queries find nothing, so the manager gives up
     on it. Seconds later the first send lands after all (NEW on the stream): the manager
     cancels it at once instead of leaving an order the grid does not manage."""
@@ -327,8 +366,9 @@ class RejectFirstCancel(QuotingFake):
     async def cancel(self, symbol: str, client_id: str) -> OpenOrder:
         if self.rejected is None:
             self.rejected = client_id
-            raise OrderRejected("HTTP 400 code -1021: Timestamp for this request was outside "
-                                "of the recvWindow.")
+            raise OrderRejected(
+                "HTTP 400 code -1021: Timestamp for this request was outside of the recvWindow."
+            )
         return await super().cancel(symbol, client_id)
 
 

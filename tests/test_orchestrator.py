@@ -56,8 +56,9 @@ def sim(config: Config) -> tuple[SimulatedExchange, Limiter]:
 
 
 async def our_open_orders(exchange: Any, symbol: str, prefix: str = "mmt") -> int:
-    return sum(1 for o in await exchange.open_orders(symbol)
-               if o.client_id.startswith(prefix + "_"))
+    return sum(
+        1 for o in await exchange.open_orders(symbol) if o.client_id.startswith(prefix + "_")
+    )
 
 
 async def wait_for(predicate: Any, limit: float = 600.0, step: float = 0.5) -> None:
@@ -70,8 +71,9 @@ async def wait_for(predicate: Any, limit: float = 600.0, step: float = 0.5) -> N
 # --------------------------------------------------------------------------- routing
 
 
-async def test_orchestrator_routing(autojump_clock: trio.abc.Clock,
-                                    monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_orchestrator_routing(
+    autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Every event reaches exactly its symbol's manager; others are counted, not errors."""
     delivered: dict[str, list[Any]] = {}
     original = SymbolManager.deliver
@@ -86,18 +88,27 @@ async def test_orchestrator_routing(autojump_clock: trio.abc.Clock,
     async with open_orchestrator(fake, config, limiter=Limiter(config.limiter)) as orch:
         await orch.add_symbol("AAA/USDT")
         await orch.add_symbol("BBB/USDT")
-        qa = Quote(symbol="AAA/USDT", bid=D("10.00"), bid_qty=D(1), ask=D("10.01"),
-                   ask_qty=D(1), ts=1)
-        qb = Quote(symbol="BBB/USDT", bid=D("20.00"), bid_qty=D(1), ask=D("20.02"),
-                   ask_qty=D(1), ts=2)
-        qc = Quote(symbol="CCC/USDT", bid=D("30.00"), bid_qty=D(1), ask=D("30.03"),
-                   ask_qty=D(1), ts=3)
-        tb = Trade(symbol="BBB/USDT", price=D("20.01"), qty=D(1), buyer_maker=True,
-                   trade_id=1, ts=4)
-        foreign = OrderUpdate(symbol="AAA/USDT", client_id="someone-else", side="BUY",
-                              price=D("9"), qty=D(1), status="NEW")
-        for ev in (qa, qb, qc, tb, foreign,
-                   BalanceUpdate(asset="USDT", free=D(5), locked=D(1))):
+        qa = Quote(
+            symbol="AAA/USDT", bid=D("10.00"), bid_qty=D(1), ask=D("10.01"), ask_qty=D(1), ts=1
+        )
+        qb = Quote(
+            symbol="BBB/USDT", bid=D("20.00"), bid_qty=D(1), ask=D("20.02"), ask_qty=D(1), ts=2
+        )
+        qc = Quote(
+            symbol="CCC/USDT", bid=D("30.00"), bid_qty=D(1), ask=D("30.03"), ask_qty=D(1), ts=3
+        )
+        tb = Trade(
+            symbol="BBB/USDT", price=D("20.01"), qty=D(1), buyer_maker=True, trade_id=1, ts=4
+        )
+        foreign = OrderUpdate(
+            symbol="AAA/USDT",
+            client_id="someone-else",
+            side="BUY",
+            price=D("9"),
+            qty=D(1),
+            status="NEW",
+        )
+        for ev in (qa, qb, qc, tb, foreign, BalanceUpdate(asset="USDT", free=D(5), locked=D(1))):
             fake.inject(ev)
         await trio.sleep(1)
         a_events = [e for e in delivered["AAA/USDT"] if e in (qa, qb, qc, tb, foreign)]
@@ -122,15 +133,24 @@ async def test_quotes_are_conflated_and_counted(autojump_clock: trio.abc.Clock) 
     async with open_orchestrator(fake, config, limiter=Limiter(config.limiter)) as orch:
         manager = await orch.add_symbol("AAA/USDT")
         for i in range(50):  # delivered in one go: the manager sees the latest only
-            manager.deliver(Quote(symbol="AAA/USDT", bid=D("10.00") + i, bid_qty=D(1),
-                                  ask=D("10.01") + i, ask_qty=D(1), ts=i))
+            manager.deliver(
+                Quote(
+                    symbol="AAA/USDT",
+                    bid=D("10.00") + i,
+                    bid_qty=D(1),
+                    ask=D("10.01") + i,
+                    ask_qty=D(1),
+                    ts=i,
+                )
+            )
         assert manager.quotes_skipped == 49
         await trio.sleep(1)
         assert manager.mid == (D("59.00") + D("59.01")) / 2
 
 
 async def test_unknown_and_malformed_symbols_rejected_by_name(
-        autojump_clock: trio.abc.Clock) -> None:
+    autojump_clock: trio.abc.Clock,
+) -> None:
     fake = FakeExchange(["AAA/USDT"])
     config = make_config()
     async with open_orchestrator(fake, config, limiter=Limiter(config.limiter)) as orch:
@@ -181,8 +201,14 @@ async def test_multi_symbol_trading(autojump_clock: trio.abc.Clock) -> None:
     async with open_orchestrator(exchange, config, limiter=limiter) as orch:
         btc = await orch.add_symbol("BTC/USDT")
         eth = await orch.add_symbol("ETH/USDT")
-        await wait_for(lambda: btc.position.fills >= 3 and eth.position.fills >= 3
-                       and btc.position.sells >= 1 and eth.position.sells >= 1)
+        await wait_for(
+            lambda: (
+                btc.position.fills >= 3
+                and eth.position.fills >= 3
+                and btc.position.sells >= 1
+                and eth.position.sells >= 1
+            )
+        )
         await trio.sleep(1)  # let in-flight reports land
         balances = await exchange.balances()
         for manager in (btc, eth):
@@ -251,18 +277,23 @@ async def test_add_and_remove_symbols_at_runtime(autojump_clock: trio.abc.Clock)
 
 @pytest.mark.slow
 async def test_aggregate_exposure_cap_holds_in_falling_market(
-        autojump_clock: trio.abc.Clock) -> None:
+    autojump_clock: trio.abc.Clock,
+) -> None:
     """Three symbols, a market falling steadily: Σ|position|·mid + open buy notional, measured
     on the venue, never exceeds the total cap, and each symbol stays under its own cap."""
     cap_total, cap_symbol = D("1500"), D("700")
-    config = make_config({
-        "venue": {"volatility": 0.0005, "drift": -0.0004},
-        "grid": {"step": "0.002", "levels_below": 6, "order_size": "100"},
-        "governor": {"max_total_exposure": str(cap_total),
-                     "max_symbol_exposure": str(cap_symbol),
-                     "max_total_loss": "100000"},
-        "risk": {"max_loss": "100000", "jump_pct": "0.5"},
-    })
+    config = make_config(
+        {
+            "venue": {"volatility": 0.0005, "drift": -0.0004},
+            "grid": {"step": "0.002", "levels_below": 6, "order_size": "100"},
+            "governor": {
+                "max_total_exposure": str(cap_total),
+                "max_symbol_exposure": str(cap_symbol),
+                "max_total_loss": "100000",
+            },
+            "risk": {"max_loss": "100000", "jump_pct": "0.5"},
+        }
+    )
     exchange, limiter = sim(config)
     symbols = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
     start = await exchange.balances()
@@ -281,9 +312,14 @@ async def test_aggregate_exposure_cap_holds_in_falling_market(
                 if m.mid is None:
                     continue
                 held = balances[m.spec.base].total - start[m.spec.base].total
-                open_buys = sum((o.price * (o.qty - o.cum_qty)
-                                 for o in await exchange.open_orders(s)
-                                 if o.side == "BUY"), D(0))
+                open_buys = sum(
+                    (
+                        o.price * (o.qty - o.cum_qty)
+                        for o in await exchange.open_orders(s)
+                        if o.side == "BUY"
+                    ),
+                    D(0),
+                )
                 exposure = abs(held) * m.mid + open_buys
                 assert exposure <= cap_symbol * D("1.02"), (s, exposure)
                 total += exposure
@@ -297,7 +333,8 @@ async def test_aggregate_exposure_cap_holds_in_falling_market(
 
 
 async def test_failed_symbol_restarts_with_backoff_when_configured(
-        autojump_clock: trio.abc.Clock) -> None:
+    autojump_clock: trio.abc.Clock,
+) -> None:
     config = make_config({"run": {"restart_failed": True, "restart_backoff": 3.0}})
     exchange, limiter = sim(config)
     async with open_orchestrator(exchange, config, limiter=limiter) as orch:
@@ -325,8 +362,9 @@ async def test_stale_data_halts_opening_then_resumes(autojump_clock: trio.abc.Cl
     config = make_config({"risk": {"stale_after": 5.0}})
     async with open_orchestrator(fake, config, limiter=Limiter(config.limiter)) as orch:
         manager = await orch.add_symbol("AAA/USDT")
-        q = Quote(symbol="AAA/USDT", bid=D("10.00"), bid_qty=D(1), ask=D("10.01"),
-                  ask_qty=D(1), ts=1)
+        q = Quote(
+            symbol="AAA/USDT", bid=D("10.00"), bid_qty=D(1), ask=D("10.01"), ask_qty=D(1), ts=1
+        )
         fake.inject(q)
         await trio.sleep(1)
         assert len(fake.orders) > 0 and manager.state is SymbolState.RUNNING
@@ -344,18 +382,23 @@ async def test_empty_or_crossed_book_is_not_traded_on(autojump_clock: trio.abc.C
     async with open_orchestrator(fake, config, limiter=Limiter(config.limiter)) as orch:
         manager = await orch.add_symbol("AAA/USDT")
         for bid, ask in (("0", "10.01"), ("10.02", "10.01"), ("10.00", "10.00")):
-            fake.inject(Quote(symbol="AAA/USDT", bid=D(bid), bid_qty=D(1), ask=D(ask),
-                              ask_qty=D(1), ts=1))
+            fake.inject(
+                Quote(symbol="AAA/USDT", bid=D(bid), bid_qty=D(1), ask=D(ask), ask_qty=D(1), ts=1)
+            )
             await trio.sleep(0.5)
         assert manager.bad_quotes == 3 and manager.mid is None and fake.placed == []
-        fake.inject(Quote(symbol="AAA/USDT", bid=D("10.00"), bid_qty=D(1), ask=D("10.01"),
-                          ask_qty=D(1), ts=2))
+        fake.inject(
+            Quote(
+                symbol="AAA/USDT", bid=D("10.00"), bid_qty=D(1), ask=D("10.01"), ask_qty=D(1), ts=2
+            )
+        )
         await trio.sleep(0.5)
         assert fake.placed
 
 
 async def test_add_symbols_subscribes_once_and_rejects_bad_input_whole(
-        autojump_clock: trio.abc.Clock) -> None:
+    autojump_clock: trio.abc.Clock,
+) -> None:
     fake = FakeExchange(["AAA/USDT", "BBB/USDT", "CCC/USDT"])
     calls: list[list[str]] = []
     original = fake.subscribe
@@ -376,15 +419,20 @@ async def test_add_symbols_subscribes_once_and_rejects_bad_input_whole(
 
 
 async def test_neutral_symbols_on_one_base_never_count_the_same_coins(
-        autojump_clock: trio.abc.Clock) -> None:
+    autojump_clock: trio.abc.Clock,
+) -> None:
     """Two neutral grids on BTC: the first takes the free BTC as its start position, the
     second only what the first does not hold; together they never offer more BTC than the
     account has, and a long BTC symbol's inventory is not claimed by a neutral one."""
-    config = make_config({
-        "grid": {"mode": "neutral", "levels_below": 2, "levels_above": 3},
-        "venue": {"extra_symbols": {"BTC/USDC": "60000"},
-                  "balances": {"USDT": "100000", "USDC": "100000", "BTC": "0.01"}},
-    })
+    config = make_config(
+        {
+            "grid": {"mode": "neutral", "levels_below": 2, "levels_above": 3},
+            "venue": {
+                "extra_symbols": {"BTC/USDC": "60000"},
+                "balances": {"USDT": "100000", "USDC": "100000", "BTC": "0.01"},
+            },
+        }
+    )
     exchange, limiter = sim(config)
     async with open_orchestrator(exchange, config, limiter=limiter) as orch:
         first = await orch.add_symbol("BTC/USDT")
@@ -393,8 +441,12 @@ async def test_neutral_symbols_on_one_base_never_count_the_same_coins(
         second = await orch.add_symbol("BTC/USDC")
         assert second.strategy.position == 0
         await trio.sleep(30)
-        offered = sum(o.qty - o.filled for m in (first, second)
-                      for o in m.strategy.live_orders() if o.side == "SELL")
+        offered = sum(
+            o.qty - o.filled
+            for m in (first, second)
+            for o in m.strategy.live_orders()
+            if o.side == "SELL"
+        )
         btc = (await exchange.balances())["BTC"]
         assert offered <= btc.free + btc.locked
         assert second.rejects == 0 and first.rejects == 0
@@ -423,12 +475,15 @@ class LockingExchange(FakeExchange):
         self.sell_delay = 2.0
 
     async def balances(self) -> dict[str, Balance]:
-        return {"AAA": Balance(asset="AAA", free=self.free, locked=self.locked),
-                "USDT": Balance(asset="USDT", free=D(100000), locked=D(0)),
-                "USDC": Balance(asset="USDC", free=D(100000), locked=D(0))}
+        return {
+            "AAA": Balance(asset="AAA", free=self.free, locked=self.locked),
+            "USDT": Balance(asset="USDT", free=D(100000), locked=D(0)),
+            "USDC": Balance(asset="USDC", free=D(100000), locked=D(0)),
+        }
 
-    async def place(self, request: OrderRequest, *,
-                    still_wanted: StillWanted | None = None) -> OpenOrder:
+    async def place(
+        self, request: OrderRequest, *, still_wanted: StillWanted | None = None
+    ) -> OpenOrder:
         check_wanted(request, still_wanted)
         if request.side == "SELL":
             with trio.CancelScope(shield=True):
@@ -440,19 +495,32 @@ class LockingExchange(FakeExchange):
 
 
 async def test_second_neutral_symbol_does_not_claim_coins_of_pending_sells(
-        autojump_clock: trio.abc.Clock) -> None:
+    autojump_clock: trio.abc.Clock,
+) -> None:
     """A neutral symbol added while another symbol's sells on the same base are still on
     their way (not locked on the venue yet) does not claim those coins as its own."""
-    config = config_from_dict({"grid": {"mode": "neutral", "levels_below": 2,
-                                        "levels_above": 3, "step": "0.01",
-                                        "order_size": "0.2", "order_size_in": "base"},
-                               "risk": {"jump_pct": "0.5"}})
+    config = config_from_dict(
+        {
+            "grid": {
+                "mode": "neutral",
+                "levels_below": 2,
+                "levels_above": 3,
+                "step": "0.01",
+                "order_size": "0.2",
+                "order_size_in": "base",
+            },
+            "risk": {"jump_pct": "0.5"},
+        }
+    )
     fake = LockingExchange()
     async with open_orchestrator(fake, config, limiter=Limiter(config.limiter)) as orch:
         first = await orch.add_symbol("AAA/USDT")
         assert first.strategy.position == D("1")
-        fake.inject(Quote(symbol="AAA/USDT", bid=D("10.00"), bid_qty=D(5), ask=D("10.02"),
-                          ask_qty=D(5), ts=1))
+        fake.inject(
+            Quote(
+                symbol="AAA/USDT", bid=D("10.00"), bid_qty=D(5), ask=D("10.02"), ask_qty=D(5), ts=1
+            )
+        )
         await trio.sleep(0.5)
         pending = [o for o in first.strategy.live_orders() if o.side == "SELL"]
         assert len(pending) == 3 and fake.locked == 0  # on their way, nothing locked yet
@@ -495,7 +563,8 @@ class SlowCancel(QuotingFake):
 
 
 async def test_overflow_while_a_symbol_fails_does_not_kill_the_others(
-        autojump_clock: trio.abc.Clock) -> None:
+    autojump_clock: trio.abc.Clock,
+) -> None:
     """Reports that overflow the channel of a symbol busy failing (its cancel_all is slow)
     do not take the other symbols down."""
     fake = SlowCancel(["AAA/USDT", "BBB/USDT"])
@@ -513,8 +582,16 @@ async def test_overflow_while_a_symbol_fails_does_not_kill_the_others(
         fake.inject(symbol_quote("AAA/USDT", "10.01", "10.02", ts=3))
         await trio.sleep(0.5)  # AAA is in _fail, awaiting its (slow) cancel_all
         for i in range(10):  # order reports keep arriving for AAA (e.g. foreign ids, fills)
-            fake.inject(OrderUpdate(symbol="AAA/USDT", client_id=f"other-{i}", side="BUY",
-                                    price=D("9"), qty=D(1), status="NEW"))
+            fake.inject(
+                OrderUpdate(
+                    symbol="AAA/USDT",
+                    client_id=f"other-{i}",
+                    side="BUY",
+                    price=D("9"),
+                    qty=D(1),
+                    status="NEW",
+                )
+            )
         await trio.sleep(30)
         events = b.events
         fake.inject(symbol_quote("BBB/USDT", "20.10", "20.12", ts=4))
@@ -524,7 +601,8 @@ async def test_overflow_while_a_symbol_fails_does_not_kill_the_others(
 
 
 async def test_resume_during_remove_does_not_restart_trading(
-        autojump_clock: trio.abc.Clock) -> None:
+    autojump_clock: trio.abc.Clock,
+) -> None:
     """A resume while a symbol is being removed does not make it place orders again."""
     fake = SlowCancel(["AAA/USDT"])
     config = make_config()

@@ -57,9 +57,17 @@ REQ = OrderRequest(symbol=SYM, client_id=CID, side="BUY", price=D("100.00"), qty
 
 
 def venue_order(status: Any = "NEW", cum: str = "0", **kw: Any) -> OpenOrder:
-    fields: dict[str, Any] = dict(symbol=SYM, client_id=CID, order_id="9", side="BUY",
-                                  price=D("100.00"), qty=D("0.5"), cum_qty=D(cum),
-                                  status=status, ts=START_NS)
+    fields: dict[str, Any] = dict(
+        symbol=SYM,
+        client_id=CID,
+        order_id="9",
+        side="BUY",
+        price=D("100.00"),
+        qty=D("0.5"),
+        cum_qty=D(cum),
+        status=status,
+        ts=START_NS,
+    )
     fields.update(kw)
     return OpenOrder(**fields)
 
@@ -73,8 +81,14 @@ WRONG_PRICE = venue_order(price=D("99.00"))
 class Facts:
     """A scripted :class:`~mm_trio.core.orders.OrderFacts`."""
 
-    def __init__(self, *, acknowledged: bool = False, live: bool = True,
-                 placing: bool = False, filled: str = "0") -> None:
+    def __init__(
+        self,
+        *,
+        acknowledged: bool = False,
+        live: bool = True,
+        placing: bool = False,
+        filled: str = "0",
+    ) -> None:
         self.ack = acknowledged
         self.is_live = live
         self.is_placing = placing
@@ -109,15 +123,22 @@ RESOLUTION_TABLE: list[tuple[str, list[Answer], list[str]]] = [
     ("absent, then found", [NotFound(), Waited(), Ok(FILLED)], ["Wait", "Query", "Resolved"]),
     ("unknown, then found", [Unknown("503"), Waited(), Ok(NEW)], ["Wait", "Query", "Resolved"]),
     ("paused, then found", [Paused("429"), Waited(), Ok(NEW)], ["Wait", "Query", "Resolved"]),
-    ("an earlier run's order twice", [Ok(OTHER_RUNS), Waited(), Ok(OTHER_RUNS)],
-     ["Note,Wait", "Query", "Note,Resolved"]),
-    ("another price, then absent", [Ok(WRONG_PRICE), Waited(), NotFound()],
-     ["Note,Wait", "Query", "Resolved"]),
+    (
+        "an earlier run's order twice",
+        [Ok(OTHER_RUNS), Waited(), Ok(OTHER_RUNS)],
+        ["Note,Wait", "Query", "Note,Resolved"],
+    ),
+    (
+        "another price, then absent",
+        [Ok(WRONG_PRICE), Waited(), NotFound()],
+        ["Note,Wait", "Query", "Resolved"],
+    ),
 ]
 
 
-@pytest.mark.parametrize(("case", "answers", "want"), RESOLUTION_TABLE,
-                         ids=[c[0] for c in RESOLUTION_TABLE])
+@pytest.mark.parametrize(
+    ("case", "answers", "want"), RESOLUTION_TABLE, ids=[c[0] for c in RESOLUTION_TABLE]
+)
 def test_resolution(case: str, answers: list[Answer], want: list[str]) -> None:
     r = Resolution(SYM, CID, "BUY", D("100.00"), D("0.5"), START_NS)
     steps = feed_all(r, answers)
@@ -171,37 +192,95 @@ PLACEMENT_TABLE: list[tuple[str, dict[str, Any], bool, list[Answer], list[str], 
     ("accepted, lossless stream", {}, True, [Ok(NEW)], ["Done"], True),
     ("accepted, lossy stream: adopt the answer", {}, False, [Ok(NEW)], ["Adopt,Done"], True),
     ("refused (filter)", {}, True, [Refused("filter", "PRICE_FILTER")], ["Feed,Done"], False),
-    ("refused (post-only would take)", {}, True, [Refused("post_only", "would take")],
-     ["Feed,Done"], False),
+    (
+        "refused (post-only would take)",
+        {},
+        True,
+        [Refused("post_only", "would take")],
+        ["Feed,Done"],
+        False,
+    ),
     ("withdrawn while queued", {}, True, [Withdrawn()], ["CountWithdrawn,Feed,Done"], False),
-    ("rate limited, then accepted", {}, True, [Paused("429"), Ok(NEW)],
-     ["SendPlace", "Done"], True),
-    ("unknown, then found by query", {}, True, [Unknown("timeout"), Ok(NEW)],
-     ["Note,Query", "Adopt,Done"], True),
-    ("unknown, absent twice, sent again, accepted", {}, True,
-     [Unknown("timeout"), NotFound(), Waited(), NotFound(), Ok(NEW)],
-     ["Note,Query", "Wait", "Query", "SendPlace", "Done"], True),
-    ("unknown, absent, but the stream acknowledged it", {"acknowledged": True}, True,
-     [Unknown("timeout"), NotFound(), Waited(), NotFound()],
-     ["Note,Query", "Wait", "Query", "Done"], True),
-    ("unknown, then withdrawn: it may still land, watch it", {}, True,
-     [Unknown("timeout"), NotFound(), Waited(), NotFound(), Withdrawn()],
-     ["Note,Query", "Wait", "Query", "SendPlace", "CountWithdrawn,PresumeGone,Done"], True),
-    ("duplicate, found by query", {}, True, [Refused("duplicate", "Duplicate order"),
-                                            Ok(NEW)], ["Note,Query", "Adopt,Done"], True),
-    ("duplicate, unknown to queries: presumed gone", {}, True,
-     [Refused("duplicate", "Duplicate order"), NotFound(), Waited(), NotFound()],
-     ["Note,Query", "Wait", "Query", "PresumeGone,Done"], True),
-    ("unknown, an earlier run's order under our id is not adopted", {}, True,
-     [Unknown("503"), Ok(OTHER_RUNS), Waited(), Ok(OTHER_RUNS), Ok(NEW)],
-     ["Note,Query", "Note,Wait", "Query", "Note,SendPlace", "Done"], True),
+    (
+        "rate limited, then accepted",
+        {},
+        True,
+        [Paused("429"), Ok(NEW)],
+        ["SendPlace", "Done"],
+        True,
+    ),
+    (
+        "unknown, then found by query",
+        {},
+        True,
+        [Unknown("timeout"), Ok(NEW)],
+        ["Note,Query", "Adopt,Done"],
+        True,
+    ),
+    (
+        "unknown, absent twice, sent again, accepted",
+        {},
+        True,
+        [Unknown("timeout"), NotFound(), Waited(), NotFound(), Ok(NEW)],
+        ["Note,Query", "Wait", "Query", "SendPlace", "Done"],
+        True,
+    ),
+    (
+        "unknown, absent, but the stream acknowledged it",
+        {"acknowledged": True},
+        True,
+        [Unknown("timeout"), NotFound(), Waited(), NotFound()],
+        ["Note,Query", "Wait", "Query", "Done"],
+        True,
+    ),
+    (
+        "unknown, then withdrawn: it may still land, watch it",
+        {},
+        True,
+        [Unknown("timeout"), NotFound(), Waited(), NotFound(), Withdrawn()],
+        ["Note,Query", "Wait", "Query", "SendPlace", "CountWithdrawn,PresumeGone,Done"],
+        True,
+    ),
+    (
+        "duplicate, found by query",
+        {},
+        True,
+        [Refused("duplicate", "Duplicate order"), Ok(NEW)],
+        ["Note,Query", "Adopt,Done"],
+        True,
+    ),
+    (
+        "duplicate, unknown to queries: presumed gone",
+        {},
+        True,
+        [Refused("duplicate", "Duplicate order"), NotFound(), Waited(), NotFound()],
+        ["Note,Query", "Wait", "Query", "PresumeGone,Done"],
+        True,
+    ),
+    (
+        "unknown, an earlier run's order under our id is not adopted",
+        {},
+        True,
+        [Unknown("503"), Ok(OTHER_RUNS), Waited(), Ok(OTHER_RUNS), Ok(NEW)],
+        ["Note,Query", "Note,Wait", "Query", "Note,SendPlace", "Done"],
+        True,
+    ),
 ]
 
 
-@pytest.mark.parametrize(("case", "facts", "lossless", "answers", "want", "exists"),
-                         PLACEMENT_TABLE, ids=[c[0] for c in PLACEMENT_TABLE])
-def test_placement(case: str, facts: dict[str, Any], lossless: bool, answers: list[Answer],
-                   want: list[str], exists: bool) -> None:
+@pytest.mark.parametrize(
+    ("case", "facts", "lossless", "answers", "want", "exists"),
+    PLACEMENT_TABLE,
+    ids=[c[0] for c in PLACEMENT_TABLE],
+)
+def test_placement(
+    case: str,
+    facts: dict[str, Any],
+    lossless: bool,
+    answers: list[Answer],
+    want: list[str],
+    exists: bool,
+) -> None:
     p = Placement(REQ, Facts(**facts), lossless=lossless, not_before_ns=START_NS)
     steps = feed_all(p, answers)
     assert kinds(steps[0]) == ["SendPlace"]
@@ -231,8 +310,7 @@ def test_refusals_reach_the_strategy_with_their_kind() -> None:
     p.start()
     feed = p.on(Refused("balance", "insufficient balance"))[0]
     assert type(feed) is Feed
-    assert (feed.update.status, feed.update.reason) == ("REJECTED",
-                                                        "balance: insufficient balance")
+    assert (feed.update.status, feed.update.reason) == ("REJECTED", "balance: insufficient balance")
     assert (feed.update.client_id, feed.update.price) == (CID, REQ.price)
 
 
@@ -266,42 +344,104 @@ CANCELED = venue_order("CANCELED")
 
 CANCEL_TABLE: list[tuple[str, dict[str, Any], bool, list[Answer], str, list[str]]] = [
     ("cancelled, lossless", {}, True, [Ok(CANCELED)], "SendCancel", ["Done"]),
-    ("cancelled, lossy: adopt the answer", {}, False, [Ok(CANCELED)], "SendCancel",
-     ["Adopt,Done"]),
-    ("its placement still on its way, then settled", {"placing": True}, True,
-     [PlaceSettled(True), Ok(CANCELED)], "AwaitPlace", ["SendCancel", "Done"]),
-    ("its placement was refused: nothing to cancel", {"placing": True}, True,
-     [PlaceSettled(False)], "AwaitPlace", ["Done"]),
-    ("rate limited, then cancelled", {}, True, [Paused("429"), Ok(CANCELED)], "SendCancel",
-     ["SendCancel", "Done"]),
-    ("timeout: back off and send again", {}, True, [Unknown("timeout"), Waited(),
-                                                    Ok(CANCELED)],
-     "SendCancel", ["Wait", "SendCancel", "Done"]),
-    ("unknown order, it had filled", {}, True, [NotFound(), Ok(FILLED)], "SendCancel",
-     ["Query", "Adopt,Done"]),
-    ("unknown order, still open by query: send again", {}, True,
-     [NotFound(), Ok(NEW), Ok(CANCELED)], "SendCancel", ["Query", "Adopt,SendCancel", "Done"]),
-    ("unknown order, unknown to queries: presumed gone", {}, True,
-     [NotFound(), NotFound(), Waited(), NotFound()], "SendCancel",
-     ["Query", "Wait", "Query", "PresumeGone,Done"]),
-    ("unknown order, ended meanwhile", {"live": False}, True, [NotFound()], "SendCancel",
-     ["Done"]),
-    ("unknown order while its placement is on its way", {"placing": True}, True,
-     [PlaceSettled(True), NotFound(), PlaceSettled(True), Ok(CANCELED)], "AwaitPlace",
-     ["SendCancel", "AwaitPlace", "SendCancel", "Done"]),
-    ("rejected (not unknown): learn its state, it had filled", {}, True,
-     [Refused("rejected", "timestamp outside recvWindow"), Ok(FILLED)], "SendCancel",
-     ["Note,Query", "Adopt,Done"]),
-    ("rejected, still open: back off and send again", {}, True,
-     [Refused("rejected", "clock"), Ok(NEW), Waited(), Ok(CANCELED)], "SendCancel",
-     ["Note,Query", "Adopt,Wait", "SendCancel", "Done"]),
+    ("cancelled, lossy: adopt the answer", {}, False, [Ok(CANCELED)], "SendCancel", ["Adopt,Done"]),
+    (
+        "its placement still on its way, then settled",
+        {"placing": True},
+        True,
+        [PlaceSettled(True), Ok(CANCELED)],
+        "AwaitPlace",
+        ["SendCancel", "Done"],
+    ),
+    (
+        "its placement was refused: nothing to cancel",
+        {"placing": True},
+        True,
+        [PlaceSettled(False)],
+        "AwaitPlace",
+        ["Done"],
+    ),
+    (
+        "rate limited, then cancelled",
+        {},
+        True,
+        [Paused("429"), Ok(CANCELED)],
+        "SendCancel",
+        ["SendCancel", "Done"],
+    ),
+    (
+        "timeout: back off and send again",
+        {},
+        True,
+        [Unknown("timeout"), Waited(), Ok(CANCELED)],
+        "SendCancel",
+        ["Wait", "SendCancel", "Done"],
+    ),
+    (
+        "unknown order, it had filled",
+        {},
+        True,
+        [NotFound(), Ok(FILLED)],
+        "SendCancel",
+        ["Query", "Adopt,Done"],
+    ),
+    (
+        "unknown order, still open by query: send again",
+        {},
+        True,
+        [NotFound(), Ok(NEW), Ok(CANCELED)],
+        "SendCancel",
+        ["Query", "Adopt,SendCancel", "Done"],
+    ),
+    (
+        "unknown order, unknown to queries: presumed gone",
+        {},
+        True,
+        [NotFound(), NotFound(), Waited(), NotFound()],
+        "SendCancel",
+        ["Query", "Wait", "Query", "PresumeGone,Done"],
+    ),
+    ("unknown order, ended meanwhile", {"live": False}, True, [NotFound()], "SendCancel", ["Done"]),
+    (
+        "unknown order while its placement is on its way",
+        {"placing": True},
+        True,
+        [PlaceSettled(True), NotFound(), PlaceSettled(True), Ok(CANCELED)],
+        "AwaitPlace",
+        ["SendCancel", "AwaitPlace", "SendCancel", "Done"],
+    ),
+    (
+        "rejected (not unknown): learn its state, it had filled",
+        {},
+        True,
+        [Refused("rejected", "timestamp outside recvWindow"), Ok(FILLED)],
+        "SendCancel",
+        ["Note,Query", "Adopt,Done"],
+    ),
+    (
+        "rejected, still open: back off and send again",
+        {},
+        True,
+        [Refused("rejected", "clock"), Ok(NEW), Waited(), Ok(CANCELED)],
+        "SendCancel",
+        ["Note,Query", "Adopt,Wait", "SendCancel", "Done"],
+    ),
 ]
 
 
-@pytest.mark.parametrize(("case", "facts", "lossless", "answers", "first", "want"),
-                         CANCEL_TABLE, ids=[c[0] for c in CANCEL_TABLE])
-def test_cancellation(case: str, facts: dict[str, Any], lossless: bool,
-                      answers: list[Answer], first: str, want: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("case", "facts", "lossless", "answers", "first", "want"),
+    CANCEL_TABLE,
+    ids=[c[0] for c in CANCEL_TABLE],
+)
+def test_cancellation(
+    case: str,
+    facts: dict[str, Any],
+    lossless: bool,
+    answers: list[Answer],
+    first: str,
+    want: list[str],
+) -> None:
     c = Cancellation(CANCEL, Facts(**facts), lossless=lossless, not_before_ns=START_NS)
     steps = feed_all(c, answers)
     assert kinds(steps[0]) == [first]
@@ -364,8 +504,9 @@ def test_missed_fills() -> None:
 
 
 def _report(status: Any) -> OrderUpdate:
-    return OrderUpdate(symbol=SYM, client_id=CID, side="BUY", price=D("100.00"),
-                       qty=D("0.5"), status=status)
+    return OrderUpdate(
+        symbol=SYM, client_id=CID, side="BUY", price=D("100.00"), qty=D("0.5"), status=status
+    )
 
 
 def test_presumed_gone_watch() -> None:
@@ -380,8 +521,11 @@ def test_presumed_gone_watch() -> None:
     assert not watch.on_report(_report("CANCELED"))  # the venue's own final word
     assert CID not in watch
     for i in range(3):
-        watch.add(OrderUpdate(symbol=SYM, client_id=f"c{i}", side="BUY", price=D(1),
-                              qty=D(1), status="CANCELED"))
+        watch.add(
+            OrderUpdate(
+                symbol=SYM, client_id=f"c{i}", side="BUY", price=D(1), qty=D(1), status="CANCELED"
+            )
+        )
     assert len(watch) == 2 and "c0" not in watch
 
 

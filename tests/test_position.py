@@ -19,8 +19,16 @@ D = Decimal
 SYM = "BTC/USDT"
 
 
-def fill(tid: int, side: Side, price: str, qty: str, level: int | None = 0, *,
-         fee: str = "0", fee_asset: str = "USDT") -> Fill:
+def fill(
+    tid: int,
+    side: Side,
+    price: str,
+    qty: str,
+    level: int | None = 0,
+    *,
+    fee: str = "0",
+    fee_asset: str = "USDT",
+) -> Fill:
     return Fill(tid, SYM, side, D(price), D(qty), D(fee), fee_asset, level, tid)
 
 
@@ -140,20 +148,35 @@ def test_third_asset_fee_is_kept_but_not_converted() -> None:
 def test_on_order_update_builds_fills() -> None:
     p = pm()
     cid = make_client_id("mmt", "BTCUSDT", "BUY", -2, 4)
-    base = OrderUpdate(symbol=SYM, client_id=cid, side="BUY", price=D(100), qty=D(2),
-                       status="NEW")
+    base = OrderUpdate(symbol=SYM, client_id=cid, side="BUY", price=D(100), qty=D(2), status="NEW")
     assert not p.on_order_update(base)  # no fill
-    part = msgspec.structs.replace(base, status="PARTIALLY_FILLED", cum_qty=D(1),
-                                   last_qty=D(1), last_price=D(100), trade_id=11, fee=D("0.1"),
-                                   fee_asset="USDT")
+    part = msgspec.structs.replace(
+        base,
+        status="PARTIALLY_FILLED",
+        cum_qty=D(1),
+        last_qty=D(1),
+        last_price=D(100),
+        trade_id=11,
+        fee=D("0.1"),
+        fee_asset="USDT",
+    )
     assert p.on_order_update(part)
     assert not p.on_order_update(part)  # replayed report
     no_tid = msgspec.structs.replace(part, trade_id=None)
     assert not p.on_order_update(no_tid)
     assert p.level_inventory() == {-2: D(1)}
-    foreign = OrderUpdate(symbol=SYM, client_id="web_123", side="BUY", price=D(90),
-                          qty=D(1), status="FILLED", cum_qty=D(1), last_qty=D(1),
-                          last_price=D(90), trade_id=12)
+    foreign = OrderUpdate(
+        symbol=SYM,
+        client_id="web_123",
+        side="BUY",
+        price=D(90),
+        qty=D(1),
+        status="FILLED",
+        cum_qty=D(1),
+        last_qty=D(1),
+        last_price=D(90),
+        trade_id=12,
+    )
     assert p.on_order_update(foreign)
     assert p.unassigned_inventory() == D(1)
     assert p.position == D(2)
@@ -162,8 +185,18 @@ def test_on_order_update_builds_fills() -> None:
 def test_prefix_filter() -> None:
     p = PositionManager(SYM, "BTC", "USDT", prefix="mmt")
     other = make_client_id("zzz", "BTCUSDT", "BUY", 1, 1)
-    u = OrderUpdate(symbol=SYM, client_id=other, side="BUY", price=D(1), qty=D(1),
-                    status="FILLED", cum_qty=D(1), last_qty=D(1), last_price=D(1), trade_id=1)
+    u = OrderUpdate(
+        symbol=SYM,
+        client_id=other,
+        side="BUY",
+        price=D(1),
+        qty=D(1),
+        status="FILLED",
+        cum_qty=D(1),
+        last_qty=D(1),
+        last_price=D(1),
+        trade_id=1,
+    )
     assert p.fill_from_update(u).level is None
 
 
@@ -227,10 +260,15 @@ fill_strategy = st.builds(
 
 @pytest.mark.slow
 @settings(max_examples=300, deadline=None)
-@given(st.lists(fill_strategy, max_size=40), st.integers(min_value=0, max_value=100),
-       st.randoms(use_true_random=False), st.integers(min_value=80, max_value=120))
-def test_random_fills_properties(raw: list[tuple], start_raw: int, rnd: random.Random,
-                                 mid_raw: int) -> None:
+@given(
+    st.lists(fill_strategy, max_size=40),
+    st.integers(min_value=0, max_value=100),
+    st.randoms(use_true_random=False),
+    st.integers(min_value=80, max_value=120),
+)
+def test_random_fills_properties(
+    raw: list[tuple], start_raw: int, rnd: random.Random, mid_raw: int
+) -> None:
     start = D(start_raw) / 10
     mid = D(mid_raw) + D("0.5")
     fills = [
@@ -258,8 +296,7 @@ def test_random_fills_properties(raw: list[tuple], start_raw: int, rnd: random.R
     sells = sum((f.qty for f in fills if f.side == "SELL"), D(0))
     base_fees = sum((f.fee for f in fills if f.fee_asset == "BTC"), D(0))
     assert p.position == start + buys - sells - base_fees
-    assert p.position == start + sum(p.level_inventory().values(), D(0)) + \
-        p.unassigned_inventory()
+    assert p.position == start + sum(p.level_inventory().values(), D(0)) + p.unassigned_inventory()
     assert p.fills == len(fills)
     assert p.bought_qty == buys and p.sold_qty == sells
 
@@ -280,9 +317,7 @@ def test_random_fills_properties(raw: list[tuple], start_raw: int, rnd: random.R
         if p.lots(level) == [] and level is not None:
             flow = sum((f.price * f.qty * (1 if f.side == "SELL" else -1) for f in mine), D(0))
             flow += sum((f.price * f.fee for f in mine if f.fee_asset == "BTC"), D(0))
-            realized_here = reference_fifo(
-                [f for f in applied if f.level == level], "BTC"
-            )
+            realized_here = reference_fifo([f for f in applied if f.level == level], "BTC")
             assert realized_here == flow
 
     # max inventory bounds the final inventory

@@ -133,8 +133,12 @@ def test_merge_order_and_stability(tmp_path: Path) -> None:
 
 def test_merge_fixtures_is_sorted_and_complete() -> None:
     paths = recording_paths(FIXTURES)
-    assert [p.name for p in paths] == ["btcusdt-synth.gz", "btcusdt-usdm-synth.gz",
-                                       "ethbtc-synth.gz", "ethusdt-synth.gz"]
+    assert [p.name for p in paths] == [
+        "btcusdt-synth.gz",
+        "btcusdt-usdm-synth.gz",
+        "ethbtc-synth.gz",
+        "ethusdt-synth.gz",
+    ]
     stats = RecordingStats()
     merged = list(merge_recordings(paths, stats))
     times = [ts for ts, _ in merged]
@@ -227,13 +231,22 @@ def test_the_recording_package_exports_each_name_from_its_module() -> None:
 
     import mm_trio.exchange.recording as pkg
 
-    homes = {"merge_recordings": "merge", "iter_recording": "reader", "parse_line": "reader",
-             "recording_paths": "reader", "infer_specs": "specs",
-             "DEFAULT_MIN_NOTIONAL": "specs", "FileDamage": "stats",
-             "RecordingStats": "stats", "TimeGuard": "timeguard",
-             "MAX_TIME_GAP_NS": "timeguard", "MAX_TIME_JITTER_NS": "timeguard",
-             "TIME_WINDOW_HALF": "timeguard", "write_raw_lines": "writer",
-             "write_recording": "writer"}
+    homes = {
+        "merge_recordings": "merge",
+        "iter_recording": "reader",
+        "parse_line": "reader",
+        "recording_paths": "reader",
+        "infer_specs": "specs",
+        "DEFAULT_MIN_NOTIONAL": "specs",
+        "FileDamage": "stats",
+        "RecordingStats": "stats",
+        "TimeGuard": "timeguard",
+        "MAX_TIME_GAP_NS": "timeguard",
+        "MAX_TIME_JITTER_NS": "timeguard",
+        "TIME_WINDOW_HALF": "timeguard",
+        "write_raw_lines": "writer",
+        "write_recording": "writer",
+    }
     assert sorted(pkg.__all__) == sorted(homes)
     for name, module in homes.items():
         home = importlib.import_module(f"mm_trio.exchange.recording.{module}")

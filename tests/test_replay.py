@@ -19,8 +19,10 @@ FIXTURES = ROOT / "fixtures"
 BTC = FIXTURES / "btcusdt-synth.gz"
 ETH = FIXTURES / "ethusdt-synth.gz"
 ETHBTC = FIXTURES / "ethbtc-synth.gz"
-REAL = [SHARED_DATA / "binance-spot-btcusdt-20240808.gz",
-        SHARED_DATA / "binance-spot-ethusdt-20240808.gz"]
+REAL = [
+    SHARED_DATA / "binance-spot-btcusdt-20240808.gz",
+    SHARED_DATA / "binance-spot-ethusdt-20240808.gz",
+]
 OUTPUTS = ["orders.jsonl", "fills.csv", "equity.csv", "summary.json"]
 
 
@@ -35,7 +37,10 @@ def test_split_native() -> None:
 
 def test_discover_symbols_in_fixtures() -> None:
     assert discover_symbols([BTC, ETH, ETHBTC]) == {
-        "BTCUSDT": "BTC/USDT", "ETHBTC": "ETH/BTC", "ETHUSDT": "ETH/USDT"}
+        "BTCUSDT": "BTC/USDT",
+        "ETHBTC": "ETH/BTC",
+        "ETHUSDT": "ETH/USDT",
+    }
 
 
 @pytest.mark.slow
@@ -51,8 +56,9 @@ def test_replay_fixtures_trades_both_symbols(tmp_path: Path) -> None:
     for name in OUTPUTS:
         assert (tmp_path / name).stat().st_size > 0
     # the order log has one line per intent and per venue response
-    kinds = {json.loads(line)["kind"] for line in (tmp_path / "orders.jsonl").read_text()
-             .splitlines()}
+    kinds = {
+        json.loads(line)["kind"] for line in (tmp_path / "orders.jsonl").read_text().splitlines()
+    }
     assert {"place", "cancel", "report"} <= kinds
     fills = (tmp_path / "fills.csv").read_text().splitlines()
     assert len(fills) - 1 == sum(s["fills"] for s in summary["symbols"].values())
@@ -68,9 +74,22 @@ def test_replay_is_byte_identical_across_processes(tmp_path: Path) -> None:
     for i, hashseed in enumerate(("1", "2")):
         out = tmp_path / f"r{i}"
         subprocess.run(
-            [sys.executable, "-m", "mm_trio.cli", "replay", str(BTC), str(ETH), str(ETHBTC),
-             "--out", str(out), "--no-progress"],
-            check=True, cwd=ROOT, capture_output=True, timeout=300,
+            [
+                sys.executable,
+                "-m",
+                "mm_trio.cli",
+                "replay",
+                str(BTC),
+                str(ETH),
+                str(ETHBTC),
+                "--out",
+                str(out),
+                "--no-progress",
+            ],
+            check=True,
+            cwd=ROOT,
+            capture_output=True,
+            timeout=300,
             env={"PYTHONHASHSEED": hashseed, "PATH": "/usr/bin:/bin"},
         )
         outs.append(out)
@@ -88,8 +107,9 @@ def test_replay_config_changes_the_result(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_replay_spec_overrides_apply() -> None:
-    cfg = config_from_dict({"replay": {"specs": {"BTC/USDT": {"step_size": "0.001",
-                                                              "min_qty": "0.001"}}}})
+    cfg = config_from_dict(
+        {"replay": {"specs": {"BTC/USDT": {"step_size": "0.001", "min_qty": "0.001"}}}}
+    )
     summary = run_replay([BTC], cfg, progress=None)
     pos = summary["symbols"]["BTC/USDT"]["position"]
     assert (len(pos.split(".")[1]) if "." in pos else 0) <= 3
@@ -97,17 +117,31 @@ def test_replay_spec_overrides_apply() -> None:
 
 @pytest.mark.slow
 def test_replay_bad_inputs_exit_2(tmp_path: Path) -> None:
-    missing = subprocess.run([sys.executable, "-m", "mm_trio.cli", "replay",
-                              str(tmp_path / "nope.gz")], capture_output=True, text=True,
-                             cwd=ROOT, timeout=60)
+    missing = subprocess.run(
+        [sys.executable, "-m", "mm_trio.cli", "replay", str(tmp_path / "nope.gz")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert missing.returncode == 2 and "nope.gz" in missing.stderr
     junk = tmp_path / "junk.txt"
     junk.write_text("hello world\n")
-    proc = subprocess.run([sys.executable, "-m", "mm_trio.cli", "replay", str(junk)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mm_trio.cli", "replay", str(junk)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert proc.returncode == 2 and "junk.txt" in proc.stderr
-    speed = subprocess.run([sys.executable, "-m", "mm_trio.cli", "replay", str(BTC), "--speed",
-                            "fast"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    speed = subprocess.run(
+        [sys.executable, "-m", "mm_trio.cli", "replay", str(BTC), "--speed", "fast"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert speed.returncode == 2 and "fast" in speed.stderr
 
 
@@ -130,8 +164,7 @@ def test_phases_are_timed_without_changing_the_outputs(tmp_path: Path) -> None:
     """``run_replay(phases=...)`` (the benchmarks' seam) reports the wall time of adding the
     symbols and of the shutdown; the outputs are the same bytes as without it."""
     phases: dict[str, float] = {}
-    run_replay([BTC, ETH], load_config(None), out=tmp_path / "timed", progress=None,
-               phases=phases)
+    run_replay([BTC, ETH], load_config(None), out=tmp_path / "timed", progress=None, phases=phases)
     run_replay([BTC, ETH], load_config(None), out=tmp_path / "plain", progress=None)
     assert set(phases) == {"add", "shutdown"} and all(v >= 0 for v in phases.values())
     for name in OUTPUTS:

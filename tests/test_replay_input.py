@@ -78,8 +78,7 @@ def same_outputs(a: Path, b: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("shift", [YEARS_10, DAY, -DAY], ids=["+10y", "+1d", "-1d"])
 @pytest.mark.parametrize("where", [0, 1500, -1], ids=["first", "middle", "last"])
-def test_one_absurd_time_is_skipped_wherever_it_is(tmp_path: Path, shift: int,
-                                                   where: int) -> None:
+def test_one_absurd_time_is_skipped_wherever_it_is(tmp_path: Path, shift: int, where: int) -> None:
     lines = fixture_lines()
     idx = where % len(lines)
     bad = list(lines)
@@ -87,7 +86,7 @@ def test_one_absurd_time_is_skipped_wherever_it_is(tmp_path: Path, shift: int,
     path = tmp_path / "bad.gz"
     write_raw_lines(path, bad)
     stats = RecordingStats()
-    assert list(iter_recording(path, stats)) == good(lines[:idx] + lines[idx + 1:])
+    assert list(iter_recording(path, stats)) == good(lines[:idx] + lines[idx + 1 :])
     assert stats.time_jumps == 1 and stats.out_of_order == 0 and stats.late == 0
     assert any(f"bad.gz:{idx + 1}: receive time" in e for e in stats.errors), stats.errors
 
@@ -120,8 +119,7 @@ def test_a_day_ahead_line_does_not_stall_the_replay(tmp_path: Path) -> None:
     assert any("bad.gz:1501: receive time" in p for p in got["replay"]["problems"])
 
 
-def test_jitter_is_kept_at_the_previous_time_a_big_step_back_is_skipped(
-        tmp_path: Path) -> None:
+def test_jitter_is_kept_at_the_previous_time_a_big_step_back_is_skipped(tmp_path: Path) -> None:
     t0 = 1_767_225_600 * S
     times = [t0 + i * S // 10 for i in range(60)]
     times[20] = times[19] - S // 5  # 0.2 s back: normal jitter between merged streams
@@ -154,8 +152,7 @@ def test_reversed_block_is_counted(tmp_path: Path) -> None:
     assert len(got) == len(good(lines)) - stats.out_of_order
     summary = replay([tmp_path / "rev.gz"], tmp_path / "out")
     rp = summary["replay"]
-    assert (rp["late_lines_kept"], rp["out_of_order_skipped"]) == (stats.late,
-                                                                   stats.out_of_order)
+    assert (rp["late_lines_kept"], rp["out_of_order_skipped"]) == (stats.late, stats.out_of_order)
 
 
 def test_a_confirmed_jump_is_still_not_followed(tmp_path: Path) -> None:
@@ -177,9 +174,12 @@ def test_real_pauses_are_followed(tmp_path: Path) -> None:
     # pauses right after the first line and before the last three, and one of almost the
     # limit in the middle (at a file's ends the limit applies from the median of its first
     # or last lines, so there a pause may be shorter by those lines' own span)
-    times = ([t0] + [t0 + gap // 2 + i * S for i in range(1, 50)]
-             + [t0 + gap // 2 + gap + i * S for i in range(50, 100)]
-             + [t0 + 2 * gap + i * S for i in range(100, 103)])
+    times = (
+        [t0]
+        + [t0 + gap // 2 + i * S for i in range(1, 50)]
+        + [t0 + gap // 2 + gap + i * S for i in range(50, 100)]
+        + [t0 + 2 * gap + i * S for i in range(100, 103)]
+    )
     path = tmp_path / "rec.txt"
     path.write_bytes(b"".join(b"%d {}\n" % t for t in times))
     stats = RecordingStats()
@@ -231,8 +231,7 @@ def test_guard_passes_any_clean_recording_unchanged(gaps: list[int]) -> None:
 
 
 @pytest.mark.slow
-@given(st.lists(st.integers(0, 60 * S), min_size=2 * TIME_WINDOW_HALF + 1, max_size=120),
-       st.data())
+@given(st.lists(st.integers(0, 60 * S), min_size=2 * TIME_WINDOW_HALF + 1, max_size=120), st.data())
 def test_guard_skips_exactly_the_absurd_lines(gaps: list[int], data: st.DataObject) -> None:
     times = [T0]
     for g in gaps:
@@ -257,7 +256,7 @@ def test_guard_output_never_goes_back_and_counts_every_line(times: list[int]) ->
     payloads = [p for _, p in out]
     assert payloads == sorted(payloads, key=lambda p: int(p))  # file order, a subsequence
     assert len(out) + stats.time_jumps + stats.out_of_order == len(times)
-    for (t, p) in out:  # a line keeps its time, or plays a little later (late: jitter)
+    for t, p in out:  # a line keeps its time, or plays a little later (late: jitter)
         assert 0 <= t - times[int(p)] <= MAX_TIME_JITTER_NS
 
 
@@ -289,7 +288,7 @@ def test_truncated_gzip_replays_every_good_line_and_says_so(tmp_path: Path) -> N
 def corrupt_at(blob: bytes, at: int, seed: int = 1) -> bytes:
     rng = random.Random(seed)
     damaged = bytearray(blob)
-    damaged[at:at + 100] = bytes(rng.randrange(256) for _ in range(100))
+    damaged[at : at + 100] = bytes(rng.randrange(256) for _ in range(100))
     return bytes(damaged)
 
 
@@ -338,9 +337,13 @@ def test_cli_says_the_file_was_truncated(tmp_path: Path) -> None:
     blob = BTC.read_bytes()
     path = tmp_path / "cut.gz"
     path.write_bytes(blob[: len(blob) // 2])
-    proc = subprocess.run([sys.executable, "-m", "mm_trio.cli", "replay", str(path),
-                           "--no-progress"], capture_output=True, text=True, cwd=ROOT,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mm_trio.cli", "replay", str(path), "--no-progress"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "truncated files 1, corrupt files 0" in proc.stdout
     assert f"warning: {path} is truncated at byte {len(blob) // 2}" in proc.stderr
@@ -368,8 +371,10 @@ def test_numeric_prices_are_malformed() -> None:
     for raw in bad:
         assert d.decode(raw, 1) == [], raw
     assert d.stats.malformed == len(bad) and d.stats.book_ticker == 0
-    ok = (b'{"stream":"btcusdt@bookTicker","data":{"u":1,"s":"BTCUSDT","b":"60000.10000000",'
-          b'"B":"1.5","a":"60000.2","A":"0"}}')
+    ok = (
+        b'{"stream":"btcusdt@bookTicker","data":{"u":1,"s":"BTCUSDT","b":"60000.10000000",'
+        b'"B":"1.5","a":"60000.2","A":"0"}}'
+    )
     (quote,) = d.decode(ok, 1)
     assert str(quote.bid) == "60000.10000000" and quote.ask_qty == 0
 
@@ -405,8 +410,10 @@ def test_a_line_of_an_unknown_symbol_is_counted_and_skipped(tmp_path: Path) -> N
 
 
 def test_only_unknown_symbols_is_refused_naming_them(tmp_path: Path) -> None:
-    lines = [x.replace(b"btcusdt@", b"qqqqqq@").replace(b'"BTCUSDT"', b'"QQQQQQ"')
-             for x in fixture_lines()[:50]]
+    lines = [
+        x.replace(b"btcusdt@", b"qqqqqq@").replace(b'"BTCUSDT"', b'"QQQQQQ"')
+        for x in fixture_lines()[:50]
+    ]
     write_raw_lines(tmp_path / "q.gz", lines)
     with pytest.raises(ReplayError, match=r"QQQQQQ.*\[replay\] symbols"):
         replay([tmp_path / "q.gz"], tmp_path / "out")
@@ -425,15 +432,19 @@ def test_clean_fixture_summary_has_every_count(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- out-of-range numbers
 
-HUGE_TRADE = (b'{"stream":"btcusdt@trade","data":{"e":"trade","E":1,"s":"BTCUSDT","t":1,'
-              b'"p":"1e999999999","q":"0.001","T":1,"m":true}}')
+HUGE_TRADE = (
+    b'{"stream":"btcusdt@trade","data":{"e":"trade","E":1,"s":"BTCUSDT","t":1,'
+    b'"p":"1e999999999","q":"0.001","T":1,"m":true}}'
+)
 
 
 def test_decoder_counts_out_of_range_decimal_as_malformed() -> None:
     """A decimal string too large for ordinary arithmetic is a malformed line, not an event."""
     d = StreamDecoder({"BTCUSDT": "BTC/USDT"})
-    quote = (b'{"stream":"btcusdt@bookTicker","data":{"u":1,"s":"BTCUSDT",'
-             b'"b":"1e999999999","B":"1","a":"2","A":"1"}}')
+    quote = (
+        b'{"stream":"btcusdt@bookTicker","data":{"u":1,"s":"BTCUSDT",'
+        b'"b":"1e999999999","B":"1","a":"2","A":"1"}}'
+    )
     events = d.decode(quote, 5) + d.decode(HUGE_TRADE, 6)
     # every event the decoder lets through must be usable in ordinary arithmetic
     for ev in events:

@@ -45,10 +45,10 @@ BTC = "BTC/USDT"
 PREFIX = "mmt"
 # a market that stands still: both runs anchor their grids at the same mid
 STILL = SimVenueConfig(seed=5, latency_ms=1.0, volatility=0.0, tick_interval_ms=50.0)
-GRID = GridConfig(step=D("0.001"), levels_below=3, order_size=D("50"),
-                  client_id_prefix=PREFIX)
-CALM_RISK = RiskConfig(jump_pct=D("0.5"), volume_spike_factor=D("100000"),
-                       reject_storm_count=100000, stale_after=60.0)
+GRID = GridConfig(step=D("0.001"), levels_below=3, order_size=D("50"), client_id_prefix=PREFIX)
+CALM_RISK = RiskConfig(
+    jump_pct=D("0.5"), volume_spike_factor=D("100000"), reject_storm_count=100000, stale_after=60.0
+)
 
 
 class FailFirstPlacements(httpx.AsyncBaseTransport):
@@ -70,11 +70,19 @@ class FailFirstPlacements(httpx.AsyncBaseTransport):
 
 
 @asynccontextmanager
-async def run(server: PaperServer, placed: list[str], *, cancel_on_exit: bool,
-              transport: httpx.AsyncBaseTransport | None = None
-              ) -> AsyncIterator[Orchestrator]:
-    config = Config(grid=GRID, risk=CALM_RISK, limiter=LimiterConfig(),
-                    run=RunConfig(shutdown_timeout=5.0, cancel_on_exit=cancel_on_exit))
+async def run(
+    server: PaperServer,
+    placed: list[str],
+    *,
+    cancel_on_exit: bool,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> AsyncIterator[Orchestrator]:
+    config = Config(
+        grid=GRID,
+        risk=CALM_RISK,
+        limiter=LimiterConfig(),
+        run=RunConfig(shutdown_timeout=5.0, cancel_on_exit=cancel_on_exit),
+    )
 
     def journal(kind: str, payload: Any) -> None:
         if kind == "place":
@@ -83,9 +91,17 @@ async def run(server: PaperServer, placed: list[str], *, cancel_on_exit: bool,
     limiter = Limiter(config.limiter)
     ws_url, ws_api_url = derive_ws_urls(server.http_url)
     exchange = BinanceExchange(
-        base_url=server.http_url, ws_url=ws_url, ws_api_url=ws_api_url,
-        api_key=DEFAULT_API_KEY, api_secret=DEFAULT_API_SECRET, limiter=limiter,
-        timeout=5.0, transport=transport, reconnect_initial=0.05, reconnect_max=2.0)
+        base_url=server.http_url,
+        ws_url=ws_url,
+        ws_api_url=ws_api_url,
+        api_key=DEFAULT_API_KEY,
+        api_secret=DEFAULT_API_SECRET,
+        limiter=limiter,
+        timeout=5.0,
+        transport=transport,
+        reconnect_initial=0.05,
+        reconnect_max=2.0,
+    )
     async with open_orchestrator(exchange, config, limiter=limiter, journal=journal) as orch:
         yield orch
 
@@ -95,8 +111,10 @@ async def wait_until(predicate: Any, what: str, m: SymbolManager, limit: float =
         while not predicate():  # noqa: ASYNC110 - polling state owned by other tasks
             await trio.sleep(0.02)
         return
-    raise AssertionError(f"timed out after {limit}s waiting for {what}; the grid's orders: "
-                         f"{m.strategy.live_orders()}; mid {m.mid}")
+    raise AssertionError(
+        f"timed out after {limit}s waiting for {what}; the grid's orders: "
+        f"{m.strategy.live_orders()}; mid {m.mid}"
+    )
 
 
 def resting_buys(m: SymbolManager) -> list[Any]:
@@ -114,9 +132,18 @@ async def test_restart_after_a_fill_never_adopts_the_earlier_runs_orders() -> No
                 low = min(resting_buys(btc), key=lambda o: o.price)
                 # a trade through all our buys: they fill
                 await server.venue.ensure_market(BTC)
-                await acct.sim.push_market([Trade(
-                    symbol=BTC, price=low.price - btc.spec.tick_size, qty=D(5),
-                    buyer_maker=True, trade_id=10**9, ts=acct.sim.now_ns())])
+                await acct.sim.push_market(
+                    [
+                        Trade(
+                            symbol=BTC,
+                            price=low.price - btc.spec.tick_size,
+                            qty=D(5),
+                            buyer_maker=True,
+                            trade_id=10**9,
+                            ts=acct.sim.now_ns(),
+                        )
+                    ]
+                )
                 await wait_until(lambda: btc.position.fills >= 3, "run 1's fills", btc)
                 await trio.sleep(0.5)  # its take-profit goes out
             # the crash left run 1's orders resting: the operator cancels them
@@ -127,12 +154,18 @@ async def test_restart_after_a_fill_never_adopts_the_earlier_runs_orders() -> No
             assert trades_before >= 1
 
             second: list[str] = []
-            async with run(server, second, cancel_on_exit=True,
-                           transport=FailFirstPlacements(3)) as orch:
+            async with run(
+                server, second, cancel_on_exit=True, transport=FailFirstPlacements(3)
+            ) as orch:
                 btc2 = await orch.add_symbol(BTC)
-                await wait_until(lambda: len(btc2.strategy.live_orders()) >= 3 and all(
-                    o.status != "PENDING_NEW" for o in btc2.strategy.live_orders()),
-                    "run 2's orders resting", btc2)
+                await wait_until(
+                    lambda: (
+                        len(btc2.strategy.live_orders()) >= 3
+                        and all(o.status != "PENDING_NEW" for o in btc2.strategy.live_orders())
+                    ),
+                    "run 2's orders resting",
+                    btc2,
+                )
                 await trio.sleep(1.0)  # every answer and report has landed
                 snap = btc2.snapshot()
                 since = acct.trades.get(BTC, [])[trades_before:]

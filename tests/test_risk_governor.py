@@ -15,21 +15,40 @@ from mm_trio.domain.model import OrderRequest, Side
 
 D = Decimal
 # no hold time: these tests are about the value band (the time hold is tested further down)
-CFG = GovernorConfig(max_total_exposure=D("1000"), max_symbol_exposure=D("600"),
-                     hysteresis=D("0.1"), max_total_loss=D("100"), reduce_only_min_hold=0.0)
+CFG = GovernorConfig(
+    max_total_exposure=D("1000"),
+    max_symbol_exposure=D("600"),
+    hysteresis=D("0.1"),
+    max_total_loss=D("100"),
+    reduce_only_min_hold=0.0,
+)
 
 
 def place(symbol: str, side: Side, price: str, qty: str) -> PlaceOrder:
-    return PlaceOrder(OrderRequest(symbol=symbol, client_id="mmt_X_B0_1", side=side,
-                                   price=D(price), qty=D(qty)))
+    return PlaceOrder(
+        OrderRequest(symbol=symbol, client_id="mmt_X_B0_1", side=side, price=D(price), qty=D(qty))
+    )
 
 
-def upd(g: RiskGovernor, symbol: str, position: str = "0", mid: str | None = "100",
-        open_buy: str = "0", pnl: str = "0", now: float = 0.0,
-        cancelling: str = "0") -> list[GovernorChange]:
-    return g.update(symbol, position=D(position), mid=None if mid is None else D(mid),
-                    open_buy_notional=D(open_buy), pnl=D(pnl), now=now,
-                    cancelling_buy_notional=D(cancelling))
+def upd(
+    g: RiskGovernor,
+    symbol: str,
+    position: str = "0",
+    mid: str | None = "100",
+    open_buy: str = "0",
+    pnl: str = "0",
+    now: float = 0.0,
+    cancelling: str = "0",
+) -> list[GovernorChange]:
+    return g.update(
+        symbol,
+        position=D(position),
+        mid=None if mid is None else D(mid),
+        open_buy_notional=D(open_buy),
+        pnl=D(pnl),
+        now=now,
+        cancelling_buy_notional=D(cancelling),
+    )
 
 
 def test_exposure_is_position_value_plus_open_buys() -> None:
@@ -74,7 +93,8 @@ def test_per_symbol_reduce_only_does_not_block_other_symbols() -> None:
     g = RiskGovernor(CFG)
     upd(g, "A/USDT", position="7", mid="100")
     assert g.check("A/USDT", place("A/USDT", "BUY", "100", "0.1")).startswith(
-        "reduce-only: A/USDT exposure 700.00 above cap 600.00")
+        "reduce-only: A/USDT exposure 700.00 above cap 600.00"
+    )
     assert g.check("A/USDT", place("A/USDT", "SELL", "100", "1")) is None
     assert g.check("B/USDT", place("B/USDT", "BUY", "100", "1")) is None
 
@@ -85,8 +105,9 @@ def test_reservation_prevents_a_batch_overshoot() -> None:
     admitted = [g.check("A/USDT", place("A/USDT", "BUY", "99", "1")) for _ in range(6)]
     assert admitted[:4] == [None] * 4  # 200 + 4 * 99 = 596
     assert admitted[4] is not None and admitted[5] is not None
-    assert admitted[4] == ("buy of 99.00 would raise A/USDT exposure from 596.00 to 695.00 "
-                           "(cap 600.00)")
+    assert admitted[4] == (
+        "buy of 99.00 would raise A/USDT exposure from 596.00 to 695.00 (cap 600.00)"
+    )
     assert g.symbol_exposure("A/USDT") == D(596)
     # the next update replaces the reservation with the real open buy notional
     upd(g, "A/USDT", position="1", mid="100", open_buy="298")
@@ -163,8 +184,14 @@ def test_unknown_mid_counts_open_buys_only() -> None:
 
 SYMS = ["A/USDT", "B/USDT", "C/USDT"]
 op = st.one_of(
-    st.tuples(st.just("update"), st.sampled_from(SYMS), st.integers(0, 900),
-              st.integers(1, 200), st.integers(0, 400), st.integers(-60, 20)),
+    st.tuples(
+        st.just("update"),
+        st.sampled_from(SYMS),
+        st.integers(0, 900),
+        st.integers(1, 200),
+        st.integers(0, 400),
+        st.integers(-60, 20),
+    ),
     st.tuples(st.just("buy"), st.sampled_from(SYMS), st.integers(1, 200), st.integers(1, 300)),
     st.tuples(st.just("sell"), st.sampled_from(SYMS), st.integers(1, 200), st.integers(1, 300)),
     st.tuples(st.just("remove"), st.sampled_from(SYMS)),
@@ -233,26 +260,37 @@ def test_admitted_buys_never_push_exposure_over_caps(ops: list[tuple]) -> None:
 # below, reduce-only must hold in time as well as in value, and only the excess is trimmed.
 
 HOLD = 5.0
-HELD = GovernorConfig(max_total_exposure=D("1000"), max_symbol_exposure=D("600"),
-                      hysteresis=D("0.1"), max_total_loss=D("100"),
-                      reduce_only_min_hold=HOLD)
+HELD = GovernorConfig(
+    max_total_exposure=D("1000"),
+    max_symbol_exposure=D("600"),
+    hysteresis=D("0.1"),
+    max_total_loss=D("100"),
+    reduce_only_min_hold=HOLD,
+)
 
 
 def buy(g: RiskGovernor, symbol: str, notional: str) -> str | None:
     return g.check(symbol, place(symbol, "BUY", notional, "1"))
 
 
-@pytest.mark.parametrize(("steps", "states"), [
-    # (now, total exposure) -> reduce-only afterwards
-    ([(0, 1001), (1, 800), (4.9, 800), (5, 800)], [True, True, True, False]),
-    ([(0, 1001), (6, 950), (7, 899)], [True, True, False]),  # time alone does not release
-    ([(0, 1001), (2, 1100), (4, 899), (5, 899)], [True, True, True, False]),  # held from entry
-    ([(0, 1000), (1, 899), (2, 1000.01)], [False, False, True]),  # at the cap is not above it
-    ([(0, 1001), (5, 899), (5.5, 1001), (9, 700), (10.5, 700)],
-     [True, False, True, True, False]),  # a re-entry starts a fresh hold
-], ids=["hold", "value", "from-entry", "edge", "re-entry"])
-def test_reduce_only_holds_in_time_and_in_value(steps: list[tuple[float, float]],
-                                                states: list[bool]) -> None:
+@pytest.mark.parametrize(
+    ("steps", "states"),
+    [
+        # (now, total exposure) -> reduce-only afterwards
+        ([(0, 1001), (1, 800), (4.9, 800), (5, 800)], [True, True, True, False]),
+        ([(0, 1001), (6, 950), (7, 899)], [True, True, False]),  # time alone does not release
+        ([(0, 1001), (2, 1100), (4, 899), (5, 899)], [True, True, True, False]),  # held from entry
+        ([(0, 1000), (1, 899), (2, 1000.01)], [False, False, True]),  # at the cap is not above it
+        (
+            [(0, 1001), (5, 899), (5.5, 1001), (9, 700), (10.5, 700)],
+            [True, False, True, True, False],
+        ),  # a re-entry starts a fresh hold
+    ],
+    ids=["hold", "value", "from-entry", "edge", "re-entry"],
+)
+def test_reduce_only_holds_in_time_and_in_value(
+    steps: list[tuple[float, float]], states: list[bool]
+) -> None:
     g = RiskGovernor(HELD)
     got = []
     for now, total in steps:
@@ -270,8 +308,10 @@ def test_tick_releases_once_the_hold_is_over_without_a_report() -> None:
     assert g.tick(104.9) == [] and g.reduce_only("A/USDT")
     [c] = g.tick(105.0)
     assert (c.scope, c.state) == ("total", "normal")
-    assert c.reason == ("total exposure 600.00 below 900.00 (cap 1000.00 less 10.0% "
-                        "hysteresis) after 5.0s reduce-only (at least 5s)")
+    assert c.reason == (
+        "total exposure 600.00 below 900.00 (cap 1000.00 less 10.0% "
+        "hysteresis) after 5.0s reduce-only (at least 5s)"
+    )
     assert g.tick(200.0) == []
 
 
@@ -293,12 +333,17 @@ def test_first_come_cannot_take_all_of_the_room() -> None:
         g.add(f"{s}/USDT")
     assert g.fair_share == D(250)
     results = {s: [buy(g, f"{s}/USDT", "100") is None for _ in range(4)] for s in "ABCD"}
-    assert results == {"A": [True, True, False, False], "B": [True, True, True, False],
-                       "C": [True, True, False, False], "D": [True, True, True, False]}
+    assert results == {
+        "A": [True, True, False, False],
+        "B": [True, True, True, False],
+        "C": [True, True, False, False],
+        "D": [True, True, True, False],
+    }
     assert g.total_exposure == D(1000)
     reason = buy(g, "C/USDT", "100")
-    assert reason == ("buy of 100.00 would raise total exposure from 1000.00 to 1100.00 "
-                      "(cap 1000.00)")
+    assert reason == (
+        "buy of 100.00 would raise total exposure from 1000.00 to 1100.00 (cap 1000.00)"
+    )
 
 
 def test_room_nobody_can_use_is_spread_one_order_per_symbol() -> None:
@@ -308,8 +353,9 @@ def test_room_nobody_can_use_is_spread_one_order_per_symbol() -> None:
     for s in "BCD":  # two orders of 100 each: the 50 left of a share is no use to them
         assert [buy(g, f"{s}/USDT", "100") is None for _ in range(2)] == [True, True]
     assert [buy(g, "A/USDT", "100") is None for _ in range(3)] == [True, True, True]
-    assert buy(g, "A/USDT", "100") == ("A/USDT exposure 300.00 is already above its fair "
-                                       "share 250.00 of the total cap 1000.00")
+    assert buy(g, "A/USDT", "100") == (
+        "A/USDT exposure 300.00 is already above its fair share 250.00 of the total cap 1000.00"
+    )
     assert buy(g, "B/USDT", "100") is None  # the last 100 goes to another symbol
     assert g.total_exposure == D(1000)
 
@@ -321,9 +367,11 @@ def test_a_share_is_kept_for_a_symbol_that_has_not_asked_yet() -> None:
     assert g.fair_share == D(500)
     assert [buy(g, "A/USDT", "200") is None for _ in range(3)] == [True, True, False]
     assert buy(g, "A/USDT", "50") is None  # within its own share
-    assert buy(g, "A/USDT", "100") == ("buy of 100.00 would raise A/USDT exposure to 550.00, "
-                                       "above its fair share 500.00 of the total cap "
-                                       "1000.00, into room other symbols claim (500.00)")
+    assert buy(g, "A/USDT", "100") == (
+        "buy of 100.00 would raise A/USDT exposure to 550.00, "
+        "above its fair share 500.00 of the total cap "
+        "1000.00, into room other symbols claim (500.00)"
+    )
     assert [buy(g, "B/USDT", "200") is None for _ in range(3)] == [True, True, False]
     # B's remaining 100 is smaller than its orders: A may use it
     assert buy(g, "A/USDT", "100") is None
@@ -360,28 +408,43 @@ def test_own_orders_never_trip_reduce_only() -> None:
     assert max(open_.values()) - min(open_.values()) <= 33
 
 
-@pytest.mark.parametrize(("reports", "expected"), [
-    # held value of A rose: excess 50 over the cap; A has the largest exposure: A trims 50
-    ({"A/USDT": ("4.5", "150", "0"), "B/USDT": ("0", "450", "0")},
-     {"A/USDT": D(100), "B/USDT": None}),
-    # a cancel of 50 already under way covers the excess: nothing more to trim
-    ({"A/USDT": ("4.5", "150", "50"), "B/USDT": ("0", "450", "0")},
-     {"A/USDT": None, "B/USDT": None}),
-    # the largest exposure cannot cover it all: the next largest gives up the rest
-    ({"A/USDT": ("5", "100", "0"), "B/USDT": ("3", "200", "0"), "C/USDT": ("0", "100", "0")},
-     {"A/USDT": D(0), "B/USDT": D(100), "C/USDT": None}),
-    # ties go by name
-    ({"A/USDT": ("0", "550", "0"), "B/USDT": ("0", "550", "0")},
-     {"A/USDT": D(450), "B/USDT": None}),
-    # a symbol over its own cap (600) trims its own excess even with the total below the cap
-    ({"A/USDT": ("6", "100", "0")}, {"A/USDT": D(0)}),
-    ({"A/USDT": ("5", "300", "0")}, {"A/USDT": D(100)}),
-    # under the caps: nothing to trim
-    ({"A/USDT": ("3", "200", "0"), "B/USDT": ("3", "200", "0")},
-     {"A/USDT": None, "B/USDT": None}),
-], ids=["largest", "cancelling", "spill", "ties", "own-all", "own-part", "none"])
+@pytest.mark.parametrize(
+    ("reports", "expected"),
+    [
+        # held value of A rose: excess 50 over the cap; A has the largest exposure: A trims 50
+        (
+            {"A/USDT": ("4.5", "150", "0"), "B/USDT": ("0", "450", "0")},
+            {"A/USDT": D(100), "B/USDT": None},
+        ),
+        # a cancel of 50 already under way covers the excess: nothing more to trim
+        (
+            {"A/USDT": ("4.5", "150", "50"), "B/USDT": ("0", "450", "0")},
+            {"A/USDT": None, "B/USDT": None},
+        ),
+        # the largest exposure cannot cover it all: the next largest gives up the rest
+        (
+            {"A/USDT": ("5", "100", "0"), "B/USDT": ("3", "200", "0"), "C/USDT": ("0", "100", "0")},
+            {"A/USDT": D(0), "B/USDT": D(100), "C/USDT": None},
+        ),
+        # ties go by name
+        (
+            {"A/USDT": ("0", "550", "0"), "B/USDT": ("0", "550", "0")},
+            {"A/USDT": D(450), "B/USDT": None},
+        ),
+        # a symbol over its own cap (600) trims its own excess even with the total below the cap
+        ({"A/USDT": ("6", "100", "0")}, {"A/USDT": D(0)}),
+        ({"A/USDT": ("5", "300", "0")}, {"A/USDT": D(100)}),
+        # under the caps: nothing to trim
+        (
+            {"A/USDT": ("3", "200", "0"), "B/USDT": ("3", "200", "0")},
+            {"A/USDT": None, "B/USDT": None},
+        ),
+    ],
+    ids=["largest", "cancelling", "spill", "ties", "own-all", "own-part", "none"],
+)
 def test_buy_allowance_trims_only_the_excess(
-        reports: dict[str, tuple[str, str, str]], expected: dict[str, D | None]) -> None:
+    reports: dict[str, tuple[str, str, str]], expected: dict[str, D | None]
+) -> None:
     g = RiskGovernor(HELD)
     for s, (pos, ob, cancelling) in reports.items():
         upd(g, s, position=pos, mid="100", open_buy=ob, cancelling=cancelling)
@@ -398,8 +461,9 @@ def test_reduce_only_refuses_buys_and_admits_within_the_room_after_release() -> 
     assert not g.reduce_only("A/USDT")
     # the room is 200: C is owed its share (333.33) but the cap comes first
     assert buy(g, "C/USDT", "150") is None
-    assert buy(g, "C/USDT", "100") == ("buy of 100.00 would raise total exposure from 950.00 "
-                                       "to 1050.00 (cap 1000.00)")
+    assert buy(g, "C/USDT", "100") == (
+        "buy of 100.00 would raise total exposure from 950.00 to 1050.00 (cap 1000.00)"
+    )
     assert g.total_exposure == D(950)
 
 
@@ -438,8 +502,14 @@ def test_budget_and_hold_at_scale(ops: list[tuple[tuple, int]]) -> None:
     exits: dict[str, list[float]] = {}
 
     def report(s: str) -> list[GovernorChange]:
-        return g.update(s, position=held[s], mid=mid[s], open_buy_notional=sum(orders[s], D(0)),
-                        pnl=D(0), now=now)
+        return g.update(
+            s,
+            position=held[s],
+            mid=mid[s],
+            open_buy_notional=sum(orders[s], D(0)),
+            pnl=D(0),
+            now=now,
+        )
 
     for (kind, s, a), dt in ops:
         now += dt / 10

@@ -19,8 +19,7 @@ SYM = "BTC/USDT"
 
 def q(mid: str | Decimal) -> Quote:
     m = D(mid)
-    return Quote(symbol=SYM, bid=m - D("0.5"), bid_qty=D(1), ask=m + D("0.5"), ask_qty=D(1),
-                 ts=0)
+    return Quote(symbol=SYM, bid=m - D("0.5"), bid_qty=D(1), ask=m + D("0.5"), ask_qty=D(1), ts=0)
 
 
 def tr(price: str | Decimal, qty: str | Decimal, tid: int = 0) -> Trade:
@@ -31,10 +30,21 @@ def names(changes: list[BreakerChange]) -> list[tuple[str, bool]]:
     return [(c.breaker, c.tripped) for c in changes]
 
 
-CFG = RiskConfig(stale_after=10.0, jump_pct=D("0.03"), jump_window=5.0, jump_cooldown=30.0,
-                 volume_window=10.0, volume_baseline_windows=3, volume_spike_factor=D("5"),
-                 volume_drop_pct=D("0.005"), volume_cooldown=30.0, reject_storm_count=3,
-                 reject_storm_window=10.0, reject_cooldown=20.0, max_loss=D("100"))
+CFG = RiskConfig(
+    stale_after=10.0,
+    jump_pct=D("0.03"),
+    jump_window=5.0,
+    jump_cooldown=30.0,
+    volume_window=10.0,
+    volume_baseline_windows=3,
+    volume_spike_factor=D("5"),
+    volume_drop_pct=D("0.005"),
+    volume_cooldown=30.0,
+    reject_storm_count=3,
+    reject_storm_window=10.0,
+    reject_cooldown=20.0,
+    max_loss=D("100"),
+)
 NO_STALE = attrs.evolve(CFG, stale_after=1e9)  # isolate the other breakers
 
 
@@ -222,10 +232,17 @@ def test_history_is_bounded_and_ordered() -> None:
 
 @pytest.mark.slow
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["quote", "trade", "reject", "tick", "pnl"]),
-                          st.floats(min_value=0, max_value=8, allow_nan=False),
-                          st.integers(min_value=900, max_value=1100),
-                          st.integers(min_value=1, max_value=50)), max_size=120))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["quote", "trade", "reject", "tick", "pnl"]),
+            st.floats(min_value=0, max_value=8, allow_nan=False),
+            st.integers(min_value=900, max_value=1100),
+            st.integers(min_value=1, max_value=50),
+        ),
+        max_size=120,
+    )
+)
 def test_changes_alternate_and_flags_match(events: list[tuple[str, float, int, int]]) -> None:
     m = RiskMonitor(CFG)
     now = 0.0
@@ -248,6 +265,7 @@ def test_changes_alternate_and_flags_match(events: list[tuple[str, float, int, i
             state[c.breaker] = c.tripped
             assert c.at == now and c.reason
         assert set(m.tripped()) == {b for b, on in state.items() if on}
-        assert m.halt_opening == any(state.get(b, False) for b in
-                                     ("stale", "price_jump", "volume_spike", "reject_storm"))
+        assert m.halt_opening == any(
+            state.get(b, False) for b in ("stale", "price_jump", "volume_spike", "reject_storm")
+        )
         assert m.stopped == state.get("loss_limit", False)

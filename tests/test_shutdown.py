@@ -46,7 +46,8 @@ class HungFirstCancel(QuotingFake):
 
 
 async def test_shutdown_clears_orders_when_one_symbol_is_not_flat(
-        autojump_clock: trio.abc.Clock) -> None:
+    autojump_clock: trio.abc.Clock,
+) -> None:
     """One symbol's cancel hangs at shutdown: the final cancel-all still clears its orders."""
     fake = HungFirstCancel(["AAA/USDT", "BBB/USDT"])
     config = make_config()
@@ -69,28 +70,32 @@ class BannedOpenOrders(QuotingFake):
         return await super().open_orders(symbol)
 
 
-async def test_run_exit_is_bounded_when_venue_hangs(autojump_clock: trio.abc.Clock,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_run_exit_is_bounded_when_venue_hangs(
+    autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """``mm-trio run`` ends within its shutdown bounds when a venue request never returns."""
     fake = BannedOpenOrders(["AAA/USDT"])
     monkeypatch.setattr(run_app, "make_exchange", lambda *a, **k: fake)
     config = make_config()
     start = trio.current_time()
-    rc = await run_app.run_command(config, ["AAA/USDT"], duration=5.0, summary_json=None,
-                               out=io.StringIO(), err=io.StringIO())
+    rc = await run_app.run_command(
+        config, ["AAA/USDT"], duration=5.0, summary_json=None, out=io.StringIO(), err=io.StringIO()
+    )
     elapsed = trio.current_time() - start
     assert rc == 0
     assert elapsed < 5.0 + 2 * config.run.shutdown_timeout + 5.0, elapsed
 
 
-async def test_run_respects_cancel_on_exit_false(autojump_clock: trio.abc.Clock,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_run_respects_cancel_on_exit_false(
+    autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """With ``run.cancel_on_exit = false`` the orders stay on the venue at exit."""
     fake = QuotingFake(["AAA/USDT"])
     monkeypatch.setattr(run_app, "make_exchange", lambda *a, **k: fake)
     config = make_config({"run": {"cancel_on_exit": False}})
-    rc = await run_app.run_command(config, ["AAA/USDT"], duration=5.0, summary_json=None,
-                               out=io.StringIO(), err=io.StringIO())
+    rc = await run_app.run_command(
+        config, ["AAA/USDT"], duration=5.0, summary_json=None, out=io.StringIO(), err=io.StringIO()
+    )
     assert rc == 0
     assert fake.placed, "the grid placed orders"
     assert ours(fake, "AAA/USDT"), "cancel_on_exit = false: orders must stay on the venue"
@@ -116,10 +121,23 @@ def test_second_sigint_during_shutdown_still_exits_0_and_cancels(tmp_path: Path)
     cfg.write_text(SLOW_CANCEL_TOML)
     summary_path = tmp_path / "s.json"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(mm_trio_cmd() + ["run", "--symbols", "BTC/USDT", "--config", str(cfg),
-                                             "--summary-json", str(summary_path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                            env=env)
+    proc = subprocess.Popen(
+        mm_trio_cmd()
+        + [
+            "run",
+            "--symbols",
+            "BTC/USDT",
+            "--config",
+            str(cfg),
+            "--summary-json",
+            str(summary_path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()

@@ -35,14 +35,17 @@ def many_symbols() -> tuple[list[str], dict[str, str]]:
 
 @pytest.mark.slow
 async def test_fifty_symbols_shut_down_in_time_while_placements_queue(
-    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING)
     symbols, extra = many_symbols()
-    config = config_from_dict({
-        "venue": {"extra_symbols": extra, "seed": 3},
-        "limiter": {"orders_per_10s": ORDERS_PER_10S},
-    })
+    config = config_from_dict(
+        {
+            "venue": {"extra_symbols": extra, "seed": 3},
+            "limiter": {"orders_per_10s": ORDERS_PER_10S},
+        }
+    )
     limiter = Limiter(config.limiter)
     exchange = SimulatedExchange(config.venue, limiter=limiter)
     async with open_orchestrator(exchange, config, limiter=limiter) as orch:
@@ -68,25 +71,32 @@ async def test_fifty_symbols_shut_down_in_time_while_placements_queue(
 
 @pytest.mark.slow
 async def test_removed_symbol_leaves_the_queue_at_once_behind_other_symbols(
-    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A symbol whose placements all wait in the queue, among (and behind) the other
     symbols' still wanted ones. Removing it withdraws them from the middle of the queue at
     once: it is flat without waiting for the others' placements to be served."""
     caplog.set_level(logging.WARNING)
     symbols, extra = many_symbols()
-    config = config_from_dict({
-        "venue": {"extra_symbols": extra, "seed": 3},
-        "limiter": {"orders_per_10s": ORDERS_PER_10S},
-    })
+    config = config_from_dict(
+        {
+            "venue": {"extra_symbols": extra, "seed": 3},
+            "limiter": {"orders_per_10s": ORDERS_PER_10S},
+        }
+    )
     limiter = Limiter(config.limiter)
     exchange = SimulatedExchange(config.venue, limiter=limiter)
     async with open_orchestrator(exchange, config, limiter=limiter) as orch:
         managers = await orch.add_symbols(symbols)
         await trio.sleep(RUN_SECONDS)
         # (which symbols got order tokens first depends on trio's scheduling)
-        queued = [m for m in managers if m.strategy.live_orders()
-                  and all(o.status == "PENDING_NEW" for o in m.strategy.live_orders())]
+        queued = [
+            m
+            for m in managers
+            if m.strategy.live_orders()
+            and all(o.status == "PENDING_NEW" for o in m.strategy.live_orders())
+        ]
         assert len(queued) > 1
         last = queued[-1]
         pending = len(last.strategy.live_orders())

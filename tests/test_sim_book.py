@@ -20,9 +20,13 @@ def order(cid: str, side: str, price: str, seq: int) -> RestingOrder:
 
 def test_orders_rest_in_price_time_priority_per_side() -> None:
     book = SymbolBook(SPEC)
-    for o in (order("b1", "BUY", "100", 1), order("b2", "BUY", "101", 2),
-              order("b3", "BUY", "100", 3), order("s1", "SELL", "103", 4),
-              order("s2", "SELL", "102", 5)):
+    for o in (
+        order("b1", "BUY", "100", 1),
+        order("b2", "BUY", "101", 2),
+        order("b3", "BUY", "100", 3),
+        order("s1", "SELL", "103", 4),
+        order("s2", "SELL", "102", 5),
+    ):
         book.rest(o)
     assert [o.client_id for o in book.bids] == ["b2", "b1", "b3"]
     assert [o.client_id for o in book.asks] == ["s2", "s1"]
@@ -48,7 +52,10 @@ def test_locks_release_and_fill_settlement() -> None:
     assert bal.lock("USDT", D(500))
     bal.settle_buy("BTC", "USDT", D("0.5"), D(250), D(249), D("0.1"))  # filled a bit better
     assert (bal.get("BTC").free, bal.get("USDT").free, bal.get("USDT").locked) == (
-        D("1.5"), D(500) + D(250) - D(249) - D("0.1"), D(250))
+        D("1.5"),
+        D(500) + D(250) - D(249) - D("0.1"),
+        D(250),
+    )
     bal.release("USDT", D(250))
     assert bal.get("USDT").locked == 0
     assert bal.lock("BTC", D(1))
@@ -58,5 +65,9 @@ def test_locks_release_and_fill_settlement() -> None:
     bal.open("BTC")  # known already: unchanged
     assert bal.all()["ETH"].free == 0 and bal.get("BTC").free == D("0.5")
     event = bal.event("USDT", 7)
-    assert (event.asset, event.free, event.locked, event.ts) == ("USDT", bal.get("USDT").free,
-                                                                 D(0), 7)
+    assert (event.asset, event.free, event.locked, event.ts) == (
+        "USDT",
+        bal.get("USDT").free,
+        D(0),
+        7,
+    )

@@ -15,8 +15,9 @@ T0 = 1_700_000_000_000_000_000
 SEC = 1_000_000_000
 
 
-def make_feed(seed: int = 1, symbols: tuple[str, ...] = ("BTC/USDT", "ETH/USDT"),
-              **kw: object) -> SyntheticFeed:
+def make_feed(
+    seed: int = 1, symbols: tuple[str, ...] = ("BTC/USDT", "ETH/USDT"), **kw: object
+) -> SyntheticFeed:
     config = attrs.evolve(SimVenueConfig(), seed=seed, **kw)
     specs, prices = build_registry(config)
     feed = SyntheticFeed(config, specs)
@@ -65,7 +66,8 @@ def test_ticks_on_interval_in_time_order_and_in_window() -> None:
     events = feed.advance(T0 + 2 * SEC)
     quotes = [e for e in events if isinstance(e, Quote)]
     assert [q.ts for q in quotes if q.symbol == "BTC/USDT"] == [
-        T0 + k * SEC // 4 for k in range(1, 9)]
+        T0 + k * SEC // 4 for k in range(1, 9)
+    ]
     assert all(T0 < e.ts <= T0 + 2 * SEC for e in events)
     assert [e.ts for e in events] == sorted(e.ts for e in events)
     assert feed.advance(T0 + 2 * SEC) == []

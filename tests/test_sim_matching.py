@@ -30,16 +30,25 @@ def make(queue_model: str = "trade_through", **kw: object) -> MatchingEngine:
     return MatchingEngine(config, rng=random.Random(7))
 
 
-def req(cid: str, side: str, price: str, qty: str, post_only: bool = True,
-        symbol: str = SYM) -> OrderRequest:
-    return OrderRequest(symbol=symbol, client_id=cid, side=side,  # type: ignore[arg-type]
-                        price=D(price), qty=D(qty), post_only=post_only)
+def req(
+    cid: str, side: str, price: str, qty: str, post_only: bool = True, symbol: str = SYM
+) -> OrderRequest:
+    return OrderRequest(
+        symbol=symbol,
+        client_id=cid,
+        side=side,  # type: ignore[arg-type]
+        price=D(price),
+        qty=D(qty),
+        post_only=post_only,
+    )
 
 
-def quote(bid: str, ask: str, bid_qty: str = "1", ask_qty: str = "1", ts: int = 1,
-          symbol: str = SYM) -> Quote:
-    return Quote(symbol=symbol, bid=D(bid), bid_qty=D(bid_qty), ask=D(ask), ask_qty=D(ask_qty),
-                 ts=ts)
+def quote(
+    bid: str, ask: str, bid_qty: str = "1", ask_qty: str = "1", ts: int = 1, symbol: str = SYM
+) -> Quote:
+    return Quote(
+        symbol=symbol, bid=D(bid), bid_qty=D(bid_qty), ask=D(ask), ask_qty=D(ask_qty), ts=ts
+    )
 
 
 _tid = 0
@@ -48,8 +57,9 @@ _tid = 0
 def trade(price: str, qty: str, ts: int = 2, buyer_maker: bool = True) -> Trade:
     global _tid
     _tid += 1
-    return Trade(symbol=SYM, price=D(price), qty=D(qty), buyer_maker=buyer_maker, trade_id=_tid,
-                 ts=ts)
+    return Trade(
+        symbol=SYM, price=D(price), qty=D(qty), buyer_maker=buyer_maker, trade_id=_tid, ts=ts
+    )
 
 
 def fills(events: list) -> list[OrderUpdate]:
@@ -106,13 +116,16 @@ def test_unknown_symbol() -> None:
         e.spec("btcusdt")
 
 
-@pytest.mark.parametrize(("price", "qty", "what"), [
-    ("100.001", "0.1", "PRICE_FILTER"),
-    ("0", "0.1", "PRICE_FILTER"),
-    ("100", "0.000001", "LOT_SIZE"),
-    ("100", "0.000015", "LOT_SIZE"),
-    ("100", "0.01", "NOTIONAL"),
-])
+@pytest.mark.parametrize(
+    ("price", "qty", "what"),
+    [
+        ("100.001", "0.1", "PRICE_FILTER"),
+        ("0", "0.1", "PRICE_FILTER"),
+        ("100", "0.000001", "LOT_SIZE"),
+        ("100", "0.000015", "LOT_SIZE"),
+        ("100", "0.01", "NOTIONAL"),
+    ],
+)
 def test_filters(price: str, qty: str, what: str) -> None:
     e = make()
     with pytest.raises(FilterRejected, match=f"Filter failure: {what}") as exc:
@@ -133,8 +146,9 @@ def test_duplicate_open_client_id() -> None:
 
 def test_insufficient_balance_buy_and_sell() -> None:
     e = make(balances={"USDT": D("100"), "BTC": D("0.001")})
-    with pytest.raises(InsufficientBalance,
-                       match="Account has insufficient balance for requested action."):
+    with pytest.raises(
+        InsufficientBalance, match="Account has insufficient balance for requested action."
+    ):
         e.place(req("a", "BUY", "50000", "0.01"), 1)  # 500 > 100
     with pytest.raises(InsufficientBalance):
         e.place(req("b", "SELL", "70000", "0.002"), 1)
@@ -188,8 +202,9 @@ def test_place_locks_and_cancel_releases_exactly() -> None:
     assert order.status == "NEW" and order.order_id and order.ts == 10
     new = events[0]
     assert isinstance(new, OrderUpdate) and new.status == "NEW" and new.cum_qty == 0
-    assert events[1] == BalanceUpdate(asset="USDT", free=usdt0 - D("61.5000123"),
-                                      locked=D("61.5000123"), ts=10)
+    assert events[1] == BalanceUpdate(
+        asset="USDT", free=usdt0 - D("61.5000123"), locked=D("61.5000123"), ts=10
+    )
     e.place(req("s", "SELL", "70000", "0.5"), 11)
     assert e.balance("BTC").locked == D("0.5") and e.balance("BTC").free == btc0 - D("0.5")
     assert [o.client_id for o in e.open_orders()] == ["b", "s"]
@@ -284,7 +299,8 @@ def test_partial_fills_bounded_by_trade_size_in_time_priority() -> None:
     assert [f.trade_id for f in fs] == [1, 2]
     fs = fills(e.on_trade(trade("50000", "0.05", ts=11)))
     assert [(f.client_id, f.last_qty, f.cum_qty, f.status) for f in fs] == [
-        ("second", D("0.05"), D("0.05"), "PARTIALLY_FILLED")]
+        ("second", D("0.05"), D("0.05"), "PARTIALLY_FILLED")
+    ]
     assert e.query(SYM, "second").cum_qty == D("0.05")
     # cancel the rest: CANCELED carries cum_qty, the remaining lock is released
     order, events = e.cancel(SYM, "second", 12)
@@ -298,7 +314,10 @@ def test_trade_through_levels_share_the_trade_size() -> None:
         e.place(req(f"b{i}", "BUY", p, "0.1"), i)
     fs = fills(e.on_trade(trade("50000", "0.25")))
     assert [(f.client_id, f.last_qty, f.last_price) for f in fs] == [
-        ("b0", D("0.1"), D("50003")), ("b1", D("0.1"), D("50002")), ("b2", D("0.05"), D("50001"))]
+        ("b0", D("0.1"), D("50003")),
+        ("b1", D("0.1"), D("50002")),
+        ("b2", D("0.05"), D("50001")),
+    ]
 
 
 def test_quote_crossing_fills_at_most_displayed_qty() -> None:
@@ -311,8 +330,7 @@ def test_quote_crossing_fills_at_most_displayed_qty() -> None:
     assert [(f.client_id, f.last_qty) for f in fs] == [("b1", D("0.3"))]
     # ask through both: 0.4 displayed -> b2 gets 0.3
     fs = fills(e.on_quote(quote("49900", "49901", ask_qty="0.4", ts=6)))
-    assert [(f.client_id, f.last_qty, f.last_price) for f in fs] == [
-        ("b2", D("0.3"), D("49994"))]
+    assert [(f.client_id, f.last_qty, f.last_price) for f in fs] == [("b2", D("0.3"), D("49994"))]
 
 
 def test_quote_crossing_sell() -> None:

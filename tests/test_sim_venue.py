@@ -64,15 +64,22 @@ class StubLimiter:
     def __init__(self) -> None:
         self.calls: list[tuple[int, int, bool]] = []
 
-    async def acquire(self, weight: int = 1, orders: int = 0, *, cancel: bool = False,
-                      still_wanted: Callable[[], bool] | None = None) -> None:
+    async def acquire(
+        self,
+        weight: int = 1,
+        orders: int = 0,
+        *,
+        cancel: bool = False,
+        still_wanted: Callable[[], bool] | None = None,
+    ) -> None:
         self.calls.append((weight, orders, cancel))
         await trio.lowlevel.checkpoint()
 
 
 def buy(cid: str, price: str, qty: str = "0.001", post_only: bool = True) -> OrderRequest:
-    return OrderRequest(symbol=SYM, client_id=cid, side="BUY", price=D(price), qty=D(qty),
-                        post_only=post_only)
+    return OrderRequest(
+        symbol=SYM, client_id=cid, side="BUY", price=D(price), qty=D(qty), post_only=post_only
+    )
 
 
 async def test_subscribe_unknown_symbol_names_it() -> None:
@@ -114,12 +121,26 @@ async def test_events_flow_only_for_subscribed_symbols(autojump_clock: object) -
 
 async def test_place_new_fill_and_cancel_flow(autojump_clock: object) -> None:
     t = EPOCH_NS
-    feed = ScriptedFeed([
-        Quote(symbol=SYM, bid=D("59999"), bid_qty=D(1), ask=D("60000"), ask_qty=D(1),
-              ts=t + 100 * MS),
-        Trade(symbol=SYM, price=D("59000"), qty=D("0.0004"), buyer_maker=True, trade_id=1,
-              ts=t + 500 * MS),
-    ])
+    feed = ScriptedFeed(
+        [
+            Quote(
+                symbol=SYM,
+                bid=D("59999"),
+                bid_qty=D(1),
+                ask=D("60000"),
+                ask_qty=D(1),
+                ts=t + 100 * MS,
+            ),
+            Trade(
+                symbol=SYM,
+                price=D("59000"),
+                qty=D("0.0004"),
+                buyer_maker=True,
+                trade_id=1,
+                ts=t + 500 * MS,
+            ),
+        ]
+    )
     limiter = StubLimiter()
     venue = SimulatedExchange(cfg(latency_ms=20.0), feed=feed, limiter=limiter)
     async with venue.connect():
@@ -143,7 +164,11 @@ async def test_place_new_fill_and_cancel_flow(autojump_clock: object) -> None:
         fill = events[1]
         assert isinstance(fill, OrderUpdate)
         assert (fill.client_id, fill.status, fill.last_qty, fill.cum_qty) == (
-            "b1", "PARTIALLY_FILLED", D("0.0004"), D("0.0004"))
+            "b1",
+            "PARTIALLY_FILLED",
+            D("0.0004"),
+            D("0.0004"),
+        )
         assert fill.ts == EPOCH_NS + 500 * MS
         assert (await venue.query(SYM, "b1")).cum_qty == D("0.0004")
         assert [o.client_id for o in await venue.open_orders(SYM)] == ["b1", "b3"]
@@ -201,16 +226,18 @@ async def _session(seed: int, latency_ms: float) -> list[Event]:
     The consumer buys below the mid and puts a take-profit one step up on each fill; a second
     task places and cancels an order every second (waking at the same instants as ticks).
     """
-    venue = SimulatedExchange(cfg(seed=seed, queue_model="probabilistic", volatility=0.002,
-                                  latency_ms=latency_ms))
+    venue = SimulatedExchange(
+        cfg(seed=seed, queue_model="probabilistic", volatility=0.002, latency_ms=latency_ms)
+    )
     log: list[Event] = []
 
     async def pinger() -> None:
         for i in range(1000):
             await trio.sleep(1.0)
             q = venue.engine.start_prices["ETH/USDT"]
-            req = OrderRequest(symbol="ETH/USDT", client_id=f"p{i}", side="BUY",
-                               price=q - D(5), qty=D("0.01"))
+            req = OrderRequest(
+                symbol="ETH/USDT", client_id=f"p{i}", side="BUY", price=q - D(5), qty=D("0.01")
+            )
             try:
                 await venue.place(req)
             except WouldTake:
@@ -235,16 +262,26 @@ async def _session(seed: int, latency_ms: float) -> list[Event]:
                 for k in range(1, 6):
                     n += 1
                     price = ev.bid - k * D(10)
-                    await venue.place(OrderRequest(symbol=SYM, client_id=f"b{n}", side="BUY",
-                                                   price=price, qty=D("0.001")))
-            elif (isinstance(ev, OrderUpdate) and ev.symbol == SYM and ev.side == "BUY"
-                  and ev.last_qty > 0):
+                    await venue.place(
+                        OrderRequest(
+                            symbol=SYM, client_id=f"b{n}", side="BUY", price=price, qty=D("0.001")
+                        )
+                    )
+            elif (
+                isinstance(ev, OrderUpdate)
+                and ev.symbol == SYM
+                and ev.side == "BUY"
+                and ev.last_qty > 0
+            ):
                 n += 1
                 q = venue.engine.last_quote(SYM)
                 price = max(ev.last_price + D(10), q.ask + D("0.01") if q else D(0))
                 try:
-                    await venue.place(OrderRequest(symbol=SYM, client_id=f"s{n}",
-                                                   side="SELL", price=price, qty=ev.last_qty))
+                    await venue.place(
+                        OrderRequest(
+                            symbol=SYM, client_id=f"s{n}", side="SELL", price=price, qty=ev.last_qty
+                        )
+                    )
                 except WouldTake:  # the market moved during the latency: deterministic too
                     log.append(StreamStatus(status="connected", reason=f"s{n} would take"))
             if trio.current_time() >= end:
@@ -254,8 +291,7 @@ async def _session(seed: int, latency_ms: float) -> list[Event]:
 
 
 def _run_session(seed: int, latency_ms: float = 5.0) -> list[Event]:
-    return trio.run(_session, seed, latency_ms,
-                    clock=trio.testing.MockClock(autojump_threshold=0))
+    return trio.run(_session, seed, latency_ms, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
 @pytest.mark.parametrize("latency_ms", [5.0, 100.0])
@@ -301,7 +337,8 @@ async def test_pending_request_fails_when_venue_stops(autojump_clock: object) ->
 
 
 async def test_consumer_placing_inline_with_tiny_buffer_does_not_deadlock(
-        autojump_clock: object) -> None:
+    autojump_clock: object,
+) -> None:
     venue = SimulatedExchange(cfg(latency_ms=5.0), buffer_size=2)
     placed = 0
     async with venue.connect():
@@ -331,7 +368,8 @@ async def test_with_the_shared_limiter_orders_are_paced(autojump_clock: object) 
 
 
 async def test_placement_withdrawn_while_queued_never_reaches_the_book(
-        autojump_clock: object) -> None:
+    autojump_clock: object,
+) -> None:
     from mm_trio.domain.config import LimiterConfig
     from mm_trio.exchange.base import PlaceWithdrawn
     from mm_trio.exchange.limiter import Limiter

@@ -73,20 +73,35 @@ ADMIN_CALLS = [
     ("GET", "/_admin/faults", None),
     ("POST", "/_admin/faults", {"fail_next": 3}),
     ("POST", "/_admin/reset-limits", None),
-    ("POST", "/_admin/market", {"type": "trade", "symbol": "BTCUSDT", "price": "50000.00",
-                                "qty": "0.001", "trade_id": 987654321}),
+    (
+        "POST",
+        "/_admin/market",
+        {
+            "type": "trade",
+            "symbol": "BTCUSDT",
+            "price": "50000.00",
+            "qty": "0.001",
+            "trade_id": 987654321,
+        },
+    ),
 ]
 MARKER = b'"t":987654321'  # the injected trade on the trade stream
 
 
 async def test_every_admin_endpoint_requires_the_bearer_token(
-        server: PaperServer, client: httpx.AsyncClient) -> None:
+    server: PaperServer, client: httpx.AsyncClient
+) -> None:
     token = server.admin_token
     trades: list[bytes] = []
     server.venue.hub.subscribe(lambda _s, payload: trades.append(payload), ["btcusdt@trade"])
-    wrong = [{}, {"Authorization": f"Bearer {token}x"}, {"Authorization": f"Basic {token}"},
-             {"Authorization": token}, {"Authorization": "Bearer"},
-             {"Authorization": f"Bearer {token[:-1]}"}]
+    wrong = [
+        {},
+        {"Authorization": f"Bearer {token}x"},
+        {"Authorization": f"Basic {token}"},
+        {"Authorization": token},
+        {"Authorization": "Bearer"},
+        {"Authorization": f"Bearer {token[:-1]}"},
+    ]
     for method, path, body in ADMIN_CALLS:
         for headers in wrong:
             r = await client.request(method, path, json=body, headers=headers)
@@ -101,20 +116,24 @@ async def test_every_admin_endpoint_requires_the_bearer_token(
         r = await client.request(method, path, json=body, headers=server.admin_headers)
         assert r.status_code == 200, (path, r.text)
         # the scheme is case-insensitive (RFC 6750)
-        r = await client.request(method, path, json=body,
-                                 headers={"Authorization": f"bearer {token}"})
+        r = await client.request(
+            method, path, json=body, headers={"Authorization": f"bearer {token}"}
+        )
         assert r.status_code == 200, (path, r.text)
     assert server.venue.faults.fail_next == 3
     assert sum(MARKER in t for t in trades) == 2
 
 
 async def test_token_from_the_environment_is_used_and_never_logged(
-        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     token = "env-admin-token-0123456789"
     monkeypatch.setenv(ADMIN_TOKEN_ENV, token)
     caplog.set_level(logging.DEBUG)
-    async with open_paper_venue(venue_config()) as srv, \
-            httpx.AsyncClient(base_url=srv.http_url) as c:
+    async with (
+        open_paper_venue(venue_config()) as srv,
+        httpx.AsyncClient(base_url=srv.http_url) as c,
+    ):
         assert srv.admin_token == token
         r = await c.get("/_admin/faults", headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 200
@@ -124,10 +143,13 @@ async def test_token_from_the_environment_is_used_and_never_logged(
 
 
 async def test_generated_token_is_logged_once_and_kept_out_of_reprs(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.DEBUG)
-    async with open_paper_venue(venue_config()) as srv, \
-            httpx.AsyncClient(base_url=srv.http_url) as c:
+    async with (
+        open_paper_venue(venue_config()) as srv,
+        httpx.AsyncClient(base_url=srv.http_url) as c,
+    ):
         token = srv.admin_token
         assert len(token) >= 40 and srv.venue.admin_token.generated
         error_of(await c.get("/_admin/faults"), 401)
@@ -140,8 +162,7 @@ async def test_generated_token_is_logged_once_and_kept_out_of_reprs(
         assert other.admin_token != token
 
 
-def test_unusable_tokens_are_refused_without_echoing_them(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unusable_tokens_are_refused_without_echoing_them(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ADMIN_TOKEN_ENV, "short")
     with pytest.raises(ValueError, match=ADMIN_TOKEN_ENV) as info:
         AdminToken.resolve(None, {ADMIN_TOKEN_ENV: "short"})
@@ -151,8 +172,10 @@ def test_unusable_tokens_are_refused_without_echoing_them(
     cfg = PaperConfig(admin_token="configured-token-0123456789")
     assert "configured-token" not in repr(cfg)
     # an explicitly configured token wins over the environment
-    assert AdminToken.resolve(cfg.admin_token, {ADMIN_TOKEN_ENV: "x" * 20}).reveal() \
+    assert (
+        AdminToken.resolve(cfg.admin_token, {ADMIN_TOKEN_ENV: "x" * 20}).reveal()
         == "configured-token-0123456789"
+    )
 
 
 # --------------------------------------------------------------------------- faults
@@ -164,8 +187,11 @@ BAD_FAULTS = [
     (b'{"rest_delay_ms": 60001}', "rest_delay_ms", "60001"),
     (b'{"rest_delay_ms": -1}', "rest_delay_ms", "-1"),
     (b'{"timeout_hang_s": 61}', "timeout_hang_s", "61"),
-    (b'{"fail_next": 1000000000000000000000000000000}', "fail_next",
-     "1000000000000000000000000000000"),
+    (
+        b'{"fail_next": 1000000000000000000000000000000}',
+        "fail_next",
+        "1000000000000000000000000000000",
+    ),
     (b'{"fail_next": 100001}', "fail_next", "100001"),
     (b'{"fail_next": 1.5}', "fail_next", "1.5"),
     (b'{"fail_next": true}', "fail_next", "true"),
@@ -182,11 +208,10 @@ BAD_FAULTS = [
 
 @pytest.mark.parametrize(("body", "field", "value"), BAD_FAULTS)
 async def test_bad_fault_input_is_refused_naming_it_and_changes_nothing(
-        server: PaperServer, client: httpx.AsyncClient, body: bytes, field: str,
-        value: str) -> None:
+    server: PaperServer, client: httpx.AsyncClient, body: bytes, field: str, value: str
+) -> None:
     before = server.venue.faults.snapshot()
-    r = await client.post("/_admin/faults", content=body,
-                          headers={**JSON, **server.admin_headers})
+    r = await client.post("/_admin/faults", content=body, headers={**JSON, **server.admin_headers})
     out = error_of(r)
     assert out["field"] == field and out["value"] == value
     assert field in out["error"] and value in out["error"]
@@ -196,22 +221,33 @@ async def test_bad_fault_input_is_refused_naming_it_and_changes_nothing(
         assert (await client.get("/api/v3/ping")).status_code == 200
 
 
-@pytest.mark.parametrize("body", [b"", b"[1]", b'"x"', b"{", b'{"fail_next": 1, "fail_next": 2}',
-                                  b"\xff\xfe", b"[" * 5000])
-async def test_fault_body_must_be_one_json_object(server: PaperServer,
-                                                  client: httpx.AsyncClient,
-                                                  body: bytes) -> None:
-    r = await client.post("/_admin/faults", content=body,
-                          headers={**JSON, **server.admin_headers})
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"[1]", b'"x"', b"{", b'{"fail_next": 1, "fail_next": 2}', b"\xff\xfe", b"[" * 5000],
+)
+async def test_fault_body_must_be_one_json_object(
+    server: PaperServer, client: httpx.AsyncClient, body: bytes
+) -> None:
+    r = await client.post("/_admin/faults", content=body, headers={**JSON, **server.admin_headers})
     error_of(r)
     assert server.venue.faults.fail_next == 0
 
 
-async def test_fault_bounds_are_accepted_up_to_their_limits(server: PaperServer,
-                                                            client: httpx.AsyncClient) -> None:
-    r = await client.post("/_admin/faults", headers=server.admin_headers, json={
-        "rest_delay_ms": 0, "timeout_hang_s": 60, "fail_status": 502, "force_429": 0,
-        "forced_retry_after": 259_200, "drop_websockets": False})
+async def test_fault_bounds_are_accepted_up_to_their_limits(
+    server: PaperServer, client: httpx.AsyncClient
+) -> None:
+    r = await client.post(
+        "/_admin/faults",
+        headers=server.admin_headers,
+        json={
+            "rest_delay_ms": 0,
+            "timeout_hang_s": 60,
+            "fail_status": 502,
+            "force_429": 0,
+            "forced_retry_after": 259_200,
+            "drop_websockets": False,
+        },
+    )
     assert r.status_code == 200, r.text
     assert r.json()["timeout_hang_s"] == 60.0 and r.json()["fail_status"] == 502
 
@@ -225,10 +261,10 @@ def test_fault_config_is_held_to_the_same_bounds() -> None:
         FaultConfig(fail_status=200)
 
 
-async def test_reset_limits_takes_no_fields(server: PaperServer,
-                                            client: httpx.AsyncClient) -> None:
-    r = await client.post("/_admin/reset-limits", json={"everything": True},
-                          headers=server.admin_headers)
+async def test_reset_limits_takes_no_fields(server: PaperServer, client: httpx.AsyncClient) -> None:
+    r = await client.post(
+        "/_admin/reset-limits", json={"everything": True}, headers=server.admin_headers
+    )
     assert error_of(r)["field"] == "everything"
     r = await client.post("/_admin/reset-limits", json={}, headers=server.admin_headers)
     assert r.status_code == 200
@@ -237,8 +273,14 @@ async def test_reset_limits_takes_no_fields(server: PaperServer,
 # --------------------------------------------------------------------------- market events
 
 ETH_TRADE = {"type": "trade", "symbol": "ETHUSDT", "price": "3000.00", "qty": "0.1"}
-ETH_QUOTE = {"type": "quote", "symbol": "ETHUSDT", "bid": "3000.00", "bid_qty": "1",
-             "ask": "3000.01", "ask_qty": "1"}
+ETH_QUOTE = {
+    "type": "quote",
+    "symbol": "ETHUSDT",
+    "bid": "3000.00",
+    "bid_qty": "1",
+    "ask": "3000.01",
+    "ask_qty": "1",
+}
 
 
 def raw(event: dict[str, Any], **override: str) -> bytes:
@@ -284,8 +326,10 @@ BAD_MARKET = [
 
 async def test_bad_market_events_are_refused_before_any_engine_or_stream() -> None:
     # ETH/USDT has no feed here, so anything it shows came from the admin endpoint
-    async with open_paper_venue(venue_config(market_symbols=("BTC/USDT",))) as srv, \
-            httpx.AsyncClient(base_url=srv.http_url, headers=srv.admin_headers) as c:
+    async with (
+        open_paper_venue(venue_config(market_symbols=("BTC/USDT",))) as srv,
+        httpx.AsyncClient(base_url=srv.http_url, headers=srv.admin_headers) as c,
+    ):
         seen: list[tuple[str, bytes]] = []
 
         def sink(stream: str, payload: bytes) -> None:
@@ -318,21 +362,33 @@ async def test_bad_market_events_are_refused_before_any_engine_or_stream() -> No
 _SPECS, _ = build_registry(SimVenueConfig())
 _NATIVES = {native_symbol(s): s for s in _SPECS}
 _ANY_VALUE = st.one_of(
-    st.decimals(allow_nan=True, allow_infinity=True), st.integers(),
+    st.decimals(allow_nan=True, allow_infinity=True),
+    st.integers(),
     st.decimals(min_value=0, max_value=10**9, places=4).map(str),
     # values on the ticks and steps of the symbols below, so that many examples are accepted
     st.integers(0, 10**9).map(lambda n: str(Decimal(n).scaleb(-2))),
     st.integers(0, 10**7).map(lambda n: str(Decimal(n).scaleb(-4))),
     st.integers(0, 10**7).map(lambda n: Decimal(n).scaleb(-5)),
-    st.text(alphabet="0123456789.-+eEinfNaINFs ", max_size=25), st.booleans(), st.none(),
-    st.floats(), st.lists(st.integers(), max_size=2))
+    st.text(alphabet="0123456789.-+eEinfNaINFs ", max_size=25),
+    st.booleans(),
+    st.none(),
+    st.floats(),
+    st.lists(st.integers(), max_size=2),
+)
 
 
 @settings(max_examples=400)
-@given(kind=st.sampled_from(["trade", "quote"]), a=_ANY_VALUE, b=_ANY_VALUE, c=_ANY_VALUE,
-       d=_ANY_VALUE, symbol=st.sampled_from(["ETHUSDT", "BTCUSDT", "DOGEUSDT", "ETHBTC"]))
+@given(
+    kind=st.sampled_from(["trade", "quote"]),
+    a=_ANY_VALUE,
+    b=_ANY_VALUE,
+    c=_ANY_VALUE,
+    d=_ANY_VALUE,
+    symbol=st.sampled_from(["ETHUSDT", "BTCUSDT", "DOGEUSDT", "ETHBTC"]),
+)
 def test_market_event_parsing_lets_only_sound_values_through(
-        kind: str, a: Any, b: Any, c: Any, d: Any, symbol: str) -> None:
+    kind: str, a: Any, b: Any, c: Any, d: Any, symbol: str
+) -> None:
     """Whatever the values, the parser either refuses them naming a field (never another
     exception) or gives an event within the symbol's filters, on its tick and step."""
     data: dict[str, Any] = {"type": kind, "symbol": symbol}
@@ -356,24 +412,35 @@ def test_market_event_parsing_lets_only_sound_values_through(
         assert spec.min_qty <= q <= spec.max_qty and q % spec.step_size == 0
 
 
-async def _resting_sell(client: httpx.AsyncClient, server: PaperServer, cid: str
-                        ) -> Decimal:
+async def _resting_sell(client: httpx.AsyncClient, server: PaperServer, cid: str) -> Decimal:
     """A 0.1 ETH SELL resting far above the market; returns its price."""
     q = server.venue.hub.book(ETH).last_quote
     assert q is not None
     price = (q.ask + 500).quantize(D("0.01"))
-    r = await signed(client, "POST", "/api/v3/order",
-                     [("symbol", "ETHUSDT"), ("side", "SELL"), ("type", "LIMIT"),
-                      ("timeInForce", "GTC"), ("quantity", "0.1"), ("price", str(price)),
-                      ("newClientOrderId", cid)])
+    r = await signed(
+        client,
+        "POST",
+        "/api/v3/order",
+        [
+            ("symbol", "ETHUSDT"),
+            ("side", "SELL"),
+            ("type", "LIMIT"),
+            ("timeInForce", "GTC"),
+            ("quantity", "0.1"),
+            ("price", str(price)),
+            ("newClientOrderId", cid),
+        ],
+    )
     assert r.status_code == 200 and r.json()["status"] == "NEW", r.text
     return price
 
 
-async def _assert_resting(client: httpx.AsyncClient, server: PaperServer, cid: str,
-                          eth_free: Decimal) -> None:
-    r = await signed(client, "GET", "/api/v3/order",
-                     [("symbol", "ETHUSDT"), ("origClientOrderId", cid)])
+async def _assert_resting(
+    client: httpx.AsyncClient, server: PaperServer, cid: str, eth_free: Decimal
+) -> None:
+    r = await signed(
+        client, "GET", "/api/v3/order", [("symbol", "ETHUSDT"), ("origClientOrderId", cid)]
+    )
     assert r.status_code == 200 and r.json()["status"] == "NEW", r.text
     r = await signed(client, "GET", "/api/v3/openOrders", [("symbol", "ETHUSDT")])
     assert [o["clientOrderId"] for o in r.json()] == [cid]
@@ -383,30 +450,44 @@ async def _assert_resting(client: httpx.AsyncClient, server: PaperServer, cid: s
     assert [o.client_id for o in server.venue.primary.engine.open_orders(ETH)] == [cid]
 
 
-@pytest.mark.parametrize("bad", [
-    raw({k: v for k, v in ETH_QUOTE.items() if k != "bid"}, bid="1e999999"),
-    raw({k: v for k, v in ETH_QUOTE.items() if k != "bid"}, bid='"1e999999"'),
-    raw(ETH_TRADE, price="1e999999"),
-    raw(ETH_TRADE, price='"-5"'),
-    raw(ETH_TRADE, qty='"sNaN"'),
-], ids=["quote-bid-1e999999", "quote-bid-1e999999-string", "trade-1e999999", "trade-minus-5",
-        "trade-qty-sNaN"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        raw({k: v for k, v in ETH_QUOTE.items() if k != "bid"}, bid="1e999999"),
+        raw({k: v for k, v in ETH_QUOTE.items() if k != "bid"}, bid='"1e999999"'),
+        raw(ETH_TRADE, price="1e999999"),
+        raw(ETH_TRADE, price='"-5"'),
+        raw(ETH_TRADE, qty='"sNaN"'),
+    ],
+    ids=[
+        "quote-bid-1e999999",
+        "quote-bid-1e999999-string",
+        "trade-1e999999",
+        "trade-minus-5",
+        "trade-qty-sNaN",
+    ],
+)
 async def test_a_bad_market_event_leaves_a_resting_order_whole(
-        server: PaperServer, client: httpx.AsyncClient, bad: bytes) -> None:
+    server: PaperServer, client: httpx.AsyncClient, bad: bytes
+) -> None:
     """The reported case: a 1e999999 quote answered 500 and left the order NEW by
     ``GET order``, missing from ``openOrders``, its 0.1 ETH gone from the balance."""
     r = await signed(client, "GET", "/api/v3/account", [])
-    eth_total = next(D(b["free"]) + D(b["locked"]) for b in r.json()["balances"]
-                     if b["asset"] == "ETH")
+    eth_total = next(
+        D(b["free"]) + D(b["locked"]) for b in r.json()["balances"] if b["asset"] == "ETH"
+    )
     await _resting_sell(client, server, "resting1")
     await _assert_resting(client, server, "resting1", eth_total - D("0.1"))
-    r = await client.post("/_admin/market", content=bad,
-                          headers={**JSON, **server.admin_headers})
+    r = await client.post("/_admin/market", content=bad, headers={**JSON, **server.admin_headers})
     error_of(r)
     await _assert_resting(client, server, "resting1", eth_total - D("0.1"))
     # the venue still trades: the order can be cancelled and its 0.1 ETH comes back
-    r = await signed(client, "DELETE", "/api/v3/order",
-                     [("symbol", "ETHUSDT"), ("origClientOrderId", "resting1")])
+    r = await signed(
+        client,
+        "DELETE",
+        "/api/v3/order",
+        [("symbol", "ETHUSDT"), ("origClientOrderId", "resting1")],
+    )
     assert r.status_code == 200 and r.json()["status"] == "CANCELED", r.text
     r = await signed(client, "GET", "/api/v3/account", [])
     eth = next(b for b in r.json()["balances"] if b["asset"] == "ETH")
@@ -414,7 +495,8 @@ async def test_a_bad_market_event_leaves_a_resting_order_whole(
 
 
 async def test_a_fill_reaches_the_ledger_even_if_publishing_fails(
-        server: PaperServer, client: httpx.AsyncClient) -> None:
+    server: PaperServer, client: httpx.AsyncClient
+) -> None:
     """Matching is all or nothing for the ledger: a failure after the engine filled an order
     (here a stream subscriber raising) still leaves the fill, its trade and its balance
     changes in the ledger, never an order the engine finished but the ledger shows open."""
@@ -428,14 +510,21 @@ async def test_a_fill_reaches_the_ledger_even_if_publishing_fails(
 
     venue.hub.subscribe(failing_sink, ["ethusdt@bookTicker"])
     try:
-        event = Quote(symbol=ETH, bid=bid, bid_qty=D(1), ask=bid + D("0.01"), ask_qty=D(1),
-                      ts=venue.primary.sim.now_ns())
+        event = Quote(
+            symbol=ETH,
+            bid=bid,
+            bid_qty=D(1),
+            ask=bid + D("0.01"),
+            ask_qty=D(1),
+            ts=venue.primary.sim.now_ns(),
+        )
         with pytest.raises(RuntimeError, match="publishing failed"):
             await venue.primary.sim.push_market([event])
     finally:
         venue.hub.unsubscribe(failing_sink, ["ethusdt@bookTicker"])
-    r = await signed(client, "GET", "/api/v3/order",
-                     [("symbol", "ETHUSDT"), ("origClientOrderId", "fillme")])
+    r = await signed(
+        client, "GET", "/api/v3/order", [("symbol", "ETHUSDT"), ("origClientOrderId", "fillme")]
+    )
     assert r.json()["status"] == "FILLED" and r.json()["executedQty"] == "0.10000000"
     r = await signed(client, "GET", "/api/v3/openOrders", [("symbol", "ETHUSDT")])
     assert r.json() == []
@@ -446,25 +535,24 @@ async def test_a_fill_reaches_the_ledger_even_if_publishing_fails(
 
 
 async def test_the_feed_guard_drops_non_finite_events_before_matching(
-        server: PaperServer, client: httpx.AsyncClient) -> None:
+    server: PaperServer, client: httpx.AsyncClient
+) -> None:
     """Whatever the source (feed, replay, a future caller), a non-finite or absurd value is
     dropped before the engine and the books see it."""
     await _resting_sell(client, server, "guarded")
     venue = server.venue
     ts = venue.primary.sim.now_ns()
-    bad = [Quote(symbol=ETH, bid=D("Infinity"), bid_qty=D(1), ask=D("Infinity"),
-                 ask_qty=D(1), ts=ts),
-           Quote(symbol=ETH, bid=D("1e999999"), bid_qty=D(1), ask=D("2e999999"),
-                 ask_qty=D(1), ts=ts),
-           Quote(symbol=ETH, bid=D(3000), bid_qty=D("sNaN"), ask=D(3001), ask_qty=D(1),
-                 ts=ts),
-           Quote(symbol=ETH, bid=D(-5), bid_qty=D(1), ask=D(3001), ask_qty=D(1), ts=ts)]
+    bad = [
+        Quote(symbol=ETH, bid=D("Infinity"), bid_qty=D(1), ask=D("Infinity"), ask_qty=D(1), ts=ts),
+        Quote(symbol=ETH, bid=D("1e999999"), bid_qty=D(1), ask=D("2e999999"), ask_qty=D(1), ts=ts),
+        Quote(symbol=ETH, bid=D(3000), bid_qty=D("sNaN"), ask=D(3001), ask_qty=D(1), ts=ts),
+        Quote(symbol=ETH, bid=D(-5), bid_qty=D(1), ask=D(3001), ask_qty=D(1), ts=ts),
+    ]
     sim = venue.primary.sim
     before = getattr(sim, "rejected_market_events", 0)
     await sim.push_market(bad)
     assert sim.rejected_market_events == before + len(bad)
-    await _assert_resting(client, server, "guarded",
-                          venue.primary.engine.balance("ETH").free)
+    await _assert_resting(client, server, "guarded", venue.primary.engine.balance("ETH").free)
     q = venue.primary.engine.last_quote(ETH)
     assert q is not None and q.bid.is_finite() and 0 < q.bid < 10**6
 
@@ -472,8 +560,13 @@ async def test_the_feed_guard_drops_non_finite_events_before_matching(
 # --------------------------------------------------------------------------- body caps
 
 
-async def asgi_post(server: PaperServer, path: str, chunks: Iterator[bytes],
-                    headers: dict[str, str], query: bytes = b"") -> tuple[int, Any, int]:
+async def asgi_post(
+    server: PaperServer,
+    path: str,
+    chunks: Iterator[bytes],
+    headers: dict[str, str],
+    query: bytes = b"",
+) -> tuple[int, Any, int]:
     """POST to the venue's ASGI app with a body streamed from ``chunks`` (no Content-Length
     unless given); returns (status, JSON body, bytes the app pulled)."""
     app = build_app(server.venue)
@@ -491,12 +584,21 @@ async def asgi_post(server: PaperServer, path: str, chunks: Iterator[bytes],
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-             "method": "POST", "scheme": "http", "path": path, "raw_path": path.encode(),
-             "query_string": query, "root_path": "",
-             "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-             "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", server.port),
-             "app": app}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query,
+        "root_path": "",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", server.port),
+        "app": app,
+    }
     await app(scope, receive, send)  # type: ignore[arg-type]
     status = next(m["status"] for m in sent if m["type"] == "http.response.start")
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
@@ -519,30 +621,31 @@ async def test_rest_body_is_cut_off_at_the_cap(server: PaperServer) -> None:
     assert pulled <= MAX_BODY_BYTES + CHUNK
     # a declared Content-Length over the cap is refused without reading at all
     status, body, pulled = await asgi_post(
-        server, "/api/v3/order", stream(), {"content-length": str(50 * 1024 * 1024)})
+        server, "/api/v3/order", stream(), {"content-length": str(50 * 1024 * 1024)}
+    )
     assert (status, body["code"], pulled) == (413, -1101, 0)
 
 
 async def test_rest_body_at_the_cap_is_still_read(server: PaperServer) -> None:
-    status, body, _ = await asgi_post(server, "/api/v3/order",
-                                      stream(MAX_BODY_BYTES, 1024), {})
+    status, body, _ = await asgi_post(server, "/api/v3/order", stream(MAX_BODY_BYTES, 1024), {})
     # read in full, then refused further on: no API key
     assert (status, body["code"]) == (401, -2014)
 
 
 async def test_oversized_rest_body_over_the_wire_gets_413(client: httpx.AsyncClient) -> None:
-    r = await client.post("/api/v3/order", content=b"a" * (MAX_BODY_BYTES + 1),
-                          headers={"Content-Type": "application/x-www-form-urlencoded"})
+    r = await client.post(
+        "/api/v3/order",
+        content=b"a" * (MAX_BODY_BYTES + 1),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert r.status_code == 413 and r.json()["code"] == -1101
     assert "X-MBX-USED-WEIGHT-1M" in r.headers
 
 
-async def test_admin_body_is_never_read_before_the_token_and_is_capped(
-        server: PaperServer) -> None:
+async def test_admin_body_is_never_read_before_the_token_and_is_capped(server: PaperServer) -> None:
     status, body, pulled = await asgi_post(server, "/_admin/faults", stream(), {})
     assert (status, pulled) == (401, 0) and "error" in body
-    status, body, pulled = await asgi_post(server, "/_admin/market", stream(),
-                                           server.admin_headers)
+    status, body, pulled = await asgi_post(server, "/_admin/market", stream(), server.admin_headers)
     assert status == 413 and str(MAX_BODY_BYTES) in body["error"]
     assert pulled <= MAX_BODY_BYTES + CHUNK
 
@@ -550,8 +653,9 @@ async def test_admin_body_is_never_read_before_the_token_and_is_capped(
 async def test_websocket_messages_are_capped(server: PaperServer) -> None:
     for path in ("/ws-api/v3", "/ws"):
         async with open_websocket_url(f"{server.ws_url}{path}") as ws:
-            big = json.dumps({"id": 1, "method": "ping", "params": {},
-                              "pad": "a" * (2 * MAX_BODY_BYTES)})
+            big = json.dumps(
+                {"id": 1, "method": "ping", "params": {}, "pad": "a" * (2 * MAX_BODY_BYTES)}
+            )
             await ws.send_message(big)
             with pytest.raises(ConnectionClosed) as info, trio.fail_after(5):
                 while True:
@@ -577,8 +681,14 @@ def _venue_env(**extra: str) -> dict[str, str]:
 @contextmanager
 def _venue_cli(env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """``mm-trio venue --port 0`` running; yields the process and its base URL."""
-    proc = subprocess.Popen(mm_trio_cmd() + ["venue", "--port", "0"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+    proc = subprocess.Popen(
+        mm_trio_cmd() + ["venue", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
     try:
         assert proc.stdout is not None
         banner = proc.stdout.readline()
@@ -594,8 +704,9 @@ def _venue_cli(env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[str], str
             proc.wait()
 
 
-def _stderr_until(proc: subprocess.Popen[str], pattern: re.Pattern[str],
-                  timeout: float = 10.0) -> tuple[re.Match[str], str]:
+def _stderr_until(
+    proc: subprocess.Popen[str], pattern: re.Pattern[str], timeout: float = 10.0
+) -> tuple[re.Match[str], str]:
     """Read stderr (unbuffered, straight from the pipe) until ``pattern`` matches; the match
     and all that was read."""
     assert proc.stderr is not None
@@ -639,9 +750,14 @@ def test_cli_takes_the_token_from_the_environment_and_never_prints_it() -> None:
 
 
 def test_cli_refuses_a_short_token_naming_the_variable() -> None:
-    proc = subprocess.run(mm_trio_cmd() + ["venue", "--port", "0"], capture_output=True,
-                          text=True, timeout=30, cwd=ROOT,
-                          env=_venue_env(**{ADMIN_TOKEN_ENV: "tiny"}))
+    proc = subprocess.run(
+        mm_trio_cmd() + ["venue", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+        env=_venue_env(**{ADMIN_TOKEN_ENV: "tiny"}),
+    )
     assert proc.returncode == 2
     assert ADMIN_TOKEN_ENV in proc.stderr and "at least 16" in proc.stderr
     assert "tiny" not in proc.stderr.replace(ADMIN_TOKEN_ENV, "")
@@ -653,8 +769,10 @@ def test_server_config_errors_never_show_the_token_or_secrets(tmp_path: Path) ->
     from mm_trio.domain.config import ConfigError
 
     path = tmp_path / "venue.toml"
-    path.write_text('[server]\ndepth_levels = 0\nadmin_token = "configured-token-0123456789"\n'
-                    '[[server.accounts]]\napi_key = "k"\napi_secret = "very-secret"\n')
+    path.write_text(
+        '[server]\ndepth_levels = 0\nadmin_token = "configured-token-0123456789"\n'
+        '[[server.accounts]]\napi_key = "k"\napi_secret = "very-secret"\n'
+    )
     with pytest.raises(ConfigError, match="depth_levels") as info:
         load_server_config(path, None)
     assert "configured-token" not in str(info.value) and "very-secret" not in str(info.value)

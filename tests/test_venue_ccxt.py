@@ -22,18 +22,20 @@ D = Decimal
 
 
 def make_exchange(http_url: str) -> Any:
-    ex = ccxt.binance({
-        "apiKey": DEFAULT_API_KEY,
-        "secret": DEFAULT_API_SECRET,
-        "enableRateLimit": False,
-        "timeout": 10_000,
-        "options": {
-            "defaultType": "spot",
-            "fetchMarkets": {"types": ["spot"]},
-            "fetchMargins": False,
-            "fetchCurrencies": False,
-        },
-    })
+    ex = ccxt.binance(
+        {
+            "apiKey": DEFAULT_API_KEY,
+            "secret": DEFAULT_API_SECRET,
+            "enableRateLimit": False,
+            "timeout": 10_000,
+            "options": {
+                "defaultType": "spot",
+                "fetchMarkets": {"types": ["spot"]},
+                "fetchMargins": False,
+                "fetchCurrencies": False,
+            },
+        }
+    )
     api = dict(ex.urls["api"])
     for key in api:  # every API family at the local server; only spot ones are used
         api[key] = f"{http_url}/api/v3"
@@ -104,8 +106,17 @@ async def test_ccxt_binance_spot_client() -> None:
     assert created["clientOrderId"]
 
     fetched = out["fetched"]
-    for key in ("id", "clientOrderId", "symbol", "type", "side", "price", "amount", "status",
-                "timestamp"):
+    for key in (
+        "id",
+        "clientOrderId",
+        "symbol",
+        "type",
+        "side",
+        "price",
+        "amount",
+        "status",
+        "timestamp",
+    ):
         assert fetched[key] == created[key], key
     assert [o["id"] for o in out["open"]] == [created["id"]]
 

@@ -28,4 +28,3 @@ def load_config(path: str | Path | None) -> Config:
     if path is None:
         return validate(Config())
     return config_from_dict(read_toml(path))
-

@@ -50,8 +50,9 @@ class GzipLineWriter:
     def __init__(self, path: str | PathLike[str], *, compresslevel: int = 6) -> None:
         # "xb": an earlier recording is never overwritten (FileExistsError instead)
         self._raw: IO[bytes] = open(path, "xb")  # noqa: SIM115 (closed in close())
-        self._gz = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw,
-                                 compresslevel=compresslevel)
+        self._gz = gzip.GzipFile(
+            filename="", mode="wb", fileobj=self._raw, compresslevel=compresslevel
+        )
         self.lines = 0
         self.bytes = 0
 
@@ -113,8 +114,12 @@ async def record(
                 done.set()
             await trio.lowlevel.checkpoint()
 
-        stream = MarketStream(ws_base_url, on_message=on_message,
-                              initial_backoff=reconnect_initial, max_backoff=reconnect_max)
+        stream = MarketStream(
+            ws_base_url,
+            on_message=on_message,
+            initial_backoff=reconnect_initial,
+            max_backoff=reconnect_max,
+        )
 
         async def flusher() -> None:
             while True:

@@ -67,9 +67,20 @@ class ReplayRecorder:
         self.order_log.append(self._encoder.encode(line))
         if kind == "report" and type(payload) is OrderUpdate and payload.last_qty > 0:
             u = payload
-            self.fills.append([str(u.ts), u.symbol, u.side, str(u.last_price), str(u.last_qty),
-                               str(u.fee), u.fee_asset, str(u.trade_id), u.client_id,
-                               "maker" if u.maker else "taker"])
+            self.fills.append(
+                [
+                    str(u.ts),
+                    u.symbol,
+                    u.side,
+                    str(u.last_price),
+                    str(u.last_qty),
+                    str(u.fee),
+                    u.fee_asset,
+                    str(u.trade_id),
+                    u.client_id,
+                    "maker" if u.maker else "taker",
+                ]
+            )
 
     def sample(self, orch: Orchestrator) -> None:
         ts = str(self._exchange.now_ns())
@@ -79,20 +90,56 @@ class ReplayRecorder:
             if sym not in trading:
                 continue
             total += s.total_pnl
-            self.equity.append([ts, sym, str(s.mid), str(s.position), str(s.realized_pnl),
-                                str(s.unrealized_pnl), str(s.fees_quote), str(s.total_pnl)])
+            self.equity.append(
+                [
+                    ts,
+                    sym,
+                    str(s.mid),
+                    str(s.position),
+                    str(s.realized_pnl),
+                    str(s.unrealized_pnl),
+                    str(s.fees_quote),
+                    str(s.total_pnl),
+                ]
+            )
         self.equity.append([ts, "TOTAL", "", "", "", "", "", str(total)])
 
     def write(self, out: Path, summary: dict[str, Any]) -> None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "orders.jsonl").write_bytes(b"".join(line + b"\n" for line in self.order_log))
-        _write_csv(out / "fills.csv", ["ts", "symbol", "side", "price", "qty", "fee",
-                                       "fee_asset", "trade_id", "client_id", "liquidity"],
-                   self.fills)
-        _write_csv(out / "equity.csv", ["ts", "symbol", "mid", "position", "realized_pnl",
-                                        "unrealized_pnl", "fees", "total_pnl"], self.equity)
+        _write_csv(
+            out / "fills.csv",
+            [
+                "ts",
+                "symbol",
+                "side",
+                "price",
+                "qty",
+                "fee",
+                "fee_asset",
+                "trade_id",
+                "client_id",
+                "liquidity",
+            ],
+            self.fills,
+        )
+        _write_csv(
+            out / "equity.csv",
+            [
+                "ts",
+                "symbol",
+                "mid",
+                "position",
+                "realized_pnl",
+                "unrealized_pnl",
+                "fees",
+                "total_pnl",
+            ],
+            self.equity,
+        )
         (out / "summary.json").write_bytes(
-            msgspec.json.format(msgspec.json.encode(summary)) + b"\n")
+            msgspec.json.format(msgspec.json.encode(summary)) + b"\n"
+        )
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
@@ -119,11 +166,14 @@ class ReplayResult(msgspec.Struct, kw_only=True):
     events: int
 
 
-async def replay_session(paths: Sequence[Path], config: Config, *,
-                         progress: TextIO | None = None,
-                         on_summary: Callable[[dict[str, Any]], None] | None = None,
-                         phases: dict[str, float] | None = None,
-                         ) -> tuple[ReplayRecorder, dict[str, Any]]:
+async def replay_session(
+    paths: Sequence[Path],
+    config: Config,
+    *,
+    progress: TextIO | None = None,
+    on_summary: Callable[[dict[str, Any]], None] | None = None,
+    phases: dict[str, float] | None = None,
+) -> tuple[ReplayRecorder, dict[str, Any]]:
     """Replay ``paths`` through the live pipeline; return the recorder and the summary.
 
     ``phases``, if given, receives the wall time in seconds spent adding the symbols
@@ -141,12 +191,18 @@ async def replay_session(paths: Sequence[Path], config: Config, *,
     for sym in symbols:
         engine.add_symbol(specs[sym], mids.get(sym, Decimal(1)), replace=True)
     limiter = Limiter(config.limiter)
-    exchange = SimulatedExchange(config.venue, limiter=limiter, feed=feed, engine=engine,
-                                 epoch_ns=feed.first_ts,
-                                 feed_quantum=config.replay.quantum_ms / 1000.0)
+    exchange = SimulatedExchange(
+        config.venue,
+        limiter=limiter,
+        feed=feed,
+        engine=engine,
+        epoch_ns=feed.first_ts,
+        feed_quantum=config.replay.quantum_ms / 1000.0,
+    )
     recorder = ReplayRecorder(exchange)
-    async with open_orchestrator(exchange, config, limiter=limiter,
-                                 journal=recorder.journal) as orch:
+    async with open_orchestrator(
+        exchange, config, limiter=limiter, journal=recorder.journal
+    ) as orch:
         started = time.perf_counter()
         for sym in symbols:
             await orch.add_symbol(sym)
@@ -190,8 +246,7 @@ async def replay_session(paths: Sequence[Path], config: Config, *,
     if progress is not None:
         _progress(feed.records, total_records, progress)
         progress.write("\n")
-    summary = summary_dict(snapshot, {s: open_at_exit.get(s, 0) for s in snapshot.symbols},
-                           at_stop)
+    summary = summary_dict(snapshot, {s: open_at_exit.get(s, 0) for s in snapshot.symbols}, at_stop)
     events_per_symbol = {s: m.events for s, m in snapshot.symbols.items()}
     for sym, row in summary["symbols"].items():
         row["events"] = events_per_symbol.get(sym, 0)
@@ -201,8 +256,9 @@ async def replay_session(paths: Sequence[Path], config: Config, *,
     return recorder, summary
 
 
-def replay_counts(paths: Sequence[Path], feed: ReplayFeed, stats: RecordingStats,
-                  decoder: StreamDecoder) -> dict[str, Any]:
+def replay_counts(
+    paths: Sequence[Path], feed: ReplayFeed, stats: RecordingStats, decoder: StreamDecoder
+) -> dict[str, Any]:
     """The summary's ``replay`` section: what was replayed, and every kind of input that was
     counted and skipped (or kept with a change), with the first problems by file and line."""
     dstats = decoder.stats
@@ -225,10 +281,15 @@ def replay_counts(paths: Sequence[Path], feed: ReplayFeed, stats: RecordingStats
     }
 
 
-def run_replay(paths: Sequence[Path], config: Config, *, speed: str = "max",
-               out: Path | None = None, progress: TextIO | None = sys.stderr,
-               phases: dict[str, float] | None = None,
-               ) -> dict[str, Any]:
+def run_replay(
+    paths: Sequence[Path],
+    config: Config,
+    *,
+    speed: str = "max",
+    out: Path | None = None,
+    progress: TextIO | None = sys.stderr,
+    phases: dict[str, float] | None = None,
+) -> dict[str, Any]:
     """Run one replay in a fresh trio run on a MockClock; write outputs to ``out``.
     ``phases``: see :func:`replay_session`."""
     for p in paths:
@@ -240,14 +301,16 @@ def run_replay(paths: Sequence[Path], config: Config, *, speed: str = "max",
         try:
             rate = float(speed)
         except ValueError:
-            raise ReplayError(f"--speed must be 'max' or a positive number, got {speed!r}") \
-                from None
+            raise ReplayError(
+                f"--speed must be 'max' or a positive number, got {speed!r}"
+            ) from None
         if not (rate > 0 and math.isfinite(rate)):
             raise ReplayError(f"--speed must be 'max' or a positive number, got {speed!r}")
         clock = trio.testing.MockClock(rate=rate)
     _seed_scheduler(config.venue.seed)
     recorder, summary = trio.run(
-        lambda: replay_session(paths, config, progress=progress, phases=phases), clock=clock)
+        lambda: replay_session(paths, config, progress=progress, phases=phases), clock=clock
+    )
     if out is not None:
         recorder.write(out, summary)
     return summary

@@ -46,12 +46,14 @@ async def _watch_signals(run_scope: trio.CancelScope, bound: float) -> None:
                 log.warning("received %s: cancelling our orders and exiting", name)
                 run_scope.cancel()
             else:
-                print(f"mm-trio: {name} again: still cancelling our orders (at most "
-                      f"{bound:g}s more)", file=sys.stderr, flush=True)
+                print(
+                    f"mm-trio: {name} again: still cancelling our orders (at most {bound:g}s more)",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
 
-def make_exchange(venue: str, base_url: str | None, config: Config,
-                  limiter: Limiter) -> Exchange:
+def make_exchange(venue: str, base_url: str | None, config: Config, limiter: Limiter) -> Exchange:
     """The venue ``run`` trades on: the embedded simulator, or Binance (keys from the env)."""
     if venue == "sim":
         if base_url is not None:
@@ -65,10 +67,17 @@ def make_exchange(venue: str, base_url: str | None, config: Config,
         raise UsageError(f"--base-url: {exc}") from None
 
 
-async def run_command(config: Config, symbols: Sequence[str], *, duration: float | None,
-                      summary_json: Path | None, out: TextIO = sys.stdout,
-                      err: TextIO = sys.stderr, venue: str = "sim",
-                      base_url: str | None = None) -> int:
+async def run_command(
+    config: Config,
+    symbols: Sequence[str],
+    *,
+    duration: float | None,
+    summary_json: Path | None,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+    venue: str = "sim",
+    base_url: str | None = None,
+) -> int:
     """Trade ``symbols`` until ``duration`` elapses or SIGINT/SIGTERM; print the summary."""
     alerts: list[str] = []  # venue bans: logged at ERROR by the limiter, kept for the summary
     limiter = Limiter(config.limiter, on_alert=alerts.append)
@@ -86,9 +95,12 @@ async def run_command(config: Config, symbols: Sequence[str], *, duration: float
                 rc = EXIT_USAGE
             if rc == EXIT_OK:
                 await orch.add_symbols(list(symbols))
-                print(f"mm-trio: trading {', '.join(symbols)} on {exchange.name}"
-                      + (f" for {duration:g}s" if duration else " (Ctrl-C to stop)"),
-                      file=out, flush=True)
+                print(
+                    f"mm-trio: trading {', '.join(symbols)} on {exchange.name}"
+                    + (f" for {duration:g}s" if duration else " (Ctrl-C to stop)"),
+                    file=out,
+                    flush=True,
+                )
                 with run_scope:
                     if duration is not None:
                         run_scope.deadline = trio.current_time() + duration
@@ -100,8 +112,13 @@ async def run_command(config: Config, symbols: Sequence[str], *, duration: float
     return rc
 
 
-async def _finish(orch: Orchestrator, exchange: Exchange, summary_json: Path | None,
-                  out: TextIO, alerts: Sequence[str] = ()) -> None:
+async def _finish(
+    orch: Orchestrator,
+    exchange: Exchange,
+    summary_json: Path | None,
+    out: TextIO,
+    alerts: Sequence[str] = (),
+) -> None:
     timeout = orch.config.run.shutdown_timeout
     with trio.CancelScope(shield=True), priority(Priority.SHUTDOWN):
         at_stop = orch.snapshot()
@@ -121,8 +138,9 @@ async def _finish(orch: Orchestrator, exchange: Exchange, summary_json: Path | N
                 for order in orders:
                     if any(order.client_id.startswith(p + "_") for p in prefixes):
                         open_at_exit[order.symbol] = (open_at_exit.get(order.symbol) or 0) + 1
-        summary = summary_dict(orch.snapshot(), open_at_exit, at_stop,
-                               limiter=limiter_summary(orch.limiter, alerts))
+        summary = summary_dict(
+            orch.snapshot(), open_at_exit, at_stop, limiter=limiter_summary(orch.limiter, alerts)
+        )
         print(summary_table(summary), file=out, flush=True)
         if summary_json is not None:
             text = msgspec.json.format(msgspec.json.encode(summary)).decode() + "\n"

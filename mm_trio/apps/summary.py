@@ -48,9 +48,13 @@ def _plain_tree(value: Any) -> Any:
     return value
 
 
-def summary_dict(snapshot: Snapshot, open_at_exit: dict[str, int | None],
-                 exposure_at_stop: Snapshot | None = None, *,
-                 limiter: dict[str, Any] | None = None) -> dict[str, Any]:
+def summary_dict(
+    snapshot: Snapshot,
+    open_at_exit: dict[str, int | None],
+    exposure_at_stop: Snapshot | None = None,
+    *,
+    limiter: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The exit summary (``--summary-json``); ``exposure_at_stop`` is a snapshot taken when
     trading stopped, before our orders were cancelled and the symbols removed; ``limiter``
     (see :func:`limiter_summary`) adds the rate limiter's counters and the venue's alerts."""
@@ -91,10 +95,31 @@ def limiter_summary(limiter: Limiter, alerts: Sequence[str]) -> dict[str, Any]:
     return {**limiter.stats(), "alerts": list(alerts)}
 
 
-RUN_COLUMNS = ["symbol", "state", "fills", "buys", "sells", "position", "realized_pnl",
-               "unrealized_pnl", "fees", "open_orders_at_exit"]
-REPLAY_COLUMNS = ["symbol", "events", "fills", "buys", "sells", "position", "realized_pnl",
-                  "unrealized_pnl", "fees", "max_inventory", "breaker_trips"]
+RUN_COLUMNS = [
+    "symbol",
+    "state",
+    "fills",
+    "buys",
+    "sells",
+    "position",
+    "realized_pnl",
+    "unrealized_pnl",
+    "fees",
+    "open_orders_at_exit",
+]
+REPLAY_COLUMNS = [
+    "symbol",
+    "events",
+    "fills",
+    "buys",
+    "sells",
+    "position",
+    "realized_pnl",
+    "unrealized_pnl",
+    "fees",
+    "max_inventory",
+    "breaker_trips",
+]
 
 
 def summary_table(summary: dict[str, Any], cols: Sequence[str] = RUN_COLUMNS) -> str:
@@ -105,8 +130,10 @@ def summary_table(summary: dict[str, Any], cols: Sequence[str] = RUN_COLUMNS) ->
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     exp = summary["exposure"]
-    lines.append(f"exposure total {exp.get('total')} (cap {exp.get('max_total')})"
-                 + ("  KILLED: " + summary["kill_reason"] if summary["killed"] else ""))
+    lines.append(
+        f"exposure total {exp.get('total')} (cap {exp.get('max_total')})"
+        + ("  KILLED: " + summary["kill_reason"] if summary["killed"] else "")
+    )
     lim = summary.get("limiter")
     if lim and lim["pauses"]:
         lines.append(f"venue paused us {lim['pauses']} times ({lim['bans']} bans, 418)")
@@ -115,19 +142,23 @@ def summary_table(summary: dict[str, Any], cols: Sequence[str] = RUN_COLUMNS) ->
 
 def replay_counts_line(rp: dict[str, Any]) -> str:
     """One line of the replay's counts (the summary's ``replay`` section)."""
-    return (f"replayed {rp['records']:,} records ({rp['duration_s']}s of market time); "
-            f"malformed lines {rp['malformed_lines']}, unknown streams "
-            f"{rp['unknown_streams']}, unknown symbols {rp['unknown_symbols']}; "
-            f"time jumps skipped {rp['time_jumps_skipped']}, out of order skipped "
-            f"{rp['out_of_order_skipped']}, late lines kept {rp['late_lines_kept']}; "
-            f"truncated files {rp['truncated_files']}, corrupt files {rp['corrupt_files']}")
+    return (
+        f"replayed {rp['records']:,} records ({rp['duration_s']}s of market time); "
+        f"malformed lines {rp['malformed_lines']}, unknown streams "
+        f"{rp['unknown_streams']}, unknown symbols {rp['unknown_symbols']}; "
+        f"time jumps skipped {rp['time_jumps_skipped']}, out of order skipped "
+        f"{rp['out_of_order_skipped']}, late lines kept {rp['late_lines_kept']}; "
+        f"truncated files {rp['truncated_files']}, corrupt files {rp['corrupt_files']}"
+    )
 
 
 def replay_warnings(rp: dict[str, Any]) -> list[str]:
     """What the user must hear about the replay's input: every damaged file, where it stopped,
     then the first problems by file and line."""
-    out = [f"{d['file']} is {d['problem']} at byte {d['at_byte']}: its lines up to line "
-           f"{d['after_line']} were replayed, reading stopped there ({d['detail']})"
-           for d in rp["damage"]]
+    out = [
+        f"{d['file']} is {d['problem']} at byte {d['at_byte']}: its lines up to line "
+        f"{d['after_line']} were replayed, reading stopped there ({d['detail']})"
+        for d in rp["damage"]
+    ]
     out.extend(rp["problems"])
     return out

@@ -110,8 +110,7 @@ class Lifecycle(msgspec.Struct):
         try:
             after = TRANSITIONS[(self.state, event)]
         except KeyError:
-            raise LifecycleError(
-                f"no transition from {self.state} on {event.value}") from None
+            raise LifecycleError(f"no transition from {self.state} on {event.value}") from None
         if event in _CLEARS_REASON:
             if after is _S.RUNNING:
                 self.reason = ""

@@ -91,8 +91,15 @@ class Lot:
 class PositionManager:
     """Inventory and PnL of one symbol. See the module docstring for the conventions."""
 
-    def __init__(self, symbol: str, base: str, quote: str, *,
-                 start_position: Decimal = ZERO, prefix: str | None = None) -> None:
+    def __init__(
+        self,
+        symbol: str,
+        base: str,
+        quote: str,
+        *,
+        start_position: Decimal = ZERO,
+        prefix: str | None = None,
+    ) -> None:
         self.symbol = symbol
         self.base = base
         self.quote = quote

@@ -118,8 +118,18 @@ class RunConfig:
     order_channel_size: int = 10000
 
 
-SPEC_OVERRIDE_KEYS = frozenset({"tick_size", "step_size", "min_price", "max_price", "min_qty",
-                                "max_qty", "min_notional", "max_orders"})
+SPEC_OVERRIDE_KEYS = frozenset(
+    {
+        "tick_size",
+        "step_size",
+        "min_price",
+        "max_price",
+        "min_qty",
+        "max_qty",
+        "min_notional",
+        "max_orders",
+    }
+)
 
 
 @attrs.frozen(kw_only=True)
@@ -178,6 +188,7 @@ _SECRET_KEYS = frozenset({"api_secret", "admin_token"})
 
 def _shown(path: str, data: Any) -> str:
     """``repr`` of ``data`` (at ``path``) for an error message, secrets masked."""
+
     def mask(value: Any) -> Any:
         if isinstance(value, dict):
             return {k: "***" if k in _SECRET_KEYS else mask(v) for k, v in value.items()}
@@ -229,25 +240,39 @@ def validate_grid(grid: GridConfig, path: str = "grid") -> None:
     if grid.spacing == "geometric":
         _check(grid.step < 1, f"{path}.step", str(grid.step), "a geometric ratio must be < 1")
     for key in ("levels_below", "levels_above"):
-        _check(0 <= getattr(grid, key) <= 100, f"{path}.{key}", getattr(grid, key),
-               "must be 0..100")
-    _check(grid.levels_below + grid.levels_above > 0, f"{path}.levels_below", grid.levels_below,
-           "levels_below + levels_above must be > 0")
+        _check(
+            0 <= getattr(grid, key) <= 100, f"{path}.{key}", getattr(grid, key), "must be 0..100"
+        )
+    _check(
+        grid.levels_below + grid.levels_above > 0,
+        f"{path}.levels_below",
+        grid.levels_below,
+        "levels_below + levels_above must be > 0",
+    )
     _check(grid.order_size > 0, f"{path}.order_size", str(grid.order_size), "must be > 0")
     for key in ("anchor", "lower", "upper"):
         v = getattr(grid, key)
         _check(v is None or v > 0, f"{path}.{key}", None if v is None else str(v), "must be > 0")
     if grid.lower is not None and grid.upper is not None:
         _check(grid.lower < grid.upper, f"{path}.lower", str(grid.lower), "must be below upper")
-    _check(0 <= grid.inventory_skew <= 10, f"{path}.inventory_skew", str(grid.inventory_skew),
-           "must be 0..10")
-    _check(0 <= grid.trail_hysteresis < 1, f"{path}.trail_hysteresis",
-           str(grid.trail_hysteresis), "must be >= 0 and < 1 (a fraction of one level)")
+    _check(
+        0 <= grid.inventory_skew <= 10,
+        f"{path}.inventory_skew",
+        str(grid.inventory_skew),
+        "must be 0..10",
+    )
+    _check(
+        0 <= grid.trail_hysteresis < 1,
+        f"{path}.trail_hysteresis",
+        str(grid.trail_hysteresis),
+        "must be >= 0 and < 1 (a fraction of one level)",
+    )
     try:
         validate_prefix(grid.client_id_prefix)
     except ValueError as exc:
-        raise ConfigError(f"invalid config: {path}.client_id_prefix = "
-                          f"{grid.client_id_prefix!r}: {exc}") from None
+        raise ConfigError(
+            f"invalid config: {path}.client_id_prefix = {grid.client_id_prefix!r}: {exc}"
+        ) from None
 
 
 def validate(config: Config) -> Config:
@@ -259,25 +284,44 @@ def validate(config: Config) -> Config:
             raise ConfigError(f"invalid config: symbols.{symbol!r}: {exc}") from None
         validate_grid(config.grid_for(symbol), f"symbols.{symbol!r}")
     r = config.risk
-    for key in ("stale_after", "jump_window", "jump_cooldown", "volume_window",
-                "volume_cooldown", "reject_storm_window", "reject_cooldown"):
+    for key in (
+        "stale_after",
+        "jump_window",
+        "jump_cooldown",
+        "volume_window",
+        "volume_cooldown",
+        "reject_storm_window",
+        "reject_cooldown",
+    ):
         _check(getattr(r, key) > 0, f"risk.{key}", getattr(r, key), "must be > 0")
     _check(r.jump_pct > 0, "risk.jump_pct", str(r.jump_pct), "must be > 0")
     _check(r.reject_storm_count > 0, "risk.reject_storm_count", r.reject_storm_count, "must be > 0")
-    _check(r.volume_baseline_windows > 0, "risk.volume_baseline_windows",
-           r.volume_baseline_windows, "must be > 0")
+    _check(
+        r.volume_baseline_windows > 0,
+        "risk.volume_baseline_windows",
+        r.volume_baseline_windows,
+        "must be > 0",
+    )
     _check(r.max_loss > 0, "risk.max_loss", str(r.max_loss), "must be > 0")
     g = config.governor
     for key in ("max_total_exposure", "max_symbol_exposure", "max_total_loss"):
         _check(getattr(g, key) > 0, f"governor.{key}", str(getattr(g, key)), "must be > 0")
     _check(0 <= g.hysteresis < 1, "governor.hysteresis", str(g.hysteresis), "must be in [0, 1)")
-    _check(0 <= g.reduce_only_min_hold < math.inf, "governor.reduce_only_min_hold",
-           g.reduce_only_min_hold, "must be a number of seconds >= 0")
+    _check(
+        0 <= g.reduce_only_min_hold < math.inf,
+        "governor.reduce_only_min_hold",
+        g.reduce_only_min_hold,
+        "must be a number of seconds >= 0",
+    )
     v = config.venue
     _check(v.latency_ms >= 0, "venue.latency_ms", v.latency_ms, "must be >= 0")
     _check(v.tick_interval_ms > 0, "venue.tick_interval_ms", v.tick_interval_ms, "must be > 0")
-    _check(0 <= v.queue_fill_probability <= 1, "venue.queue_fill_probability",
-           v.queue_fill_probability, "must be in [0, 1]")
+    _check(
+        0 <= v.queue_fill_probability <= 1,
+        "venue.queue_fill_probability",
+        v.queue_fill_probability,
+        "must be in [0, 1]",
+    )
     _check(v.volatility >= 0, "venue.volatility", v.volatility, "must be >= 0")
     for fee in ("maker_fee", "taker_fee"):
         _check(0 <= getattr(v, fee) < 1, f"venue.{fee}", str(getattr(v, fee)), "must be in [0, 1)")
@@ -292,14 +336,30 @@ def validate(config: Config) -> Config:
     lim = config.limiter
     for key in ("weight_per_minute", "orders_per_10s", "orders_per_day"):
         _check(getattr(lim, key) > 0, f"limiter.{key}", getattr(lim, key), "must be > 0")
-    _check(0 <= lim.safety_margin < 1, "limiter.safety_margin", str(lim.safety_margin),
-           "must be in [0, 1)")
-    _check(config.run.status_interval > 0, "run.status_interval", config.run.status_interval,
-           "must be > 0")
-    _check(config.run.shutdown_timeout > 0, "run.shutdown_timeout", config.run.shutdown_timeout,
-           "must be > 0")
-    _check(config.run.order_channel_size > 0, "run.order_channel_size",
-           config.run.order_channel_size, "must be > 0")
+    _check(
+        0 <= lim.safety_margin < 1,
+        "limiter.safety_margin",
+        str(lim.safety_margin),
+        "must be in [0, 1)",
+    )
+    _check(
+        config.run.status_interval > 0,
+        "run.status_interval",
+        config.run.status_interval,
+        "must be > 0",
+    )
+    _check(
+        config.run.shutdown_timeout > 0,
+        "run.shutdown_timeout",
+        config.run.shutdown_timeout,
+        "must be > 0",
+    )
+    _check(
+        config.run.order_channel_size > 0,
+        "run.order_channel_size",
+        config.run.order_channel_size,
+        "must be > 0",
+    )
     rp = config.replay
     _check(rp.equity_interval > 0, "replay.equity_interval", rp.equity_interval, "must be > 0")
     _check(0 <= rp.quantum_ms <= 60000, "replay.quantum_ms", rp.quantum_ms, "must be 0..60000")
@@ -307,13 +367,18 @@ def validate(config: Config) -> Config:
         try:
             parse_symbol(unified)
         except SymbolError as exc:
-            raise ConfigError(f"invalid config: replay.symbols.{native} = {unified!r}: {exc}") \
-                from None
+            raise ConfigError(
+                f"invalid config: replay.symbols.{native} = {unified!r}: {exc}"
+            ) from None
     for symbol, fields in rp.specs.items():
         for key, value in fields.items():
             path = f"replay.specs.{symbol!r}.{key}"
-            _check(key in SPEC_OVERRIDE_KEYS, path, str(value),
-                   "unknown spec field (use " + ", ".join(sorted(SPEC_OVERRIDE_KEYS)) + ")")
+            _check(
+                key in SPEC_OVERRIDE_KEYS,
+                path,
+                str(value),
+                "unknown spec field (use " + ", ".join(sorted(SPEC_OVERRIDE_KEYS)) + ")",
+            )
             _check(value >= 0, path, str(value), "must be >= 0")
     return config
 

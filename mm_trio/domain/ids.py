@@ -50,9 +50,7 @@ class ClientId(msgspec.Struct, frozen=True):
 
 def validate_prefix(prefix: str) -> str:
     if not _PREFIX_RE.match(prefix):
-        raise ValueError(
-            f"client id prefix {prefix!r} must be 1-8 characters of [A-Za-z0-9-]"
-        )
+        raise ValueError(f"client id prefix {prefix!r} must be 1-8 characters of [A-Za-z0-9-]")
     return prefix
 
 

@@ -203,8 +203,9 @@ CLOCK_TOLERANCE_NS = 1_000_000_000
 """How far the venue's order timestamps may run behind our venue-corrected clock (1 s)."""
 
 
-def order_mismatch(found: OpenOrder, *, side: Side, price: Decimal, qty: Decimal,
-                   not_before_ns: int) -> str | None:
+def order_mismatch(
+    found: OpenOrder, *, side: Side, price: Decimal, qty: Decimal, not_before_ns: int
+) -> str | None:
     """Why ``found`` (the venue's answer to a query by client id) cannot be the order we
     sent with ``side``/``price``/``qty`` no earlier than ``not_before_ns``; ``None`` if it
     can. A mismatch means the id names some other order (an earlier run's, say): it must

@@ -19,8 +19,11 @@ from mm_trio.engine.manager import SymbolManager
 class Demux:
     """Routes events to ``managers`` (the orchestrator's live registry)."""
 
-    def __init__(self, managers: Mapping[str, SymbolManager],
-                 journal: Callable[[str, Any], None] | None = None) -> None:
+    def __init__(
+        self,
+        managers: Mapping[str, SymbolManager],
+        journal: Callable[[str, Any], None] | None = None,
+    ) -> None:
         self._managers = managers
         self._journal = journal
         self.balances: dict[str, Balance] = {}
@@ -44,8 +47,9 @@ class Demux:
     def route(self, event: Any) -> None:
         kind = type(event)
         if kind is BalanceUpdate:
-            self.balances[event.asset] = Balance(asset=event.asset, free=event.free,
-                                                 locked=event.locked)
+            self.balances[event.asset] = Balance(
+                asset=event.asset, free=event.free, locked=event.locked
+            )
             return
         managers = self._managers
         if kind is StreamStatus:

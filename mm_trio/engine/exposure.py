@@ -23,9 +23,14 @@ inventory is at most this stale between reports)."""
 class ExposureReporter:
     """Tells the governor one symbol's exposure and PnL; ``on_changes`` gets what changed."""
 
-    def __init__(self, symbol: str, strategy: GridStrategy, position: PositionManager,
-                 governor: RiskGovernor,
-                 on_changes: Callable[[list[GovernorChange]], None]) -> None:
+    def __init__(
+        self,
+        symbol: str,
+        strategy: GridStrategy,
+        position: PositionManager,
+        governor: RiskGovernor,
+        on_changes: Callable[[list[GovernorChange]], None],
+    ) -> None:
         self._symbol = symbol
         self._strategy = strategy
         self._position = position
@@ -47,8 +52,7 @@ class ExposureReporter:
         made for a buy it just admitted)."""
         self._key = None
 
-    def report(self, mid: Decimal | None, now: float,
-               exclude_buy_notional: Decimal = ZERO) -> None:
+    def report(self, mid: Decimal | None, now: float, exclude_buy_notional: Decimal = ZERO) -> None:
         """Report (unless nothing moved); ``exclude_buy_notional``: buys of the batch the
         governor is about to admit one by one."""
         strategy = self._strategy
@@ -65,9 +69,12 @@ class ExposureReporter:
                 return  # flat and unchanged: exposure and PnL cannot have moved
             # holding: mark to market when the mid moved enough or enough time passed
             last_mid = self._reported_mid
-            if (mid is not None and last_mid is not None
-                    and abs(mid - last_mid) < last_mid * MARK_TO_MARKET_MOVE
-                    and now - self._reported_at < MARK_TO_MARKET_INTERVAL):
+            if (
+                mid is not None
+                and last_mid is not None
+                and abs(mid - last_mid) < last_mid * MARK_TO_MARKET_MOVE
+                and now - self._reported_at < MARK_TO_MARKET_INTERVAL
+            ):
                 return
         self._key = key
         self._reported_mid = mid

@@ -20,10 +20,17 @@ class IntentGate:
     """Gates one symbol's intents. ``send(intent)`` starts the request (``False`` once the
     symbol's nursery is closing); ``journal`` records what is sent or refused."""
 
-    def __init__(self, symbol: str, strategy: GridStrategy, risk: RiskMonitor,
-                 governor: RiskGovernor, lifecycle: Lifecycle, exposure: ExposureReporter,
-                 journal: Callable[[str, Any], None],
-                 send: Callable[[PlaceOrder | CancelOrder], bool]) -> None:
+    def __init__(
+        self,
+        symbol: str,
+        strategy: GridStrategy,
+        risk: RiskMonitor,
+        governor: RiskGovernor,
+        lifecycle: Lifecycle,
+        exposure: ExposureReporter,
+        journal: Callable[[str, Any], None],
+        send: Callable[[PlaceOrder | CancelOrder], bool],
+    ) -> None:
         self.symbol = symbol
         self.strategy = strategy
         self.risk = risk
@@ -37,8 +44,9 @@ class IntentGate:
     def apply_gates(self, resyncing: bool) -> list[Intent]:
         """Push the current risk and governor state into the strategy when it changed."""
         if self.risk.stopped and not self.strategy.stopped:
-            self.lifecycle.apply(LifecycleEvent.LOSS_LIMIT,
-                                 "loss limit: " + self.risk.tripped()["loss_limit"].reason)
+            self.lifecycle.apply(
+                LifecycleEvent.LOSS_LIMIT, "loss limit: " + self.risk.tripped()["loss_limit"].reason
+            )
             return self.strategy.stop()
         halt = self.risk.halt_opening or resyncing
         governor = self._governor
@@ -72,8 +80,11 @@ class IntentGate:
         governor = self._governor
         # the governor sees the exposure without this batch's new buys, then admits them one by one
         batch_buys = sum(
-            (i.request.price * i.request.qty for i in intents
-             if type(i) is PlaceOrder and i.request.side == "BUY"),
+            (
+                i.request.price * i.request.qty
+                for i in intents
+                if type(i) is PlaceOrder and i.request.side == "BUY"
+            ),
             ZERO,
         )
         self.exposure.report(mid, now, exclude_buy_notional=batch_buys)
@@ -102,4 +113,3 @@ class IntentGate:
             for update in refused:
                 follow += self.strategy.on_order_update(update)
             self.dispatch(follow, mid, now)
-

@@ -104,12 +104,14 @@ class SymbolManager:
         self._exchange: Exchange = host.exchange
         self._run_config = run
         self._clock = clock
-        self.strategy = GridStrategy(spec, grid, start_position=start_position,
-                                     generation_start=generation_start)
+        self.strategy = GridStrategy(
+            spec, grid, start_position=start_position, generation_start=generation_start
+        )
         # venue time when this symbol started: no order of ours was updated before it
         self.started_ns = started_ns
-        self.position = PositionManager(spec.symbol, spec.base, spec.quote,
-                                        start_position=start_position)
+        self.position = PositionManager(
+            spec.symbol, spec.base, spec.quote, start_position=start_position
+        )
         self.risk = RiskMonitor(risk)
         self.lifecycle = Lifecycle()
         # told each quote the symbol handles and the intents it produced (benchmarks, metrics)
@@ -117,8 +119,9 @@ class SymbolManager:
         self.mid: Decimal | None = None
         self.prefix = grid.client_id_prefix
         self.inbox = Inbox(run.order_channel_size, self._overflow)
-        self.exposure = ExposureReporter(self.symbol, self.strategy, self.position,
-                                         host.governor, host.on_governor_changes)
+        self.exposure = ExposureReporter(
+            self.symbol, self.strategy, self.position, host.governor, host.on_governor_changes
+        )
         self._now = 0.0
         self._stopping = False
         self._resyncing = False
@@ -133,11 +136,26 @@ class SymbolManager:
         self.foreign_reports = 0  # reports of orders that are not ours (ignored)
         self._foreign_seen: set[str] = set()
         self.orders = OrderFlow(
-            self.symbol, host.exchange, self.strategy, host.limiter, started_ns=started_ns,
-            feedback=self._feedback, journal=host.journal, start=self._start,
-            resync=lambda: self.poke(Marker.RESYNC))
-        self.gate = IntentGate(self.symbol, self.strategy, self.risk, host.governor,
-                               self.lifecycle, self.exposure, host.journal, self._send_intent)
+            self.symbol,
+            host.exchange,
+            self.strategy,
+            host.limiter,
+            started_ns=started_ns,
+            feedback=self._feedback,
+            journal=host.journal,
+            start=self._start,
+            resync=lambda: self.poke(Marker.RESYNC),
+        )
+        self.gate = IntentGate(
+            self.symbol,
+            self.strategy,
+            self.risk,
+            host.governor,
+            self.lifecycle,
+            self.exposure,
+            host.journal,
+            self._send_intent,
+        )
 
     @property
     def state(self) -> SymbolState:
@@ -176,8 +194,9 @@ class SymbolManager:
         """An order event could not be queued: halt this symbol and resync from REST, loudly."""
         if not self._resyncing:
             self._resyncing = True  # halts opening (see IntentGate.apply_gates) until resynced
-            log.error("%s: order channel overflow; halting and resyncing from the venue",
-                      self.symbol)
+            log.error(
+                "%s: order channel overflow; halting and resyncing from the venue", self.symbol
+            )
             self._start(self._resync_after_overflow)
 
     # ------------------------------------------------------------------ lifecycle
@@ -203,9 +222,11 @@ class SymbolManager:
     async def _fail(self, exc: BaseException) -> None:
         self.lifecycle.apply(LifecycleEvent.FAIL, _describe(exc))
         log.exception("%s FAILED: %s; cancelling its orders", self.symbol, self.reason)
-        with (trio.CancelScope(shield=True),
-              trio.move_on_after(self._run_config.shutdown_timeout),
-              priority(Priority.SHUTDOWN)):  # never queued behind ordinary requests
+        with (
+            trio.CancelScope(shield=True),
+            trio.move_on_after(self._run_config.shutdown_timeout),
+            priority(Priority.SHUTDOWN),
+        ):  # never queued behind ordinary requests
             try:
                 await self._exchange.cancel_all(self.symbol, self.prefix)
             except Exception as cancel_exc:  # the venue may be down too; say so, keep going
@@ -276,8 +297,11 @@ class SymbolManager:
     async def sweep(self, timeout: float) -> bool:  # noqa: ASYNC109 - a bound, not a deadline
         """Belt and braces: cancel every open order of ours the venue still lists (bounded).
         Its requests go before every queued ordinary request and cancel in the limiter."""
-        with (trio.CancelScope(shield=True), trio.move_on_after(timeout) as scope,
-              priority(Priority.SHUTDOWN)):
+        with (
+            trio.CancelScope(shield=True),
+            trio.move_on_after(timeout) as scope,
+            priority(Priority.SHUTDOWN),
+        ):
             try:
                 left = await self._exchange.cancel_all(self.symbol, self.prefix)
                 if left:
@@ -299,8 +323,7 @@ class SymbolManager:
         """Handle events one at a time; whatever is already queued is handled without
         yielding to the scheduler in between (the pure core never waits)."""
         channel = self.inbox.receive
-        receive, receive_nowait, handle = (channel.receive, channel.receive_nowait,
-                                           self._handle)
+        receive, receive_nowait, handle = (channel.receive, channel.receive_nowait, self._handle)
         while True:
             try:
                 item = await receive()
@@ -389,8 +412,9 @@ class SymbolManager:
             if len(self._foreign_seen) >= FOREIGN_MEMORY:
                 self._foreign_seen.clear()
             self._foreign_seen.add(report.client_id)
-            log.info("%s: ignoring reports of order %r: not one of ours", self.symbol,
-                     report.client_id)
+            log.info(
+                "%s: ignoring reports of order %r: not one of ours", self.symbol, report.client_id
+            )
 
     def _log_breakers(self, changes: list[BreakerChange]) -> None:
         for change in changes:

@@ -118,8 +118,11 @@ class Orchestrator:
                     log.warning("unsubscribe at shutdown failed: %s", exc)
             for manager in managers:
                 if not (manager.flat.is_set() and swept.get(manager.symbol)):
-                    log.error("%s: shutdown could not confirm every cancel; open orders may "
-                              "remain on the venue", manager.symbol)
+                    log.error(
+                        "%s: shutdown could not confirm every cancel; open orders may "
+                        "remain on the venue",
+                        manager.symbol,
+                    )
                 await self._retire(manager, timeout, unsubscribe=False)
 
     # ------------------------------------------------------------------ public API
@@ -170,8 +173,9 @@ class Orchestrator:
             raise
         return managers
 
-    async def add_symbol(self, symbol: str, config: GridConfig | None = None, *,
-                         subscribe: bool = True) -> SymbolManager:
+    async def add_symbol(
+        self, symbol: str, config: GridConfig | None = None, *, subscribe: bool = True
+    ) -> SymbolManager:
         """Start trading ``symbol`` in its own child nursery. Rejects bad symbols by name."""
         async with self._lock:
             spec = self.check_symbol(symbol)
@@ -185,17 +189,28 @@ class Orchestrator:
             assert self._nursery is not None, "orchestrator is not running"
             start_position = ZERO
             if grid.mode == "neutral":
-                start_position = unclaimed_base(spec.base, self.balances,
-                                                self._managers.values())
+                start_position = unclaimed_base(spec.base, self.balances, self._managers.values())
                 if start_position <= 0:
-                    log.warning("%s: neutral grid starts with no %s to sell (none free, or "
-                                "all of it held by the other symbols on %s)", symbol,
-                                spec.base, spec.base)
+                    log.warning(
+                        "%s: neutral grid starts with no %s to sell (none free, or "
+                        "all of it held by the other symbols on %s)",
+                        symbol,
+                        spec.base,
+                        spec.base,
+                    )
             started_ns = self.exchange.now_ns()
             generation = max(run_generation(started_ns), self._generations.get(symbol, 0))
-            manager = SymbolManager(self, spec, grid, self.config.risk, self.config.run,
-                                    start_position=start_position, clock=self._clock,
-                                    generation_start=generation, started_ns=started_ns)
+            manager = SymbolManager(
+                self,
+                spec,
+                grid,
+                self.config.risk,
+                self.config.run,
+                start_position=start_position,
+                clock=self._clock,
+                generation_start=generation,
+                started_ns=started_ns,
+            )
             self._managers[symbol] = manager
             self._retired.pop(symbol, None)
             self.governor.add(symbol)  # its fair share is kept for it from now on
@@ -210,8 +225,14 @@ class Orchestrator:
                 raise
             if self.governor.killed:  # stays stopped until an operator resumes
                 manager.kill(self.governor.kill_reason)
-            log.info("%s added (%s grid, step %s, %d below / %d above)", symbol, grid.spacing,
-                     grid.step, grid.levels_below, grid.levels_above)
+            log.info(
+                "%s added (%s grid, step %s, %d below / %d above)",
+                symbol,
+                grid.spacing,
+                grid.step,
+                grid.levels_below,
+                grid.levels_above,
+            )
             return manager
 
     async def remove_symbol(self, symbol: str) -> SymbolSnapshot:
@@ -229,8 +250,13 @@ class Orchestrator:
             log.warning("%s: not every cancel was acknowledged within %.1fs", symbol, timeout)
         return await self._retire(manager, timeout)
 
-    async def _retire(self, manager: SymbolManager, timeout: float,  # noqa: ASYNC109
-                      *, unsubscribe: bool = True) -> SymbolSnapshot:
+    async def _retire(
+        self,
+        manager: SymbolManager,
+        timeout: float,  # noqa: ASYNC109
+        *,
+        unsubscribe: bool = True,
+    ) -> SymbolSnapshot:
         """Unsubscribe, exit the symbol's scope and move it to the retired registry."""
         symbol = manager.symbol
         if unsubscribe:
@@ -301,8 +327,9 @@ class Orchestrator:
 
     def _note_generation(self, manager: SymbolManager) -> None:
         symbol = manager.symbol
-        self._generations[symbol] = max(self._generations.get(symbol, 0),
-                                        manager.strategy.generation)
+        self._generations[symbol] = max(
+            self._generations.get(symbol, 0), manager.strategy.generation
+        )
 
     def journal(self, kind: str, payload: Any) -> None:
         if self._journal is not None:
@@ -352,8 +379,9 @@ class Orchestrator:
                 hook()
 
 
-def unclaimed_base(base: str, balances: Mapping[str, Balance],
-               managers: Iterable[SymbolManager]) -> Decimal:
+def unclaimed_base(
+    base: str, balances: Mapping[str, Balance], managers: Iterable[SymbolManager]
+) -> Decimal:
     """Free ``base`` balance that no running symbol already holds (a neutral grid's start).
 
     Every running symbol on the same base asset holds its position; the part of it not
@@ -367,8 +395,14 @@ def unclaimed_base(base: str, balances: Mapping[str, Balance],
         if manager.spec.base != base:
             continue
         strategy = manager.strategy
-        locked = sum((o.qty - o.filled for o in strategy.live_orders()
-                      if o.side == "SELL" and o.status != "PENDING_NEW"), ZERO)
+        locked = sum(
+            (
+                o.qty - o.filled
+                for o in strategy.live_orders()
+                if o.side == "SELL" and o.status != "PENDING_NEW"
+            ),
+            ZERO,
+        )
         free -= max(ZERO, strategy.position - locked)
     return max(ZERO, free)
 
@@ -392,4 +426,3 @@ async def open_orchestrator(
             if config.run.cancel_on_exit:
                 await orch.shutdown()
             nursery.cancel_scope.cancel()
-

@@ -92,11 +92,19 @@ class OrderFlow:
     live order.
     """
 
-    def __init__(self, symbol: str, exchange: Exchange, strategy: GridStrategy,
-                 limiter: Recheck, *, started_ns: int,
-                 feedback: Callable[[OrderUpdate], Awaitable[None]],
-                 journal: Callable[[str, Any], None],
-                 start: Callable[..., bool], resync: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        symbol: str,
+        exchange: Exchange,
+        strategy: GridStrategy,
+        limiter: Recheck,
+        *,
+        started_ns: int,
+        feedback: Callable[[OrderUpdate], Awaitable[None]],
+        journal: Callable[[str, Any], None],
+        start: Callable[..., bool],
+        resync: Callable[[], None],
+    ) -> None:
         self.symbol = symbol
         self._exchange = exchange
         self._strategy = strategy
@@ -143,8 +151,7 @@ class OrderFlow:
             placing.done.set()
 
     async def cancel(self, intent: CancelOrder) -> None:
-        machine = Cancellation(intent, self, lossless=self._lossless,
-                               not_before_ns=self.started_ns)
+        machine = Cancellation(intent, self, lossless=self._lossless, not_before_ns=self.started_ns)
         await self._drive(machine.start(), machine.on)
 
     async def resync(self) -> None:
@@ -153,8 +160,9 @@ class OrderFlow:
             cid = order.client_id
             if cid in self.inflight:
                 continue  # its place request is still in flight and resolves itself
-            machine = Resolution(self.symbol, cid, order.side, order.price, order.qty,
-                                 self.started_ns)
+            machine = Resolution(
+                self.symbol, cid, order.side, order.price, order.qty, self.started_ns
+            )
             end = await self._drive(machine.start(), machine.on)
             assert type(end) is Resolved
             live = (order.side, order.price, order.qty, order.filled)
@@ -165,8 +173,12 @@ class OrderFlow:
         live after all is cancelled on sight."""
         if self.presumed_gone.on_report(report):
             cid = report.client_id
-            log.warning("%s: order %s, presumed gone, is live on the venue after all (a late "
-                        "request); cancelling it", self.symbol, cid)
+            log.warning(
+                "%s: order %s, presumed gone, is live on the venue after all (a late "
+                "request); cancelling it",
+                self.symbol,
+                cid,
+            )
             if not self._start(self._cancel_presumed_gone, cid):
                 self.presumed_gone.cancel_ended(cid)
 
@@ -179,8 +191,12 @@ class OrderFlow:
             self.presumed_gone.cancel_ended(client_id)
 
     # ------------------------------------------------------------------ the driver
-    async def _drive(self, actions: list[Action], on: Callable[[Answer], list[Action]],
-                     still_wanted: Callable[[], bool] | None = None) -> Action:
+    async def _drive(
+        self,
+        actions: list[Action],
+        on: Callable[[Answer], list[Action]],
+        still_wanted: Callable[[], bool] | None = None,
+    ) -> Action:
         """Perform ``actions`` (effects, then one request or an end); feed each request's
         answer back with ``on`` until the machine ends; return its end."""
         while True:
@@ -197,8 +213,7 @@ class OrderFlow:
                 raise AssertionError(f"order path machine ended without a request: {actions}")
             actions = on(await self._perform(request, still_wanted))
 
-    async def _perform(self, request: Action,
-                       still_wanted: Callable[[], bool] | None) -> Answer:
+    async def _perform(self, request: Action, still_wanted: Callable[[], bool] | None) -> Answer:
         if type(request) is Wait:
             await trio.sleep(request.seconds)
             return Waited()
@@ -257,6 +272,5 @@ class OrderFlow:
                 for fill in await self._exchange.order_fills(found):
                     await self._feedback(fill)
             except ExchangeError as exc:  # the cum_qty below still gets the strategy right
-                log.warning("%s: fills of %s unavailable: %s", self.symbol, found.client_id,
-                            exc)
+                log.warning("%s: fills of %s unavailable: %s", self.symbol, found.client_id, exc)
         await self._feedback(from_open_order(found))

@@ -68,8 +68,9 @@ class RateLimited(ExchangeError):
 
     kind = "rate_limit"
 
-    def __init__(self, message: str, *, retry_after: float, banned: bool = False,
-                 code: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, retry_after: float, banned: bool = False, code: int | None = None
+    ) -> None:
         super().__init__(message, code=code)
         self.retry_after = retry_after
         self.banned = banned
@@ -104,8 +105,7 @@ def check_wanted(request: OrderRequest, still_wanted: StillWanted | None) -> Non
 
 def withdrawn_while_queued(request: OrderRequest) -> PlaceWithdrawn:
     """The error for a placement withdrawn while it waited in the rate limiter's queue."""
-    return PlaceWithdrawn(f"{request.client_id}: withdrawn while it waited for the rate "
-                          "limiter")
+    return PlaceWithdrawn(f"{request.client_id}: withdrawn while it waited for the rate limiter")
 
 
 class Exchange(abc.ABC):
@@ -149,8 +149,9 @@ class Exchange(abc.ABC):
         """Stop market data for ``symbols`` (idempotent)."""
 
     @abc.abstractmethod
-    async def place(self, request: OrderRequest, *,
-                    still_wanted: StillWanted | None = None) -> OpenOrder:
+    async def place(
+        self, request: OrderRequest, *, still_wanted: StillWanted | None = None
+    ) -> OpenOrder:
         """Place a limit order; returns the venue's acknowledgement or raises an ExchangeError.
 
         ``still_wanted`` is called right before the request is sent (and before the wait);

@@ -40,8 +40,16 @@ import trio
 
 from mm_trio.domain.config import LimiterConfig
 
-__all__ = ["Limiter", "LimiterCore", "Priority", "RateLimits", "WindowBucket", "Withdrawn",
-           "effective_limit", "priority"]
+__all__ = [
+    "Limiter",
+    "LimiterCore",
+    "Priority",
+    "RateLimits",
+    "WindowBucket",
+    "Withdrawn",
+    "effective_limit",
+    "priority",
+]
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +77,9 @@ class WindowBucket:
 
     __slots__ = ("name", "limit", "window", "resolution", "_log", "_used")
 
-    def __init__(self, name: str, limit: int, window: float, *,
-                 resolution: float | None = None) -> None:
+    def __init__(
+        self, name: str, limit: int, window: float, *, resolution: float | None = None
+    ) -> None:
         if limit <= 0 or window <= 0:
             raise ValueError(f"bucket {name}: limit and window must be > 0")
         self.name = name
@@ -147,8 +156,10 @@ class RateLimits:
         )
 
     def __repr__(self) -> str:
-        return (f"RateLimits(weight={self.weight}/60s, orders={self.orders_short}/10s, "
-                f"{self.orders_day}/day)")
+        return (
+            f"RateLimits(weight={self.weight}/60s, orders={self.orders_short}/10s, "
+            f"{self.orders_day}/day)"
+        )
 
 
 class LimiterCore:
@@ -172,8 +183,9 @@ class LimiterCore:
             raise ValueError(f"request weight {weight} exceeds the limit {self.weight.limit}/60s")
         for bucket in (self.orders_short, self.orders_day):
             if orders > bucket.limit:
-                raise ValueError(f"request of {orders} orders exceeds the limit "
-                                 f"{bucket.limit} ({bucket.name})")
+                raise ValueError(
+                    f"request of {orders} orders exceeds the limit {bucket.limit} ({bucket.name})"
+                )
 
     def can_take(self, weight: int, orders: int, now: float) -> bool:
         self.validate(weight, orders)
@@ -250,7 +262,8 @@ class Priority(enum.IntEnum):
 
 
 _PRIORITY: contextvars.ContextVar[Priority] = contextvars.ContextVar(
-    "mm_trio_limiter_priority", default=Priority.OTHER)
+    "mm_trio_limiter_priority", default=Priority.OTHER
+)
 
 
 @contextmanager
@@ -276,8 +289,7 @@ class Withdrawn(Exception):
 class _Waiter:
     __slots__ = ("weight", "orders", "still_wanted", "withdrawn", "wake", "queue")
 
-    def __init__(self, weight: int, orders: int,
-                 still_wanted: Callable[[], bool] | None) -> None:
+    def __init__(self, weight: int, orders: int, still_wanted: Callable[[], bool] | None) -> None:
         self.weight = weight
         self.orders = orders
         self.still_wanted = still_wanted
@@ -308,8 +320,9 @@ class Limiter:
     called with the same message).
     """
 
-    def __init__(self, config: LimiterConfig, *,
-                 on_alert: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self, config: LimiterConfig, *, on_alert: Callable[[str], None] | None = None
+    ) -> None:
         self.core = LimiterCore(config)
         self.on_alert = on_alert
         self._queues: tuple[deque[_Waiter], ...] = tuple(deque() for _ in Priority)
@@ -341,9 +354,14 @@ class Limiter:
     def stats(self) -> dict[str, int]:
         """Counters for summaries: what was granted, how often a request waited, was
         withdrawn while queued, and how often the venue paused (or banned) us."""
-        return {"sent_weight": self.sent_weight, "sent_orders": self.sent_orders,
-                "waits": self.waits, "withdrawn": self.withdrawn, "pauses": self.pauses,
-                "bans": self.bans}
+        return {
+            "sent_weight": self.sent_weight,
+            "sent_orders": self.sent_orders,
+            "waits": self.waits,
+            "withdrawn": self.withdrawn,
+            "pauses": self.pauses,
+            "bans": self.bans,
+        }
 
     # ------------------------------------------------------------------ queue
     def _head(self) -> _Waiter | None:
@@ -379,8 +397,14 @@ class Limiter:
         if was_head:
             self._wake_head()
 
-    async def acquire(self, weight: int = 1, orders: int = 0, *, cancel: bool = False,
-                      still_wanted: Callable[[], bool] | None = None) -> None:
+    async def acquire(
+        self,
+        weight: int = 1,
+        orders: int = 0,
+        *,
+        cancel: bool = False,
+        still_wanted: Callable[[], bool] | None = None,
+    ) -> None:
         """Wait until ``weight`` request weight and ``orders`` new orders may be sent.
 
         ``cancel=True`` marks an order cancel: it is served before every ordinary waiter;
@@ -452,8 +476,11 @@ class Limiter:
         now = trio.current_time()
         until = now + max(0.0, seconds)
         core = self.core
-        if (core.paused(now) and core.paused_until >= until - PAUSE_MERGE_SECONDS
-                and (core.banned or not banned)):
+        if (
+            core.paused(now)
+            and core.paused_until >= until - PAUSE_MERGE_SECONDS
+            and (core.banned or not banned)
+        ):
             return
         self.core.pause_until(until, banned)
         self.pauses += 1
@@ -466,8 +493,7 @@ class Limiter:
             if self.on_alert is not None:
                 self.on_alert(message)
         else:
-            log.warning("venue rate limit (429): all traffic paused for %.1fs%s",
-                        seconds, cause)
+            log.warning("venue rate limit (429): all traffic paused for %.1fs%s", seconds, cause)
         self._wake_head()
 
     def observe_used_weight(self, used: int) -> None:

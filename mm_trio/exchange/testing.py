@@ -86,8 +86,15 @@ def spec(symbol: str, tick: str = "0.01", step: str = "0.0001") -> SymbolSpec:
     """A plain spec for ``symbol``: price tick ``tick``, size step (and minimum) ``step``,
     minimum notional 1."""
     base, quote = parse_symbol(symbol)
-    return SymbolSpec(symbol=symbol, base=base, quote=quote, tick_size=Decimal(tick),
-                      step_size=Decimal(step), min_qty=Decimal(step), min_notional=Decimal("1"))
+    return SymbolSpec(
+        symbol=symbol,
+        base=base,
+        quote=quote,
+        tick_size=Decimal(tick),
+        step_size=Decimal(step),
+        min_qty=Decimal(step),
+        min_notional=Decimal("1"),
+    )
 
 
 @dataclass(frozen=True)
@@ -106,9 +113,14 @@ class FakeExchange(Exchange):
 
     name = "fake"
 
-    def __init__(self, symbols: Sequence[str], *, limiter: Limiter | None = None,
-                 balances: dict[str, Balance] | None = None,
-                 buffer: float = EVENT_BUFFER) -> None:
+    def __init__(
+        self,
+        symbols: Sequence[str],
+        *,
+        limiter: Limiter | None = None,
+        balances: dict[str, Balance] | None = None,
+        buffer: float = EVENT_BUFFER,
+    ) -> None:
         self._specs = {s: spec(s) for s in symbols}
         self._limiter = limiter
         self._balances = dict(DEFAULT_BALANCES if balances is None else balances)
@@ -124,8 +136,7 @@ class FakeExchange(Exchange):
         """Put ``event`` on the stream (never blocks)."""
         self._send.send_nowait(event)
 
-    def fail_next(self, method: Scripted, error: ExchangeError, *,
-                  applied: bool = False) -> None:
+    def fail_next(self, method: Scripted, error: ExchangeError, *, applied: bool = False) -> None:
         """The next call of ``method`` raises ``error``; ``applied``: after carrying it out
         (the request landed, its answer was lost). Queued after earlier scripted answers."""
         if method not in self._answers:
@@ -134,8 +145,15 @@ class FakeExchange(Exchange):
             raise ValueError("fail_next: a query changes nothing, so it cannot be 'applied'")
         self._answers[method].append(_Answer(error, applied))
 
-    def fill(self, client_id: str, qty: Decimal, price: Decimal | None = None, *,
-             fee: Decimal = Decimal(0), fee_asset: str = "") -> OrderUpdate:
+    def fill(
+        self,
+        client_id: str,
+        qty: Decimal,
+        price: Decimal | None = None,
+        *,
+        fee: Decimal = Decimal(0),
+        fee_asset: str = "",
+    ) -> OrderUpdate:
         """Fill ``qty`` of open order ``client_id`` (at its price unless ``price``) and report
         it on the stream; a fully filled order leaves :attr:`orders`. Returns the report."""
         order = self.orders.get(client_id)
@@ -143,22 +161,42 @@ class FakeExchange(Exchange):
             raise UnknownOrder(f"fill: {client_id!r} is not an open order")
         cum = order.cum_qty + qty
         if qty <= 0 or cum > order.qty:
-            raise ValueError(f"fill: {qty} of {client_id!r} ({order.cum_qty} of {order.qty} "
-                             "filled) is not a possible fill")
+            raise ValueError(
+                f"fill: {qty} of {client_id!r} ({order.cum_qty} of {order.qty} "
+                "filled) is not a possible fill"
+            )
         status: Literal["PARTIALLY_FILLED", "FILLED"] = (
-            "FILLED" if cum == order.qty else "PARTIALLY_FILLED")
+            "FILLED" if cum == order.qty else "PARTIALLY_FILLED"
+        )
         if status == "FILLED":
             del self.orders[client_id]
         else:
             self.orders[client_id] = OpenOrder(
-                symbol=order.symbol, client_id=client_id, order_id=order.order_id,
-                side=order.side, price=order.price, qty=order.qty, cum_qty=cum, status=status)
+                symbol=order.symbol,
+                client_id=client_id,
+                order_id=order.order_id,
+                side=order.side,
+                price=order.price,
+                qty=order.qty,
+                cum_qty=cum,
+                status=status,
+            )
         self._trade_ids += 1
-        report = OrderUpdate(symbol=order.symbol, client_id=client_id, side=order.side,
-                             price=order.price, qty=order.qty, status=status, cum_qty=cum,
-                             last_qty=qty, last_price=order.price if price is None else price,
-                             fee=fee, fee_asset=fee_asset, trade_id=self._trade_ids,
-                             order_id=order.order_id)
+        report = OrderUpdate(
+            symbol=order.symbol,
+            client_id=client_id,
+            side=order.side,
+            price=order.price,
+            qty=order.qty,
+            status=status,
+            cum_qty=cum,
+            last_qty=qty,
+            last_price=order.price if price is None else price,
+            fee=fee,
+            fee_asset=fee_asset,
+            trade_id=self._trade_ids,
+            order_id=order.order_id,
+        )
         self.inject(report)
         return report
 
@@ -189,8 +227,9 @@ class FakeExchange(Exchange):
     async def unsubscribe(self, symbols: Sequence[str]) -> None:
         self.subscribed.difference_update(symbols)
 
-    async def place(self, request: OrderRequest, *,
-                    still_wanted: StillWanted | None = None) -> OpenOrder:
+    async def place(
+        self, request: OrderRequest, *, still_wanted: StillWanted | None = None
+    ) -> OpenOrder:
         if self._limiter is not None:
             check_wanted(request, still_wanted)
             try:
@@ -201,15 +240,28 @@ class FakeExchange(Exchange):
         answer = self._next_answer("place")
         if answer is not None and not answer.applied:
             raise answer.error
-        order = OpenOrder(symbol=request.symbol, client_id=request.client_id,
-                          order_id=str(len(self.placed)), side=request.side,
-                          price=request.price, qty=request.qty, cum_qty=Decimal(0),
-                          status="NEW")
+        order = OpenOrder(
+            symbol=request.symbol,
+            client_id=request.client_id,
+            order_id=str(len(self.placed)),
+            side=request.side,
+            price=request.price,
+            qty=request.qty,
+            cum_qty=Decimal(0),
+            status="NEW",
+        )
         self.placed.append(request)
         self.orders[request.client_id] = order
-        self.inject(OrderUpdate(symbol=request.symbol, client_id=request.client_id,
-                                side=request.side, price=request.price, qty=request.qty,
-                                status="NEW"))
+        self.inject(
+            OrderUpdate(
+                symbol=request.symbol,
+                client_id=request.client_id,
+                side=request.side,
+                price=request.price,
+                qty=request.qty,
+                status="NEW",
+            )
+        )
         if answer is not None:
             raise answer.error
         return order
@@ -223,9 +275,17 @@ class FakeExchange(Exchange):
         order = self.orders.pop(client_id, None)
         if order is None:
             raise UnknownOrder("Unknown order sent.")
-        self.inject(OrderUpdate(symbol=symbol, client_id=client_id, side=order.side,
-                                price=order.price, qty=order.qty, status="CANCELED",
-                                cum_qty=order.cum_qty))
+        self.inject(
+            OrderUpdate(
+                symbol=symbol,
+                client_id=client_id,
+                side=order.side,
+                price=order.price,
+                qty=order.qty,
+                status="CANCELED",
+                cum_qty=order.cum_qty,
+            )
+        )
         if answer is not None:
             raise answer.error
         return order

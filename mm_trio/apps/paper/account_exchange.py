@@ -63,10 +63,15 @@ class PaperAccountExchange(SimulatedExchange):
     would be cleaner).
     """
 
-    def __init__(self, config: SimVenueConfig, *, epoch_ns: int,
-                 on_account: Callable[[Sequence[Event]], None],
-                 on_market: Callable[[Event], None] | None = None,
-                 feed: Any = None) -> None:
+    def __init__(
+        self,
+        config: SimVenueConfig,
+        *,
+        epoch_ns: int,
+        on_account: Callable[[Sequence[Event]], None],
+        on_market: Callable[[Event], None] | None = None,
+        feed: Any = None,
+    ) -> None:
         super().__init__(config, epoch_ns=epoch_ns, buffer_size=_CALLBACK_BUFFER, feed=feed)
         self._on_account = on_account
         self._on_market = on_market

@@ -31,8 +31,13 @@ from mm_trio.apps.paper.rest import JSON_TYPE, BodyTooLarge, read_body
 from mm_trio.apps.paper.venue import PaperVenue
 from mm_trio.domain.model import Quote, SymbolSpec, Trade
 
-__all__ = ["AdminInputError", "admin_faults", "admin_market", "admin_reset_limits",
-           "parse_market_event"]
+__all__ = [
+    "AdminInputError",
+    "admin_faults",
+    "admin_market",
+    "admin_reset_limits",
+    "parse_market_event",
+]
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +56,9 @@ _EVENT_TYPES = ("quote", "trade")
 class AdminInputError(ValueError):
     """A refused admin request: HTTP ``status``, why, and the field and value at fault."""
 
-    def __init__(self, why: str, *, field: str | None = None, value: Any = None,
-                 status: int = 400) -> None:
+    def __init__(
+        self, why: str, *, field: str | None = None, value: Any = None, status: int = 400
+    ) -> None:
         self.field = field
         self.value = None if field is None else _echo(value)
         self.why = why
@@ -68,8 +74,11 @@ class AdminInputError(ValueError):
 
 
 def _echo(value: Any) -> str:
-    text = value if isinstance(value, str) else (
-        str(value) if isinstance(value, Decimal) else json.dumps(value, default=str))
+    text = (
+        value
+        if isinstance(value, str)
+        else (str(value) if isinstance(value, Decimal) else json.dumps(value, default=str))
+    )
     return text if len(text) <= MAX_ECHO_CHARS else text[:MAX_ECHO_CHARS] + "..."
 
 
@@ -84,11 +93,13 @@ def _denied(request: Request) -> Response | None:
         return _error("admin is loopback only", 403)
     venue: PaperVenue = request.app.state.venue
     if not venue.admin_token.matches(request.headers.get("authorization")):
-        log.warning("admin %s %s refused: no valid bearer token", request.method,
-                    request.url.path)
-        return _error("admin endpoints need 'Authorization: Bearer <token>' (the token "
-                      "from MM_TRIO_VENUE_ADMIN_TOKEN, or the one the venue logged at start)",
-                      401, {"WWW-Authenticate": _AUTH_CHALLENGE})
+        log.warning("admin %s %s refused: no valid bearer token", request.method, request.url.path)
+        return _error(
+            "admin endpoints need 'Authorization: Bearer <token>' (the token "
+            "from MM_TRIO_VENUE_ADMIN_TOKEN, or the one the venue logged at start)",
+            401,
+            {"WWW-Authenticate": _AUTH_CHALLENGE},
+        )
     return None
 
 
@@ -113,8 +124,12 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def loads_strict(body: bytes) -> Any:
     """JSON with fractions as exact Decimals (``NaN`` / ``Infinity`` too: every field check
     requires finite numbers); a duplicate key is a ``ValueError``."""
-    return json.loads(body.decode("utf-8"), parse_float=Decimal, parse_constant=_constant,
-                      object_pairs_hook=_no_duplicates)
+    return json.loads(
+        body.decode("utf-8"),
+        parse_float=Decimal,
+        parse_constant=_constant,
+        object_pairs_hook=_no_duplicates,
+    )
 
 
 async def _json_object(request: Request, *, empty_ok: bool = False) -> dict[str, Any]:
@@ -140,8 +155,12 @@ def _decimal(field: str, value: Any) -> Decimal:
     """A decimal string in Binance's parameter format, or a JSON number; always finite."""
     if isinstance(value, str):
         if not _DECIMAL_RE.fullmatch(value):
-            raise AdminInputError("must be a decimal like '3000.01' (digits, an optional "
-                                  "fraction; no sign or exponent)", field=field, value=value)
+            raise AdminInputError(
+                "must be a decimal like '3000.01' (digits, an optional "
+                "fraction; no sign or exponent)",
+                field=field,
+                value=value,
+            )
         return Decimal(value)
     if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
         raise AdminInputError("must be a decimal string or a number", field=field, value=value)
@@ -156,11 +175,15 @@ def _price(field: str, value: Any, spec: SymbolSpec) -> Decimal:
     if price <= 0:
         raise AdminInputError("must be > 0", field=field, value=value)
     if not spec.min_price <= price <= spec.max_price:
-        raise AdminInputError(f"must be within the price filter {spec.min_price}.."
-                              f"{spec.max_price}", field=field, value=value)
+        raise AdminInputError(
+            f"must be within the price filter {spec.min_price}..{spec.max_price}",
+            field=field,
+            value=value,
+        )
     if price % spec.tick_size:  # exact: price is bounded, so the quotient fits the context
-        raise AdminInputError(f"must be a multiple of the tick size {spec.tick_size}",
-                              field=field, value=value)
+        raise AdminInputError(
+            f"must be a multiple of the tick size {spec.tick_size}", field=field, value=value
+        )
     return price
 
 
@@ -169,16 +192,19 @@ def _qty(field: str, value: Any, spec: SymbolSpec) -> Decimal:
     if qty <= 0:
         raise AdminInputError("must be > 0", field=field, value=value)
     if not spec.min_qty <= qty <= spec.max_qty:
-        raise AdminInputError(f"must be within the lot size {spec.min_qty}..{spec.max_qty}",
-                              field=field, value=value)
+        raise AdminInputError(
+            f"must be within the lot size {spec.min_qty}..{spec.max_qty}", field=field, value=value
+        )
     if qty % spec.step_size:
-        raise AdminInputError(f"must be a multiple of the step size {spec.step_size}",
-                              field=field, value=value)
+        raise AdminInputError(
+            f"must be a multiple of the step size {spec.step_size}", field=field, value=value
+        )
     return qty
 
 
-def parse_market_event(data: Mapping[str, Any], specs: Mapping[str, SymbolSpec],
-                       natives: Mapping[str, str], ts: int) -> Quote | Trade:
+def parse_market_event(
+    data: Mapping[str, Any], specs: Mapping[str, SymbolSpec], natives: Mapping[str, str], ts: int
+) -> Quote | Trade:
     """The market event an admin body describes, or :class:`AdminInputError` (pure).
 
     quote: ``symbol``, ``bid``, ``bid_qty``, ``ask``, ``ask_qty``; trade: ``symbol``,
@@ -193,16 +219,20 @@ def parse_market_event(data: Mapping[str, Any], specs: Mapping[str, SymbolSpec],
     known = ("type", "symbol", *fields, *optional)
     for key in sorted(data):
         if key not in known:
-            raise AdminInputError(f"unknown field of a {kind} (known: {', '.join(known)})",
-                                  field=key, value=data[key])
+            raise AdminInputError(
+                f"unknown field of a {kind} (known: {', '.join(known)})", field=key, value=data[key]
+            )
     for key in ("symbol", *fields):
         if key not in data or data[key] is None:
             raise AdminInputError(f"mandatory for a {kind}", field=key, value=None)
     raw_symbol = data["symbol"]
     symbol = natives.get(raw_symbol) if isinstance(raw_symbol, str) else None
     if symbol is None:
-        raise AdminInputError("not a listed symbol (give its native name, e.g. BTCUSDT)",
-                              field="symbol", value=raw_symbol)
+        raise AdminInputError(
+            "not a listed symbol (give its native name, e.g. BTCUSDT)",
+            field="symbol",
+            value=raw_symbol,
+        )
     spec = specs[symbol]
     if kind == "quote":
         bid = _price("bid", data["bid"], spec)
@@ -210,8 +240,11 @@ def parse_market_event(data: Mapping[str, Any], specs: Mapping[str, SymbolSpec],
         ask = _price("ask", data["ask"], spec)
         ask_qty = _qty("ask_qty", data["ask_qty"], spec)
         if ask <= bid:
-            raise AdminInputError(f"must be above the bid {bid} (a quote is never crossed)",
-                                  field="ask", value=data["ask"])
+            raise AdminInputError(
+                f"must be above the bid {bid} (a quote is never crossed)",
+                field="ask",
+                value=data["ask"],
+            )
         return Quote(symbol=symbol, bid=bid, bid_qty=bid_qty, ask=ask, ask_qty=ask_qty, ts=ts)
     price = _price("price", data["price"], spec)
     qty = _qty("qty", data["qty"], spec)
@@ -219,12 +252,17 @@ def parse_market_event(data: Mapping[str, Any], specs: Mapping[str, SymbolSpec],
     if not isinstance(buyer_maker, bool):
         raise AdminInputError("must be true or false", field="buyer_maker", value=buyer_maker)
     trade_id = data.get("trade_id", 0)
-    if isinstance(trade_id, bool) or not isinstance(trade_id, int) \
-            or not 0 <= trade_id <= MAX_TRADE_ID:
-        raise AdminInputError(f"must be an integer 0..{MAX_TRADE_ID}", field="trade_id",
-                              value=trade_id)
-    return Trade(symbol=symbol, price=price, qty=qty, buyer_maker=buyer_maker,
-                 trade_id=trade_id, ts=ts)
+    if (
+        isinstance(trade_id, bool)
+        or not isinstance(trade_id, int)
+        or not 0 <= trade_id <= MAX_TRADE_ID
+    ):
+        raise AdminInputError(
+            f"must be an integer 0..{MAX_TRADE_ID}", field="trade_id", value=trade_id
+        )
+    return Trade(
+        symbol=symbol, price=price, qty=qty, buyer_maker=buyer_maker, trade_id=trade_id, ts=ts
+    )
 
 
 # --------------------------------------------------------------------------- endpoints
@@ -281,8 +319,9 @@ async def admin_market(request: Request) -> Response:
     venue: PaperVenue = request.app.state.venue
     try:
         data = await _json_object(request)
-        event = parse_market_event(data, venue.engine_specs, venue.natives,
-                                   venue.primary.sim.now_ns())
+        event = parse_market_event(
+            data, venue.engine_specs, venue.natives, venue.primary.sim.now_ns()
+        )
     except AdminInputError as exc:
         return exc.response()
     await venue.ensure_market(event.symbol)

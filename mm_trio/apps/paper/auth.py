@@ -125,7 +125,7 @@ def _strip(part: bytes) -> tuple[bytes, bytes | None]:
     sig: bytes | None = None
     for item in part.split(b"&"):
         if item.startswith(b"signature=") and sig is None:
-            sig = item[len(b"signature="):]
+            sig = item[len(b"signature=") :]
         else:
             kept.append(item)
     return b"&".join(kept), sig

@@ -44,10 +44,20 @@ MAX_FORCED_RETRY_AFTER_S = 259_200
 """Longest forced ``Retry-After``: Binance's longest IP ban (3 days)."""
 FAIL_STATUSES = (500, 502, 503, 504)
 """HTTP statuses ``fail_status`` may take (the 5xx a Binance client must treat as unknown)."""
-FAULT_COUNT_FIELDS = ("fail_next", "timeout_next_orders", "timeout_next_cancels", "force_429",
-                      "force_418")
-FAULT_FIELDS = (*FAULT_COUNT_FIELDS, "fail_status", "forced_retry_after", "rest_delay_ms",
-                "timeout_hang_s")
+FAULT_COUNT_FIELDS = (
+    "fail_next",
+    "timeout_next_orders",
+    "timeout_next_cancels",
+    "force_429",
+    "force_418",
+)
+FAULT_FIELDS = (
+    *FAULT_COUNT_FIELDS,
+    "fail_status",
+    "forced_retry_after",
+    "rest_delay_ms",
+    "timeout_hang_s",
+)
 
 
 def fault_value_error(name: str, value: Any) -> str | None:
@@ -68,8 +78,11 @@ def fault_value_error(name: str, value: Any) -> str | None:
         except OverflowError:  # an integer beyond any float
             seconds = math.inf
         if not math.isfinite(seconds) or not 0 <= seconds <= MAX_FAULT_DELAY_S:
-            limit = (f"{MAX_FAULT_DELAY_S * 1000:g} ms" if name == "rest_delay_ms"
-                     else f"{MAX_FAULT_DELAY_S:g} s")
+            limit = (
+                f"{MAX_FAULT_DELAY_S * 1000:g} ms"
+                if name == "rest_delay_ms"
+                else f"{MAX_FAULT_DELAY_S:g} s"
+            )
             return f"must be a finite number from 0 to {limit}"
         return None
     if not isinstance(value, int):
@@ -194,8 +207,9 @@ class PaperConfig:
     """
 
     venue: SimVenueConfig = attrs.field(factory=SimVenueConfig)
-    accounts: tuple[AccountConfig, ...] = attrs.field(factory=_default_accounts,
-                                                      converter=_account_tuple)
+    accounts: tuple[AccountConfig, ...] = attrs.field(
+        factory=_default_accounts, converter=_account_tuple
+    )
     rate_limits: RateLimitConfig = attrs.field(factory=RateLimitConfig)
     faults: FaultConfig = attrs.field(factory=FaultConfig)
     market_symbols: tuple[str, ...] | None = None
@@ -224,8 +238,9 @@ class PaperConfig:
                 raise ValueError(f"admin_token {why}")
 
 
-def with_credentials(config: PaperConfig, *, api_key: str | None = None,
-                     api_secret: str | None = None) -> PaperConfig:
+def with_credentials(
+    config: PaperConfig, *, api_key: str | None = None, api_secret: str | None = None
+) -> PaperConfig:
     """``--api-key KEY --api-secret SECRET``: replace the first account's credentials."""
     if api_key is None and api_secret is None:
         return config

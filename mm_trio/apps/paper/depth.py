@@ -26,8 +26,7 @@ _QUARTERS = 4
 
 
 def _level_factor(symbol: str, price_units: int) -> int:
-    digest = hashlib.blake2b(f"{symbol}/{price_units}".encode(),
-                             digest_size=_FACTOR_BYTES).digest()
+    digest = hashlib.blake2b(f"{symbol}/{price_units}".encode(), digest_size=_FACTOR_BYTES).digest()
     return 1 + int.from_bytes(digest, "big") % _FACTOR_SPREAD
 
 
@@ -45,7 +44,8 @@ class SymbolBook:
         self.base_steps = 0
         # pending depth-diff batches per speed: first update id and changed prices
         self.pending: dict[str, tuple[int, set[Decimal], set[Decimal]] | None] = {
-            speed: None for speed in DEPTH_SPEEDS}
+            speed: None for speed in DEPTH_SPEEDS
+        }
 
     def _side(self, top: Decimal, top_qty: Decimal, sign: int) -> dict[Decimal, Decimal]:
         tick, step = self.spec.tick_size, self.spec.step_size
@@ -56,7 +56,8 @@ class SymbolBook:
                 break
             units = int(price / tick)
             out[price] = step * max(
-                1, (self.base_steps * _level_factor(self.native, units)) // _QUARTERS)
+                1, (self.base_steps * _level_factor(self.native, units)) // _QUARTERS
+            )
         return out
 
     def apply_quote(self, q: Quote) -> int:
@@ -84,13 +85,19 @@ class SymbolBook:
         self.pending[speed] = None
         first, cb, ca = batch
         return DepthUpdate(
-            symbol=self.spec.symbol, first_id=first, last_id=self.update_id,
+            symbol=self.spec.symbol,
+            first_id=first,
+            last_id=self.update_id,
             bids=tuple((p, self.bids.get(p, ZERO)) for p in sorted(cb, reverse=True)),
-            asks=tuple((p, self.asks.get(p, ZERO)) for p in sorted(ca)), ts=ts)
+            asks=tuple((p, self.asks.get(p, ZERO)) for p in sorted(ca)),
+            ts=ts,
+        )
 
     def snapshot(self, limit: int) -> dict[str, Any]:
         bids = sorted(self.bids.items(), reverse=True)[:limit]
         asks = sorted(self.asks.items())[:limit]
-        return {"lastUpdateId": self.update_id,
-                "bids": [[fmt(p), fmt(q)] for p, q in bids],
-                "asks": [[fmt(p), fmt(q)] for p, q in asks]}
+        return {
+            "lastUpdateId": self.update_id,
+            "bids": [[fmt(p), fmt(q)] for p, q in bids],
+            "asks": [[fmt(p), fmt(q)] for p, q in asks],
+        }

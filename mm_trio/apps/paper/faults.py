@@ -15,8 +15,15 @@ from mm_trio.apps.paper.config import FAULT_FIELDS, FaultConfig, fault_value_err
 
 __all__ = ["FaultFieldError", "Faults"]
 
-_INT_FIELDS = ("fail_next", "fail_status", "timeout_next_orders", "timeout_next_cancels",
-               "force_429", "force_418", "forced_retry_after")
+_INT_FIELDS = (
+    "fail_next",
+    "fail_status",
+    "timeout_next_orders",
+    "timeout_next_cancels",
+    "force_429",
+    "force_418",
+    "forced_retry_after",
+)
 _FLOAT_FIELDS = ("rest_delay_ms", "timeout_hang_s")
 _ACTIONS = ("drop_websockets",)
 
@@ -59,8 +66,13 @@ class Faults:
                     raise FaultFieldError(key, value, "must be true or false")
                 continue
             if key not in FAULT_FIELDS:
-                raise FaultFieldError(key, value, "unknown fault field (known: "
-                                      + ", ".join(sorted((*FAULT_FIELDS, *_ACTIONS))) + ")")
+                raise FaultFieldError(
+                    key,
+                    value,
+                    "unknown fault field (known: "
+                    + ", ".join(sorted((*FAULT_FIELDS, *_ACTIONS)))
+                    + ")",
+                )
             why = fault_value_error(key, value)
             if why is not None:
                 raise FaultFieldError(key, value, why)

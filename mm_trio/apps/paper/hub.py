@@ -56,7 +56,7 @@ def parse_stream(name: str, natives: Mapping[str, str]) -> str | None:
     if low == "aggtrade" and not speed:
         return f"{sym}@aggTrade"
     if low.startswith(_DEPTH):
-        levels = low[len(_DEPTH):]
+        levels = low[len(_DEPTH) :]
         if levels and (not levels.isdigit() or int(levels) not in DEPTH_PARTIAL):
             return None
         if speed in ("", "1000ms"):
@@ -121,8 +121,9 @@ class MarketHub:
             self._quoted.pop(ev.symbol).set()
         name = f"{book.native.lower()}@bookTicker"
         if name in self.subs:
-            self._publish(name, encode_book_ticker(ev, update_id=u, native=book.native,
-                                                   combined=False))
+            self._publish(
+                name, encode_book_ticker(ev, update_id=u, native=book.native, combined=False)
+            )
 
     def _on_trade(self, ev: Trade) -> None:
         native = native_symbol(ev.symbol)
@@ -133,8 +134,7 @@ class MarketHub:
         agg = self._agg_ids[ev.symbol] = self._agg_ids.get(ev.symbol, 0) + 1
         name = f"{low}@aggTrade"
         if name in self.subs:
-            self._publish(name, encode_agg_trade(ev, agg_id=agg, native=native,
-                                                 combined=False))
+            self._publish(name, encode_agg_trade(ev, agg_id=agg, native=native, combined=False))
 
     def flush_depth(self, speed: str, ts: int) -> None:
         suffix = "@100ms" if speed == "100ms" else ""
@@ -143,8 +143,7 @@ class MarketHub:
             diff = book.flush(speed, ts)
             name = f"{low}@depth{suffix}"
             if diff is not None and name in self.subs:
-                self._publish(name, encode_depth_update(diff, native=book.native,
-                                                        combined=False))
+                self._publish(name, encode_depth_update(diff, native=book.native, combined=False))
             for n in DEPTH_PARTIAL:
                 pname = f"{low}@depth{n}{suffix}"
                 if pname in self.subs:

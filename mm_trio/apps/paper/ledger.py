@@ -77,18 +77,31 @@ class OrderRecord:
         return self.status in OPEN_STATUSES
 
     def ack(self) -> dict[str, Any]:
-        return {"symbol": self.native, "orderId": self.order_id, "orderListId": -1,
-                "clientOrderId": self.client_id, "transactTime": self.time_ms}
+        return {
+            "symbol": self.native,
+            "orderId": self.order_id,
+            "orderListId": -1,
+            "clientOrderId": self.client_id,
+            "transactTime": self.time_ms,
+        }
 
     def result(self) -> dict[str, Any]:
         out = self.ack()
-        out.update({
-            "price": fmt(self.price), "origQty": fmt(self.orig_qty),
-            "executedQty": fmt(self.executed), "origQuoteOrderQty": fmt(self.orig_quote_qty),
-            "cummulativeQuoteQty": fmt(self.cum_quote), "status": self.status,
-            "timeInForce": self.tif, "type": self.type, "side": self.side,
-            "workingTime": self.time_ms, "selfTradePreventionMode": "NONE",
-        })
+        out.update(
+            {
+                "price": fmt(self.price),
+                "origQty": fmt(self.orig_qty),
+                "executedQty": fmt(self.executed),
+                "origQuoteOrderQty": fmt(self.orig_quote_qty),
+                "cummulativeQuoteQty": fmt(self.cum_quote),
+                "status": self.status,
+                "timeInForce": self.tif,
+                "type": self.type,
+                "side": self.side,
+                "workingTime": self.time_ms,
+                "selfTradePreventionMode": "NONE",
+            }
+        )
         return out
 
     def full(self) -> dict[str, Any]:
@@ -106,27 +119,45 @@ class OrderRecord:
 
     def query(self) -> dict[str, Any]:
         return {
-            "symbol": self.native, "orderId": self.order_id, "orderListId": -1,
-            "clientOrderId": self.client_id, "price": fmt(self.price),
-            "origQty": fmt(self.orig_qty), "executedQty": fmt(self.executed),
-            "cummulativeQuoteQty": fmt(self.cum_quote), "status": self.status,
-            "timeInForce": self.tif, "type": self.type, "side": self.side,
-            "stopPrice": fmt(ZERO), "icebergQty": fmt(ZERO), "time": self.time_ms,
-            "updateTime": self.update_ms or self.time_ms, "isWorking": True,
-            "workingTime": self.time_ms, "origQuoteOrderQty": fmt(self.orig_quote_qty),
+            "symbol": self.native,
+            "orderId": self.order_id,
+            "orderListId": -1,
+            "clientOrderId": self.client_id,
+            "price": fmt(self.price),
+            "origQty": fmt(self.orig_qty),
+            "executedQty": fmt(self.executed),
+            "cummulativeQuoteQty": fmt(self.cum_quote),
+            "status": self.status,
+            "timeInForce": self.tif,
+            "type": self.type,
+            "side": self.side,
+            "stopPrice": fmt(ZERO),
+            "icebergQty": fmt(ZERO),
+            "time": self.time_ms,
+            "updateTime": self.update_ms or self.time_ms,
+            "isWorking": True,
+            "workingTime": self.time_ms,
+            "origQuoteOrderQty": fmt(self.orig_quote_qty),
             "selfTradePreventionMode": "NONE",
         }
 
     def cancel_reply(self) -> dict[str, Any]:
         return {
-            "symbol": self.native, "origClientOrderId": self.client_id,
-            "orderId": self.order_id, "orderListId": -1,
+            "symbol": self.native,
+            "origClientOrderId": self.client_id,
+            "orderId": self.order_id,
+            "orderListId": -1,
             "clientOrderId": self.cancel_client_id or self.client_id,
-            "transactTime": self.update_ms or self.time_ms, "price": fmt(self.price),
-            "origQty": fmt(self.orig_qty), "executedQty": fmt(self.executed),
+            "transactTime": self.update_ms or self.time_ms,
+            "price": fmt(self.price),
+            "origQty": fmt(self.orig_qty),
+            "executedQty": fmt(self.executed),
             "origQuoteOrderQty": fmt(self.orig_quote_qty),
-            "cummulativeQuoteQty": fmt(self.cum_quote), "status": self.status,
-            "timeInForce": self.tif, "type": self.type, "side": self.side,
+            "cummulativeQuoteQty": fmt(self.cum_quote),
+            "status": self.status,
+            "timeInForce": self.tif,
+            "type": self.type,
+            "side": self.side,
             "selfTradePreventionMode": "NONE",
         }
 
@@ -139,18 +170,25 @@ class Account:
     ``max_orders_kept``: finished orders beyond this many are forgotten (oldest first).
     """
 
-    def __init__(self, config: AccountConfig, sim_config: SimVenueConfig, *, epoch_ns: int,
-                 max_orders_kept: int, on_market: Callable[[Event], None] | None = None,
-                 feed: Any = None,
-                 extra_specs: dict[str, tuple[SymbolSpec, Decimal]] | None = None) -> None:
+    def __init__(
+        self,
+        config: AccountConfig,
+        sim_config: SimVenueConfig,
+        *,
+        epoch_ns: int,
+        max_orders_kept: int,
+        on_market: Callable[[Event], None] | None = None,
+        feed: Any = None,
+        extra_specs: dict[str, tuple[SymbolSpec, Decimal]] | None = None,
+    ) -> None:
         self.api_key = config.api_key
         self.credentials = Credentials(config)
         self.max_orders_kept = max_orders_kept
         if config.balances is not None:
             sim_config = attrs.evolve(sim_config, balances=dict(config.balances))
-        self.sim = PaperAccountExchange(sim_config, epoch_ns=epoch_ns,
-                                        on_account=self.on_events, on_market=on_market,
-                                        feed=feed)
+        self.sim = PaperAccountExchange(
+            sim_config, epoch_ns=epoch_ns, on_account=self.on_events, on_market=on_market, feed=feed
+        )
         self.engine: MatchingEngine = self.sim.engine
         for spec, price in (extra_specs or {}).values():  # recorded symbols
             self.engine.add_symbol(spec, price, replace=True)
@@ -198,9 +236,18 @@ class Account:
         key = (u.symbol, u.client_id)
         rec = self.pending.pop(key, None)
         if rec is None:  # placed around the venue API (e.g. a test poking the engine)
-            rec = OrderRecord(symbol=u.symbol, native=native_symbol(u.symbol), order_id=oid,
-                              client_id=u.client_id, side=u.side, type="LIMIT", tif="GTC",
-                              price=u.price, orig_qty=u.qty, time_ms=ms)
+            rec = OrderRecord(
+                symbol=u.symbol,
+                native=native_symbol(u.symbol),
+                order_id=oid,
+                client_id=u.client_id,
+                side=u.side,
+                type="LIMIT",
+                tif="GTC",
+                price=u.price,
+                orig_qty=u.qty,
+                time_ms=ms,
+            )
         rec.order_id = oid
         rec.time_ms = ms
         self.orders[oid] = rec
@@ -226,25 +273,50 @@ class Account:
         quote_qty = u.last_qty * u.last_price
         rec.cum_quote += quote_qty
         trade_id = u.trade_id if u.trade_id is not None else 0
-        rec.fills.append({"price": fmt(u.last_price), "qty": fmt(u.last_qty),
-                          "commission": fmt(u.fee), "commissionAsset": u.fee_asset,
-                          "tradeId": trade_id})
-        self.trades.setdefault(u.symbol, []).append({
-            "symbol": rec.native, "id": trade_id, "orderId": rec.order_id, "orderListId": -1,
-            "price": fmt(u.last_price), "qty": fmt(u.last_qty), "quoteQty": fmt(quote_qty),
-            "commission": fmt(u.fee), "commissionAsset": u.fee_asset, "time": ms,
-            "isBuyer": rec.side == "BUY", "isMaker": u.maker, "isBestMatch": True,
-        })
+        rec.fills.append(
+            {
+                "price": fmt(u.last_price),
+                "qty": fmt(u.last_qty),
+                "commission": fmt(u.fee),
+                "commissionAsset": u.fee_asset,
+                "tradeId": trade_id,
+            }
+        )
+        self.trades.setdefault(u.symbol, []).append(
+            {
+                "symbol": rec.native,
+                "id": trade_id,
+                "orderId": rec.order_id,
+                "orderListId": -1,
+                "price": fmt(u.last_price),
+                "qty": fmt(u.last_qty),
+                "quoteQty": fmt(quote_qty),
+                "commission": fmt(u.fee),
+                "commissionAsset": u.fee_asset,
+                "time": ms,
+                "isBuyer": rec.side == "BUY",
+                "isMaker": u.maker,
+                "isBestMatch": True,
+            }
+        )
 
     @staticmethod
     def _execution_report(rec: OrderRecord, u: OrderUpdate, status: str) -> bytes:
         if status != u.status:
             u = msgspec.structs.replace(u, status=status)
         return encode_execution_report(
-            u, native=rec.native, order_type=rec.type, cancel_client_id=rec.cancel_client_id,
-            time_in_force=rec.tif, order_price=rec.price, order_qty=rec.orig_qty,
-            cum_quote_qty=rec.cum_quote, order_time_ms=rec.time_ms,
-            quote_order_qty=rec.orig_quote_qty, stp_mode="NONE")
+            u,
+            native=rec.native,
+            order_type=rec.type,
+            cancel_client_id=rec.cancel_client_id,
+            time_in_force=rec.tif,
+            order_price=rec.price,
+            order_qty=rec.orig_qty,
+            cum_quote_qty=rec.cum_quote,
+            order_time_ms=rec.time_ms,
+            quote_order_qty=rec.orig_quote_qty,
+            stp_mode="NONE",
+        )
 
     def _trim(self) -> None:
         orders = self.orders
@@ -258,8 +330,7 @@ class Account:
                 del self.by_cid[(rec.symbol, rec.client_id)]
 
     # ------------------------------------------------------------------ lookups
-    def find(self, symbol: str, order_id: int | None, client_id: str | None
-             ) -> OrderRecord | None:
+    def find(self, symbol: str, order_id: int | None, client_id: str | None) -> OrderRecord | None:
         if order_id is not None:
             rec = self.orders.get(order_id)
             if rec is None or rec.symbol != symbol:

@@ -102,8 +102,9 @@ def _check_type(params: Mapping[str, str]) -> str:
     return otype
 
 
-def _check_price_and_qty(price: Decimal | None, qty: Decimal | None,
-                         quote_qty: Decimal | None) -> None:
+def _check_price_and_qty(
+    price: Decimal | None, qty: Decimal | None, quote_qty: Decimal | None
+) -> None:
     """A limit order's price and base quantity (never a quote quantity)."""
     if price is None:
         raise mandatory("price")
@@ -113,8 +114,9 @@ def _check_price_and_qty(price: Decimal | None, qty: Decimal | None,
         raise not_required("quoteOrderQty")
 
 
-def _check_limit(tif: str | None, price: Decimal | None, qty: Decimal | None,
-                 quote_qty: Decimal | None) -> str:
+def _check_limit(
+    tif: str | None, price: Decimal | None, qty: Decimal | None, quote_qty: Decimal | None
+) -> str:
     if tif is None:
         raise mandatory("timeInForce")
     if tif not in TIMES_IN_FORCE:
@@ -125,29 +127,34 @@ def _check_limit(tif: str | None, price: Decimal | None, qty: Decimal | None,
     return tif
 
 
-def _check_limit_maker(tif: str | None, price: Decimal | None, qty: Decimal | None,
-                       quote_qty: Decimal | None) -> str:
+def _check_limit_maker(
+    tif: str | None, price: Decimal | None, qty: Decimal | None, quote_qty: Decimal | None
+) -> str:
     if tif is not None:
         raise not_required("timeInForce")
     _check_price_and_qty(price, qty, quote_qty)
     return "GTC"
 
 
-def _check_market(tif: str | None, price: Decimal | None, qty: Decimal | None,
-                  quote_qty: Decimal | None) -> str:
+def _check_market(
+    tif: str | None, price: Decimal | None, qty: Decimal | None, quote_qty: Decimal | None
+) -> str:
     if price is not None:
         raise not_required("price")
     if tif is not None:
         raise not_required("timeInForce")
     if (qty is None) == (quote_qty is None):
         which = "but both were empty/null!" if qty is None else "but not both!"
-        raise ApiError(ErrorCode.MANDATORY_PARAM_EMPTY_OR_MALFORMED,
-                       f"Param 'quantity' or 'quoteOrderQty' must be sent, {which}")
+        raise ApiError(
+            ErrorCode.MANDATORY_PARAM_EMPTY_OR_MALFORMED,
+            f"Param 'quantity' or 'quoteOrderQty' must be sent, {which}",
+        )
     return "GTC"
 
 
-_TYPE_CHECKS: dict[str, Callable[[str | None, Decimal | None, Decimal | None,
-                                  Decimal | None], str]] = {
+_TYPE_CHECKS: dict[
+    str, Callable[[str | None, Decimal | None, Decimal | None, Decimal | None], str]
+] = {
     "LIMIT": _check_limit,
     "LIMIT_MAKER": _check_limit_maker,
     "MARKET": _check_market,
@@ -158,8 +165,9 @@ _TYPE_CHECKS: dict[str, Callable[[str | None, Decimal | None, Decimal | None,
 def _check_response_type(params: Mapping[str, str], otype: str) -> str:
     resp = params.get("newOrderRespType") or ("ACK" if otype == "LIMIT_MAKER" else "FULL")
     if resp not in RESPONSE_TYPES:
-        raise ApiError(ErrorCode.INVALID_PARAMETER,
-                       "Data sent for parameter 'newOrderRespType' is not valid.")
+        raise ApiError(
+            ErrorCode.INVALID_PARAMETER, "Data sent for parameter 'newOrderRespType' is not valid."
+        )
     return resp
 
 
@@ -195,15 +203,25 @@ def validate_order(params: Mapping[str, str], symbol: str, spec: SymbolSpec) -> 
     client_id = param_client_id(params, "newClientOrderId") or random_client_id()
     resp = _check_response_type(params, otype)
     _check_filters(spec, price, qty)
-    return NewOrder(symbol=symbol, side=side, type=otype, tif=tif, qty=qty,
-                    quote_qty=quote_qty, price=price, client_id=client_id, resp=resp)
+    return NewOrder(
+        symbol=symbol,
+        side=side,
+        type=otype,
+        tif=tif,
+        qty=qty,
+        quote_qty=quote_qty,
+        price=price,
+        client_id=client_id,
+        resp=resp,
+    )
 
 
 # --------------------------------------------------------------------------- placing
 
 
-def market_order_price(quote: Quote | None, side: str, qty: Decimal | None,
-                       quote_qty: Decimal, spec: SymbolSpec) -> tuple[Decimal, Decimal]:
+def market_order_price(
+    quote: Quote | None, side: str, qty: Decimal | None, quote_qty: Decimal, spec: SymbolSpec
+) -> tuple[Decimal, Decimal]:
     """``(limit price, base quantity)`` of the engine order for a MARKET order priced at
     ``quote``: the quantity from ``quote_qty`` at the touch if none was sent, the price
     :data:`MARKET_PROTECTION` through the touch (kept within the price filter)."""
@@ -217,16 +235,27 @@ def market_order_price(quote: Quote | None, side: str, qty: Decimal | None,
     if touch * qty < spec.min_notional:
         raise ApiError(ErrorCode.INVALID_MESSAGE, ErrorMsg.FILTER_FAILURE + "NOTIONAL")
     if side == "BUY":
-        price = min(ceil_to(touch * (1 + MARKET_PROTECTION), spec.tick_size),
-                    max(spec.max_price, touch))
+        price = min(
+            ceil_to(touch * (1 + MARKET_PROTECTION), spec.tick_size), max(spec.max_price, touch)
+        )
     else:
-        price = max(floor_to(touch * (1 - MARKET_PROTECTION), spec.tick_size),
-                    min(spec.min_price, touch), spec.tick_size)
+        price = max(
+            floor_to(touch * (1 - MARKET_PROTECTION), spec.tick_size),
+            min(spec.min_price, touch),
+            spec.tick_size,
+        )
     return price, qty
 
 
-ENGINE_REJECTIONS = (DuplicateOrder, InsufficientBalance, WouldTake, TooManyOrders,
-                     FilterRejected, UnknownSymbol, OutcomeUnknown)
+ENGINE_REJECTIONS = (
+    DuplicateOrder,
+    InsufficientBalance,
+    WouldTake,
+    TooManyOrders,
+    FilterRejected,
+    UnknownSymbol,
+    OutcomeUnknown,
+)
 """What the engine may raise on a placement that has a Binance reply (:func:`rejection_error`)."""
 
 _REJECTION_REPLIES: tuple[tuple[type[Exception], int, str], ...] = (

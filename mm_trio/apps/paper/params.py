@@ -59,8 +59,9 @@ def random_client_id() -> str:
 class ApiError(Exception):
     """A Binance error reply: HTTP ``status`` and body ``{"code": code, "msg": msg}``."""
 
-    def __init__(self, code: int, msg: str, status: int = 400,
-                 retry_after: int | None = None) -> None:
+    def __init__(
+        self, code: int, msg: str, status: int = 400, retry_after: int | None = None
+    ) -> None:
         super().__init__(msg)
         self.code = code
         self.msg = msg
@@ -72,30 +73,38 @@ class ApiError(Exception):
 
 
 def mandatory(name: str) -> ApiError:
-    return ApiError(ErrorCode.MANDATORY_PARAM_EMPTY_OR_MALFORMED,
-                    f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
+    return ApiError(
+        ErrorCode.MANDATORY_PARAM_EMPTY_OR_MALFORMED,
+        f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.",
+    )
 
 
 def illegal(name: str, legal: str) -> ApiError:
-    return ApiError(ErrorCode.ILLEGAL_CHARS, f"Illegal characters found in parameter '{name}'; "
-                    f"legal range is '{legal}'.")
+    return ApiError(
+        ErrorCode.ILLEGAL_CHARS,
+        f"Illegal characters found in parameter '{name}'; legal range is '{legal}'.",
+    )
 
 
 def not_required(name: str) -> ApiError:
     return ApiError(ErrorCode.PARAM_NOT_REQUIRED, f"Parameter '{name}' sent when not required.")
 
 
-def param_decimal(params: Mapping[str, str], name: str, *, required: bool = False
-                  ) -> Decimal | None:
+def param_decimal(
+    params: Mapping[str, str], name: str, *, required: bool = False
+) -> Decimal | None:
     raw = params.get(name)
     if raw is None or raw == "":
         if required:
             raise mandatory(name)
         return None
     head, _, tail = raw.partition(".")
-    if (not head.isdigit() or len(head) > _MAX_DIGITS or not head.isascii()
-            or ("." in raw and (not tail.isdigit() or len(tail) > _MAX_DIGITS
-                                or not tail.isascii()))):
+    if (
+        not head.isdigit()
+        or len(head) > _MAX_DIGITS
+        or not head.isascii()
+        or ("." in raw and (not tail.isdigit() or len(tail) > _MAX_DIGITS or not tail.isascii()))
+    ):
         raise illegal(name, _DEC_RE_TEXT)
     try:
         return Decimal(raw)
@@ -123,8 +132,9 @@ def param_client_id(params: Mapping[str, str], name: str) -> str | None:
     return raw
 
 
-def param_symbol(params: Mapping[str, str], natives: Mapping[str, str], *,
-                 required: bool = True) -> str | None:
+def param_symbol(
+    params: Mapping[str, str], natives: Mapping[str, str], *, required: bool = True
+) -> str | None:
     """Unified symbol of the ``symbol`` parameter, which must be a native name exactly as
     Binance takes it (``BTCUSDT``: a ``BTC/USDT`` is refused, as Binance does)."""
     raw = params.get("symbol")
@@ -152,6 +162,5 @@ def param_symbols(params: Mapping[str, str], natives: Mapping[str, str]) -> list
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise mandatory("symbols")
     if len(set(names)) != len(names):
-        raise ApiError(ErrorCode.DUPLICATE_SYMBOLS,
-                       "Symbol is present multiple times in the list.")
+        raise ApiError(ErrorCode.DUPLICATE_SYMBOLS, "Symbol is present multiple times in the list.")
     return [param_symbol({"symbol": n}, natives) or "" for n in names]

@@ -90,8 +90,7 @@ class RateLimiter:
         self._accounts: dict[str, _AccountState] = {}
         self._clock_hint = 0.0  # "now" of the current call (origin of unaligned windows)
         self.weight_header = f"X-MBX-USED-WEIGHT-{interval_name(config.weight_window_s)}"
-        self.order_short_header = (
-            f"X-MBX-ORDER-COUNT-{interval_name(config.orders_window_short_s)}")
+        self.order_short_header = f"X-MBX-ORDER-COUNT-{interval_name(config.orders_window_short_s)}"
         self.order_day_header = "X-MBX-ORDER-COUNT-1D"
 
     def reset(self) -> None:
@@ -107,8 +106,7 @@ class RateLimiter:
     def _account(self, api_key: str) -> _AccountState:
         st = self._accounts.get(api_key)
         if st is None:
-            st = self._accounts[api_key] = _AccountState(short=self._window(),
-                                                         day=self._window())
+            st = self._accounts[api_key] = _AccountState(short=self._window(), day=self._window())
         return st
 
     def _window(self) -> _Window:
@@ -134,7 +132,7 @@ class RateLimiter:
         if now < st.backoff_until:
             st.strikes += 1
             if st.strikes > cfg.ban_after_429s:
-                duration = min(cfg.ban_base_seconds * 2 ** st.bans, cfg.ban_max_seconds)
+                duration = min(cfg.ban_base_seconds * 2**st.bans, cfg.ban_max_seconds)
                 st.bans += 1
                 st.banned_until = now + duration
                 st.backoff_until = 0.0
@@ -148,27 +146,30 @@ class RateLimiter:
             per = interval_name(cfg.weight_window_s)
             per_text = {"1M": "1 MINUTE"}.get(per, per)
             return Decision(
-                429, ErrorCode.TOO_MANY_REQUESTS,
+                429,
+                ErrorCode.TOO_MANY_REQUESTS,
                 f"Too much request weight used; current limit is {cfg.weight_limit} request "
                 f"weight per {per_text}. Please use WebSocket Streams for live updates to "
                 "avoid polling the API.",
-                max(1, math.ceil(wait)))
+                max(1, math.ceil(wait)),
+            )
         st.weight.used = used + weight
         return Decision()
 
     def _ban_decision(self, st: _IpState, now: float) -> Decision:
         until_ms = int(st.banned_until * 1000)
         return Decision(
-            418, ErrorCode.TOO_MANY_REQUESTS,
+            418,
+            ErrorCode.TOO_MANY_REQUESTS,
             f"Way too much request weight used; IP banned until {until_ms}. Please use "
             "WebSocket Streams for live updates to avoid bans.",
-            max(1, math.ceil(st.banned_until - now)))
+            max(1, math.ceil(st.banned_until - now)),
+        )
 
     def order_counts(self, api_key: str, now: float) -> tuple[int, int]:
         self._clock_hint = now
         st = self._account(api_key)
-        return (st.short.count(now, self.config.orders_window_short_s),
-                st.day.count(now, 86400))
+        return (st.short.count(now, self.config.orders_window_short_s), st.day.count(now, 86400))
 
     def check_order(self, api_key: str, now: float) -> Decision:
         """Count one new order for ``api_key`` or refuse it (429 ``-1015``)."""
@@ -181,11 +182,18 @@ class RateLimiter:
             if short + 1 > cfg.orders_limit_short:
                 per = interval_name(cfg.orders_window_short_s)
                 text = {"10S": "10 SECOND"}.get(per, per)
-                return Decision(429, ErrorCode.TOO_MANY_ORDERS, f"Too many new orders; "
-                                f"current limit is {cfg.orders_limit_short} orders per {text}.")
+                return Decision(
+                    429,
+                    ErrorCode.TOO_MANY_ORDERS,
+                    f"Too many new orders; "
+                    f"current limit is {cfg.orders_limit_short} orders per {text}.",
+                )
             if day + 1 > cfg.orders_limit_day:
-                return Decision(429, ErrorCode.TOO_MANY_ORDERS, f"Too many new orders; "
-                                f"current limit is {cfg.orders_limit_day} orders per DAY.")
+                return Decision(
+                    429,
+                    ErrorCode.TOO_MANY_ORDERS,
+                    f"Too many new orders; current limit is {cfg.orders_limit_day} orders per DAY.",
+                )
         st.short.used = short + 1
         st.day.used = day + 1
         return Decision()
@@ -201,23 +209,45 @@ class RateLimiter:
             ("RAW_REQUESTS", 300, cfg.raw_requests_limit),
         ):
             interval, num = interval_enum(seconds)
-            out.append({"rateLimitType": kind, "interval": interval, "intervalNum": num,
-                        "limit": limit})
+            out.append(
+                {"rateLimitType": kind, "interval": interval, "intervalNum": num, "limit": limit}
+            )
         return out
 
-    def ws_rate_limits(self, ip: str, api_key: str | None, now: float,
-                       orders: bool = False) -> list[dict[str, object]]:
+    def ws_rate_limits(
+        self, ip: str, api_key: str | None, now: float, orders: bool = False
+    ) -> list[dict[str, object]]:
         """The ``rateLimits`` array of a WebSocket API response (current counts)."""
         cfg = self.config
         interval, num = interval_enum(cfg.weight_window_s)
-        out: list[dict[str, object]] = [{
-            "rateLimitType": "REQUEST_WEIGHT", "interval": interval, "intervalNum": num,
-            "limit": cfg.weight_limit, "count": self.used_weight(ip, now)}]
+        out: list[dict[str, object]] = [
+            {
+                "rateLimitType": "REQUEST_WEIGHT",
+                "interval": interval,
+                "intervalNum": num,
+                "limit": cfg.weight_limit,
+                "count": self.used_weight(ip, now),
+            }
+        ]
         if orders and api_key is not None:
             short, day = self.order_counts(api_key, now)
             i2, n2 = interval_enum(cfg.orders_window_short_s)
-            out.append({"rateLimitType": "ORDERS", "interval": i2, "intervalNum": n2,
-                        "limit": cfg.orders_limit_short, "count": short})
-            out.append({"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1,
-                        "limit": cfg.orders_limit_day, "count": day})
+            out.append(
+                {
+                    "rateLimitType": "ORDERS",
+                    "interval": i2,
+                    "intervalNum": n2,
+                    "limit": cfg.orders_limit_short,
+                    "count": short,
+                }
+            )
+            out.append(
+                {
+                    "rateLimitType": "ORDERS",
+                    "interval": "DAY",
+                    "intervalNum": 1,
+                    "limit": cfg.orders_limit_day,
+                    "count": day,
+                }
+            )
         return out

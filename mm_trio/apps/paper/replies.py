@@ -34,8 +34,10 @@ def exchange_info(venue: PaperVenue, params: Mapping[str, str]) -> dict[str, Any
     many = venue.symbols_param(params)
     symbols = [one] if one else (many if many is not None else list(venue.engine_specs))
     return {
-        "timezone": "UTC", "serverTime": venue.now_ms(),
-        "rateLimits": venue.limiter.rate_limits_info(), "exchangeFilters": [],
+        "timezone": "UTC",
+        "serverTime": venue.now_ms(),
+        "rateLimits": venue.limiter.rate_limits_info(),
+        "exchangeFilters": [],
         "symbols": [symbol_info(venue.engine_specs[s]) for s in symbols],
         "sors": [],
     }
@@ -44,32 +46,62 @@ def exchange_info(venue: PaperVenue, params: Mapping[str, str]) -> dict[str, Any
 def symbol_info(spec: SymbolSpec) -> dict[str, Any]:
     """One ``exchangeInfo`` symbol: status, assets, order types and filters."""
     return {
-        "symbol": native_symbol(spec.symbol), "status": "TRADING",
-        "baseAsset": spec.base, "baseAssetPrecision": ASSET_PRECISION,
-        "quoteAsset": spec.quote, "quotePrecision": ASSET_PRECISION,
+        "symbol": native_symbol(spec.symbol),
+        "status": "TRADING",
+        "baseAsset": spec.base,
+        "baseAssetPrecision": ASSET_PRECISION,
+        "quoteAsset": spec.quote,
+        "quotePrecision": ASSET_PRECISION,
         "quoteAssetPrecision": ASSET_PRECISION,
         "baseCommissionPrecision": ASSET_PRECISION,
         "quoteCommissionPrecision": ASSET_PRECISION,
         "orderTypes": list(ORDER_TYPES),
-        "icebergAllowed": False, "ocoAllowed": False, "otoAllowed": False,
-        "quoteOrderQtyMarketAllowed": True, "allowTrailingStop": False,
-        "cancelReplaceAllowed": False, "amendAllowed": False,
-        "isSpotTradingAllowed": True, "isMarginTradingAllowed": False,
+        "icebergAllowed": False,
+        "ocoAllowed": False,
+        "otoAllowed": False,
+        "quoteOrderQtyMarketAllowed": True,
+        "allowTrailingStop": False,
+        "cancelReplaceAllowed": False,
+        "amendAllowed": False,
+        "isSpotTradingAllowed": True,
+        "isMarginTradingAllowed": False,
         "filters": [
-            {"filterType": "PRICE_FILTER", "minPrice": fmt(spec.min_price),
-             "maxPrice": fmt(spec.max_price), "tickSize": fmt(spec.tick_size)},
-            {"filterType": "LOT_SIZE", "minQty": fmt(spec.min_qty),
-             "maxQty": fmt(spec.max_qty), "stepSize": fmt(spec.step_size)},
-            {"filterType": "MARKET_LOT_SIZE", "minQty": fmt(ZERO),
-             "maxQty": fmt(spec.max_qty), "stepSize": fmt(ZERO)},
-            {"filterType": "MIN_NOTIONAL", "minNotional": fmt(spec.min_notional),
-             "applyToMarket": True, "avgPriceMins": AVG_PRICE_MINS},
-            {"filterType": "NOTIONAL", "minNotional": fmt(spec.min_notional),
-             "applyMinToMarket": True, "maxNotional": fmt(MAX_NOTIONAL),
-             "applyMaxToMarket": False, "avgPriceMins": AVG_PRICE_MINS},
+            {
+                "filterType": "PRICE_FILTER",
+                "minPrice": fmt(spec.min_price),
+                "maxPrice": fmt(spec.max_price),
+                "tickSize": fmt(spec.tick_size),
+            },
+            {
+                "filterType": "LOT_SIZE",
+                "minQty": fmt(spec.min_qty),
+                "maxQty": fmt(spec.max_qty),
+                "stepSize": fmt(spec.step_size),
+            },
+            {
+                "filterType": "MARKET_LOT_SIZE",
+                "minQty": fmt(ZERO),
+                "maxQty": fmt(spec.max_qty),
+                "stepSize": fmt(ZERO),
+            },
+            {
+                "filterType": "MIN_NOTIONAL",
+                "minNotional": fmt(spec.min_notional),
+                "applyToMarket": True,
+                "avgPriceMins": AVG_PRICE_MINS,
+            },
+            {
+                "filterType": "NOTIONAL",
+                "minNotional": fmt(spec.min_notional),
+                "applyMinToMarket": True,
+                "maxNotional": fmt(MAX_NOTIONAL),
+                "applyMaxToMarket": False,
+                "avgPriceMins": AVG_PRICE_MINS,
+            },
             {"filterType": "MAX_NUM_ORDERS", "maxNumOrders": spec.max_orders},
         ],
-        "permissions": [], "permissionSets": [["SPOT"]],
+        "permissions": [],
+        "permissionSets": [["SPOT"]],
         "defaultSelfTradePreventionMode": "NONE",
         "allowedSelfTradePreventionModes": ["NONE"],
     }
@@ -88,15 +120,28 @@ def book_ticker(venue: PaperVenue, symbol: str) -> dict[str, Any]:
     q = venue.hub.book(symbol).last_quote
     native = native_symbol(symbol)
     if q is None:
-        return {"symbol": native, "bidPrice": fmt(ZERO), "bidQty": fmt(ZERO),
-                "askPrice": fmt(ZERO), "askQty": fmt(ZERO)}
-    return {"symbol": native, "bidPrice": fmt(q.bid), "bidQty": fmt(q.bid_qty),
-            "askPrice": fmt(q.ask), "askQty": fmt(q.ask_qty)}
+        return {
+            "symbol": native,
+            "bidPrice": fmt(ZERO),
+            "bidQty": fmt(ZERO),
+            "askPrice": fmt(ZERO),
+            "askQty": fmt(ZERO),
+        }
+    return {
+        "symbol": native,
+        "bidPrice": fmt(q.bid),
+        "bidQty": fmt(q.bid_qty),
+        "askPrice": fmt(q.ask),
+        "askQty": fmt(q.ask_qty),
+    }
 
 
 def price_ticker(venue: PaperVenue, symbol: str) -> dict[str, Any]:
     book = venue.hub.book(symbol)
     trade = venue.primary.engine.last_trade(symbol)
-    price = trade.price if trade is not None else (
-        book.last_quote.mid if book.last_quote is not None else ZERO)
+    price = (
+        trade.price
+        if trade is not None
+        else (book.last_quote.mid if book.last_quote is not None else ZERO)
+    )
     return {"symbol": native_symbol(symbol), "price": fmt(price)}

@@ -57,11 +57,28 @@ class Endpoint:
 
 
 _SIGNING = frozenset({"timestamp", "recvWindow", "signature"})
-_ORDER_PARAMS = frozenset({
-    "symbol", "side", "type", "timeInForce", "quantity", "quoteOrderQty", "price",
-    "newClientOrderId", "strategyId", "strategyType", "stopPrice", "trailingDelta",
-    "icebergQty", "newOrderRespType", "selfTradePreventionMode", "pegPriceType",
-    "pegOffsetValue", "pegOffsetType"})
+_ORDER_PARAMS = frozenset(
+    {
+        "symbol",
+        "side",
+        "type",
+        "timeInForce",
+        "quantity",
+        "quoteOrderQty",
+        "price",
+        "newClientOrderId",
+        "strategyId",
+        "strategyType",
+        "stopPrice",
+        "trailingDelta",
+        "icebergQty",
+        "newOrderRespType",
+        "selfTradePreventionMode",
+        "pegPriceType",
+        "pegOffsetValue",
+        "pegOffsetType",
+    }
+)
 
 
 class BodyTooLarge(Exception):
@@ -97,15 +114,17 @@ def parse_params(query: bytes, body: bytes) -> dict[str, str]:
         seen: set[str] = set()
         for key, value in parse_qsl(source.decode("utf-8", "replace"), keep_blank_values=True):
             if key in seen:
-                raise ApiError(ErrorCode.TOO_MANY_PARAMETERS,
-                               "Duplicate values for a parameter detected.")
+                raise ApiError(
+                    ErrorCode.TOO_MANY_PARAMETERS, "Duplicate values for a parameter detected."
+                )
             seen.add(key)
             out.setdefault(key, value)
     return out
 
 
-def authenticate(venue: PaperVenue, request: Request, query: bytes, body: bytes,
-                 params: Mapping[str, str]) -> Account:
+def authenticate(
+    venue: PaperVenue, request: Request, query: bytes, body: bytes, params: Mapping[str, str]
+) -> Account:
     """The account of a SIGNED request, or the Binance error."""
     key = request.headers.get(API_KEY_HEADER)
     if not key:
@@ -113,12 +132,15 @@ def authenticate(venue: PaperVenue, request: Request, query: bytes, body: bytes,
     acct = venue.accounts.get(key)
     if acct is None:
         raise ApiError(ErrorCode.REJECTED_MBX_KEY, ErrorMsg.BAD_API_KEY, 401)
-    return check_signed(venue, acct, params,
-                        lambda: split_signature(query, body))
+    return check_signed(venue, acct, params, lambda: split_signature(query, body))
 
 
-def check_signed(venue: PaperVenue, acct: Account, params: Mapping[str, str],
-                 payload_of: Callable[[], tuple[bytes, str | None]]) -> Account:
+def check_signed(
+    venue: PaperVenue,
+    acct: Account,
+    params: Mapping[str, str],
+    payload_of: Callable[[], tuple[bytes, str | None]],
+) -> Account:
     """``timestamp``, ``recvWindow`` and signature checks shared by REST and WebSocket API."""
     ts = param_int(params, "timestamp", required=True)
     assert ts is not None
@@ -126,8 +148,10 @@ def check_signed(venue: PaperVenue, acct: Account, params: Mapping[str, str],
     if recv_window is None:
         recv_window = DEFAULT_RECV_WINDOW_MS
     if recv_window > venue.config.max_recv_window_ms:
-        raise ApiError(ErrorCode.BAD_RECV_WINDOW, f"recvWindow must be less than "
-                       f"{venue.config.max_recv_window_ms}.")
+        raise ApiError(
+            ErrorCode.BAD_RECV_WINDOW,
+            f"recvWindow must be less than {venue.config.max_recv_window_ms}.",
+        )
     payload, signature = payload_of()
     if not signature:
         raise mandatory("signature")
@@ -135,52 +159,63 @@ def check_signed(venue: PaperVenue, acct: Account, params: Mapping[str, str],
         raise ApiError(ErrorCode.INVALID_SIGNATURE, "Signature for this request is not valid.")
     now = venue.now_ms()
     if ts >= now + venue.config.ahead_tolerance_ms:
-        raise ApiError(ErrorCode.INVALID_TIMESTAMP, f"Timestamp for this request was "
-                       f"{venue.config.ahead_tolerance_ms}ms ahead of the server's time.")
+        raise ApiError(
+            ErrorCode.INVALID_TIMESTAMP,
+            f"Timestamp for this request was "
+            f"{venue.config.ahead_tolerance_ms}ms ahead of the server's time.",
+        )
     if now - ts > recv_window:
-        raise ApiError(ErrorCode.INVALID_TIMESTAMP,
-                       "Timestamp for this request is outside of the recvWindow.")
+        raise ApiError(
+            ErrorCode.INVALID_TIMESTAMP, "Timestamp for this request is outside of the recvWindow."
+        )
     return acct
 
 
 # --------------------------------------------------------------------------- handlers
 
 
-async def _ping(venue: PaperVenue, params: dict[str, str], acct: Account | None,
-                headers: dict[str, str]) -> Any:
+async def _ping(
+    venue: PaperVenue, params: dict[str, str], acct: Account | None, headers: dict[str, str]
+) -> Any:
     return {}
 
 
-async def _time(venue: PaperVenue, params: dict[str, str], acct: Account | None,
-                headers: dict[str, str]) -> Any:
+async def _time(
+    venue: PaperVenue, params: dict[str, str], acct: Account | None, headers: dict[str, str]
+) -> Any:
     return {"serverTime": venue.now_ms()}
 
 
-async def _exchange_info(venue: PaperVenue, params: dict[str, str], acct: Account | None,
-                         headers: dict[str, str]) -> Any:
+async def _exchange_info(
+    venue: PaperVenue, params: dict[str, str], acct: Account | None, headers: dict[str, str]
+) -> Any:
     return venue.exchange_info(params)
 
 
-async def _depth(venue: PaperVenue, params: dict[str, str], acct: Account | None,
-                 headers: dict[str, str]) -> Any:
+async def _depth(
+    venue: PaperVenue, params: dict[str, str], acct: Account | None, headers: dict[str, str]
+) -> Any:
     return await venue.depth(params)
 
 
-async def _book_ticker(venue: PaperVenue, params: dict[str, str], acct: Account | None,
-                       headers: dict[str, str]) -> Any:
+async def _book_ticker(
+    venue: PaperVenue, params: dict[str, str], acct: Account | None, headers: dict[str, str]
+) -> Any:
     one = venue.symbol(params, required=False)
     if one is not None:
         if params.get("symbols"):
-            raise ApiError(ErrorCode.OPTIONAL_PARAMS_BAD_COMBO,
-                           "Combination of optional parameters invalid.")
+            raise ApiError(
+                ErrorCode.OPTIONAL_PARAMS_BAD_COMBO, "Combination of optional parameters invalid."
+            )
         await venue.ensure_market(one)
         return venue.book_ticker(one)
     many = venue.symbols_param(params)
     return [venue.book_ticker(s) for s in (many if many is not None else venue.engine_specs)]
 
 
-async def _price_ticker(venue: PaperVenue, params: dict[str, str], acct: Account | None,
-                        headers: dict[str, str]) -> Any:
+async def _price_ticker(
+    venue: PaperVenue, params: dict[str, str], acct: Account | None, headers: dict[str, str]
+) -> Any:
     one = venue.symbol(params, required=False)
     if one is not None:
         return venue.price_ticker(one)
@@ -188,40 +223,46 @@ async def _price_ticker(venue: PaperVenue, params: dict[str, str], acct: Account
     return [venue.price_ticker(s) for s in (many if many is not None else venue.engine_specs)]
 
 
-async def _account(venue: PaperVenue, params: dict[str, str], acct: Account | None,
-                   headers: dict[str, str]) -> Any:
+async def _account(
+    venue: PaperVenue, params: dict[str, str], acct: Account | None, headers: dict[str, str]
+) -> Any:
     assert acct is not None
     return venue.account_info(acct, params)
 
 
-async def _my_trades(venue: PaperVenue, params: dict[str, str], acct: Account | None,
-                     headers: dict[str, str]) -> Any:
+async def _my_trades(
+    venue: PaperVenue, params: dict[str, str], acct: Account | None, headers: dict[str, str]
+) -> Any:
     assert acct is not None
     return venue.my_trades(acct, params)
 
 
-async def _open_orders(venue: PaperVenue, params: dict[str, str], acct: Account | None,
-                       headers: dict[str, str]) -> Any:
+async def _open_orders(
+    venue: PaperVenue, params: dict[str, str], acct: Account | None, headers: dict[str, str]
+) -> Any:
     assert acct is not None
     return venue.open_orders(acct, params)
 
 
-async def _cancel_open_orders(venue: PaperVenue, params: dict[str, str], acct: Account | None,
-                              headers: dict[str, str]) -> Any:
+async def _cancel_open_orders(
+    venue: PaperVenue, params: dict[str, str], acct: Account | None, headers: dict[str, str]
+) -> Any:
     assert acct is not None
     result = await venue.cancel_open_orders(acct, params)
     await _maybe_hang(venue, "timeout_next_cancels")
     return result
 
 
-async def _get_order(venue: PaperVenue, params: dict[str, str], acct: Account | None,
-                     headers: dict[str, str]) -> Any:
+async def _get_order(
+    venue: PaperVenue, params: dict[str, str], acct: Account | None, headers: dict[str, str]
+) -> Any:
     assert acct is not None
     return venue.query_order(acct, params)
 
 
-async def _cancel_order(venue: PaperVenue, params: dict[str, str], acct: Account | None,
-                        headers: dict[str, str]) -> Any:
+async def _cancel_order(
+    venue: PaperVenue, params: dict[str, str], acct: Account | None, headers: dict[str, str]
+) -> Any:
     assert acct is not None
     result = await venue.cancel_order(acct, params)
     await _maybe_hang(venue, "timeout_next_cancels")
@@ -241,8 +282,9 @@ def order_count_headers(venue: PaperVenue, acct: Account, headers: dict[str, str
     headers[venue.limiter.order_day_header] = str(day)
 
 
-async def _new_order(venue: PaperVenue, params: dict[str, str], acct: Account | None,
-                     headers: dict[str, str]) -> Any:
+async def _new_order(
+    venue: PaperVenue, params: dict[str, str], acct: Account | None, headers: dict[str, str]
+) -> Any:
     assert acct is not None
     order = venue.validate_order(params)
     decision = venue.limiter.check_order(acct.api_key, venue.now_s())
@@ -254,8 +296,9 @@ async def _new_order(venue: PaperVenue, params: dict[str, str], acct: Account | 
     return rec.reply(order.resp)
 
 
-async def _test_order(venue: PaperVenue, params: dict[str, str], acct: Account | None,
-                      headers: dict[str, str]) -> Any:
+async def _test_order(
+    venue: PaperVenue, params: dict[str, str], acct: Account | None, headers: dict[str, str]
+) -> Any:
     venue.validate_order(params)
     return {}
 
@@ -268,27 +311,37 @@ _ROUTES: dict[tuple[str, str], tuple[Handler, bool, frozenset[str]]] = {
     ("GET", "/api/v3/ping"): (_ping, False, _p()),
     ("GET", "/api/v3/time"): (_time, False, _p()),
     ("GET", "/api/v3/exchangeInfo"): (
-        _exchange_info, False,
-        _p("symbol", "symbols", "permissions", "showPermissionSets", "symbolStatus")),
+        _exchange_info,
+        False,
+        _p("symbol", "symbols", "permissions", "showPermissionSets", "symbolStatus"),
+    ),
     ("GET", "/api/v3/depth"): (_depth, False, _p("symbol", "limit")),
-    ("GET", "/api/v3/ticker/bookTicker"): (_book_ticker, False,
-                                           _p("symbol", "symbols", "symbolStatus")),
-    ("GET", "/api/v3/ticker/price"): (_price_ticker, False,
-                                      _p("symbol", "symbols", "symbolStatus")),
+    ("GET", "/api/v3/ticker/bookTicker"): (
+        _book_ticker,
+        False,
+        _p("symbol", "symbols", "symbolStatus"),
+    ),
+    ("GET", "/api/v3/ticker/price"): (
+        _price_ticker,
+        False,
+        _p("symbol", "symbols", "symbolStatus"),
+    ),
     ("GET", "/api/v3/account"): (_account, True, _p("omitZeroBalances")),
     ("GET", "/api/v3/myTrades"): (
-        _my_trades, True, _p("symbol", "orderId", "startTime", "endTime", "fromId", "limit")),
+        _my_trades,
+        True,
+        _p("symbol", "orderId", "startTime", "endTime", "fromId", "limit"),
+    ),
     ("GET", "/api/v3/openOrders"): (_open_orders, True, _p("symbol")),
     ("DELETE", "/api/v3/openOrders"): (_cancel_open_orders, True, _p("symbol")),
     ("POST", "/api/v3/order"): (_new_order, True, _ORDER_PARAMS),
-    ("POST", "/api/v3/order/test"): (_test_order, True,
-                                     _ORDER_PARAMS | {"computeCommissionRates"}),
-    ("GET", "/api/v3/order"): (_get_order, True,
-                               _p("symbol", "orderId", "origClientOrderId")),
+    ("POST", "/api/v3/order/test"): (_test_order, True, _ORDER_PARAMS | {"computeCommissionRates"}),
+    ("GET", "/api/v3/order"): (_get_order, True, _p("symbol", "orderId", "origClientOrderId")),
     ("DELETE", "/api/v3/order"): (
-        _cancel_order, True,
-        _p("symbol", "orderId", "origClientOrderId", "newClientOrderId",
-           "cancelRestrictions")),
+        _cancel_order,
+        True,
+        _p("symbol", "orderId", "origClientOrderId", "newClientOrderId", "cancelRestrictions"),
+    ),
 }
 """(method, path) -> (handler, SIGNED, the parameters Binance reads)."""
 
@@ -301,10 +354,17 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
 
 def _fail_body(status: int) -> ApiError:
     if status == 503:
-        return ApiError(ErrorCode.SERVER_BUSY, "Server is currently overloaded with other "
-                        "requests. Please try again in a few minutes.", 503)
-    return ApiError(ErrorCode.DISCONNECTED, "Internal error; unable to process your request. "
-                    "Please try again.", status)
+        return ApiError(
+            ErrorCode.SERVER_BUSY,
+            "Server is currently overloaded with other "
+            "requests. Please try again in a few minutes.",
+            503,
+        )
+    return ApiError(
+        ErrorCode.DISCONNECTED,
+        "Internal error; unable to process your request. Please try again.",
+        status,
+    )
 
 
 async def api_endpoint(request: Request) -> Response:
@@ -318,31 +378,43 @@ async def api_endpoint(request: Request) -> Response:
     result: Any
     if endpoint is None:
         known = any(path == request.url.path for _m, path in ENDPOINTS)
-        return Response(json_bytes({"code": ErrorCode.UNKNOWN, "msg": "Unknown endpoint."}),
-                        405 if known else 404, media_type=JSON_TYPE)
+        return Response(
+            json_bytes({"code": ErrorCode.UNKNOWN, "msg": "Unknown endpoint."}),
+            405 if known else 404,
+            media_type=JSON_TYPE,
+        )
     try:
         query: bytes = request.scope.get("query_string", b"")
         try:
             body = await read_body(request, MAX_BODY_BYTES)
         except BodyTooLarge as exc:
-            raise ApiError(ErrorCode.TOO_MANY_PARAMETERS, f"Too many parameters; {exc}.",
-                           413) from None
+            raise ApiError(
+                ErrorCode.TOO_MANY_PARAMETERS, f"Too many parameters; {exc}.", 413
+            ) from None
         faults = venue.faults
         if faults.take("force_418"):
-            raise ApiError(ErrorCode.TOO_MANY_REQUESTS, f"Way too much request weight used; "
-                           f"IP banned until {venue.now_ms() + faults.forced_retry_after * 1000}. "
-                           "Please use WebSocket Streams for live updates to avoid bans.", 418,
-                           faults.forced_retry_after)
+            raise ApiError(
+                ErrorCode.TOO_MANY_REQUESTS,
+                f"Way too much request weight used; "
+                f"IP banned until {venue.now_ms() + faults.forced_retry_after * 1000}. "
+                "Please use WebSocket Streams for live updates to avoid bans.",
+                418,
+                faults.forced_retry_after,
+            )
         if faults.take("force_429"):
-            raise ApiError(ErrorCode.TOO_MANY_REQUESTS, f"Too much request weight used; "
-                           f"current limit is {limiter.config.weight_limit} request weight per "
-                           "1 MINUTE. Please use WebSocket Streams for live updates to avoid "
-                           "polling the API.", 429, faults.forced_retry_after)
+            raise ApiError(
+                ErrorCode.TOO_MANY_REQUESTS,
+                f"Too much request weight used; "
+                f"current limit is {limiter.config.weight_limit} request weight per "
+                "1 MINUTE. Please use WebSocket Streams for live updates to avoid "
+                "polling the API.",
+                429,
+                faults.forced_retry_after,
+            )
         params = parse_params(query, body)
         decision = limiter.check_weight(ip, endpoint.weight(params), venue.now_s())
         if decision.status != 200:
-            raise ApiError(decision.code, decision.msg, decision.status,
-                           decision.retry_after)
+            raise ApiError(decision.code, decision.msg, decision.status, decision.retry_after)
         if faults.rest_delay_ms > 0:
             await trio.sleep(faults.rest_delay_ms / 1000)
         if faults.take("fail_next"):
@@ -350,9 +422,12 @@ async def api_endpoint(request: Request) -> Response:
         acct = authenticate(venue, request, query, body, params) if endpoint.signed else None
         unread = endpoint.unread(params)
         if unread:
-            raise ApiError(ErrorCode.UNREAD_PARAMETERS, f"Not all sent parameters were read; "
-                           f"read '{len(params) - len(unread)}' parameter(s) but was sent "
-                           f"'{len(params)}'.")
+            raise ApiError(
+                ErrorCode.UNREAD_PARAMETERS,
+                f"Not all sent parameters were read; "
+                f"read '{len(params) - len(unread)}' parameter(s) but was sent "
+                f"'{len(params)}'.",
+            )
         result = await endpoint.handler(venue, params, acct, headers)
     except ApiError as exc:
         status = exc.status
@@ -363,5 +438,13 @@ async def api_endpoint(request: Request) -> Response:
     return Response(json_bytes(result), status, headers=headers, media_type=JSON_TYPE)
 
 
-__all__ = ["ENDPOINTS", "BodyTooLarge", "api_endpoint", "authenticate", "check_signed",
-           "illegal", "parse_params", "read_body"]
+__all__ = [
+    "ENDPOINTS",
+    "BodyTooLarge",
+    "api_endpoint",
+    "authenticate",
+    "check_signed",
+    "illegal",
+    "parse_params",
+    "read_body",
+]

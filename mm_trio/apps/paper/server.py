@@ -71,27 +71,41 @@ def _hypercorn_config(config: PaperConfig, host: str, port: int) -> HypercornCon
     return hc
 
 
-async def _run(config: PaperConfig, host: str, port: int,
-               task_status: trio.TaskStatus[PaperServer]) -> None:
+async def _run(
+    config: PaperConfig, host: str, port: int, task_status: trio.TaskStatus[PaperServer]
+) -> None:
     venue = PaperVenue(config)
     async with trio.open_nursery() as nursery:
         await nursery.start(venue.run)
         app = build_app(venue)
         binds: list[str] = await nursery.start(
-            partial(serve, app, _hypercorn_config(config, host, port),  # type: ignore[arg-type]
-                    shutdown_trigger=trio.sleep_forever))
+            partial(
+                serve,
+                app,  # type: ignore[arg-type]
+                _hypercorn_config(config, host, port),
+                shutdown_trigger=trio.sleep_forever,
+            )
+        )
         bound = int(binds[0].rsplit(":", 1)[1])
-        log.info("venue listening on http://%s:%d (%d account(s))", host, bound,
-                 len(config.accounts))
+        log.info(
+            "venue listening on http://%s:%d (%d account(s))", host, bound, len(config.accounts)
+        )
         if config.admin and venue.admin_token.generated:
-            log.warning("venue admin token (generated; set %s to choose one): %s",
-                        ADMIN_TOKEN_ENV, venue.admin_token.reveal())
+            log.warning(
+                "venue admin token (generated; set %s to choose one): %s",
+                ADMIN_TOKEN_ENV,
+                venue.admin_token.reveal(),
+            )
         task_status.started(PaperServer(host, bound, venue))
 
 
-async def serve_paper_venue(config: PaperConfig, *, host: str = "127.0.0.1", port: int = 0,
-                            task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
-                            ) -> None:
+async def serve_paper_venue(
+    config: PaperConfig,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
     """Run the venue server until cancelled; ``task_status.started(bound_port)``."""
     async with trio.open_nursery() as nursery:
         server: PaperServer = await nursery.start(_run, config, host, port)
@@ -99,12 +113,14 @@ async def serve_paper_venue(config: PaperConfig, *, host: str = "127.0.0.1", por
 
 
 @asynccontextmanager
-async def open_paper_venue(config: PaperConfig | None = None, *, host: str = "127.0.0.1",
-                           port: int = 0) -> AsyncIterator[PaperServer]:
+async def open_paper_venue(
+    config: PaperConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
+) -> AsyncIterator[PaperServer]:
     """``async with open_paper_venue(cfg) as server:`` — the venue runs inside the block."""
     async with trio.open_nursery() as nursery:
         server: PaperServer = await nursery.start(
-            _run, config if config is not None else PaperConfig(), host, port)
+            _run, config if config is not None else PaperConfig(), host, port
+        )
         try:
             yield server
         finally:

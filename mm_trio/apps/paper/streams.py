@@ -30,8 +30,7 @@ from mm_trio.exchange.binance.protocol import MAX_STREAMS
 log = logging.getLogger(__name__)
 
 SEND_QUEUE = 10_000
-CONTROL_METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY",
-                   "GET_PROPERTY")
+CONTROL_METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY", "GET_PROPERTY")
 # error codes of market-stream control requests (their own numbering, not the REST codes)
 _UNKNOWN_PROPERTY = 0
 _INVALID_VALUE = 1
@@ -74,8 +73,9 @@ async def _sender(websocket: WebSocket, conn: Connection) -> None:
         await websocket.send_text(message.decode())
 
 
-async def run_connection(websocket: WebSocket, conn: Connection,
-                         on_text: Callable[[str], Awaitable[None]]) -> None:
+async def run_connection(
+    websocket: WebSocket, conn: Connection, on_text: Callable[[str], Awaitable[None]]
+) -> None:
     """Serve an accepted websocket until it closes, is dropped, or overflows."""
     venue = conn.venue
     venue.ws_scopes.add(conn.scope)
@@ -162,10 +162,12 @@ class StreamConnection(Connection):
             self._error(_INVALID_REQUEST, "Invalid request: expected an object")
             return
         req_id = req.get("id")
-        if (isinstance(req_id, bool) or not isinstance(req_id, (int, str))
-                or (isinstance(req_id, int) and req_id < 0)):
-            self._error(_INVALID_REQUEST,
-                        "Invalid request: request ID must be an unsigned integer")
+        if (
+            isinstance(req_id, bool)
+            or not isinstance(req_id, (int, str))
+            or (isinstance(req_id, int) and req_id < 0)
+        ):
+            self._error(_INVALID_REQUEST, "Invalid request: request ID must be an unsigned integer")
             return
         try:
             result = await self._control(req.get("method"), req.get("params", []))
@@ -177,8 +179,11 @@ class StreamConnection(Connection):
     async def _control(self, method: Any, params: Any) -> Any:
         """The result of one well-formed control request (``_Refused`` if refused)."""
         if method not in CONTROL_METHODS:
-            raise _Refused(_INVALID_REQUEST, f"Invalid request: unknown variant {method!r}, "
-                           f"expected one of {', '.join(CONTROL_METHODS)}")
+            raise _Refused(
+                _INVALID_REQUEST,
+                f"Invalid request: unknown variant {method!r}, "
+                f"expected one of {', '.join(CONTROL_METHODS)}",
+            )
         if not isinstance(params, list):
             raise _Refused(_INVALID_REQUEST, "Invalid request: params must be an array")
         if method == "SUBSCRIBE":
@@ -227,7 +232,7 @@ async def market_ws(websocket: WebSocket) -> None:
         raw = websocket.query_params.get("streams", "")
     else:
         combined = False
-        raw = path[len("/ws"):].strip("/")
+        raw = path[len("/ws") :].strip("/")
     names = [n for n in raw.split("/") if n]
     canon = [parse_stream(n, venue.natives) for n in names]
     if any(c is None for c in canon) or len(canon) > MAX_STREAMS:

@@ -22,8 +22,12 @@ def hmac_sign(payload: str, secret: str = DEFAULT_API_SECRET) -> str:
     return hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
 
 
-def signed_query(params: Iterable[tuple[str, str]], secret: str = DEFAULT_API_SECRET, *,
-                 timestamp: int | None = None) -> str:
+def signed_query(
+    params: Iterable[tuple[str, str]],
+    secret: str = DEFAULT_API_SECRET,
+    *,
+    timestamp: int | None = None,
+) -> str:
     """``params`` in the given order plus ``timestamp``, then ``&signature=<hmac>``."""
     items = list(params)
     if not any(k == "timestamp" for k, _ in items):

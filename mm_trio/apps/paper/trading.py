@@ -36,8 +36,16 @@ from mm_trio.exchange.binance.protocol import fmt_fixed as fmt
 if TYPE_CHECKING:
     from mm_trio.apps.paper.venue import PaperVenue
 
-__all__ = ["account_info", "cancel_open_orders", "cancel_order", "lookup", "my_trades",
-           "open_orders", "place_order", "query_order"]
+__all__ = [
+    "account_info",
+    "cancel_open_orders",
+    "cancel_order",
+    "lookup",
+    "my_trades",
+    "open_orders",
+    "place_order",
+    "query_order",
+]
 
 BASIS_POINTS = 10000  # commissions in exchangeInfo-style integers: 0.001 -> 10
 FIRST_UID = 1000
@@ -45,8 +53,7 @@ MY_TRADES_DEFAULT_LIMIT = 500
 MY_TRADES_MAX_LIMIT = 1000
 
 
-def account_info(venue: PaperVenue, acct: Account, params: Mapping[str, str]
-                 ) -> dict[str, Any]:
+def account_info(venue: PaperVenue, acct: Account, params: Mapping[str, str]) -> dict[str, Any]:
     omit = params.get("omitZeroBalances", "false").lower() == "true"
     cfg = venue.config.venue
     balances = [
@@ -57,19 +64,29 @@ def account_info(venue: PaperVenue, acct: Account, params: Mapping[str, str]
     return {
         "makerCommission": int(cfg.maker_fee * BASIS_POINTS),
         "takerCommission": int(cfg.taker_fee * BASIS_POINTS),
-        "buyerCommission": 0, "sellerCommission": 0,
-        "commissionRates": {"maker": fmt(Decimal(cfg.maker_fee)),
-                            "taker": fmt(Decimal(cfg.taker_fee)),
-                            "buyer": fmt(ZERO), "seller": fmt(ZERO)},
-        "canTrade": True, "canWithdraw": False, "canDeposit": False, "brokered": False,
-        "requireSelfTradePrevention": False, "preventSor": False,
-        "updateTime": acct.last_update_ms, "accountType": "SPOT", "balances": balances,
-        "permissions": ["SPOT"], "uid": FIRST_UID + list(venue.accounts).index(acct.api_key),
+        "buyerCommission": 0,
+        "sellerCommission": 0,
+        "commissionRates": {
+            "maker": fmt(Decimal(cfg.maker_fee)),
+            "taker": fmt(Decimal(cfg.taker_fee)),
+            "buyer": fmt(ZERO),
+            "seller": fmt(ZERO),
+        },
+        "canTrade": True,
+        "canWithdraw": False,
+        "canDeposit": False,
+        "brokered": False,
+        "requireSelfTradePrevention": False,
+        "preventSor": False,
+        "updateTime": acct.last_update_ms,
+        "accountType": "SPOT",
+        "balances": balances,
+        "permissions": ["SPOT"],
+        "uid": FIRST_UID + list(venue.accounts).index(acct.api_key),
     }
 
 
-def my_trades(venue: PaperVenue, acct: Account, params: Mapping[str, str]
-              ) -> list[dict[str, Any]]:
+def my_trades(venue: PaperVenue, acct: Account, params: Mapping[str, str]) -> list[dict[str, Any]]:
     symbol = venue.symbol(params)
     assert symbol is not None
     order_id = param_int(params, "orderId")
@@ -77,11 +94,11 @@ def my_trades(venue: PaperVenue, acct: Account, params: Mapping[str, str]
     end = param_int(params, "endTime")
     from_id = param_int(params, "fromId")
     limit = param_int(params, "limit")
-    limit = (MY_TRADES_DEFAULT_LIMIT if limit is None
-             else min(max(limit, 1), MY_TRADES_MAX_LIMIT))
+    limit = MY_TRADES_DEFAULT_LIMIT if limit is None else min(max(limit, 1), MY_TRADES_MAX_LIMIT)
     if from_id is not None and (start is not None or end is not None):
-        raise ApiError(ErrorCode.OPTIONAL_PARAMS_BAD_COMBO,
-                       "Combination of optional parameters invalid.")
+        raise ApiError(
+            ErrorCode.OPTIONAL_PARAMS_BAD_COMBO, "Combination of optional parameters invalid."
+        )
     out = []
     for t in acct.trades.get(symbol, ()):
         if order_id is not None and t["orderId"] != order_id:
@@ -98,14 +115,16 @@ def my_trades(venue: PaperVenue, acct: Account, params: Mapping[str, str]
     return out[-limit:]
 
 
-def open_orders(venue: PaperVenue, acct: Account, params: Mapping[str, str]
-                ) -> list[dict[str, Any]]:
+def open_orders(
+    venue: PaperVenue, acct: Account, params: Mapping[str, str]
+) -> list[dict[str, Any]]:
     symbol = venue.symbol(params, required=False)
     return [rec.query() for rec in acct.open_records(symbol)]
 
 
-def lookup(venue: PaperVenue, acct: Account, params: Mapping[str, str], *, cancel: bool
-           ) -> tuple[str, OrderRecord]:
+def lookup(
+    venue: PaperVenue, acct: Account, params: Mapping[str, str], *, cancel: bool
+) -> tuple[str, OrderRecord]:
     """The order ``params`` name (``orderId`` and/or ``origClientOrderId``); to cancel, it
     must still be open."""
     symbol = venue.symbol(params)
@@ -113,9 +132,10 @@ def lookup(venue: PaperVenue, acct: Account, params: Mapping[str, str], *, cance
     order_id = param_int(params, "orderId")
     client_id = params.get("origClientOrderId") or None
     if order_id is None and client_id is None:
-        raise ApiError(ErrorCode.MANDATORY_PARAM_EMPTY_OR_MALFORMED,
-                       "Param 'origClientOrderId' or 'orderId' must be sent, but both were "
-                       "empty/null!")
+        raise ApiError(
+            ErrorCode.MANDATORY_PARAM_EMPTY_OR_MALFORMED,
+            "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!",
+        )
     rec = acct.find(symbol, order_id, client_id)
     if rec is None or (cancel and not rec.is_open):
         if cancel:
@@ -124,13 +144,13 @@ def lookup(venue: PaperVenue, acct: Account, params: Mapping[str, str], *, cance
     return symbol, rec
 
 
-def query_order(venue: PaperVenue, acct: Account, params: Mapping[str, str]
-                ) -> dict[str, Any]:
+def query_order(venue: PaperVenue, acct: Account, params: Mapping[str, str]) -> dict[str, Any]:
     return lookup(venue, acct, params, cancel=False)[1].query()
 
 
-async def cancel_order(venue: PaperVenue, acct: Account, params: Mapping[str, str]
-                       ) -> dict[str, Any]:
+async def cancel_order(
+    venue: PaperVenue, acct: Account, params: Mapping[str, str]
+) -> dict[str, Any]:
     symbol, rec = lookup(venue, acct, params, cancel=True)
     rec.cancel_client_id = param_client_id(params, "newClientOrderId") or random_client_id()
     await _cancel(acct, symbol, rec)
@@ -146,8 +166,9 @@ async def _cancel(acct: Account, symbol: str, rec: OrderRecord) -> None:
         raise timeout_error() from None
 
 
-async def cancel_open_orders(venue: PaperVenue, acct: Account, params: Mapping[str, str]
-                             ) -> list[dict[str, Any]]:
+async def cancel_open_orders(
+    venue: PaperVenue, acct: Account, params: Mapping[str, str]
+) -> list[dict[str, Any]]:
     symbol = venue.symbol(params)
     recs = acct.open_records(symbol)
     if not recs:
@@ -177,17 +198,33 @@ async def place_order(venue: PaperVenue, acct: Account, order: NewOrder) -> Orde
     quote_qty = order.quote_qty or ZERO
     market = order.type == "MARKET"
     if market:
-        price, qty = market_order_price(venue.hub.book(symbol).last_quote, order.side, qty,
-                                        quote_qty, spec)
+        price, qty = market_order_price(
+            venue.hub.book(symbol).last_quote, order.side, qty, quote_qty, spec
+        )
     assert price is not None and qty is not None
     cid = order.client_id
     rec = OrderRecord(
-        symbol=symbol, native=native_symbol(symbol), order_id=0, client_id=cid,
-        side=order.side, type=order.type, tif=order.tif, price=ZERO if market else price,
-        orig_qty=qty, time_ms=venue.now_ms(), orig_quote_qty=quote_qty,
-        expire_on_cancel=market or order.tif == "IOC")
-    request = OrderRequest(symbol=symbol, client_id=cid, side=order.side,  # type: ignore[arg-type]
-                           price=price, qty=qty, post_only=order.type == "LIMIT_MAKER")
+        symbol=symbol,
+        native=native_symbol(symbol),
+        order_id=0,
+        client_id=cid,
+        side=order.side,
+        type=order.type,
+        tif=order.tif,
+        price=ZERO if market else price,
+        orig_qty=qty,
+        time_ms=venue.now_ms(),
+        orig_quote_qty=quote_qty,
+        expire_on_cancel=market or order.tif == "IOC",
+    )
+    request = OrderRequest(
+        symbol=symbol,
+        client_id=cid,
+        side=order.side,  # type: ignore[arg-type]
+        price=price,
+        qty=qty,
+        post_only=order.type == "LIMIT_MAKER",
+    )
     acct.pending[(symbol, cid)] = rec
     try:
         await acct.sim.place(request)

@@ -57,8 +57,9 @@ def replay_feed(config: PaperConfig) -> tuple[Any, dict[str, tuple[SymbolSpec, D
     from mm_trio.domain.config import Config
     from mm_trio.exchange.sim.recorded import replay_market
 
-    feed, specs, mids = replay_market([Path(p) for p in config.replay],
-                                      Config(venue=config.venue), time.time_ns())
+    feed, specs, mids = replay_market(
+        [Path(p) for p in config.replay], Config(venue=config.venue), time.time_ns()
+    )
     return feed, {s: (spec, mids.get(s, Decimal(1))) for s, spec in specs.items()}
 
 
@@ -81,10 +82,14 @@ class PaperVenue:
         for i, acct_cfg in enumerate(config.accounts):
             primary = i == 0
             self.accounts[acct_cfg.api_key] = Account(
-                acct_cfg, config.venue, epoch_ns=self.epoch_ns,
+                acct_cfg,
+                config.venue,
+                epoch_ns=self.epoch_ns,
                 max_orders_kept=config.max_orders_kept,
                 on_market=self.on_market if primary else None,
-                feed=feed if primary else None, extra_specs=extra)
+                feed=feed if primary else None,
+                extra_specs=extra,
+            )
         self.primary = next(iter(self.accounts.values()))
         self.others = list(self.accounts.values())[1:]
         self.engine_specs: dict[str, SymbolSpec] = self.primary.engine.specs
@@ -101,8 +106,7 @@ class PaperVenue:
         return self.now_ms() / 1000.0
 
     # ------------------------------------------------------------------ lifecycle
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-                  ) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         symbols = self.config.market_symbols
         if symbols is None:
             symbols = self.replay_symbols if self.config.replay else tuple(self.engine_specs)
@@ -177,8 +181,9 @@ class PaperVenue:
     async def cancel_order(self, acct: Account, params: Mapping[str, str]) -> dict[str, Any]:
         return await trading.cancel_order(self, acct, params)
 
-    async def cancel_open_orders(self, acct: Account, params: Mapping[str, str]
-                                 ) -> list[dict[str, Any]]:
+    async def cancel_open_orders(
+        self, acct: Account, params: Mapping[str, str]
+    ) -> list[dict[str, Any]]:
         return await trading.cancel_open_orders(self, acct, params)
 
     def validate_order(self, params: Mapping[str, str]) -> NewOrder:

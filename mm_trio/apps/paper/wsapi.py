@@ -71,15 +71,19 @@ class WsApiSession(Connection):
         if acct is None:
             raise ApiError(ErrorCode.REJECTED_MBX_KEY, ErrorMsg.BAD_API_KEY, 401)
         signature = raw.get("signature")
-        return check_signed(self.venue, acct, params,
-                            lambda: (ws_payload(raw), None if signature is None
-                                     else str(signature)))
+        return check_signed(
+            self.venue,
+            acct,
+            params,
+            lambda: (ws_payload(raw), None if signature is None else str(signature)),
+        )
 
     def subscribe(self, acct: Account) -> int:
         for other, _ in self.subscriptions.values():
             if other is acct:
-                raise ApiError(ErrorCode.SUBSCRIPTION_ACTIVE,
-                               "User Data Stream subscription already active.")
+                raise ApiError(
+                    ErrorCode.SUBSCRIPTION_ACTIVE, "User Data Stream subscription already active."
+                )
         sub_id = self._next_sub
         self._next_sub += 1
         prefix = b'{"subscriptionId":' + str(sub_id).encode() + b',"event":'
@@ -94,8 +98,10 @@ class WsApiSession(Connection):
     def session_info(self) -> dict[str, Any]:
         return {
             "apiKey": None if self.account is None else self.account.api_key,
-            "authorizedSince": self.authorized_ms, "connectedSince": self.connected_ms,
-            "returnRateLimits": True, "serverTime": self.venue.now_ms(),
+            "authorizedSince": self.authorized_ms,
+            "connectedSince": self.connected_ms,
+            "returnRateLimits": True,
+            "serverTime": self.venue.now_ms(),
             "userDataStream": any(a is self.account for a, _ in self.subscriptions.values()),
         }
 
@@ -116,8 +122,9 @@ class WsApiSession(Connection):
             method = req.get("method")
             raw = req.get("params", {})
             if not isinstance(raw, dict):
-                raise ApiError(ErrorCode.INVALID_JSON,
-                               "Invalid 'params' in JSON request; expected an object.")
+                raise ApiError(
+                    ErrorCode.INVALID_JSON, "Invalid 'params' in JSON request; expected an object."
+                )
             entry = METHODS.get(method) if isinstance(method, str) else None
             if entry is None:
                 raise ApiError(ErrorCode.UNSUPPORTED_OPERATION, "This operation is not supported.")
@@ -125,8 +132,7 @@ class WsApiSession(Connection):
             params = {k: _str(v) for k, v in raw.items() if v is not None}
             decision = venue.limiter.check_weight(self.ip, weight(params), venue.now_s())
             if decision.status != 200:
-                raise ApiError(decision.code, decision.msg, decision.status,
-                               decision.retry_after)
+                raise ApiError(decision.code, decision.msg, decision.status, decision.retry_after)
             result = await handler(self, params, raw)
             acct = self.account if not isinstance(result, _WithAccount) else result.account
             if isinstance(result, _WithAccount):
@@ -135,10 +141,10 @@ class WsApiSession(Connection):
         except ApiError as exc:
             body = {"id": req_id, "status": exc.status, "error": exc.body()}
             if exc.retry_after is not None:
-                body["error"]["data"] = {
-                    "retryAfter": venue.now_ms() + exc.retry_after * 1000}
+                body["error"]["data"] = {"retryAfter": venue.now_ms() + exc.retry_after * 1000}
         body["rateLimits"] = venue.limiter.ws_rate_limits(
-            self.ip, None if acct is None else acct.api_key, venue.now_s(), orders)
+            self.ip, None if acct is None else acct.api_key, venue.now_s(), orders
+        )
         self.send_nowait(json_bytes(body))
 
 
@@ -202,8 +208,7 @@ async def _uds_subscribe(s: WsApiSession, p: dict[str, str], raw: dict[str, Any]
     return {"subscriptionId": s.subscribe(s.account)}
 
 
-async def _uds_subscribe_signature(s: WsApiSession, p: dict[str, str],
-                                   raw: dict[str, Any]) -> Any:
+async def _uds_subscribe_signature(s: WsApiSession, p: dict[str, str], raw: dict[str, Any]) -> Any:
     if "signature" not in raw:
         raise mandatory("signature")
     acct = s.signed(raw, p)
@@ -216,8 +221,9 @@ async def _uds_unsubscribe(s: WsApiSession, p: dict[str, str], raw: dict[str, An
     for sub_id in ids:
         entry = s.subscriptions.pop(sub_id, None) if isinstance(sub_id, int) else None
         if entry is None:
-            raise ApiError(ErrorCode.SUBSCRIPTION_NOT_FOUND,
-                           "Subscription with the given id does not exist.")
+            raise ApiError(
+                ErrorCode.SUBSCRIPTION_NOT_FOUND, "Subscription with the given id does not exist."
+            )
         entry[0].listeners.discard(entry[1])
     return {}
 
@@ -292,8 +298,7 @@ _HANDLERS: dict[str, tuple[_Method, bool]] = {
 """Method -> (handler, counts as an order for the ORDERS rate limits)."""
 
 METHODS: dict[str, tuple[WeightOf, _Method, bool]] = {
-    name: (WS_API_WEIGHTS[name], handler, orders)
-    for name, (handler, orders) in _HANDLERS.items()
+    name: (WS_API_WEIGHTS[name], handler, orders) for name, (handler, orders) in _HANDLERS.items()
 }
 """Every method: weight (:data:`~mm_trio.exchange.binance.protocol.WS_API_WEIGHTS`), handler,
 whether it counts as an order."""

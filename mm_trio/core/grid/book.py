@@ -62,5 +62,4 @@ class OrderBook:
         return sum(1 for o in self.live.values() if o.opening and o.side == side)
 
     def open_buy_notional(self) -> Decimal:
-        return sum((o.price * o.remaining for o in self.live.values() if o.side == "BUY"),
-                   ZERO)
+        return sum((o.price * o.remaining for o in self.live.values() if o.side == "BUY"), ZERO)

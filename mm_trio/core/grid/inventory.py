@@ -56,8 +56,7 @@ class Inventory:
 
     def prune(self, slot: Slot) -> None:
         """Forget ``slot`` if it holds nothing and has no live order."""
-        if (slot.lot == 0 and slot.pending == 0 and slot.opening is None
-                and slot.closing is None):
+        if slot.lot == 0 and slot.pending == 0 and slot.opening is None and slot.closing is None:
             del self.slots[slot.level]
 
     def holding(self) -> Iterator[Slot]:

@@ -38,11 +38,9 @@ def snap_down(value: Decimal, tick: Decimal) -> Decimal:
 class LevelGrid:
     """Prices of an anchored grid and fast price → level lookups."""
 
-    __slots__ = ("spacing", "step", "tick", "anchor", "_cache", "_ratio", "_log_ratio",
-                 "_anchor_f")
+    __slots__ = ("spacing", "step", "tick", "anchor", "_cache", "_ratio", "_log_ratio", "_anchor_f")
 
-    def __init__(self, *, spacing: Spacing, step: Decimal, anchor: Decimal,
-                 tick: Decimal) -> None:
+    def __init__(self, *, spacing: Spacing, step: Decimal, anchor: Decimal, tick: Decimal) -> None:
         if tick <= 0:
             raise ValueError(f"tick_size = {tick}: must be > 0")
         if step <= 0:

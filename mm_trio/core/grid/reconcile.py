@@ -54,14 +54,44 @@ class Gates(NamedTuple):
 class Reconcile:
     """One pass: construct it with the strategy's state, :meth:`run` it once."""
 
-    __slots__ = ("book", "inventory", "window", "sizing", "grid", "spec", "gates", "position",
-                 "rejected", "place", "cancel", "out", "live", "best", "deferred",
-                 "sell_committed", "uncovered_long", "reserve", "n_live", "room_needed")
+    __slots__ = (
+        "book",
+        "inventory",
+        "window",
+        "sizing",
+        "grid",
+        "spec",
+        "gates",
+        "position",
+        "rejected",
+        "place",
+        "cancel",
+        "out",
+        "live",
+        "best",
+        "deferred",
+        "sell_committed",
+        "uncovered_long",
+        "reserve",
+        "n_live",
+        "room_needed",
+    )
 
-    def __init__(self, *, book: OrderBook, inventory: Inventory, window: TrailingWindow,
-                 sizing: Sizing, grid: LevelGrid | None, spec: SymbolSpec, gates: Gates,
-                 position: Decimal, rejected: set[tuple[Side, int]], place: Place,
-                 cancel: Cancel) -> None:
+    def __init__(
+        self,
+        *,
+        book: OrderBook,
+        inventory: Inventory,
+        window: TrailingWindow,
+        sizing: Sizing,
+        grid: LevelGrid | None,
+        spec: SymbolSpec,
+        gates: Gates,
+        position: Decimal,
+        rejected: set[tuple[Side, int]],
+        place: Place,
+        cancel: Cancel,
+    ) -> None:
         self.book = book
         self.inventory = inventory
         self.window = window
@@ -127,8 +157,9 @@ class Reconcile:
         price = self.sizing.closing_price(grid, level, lot)
         qty = slot.closing_qty
         if side == "SELL":  # spot: never sell more than the position not yet committed
-            avail = snap_down(self.position - self.sell_committed - self.reserve,
-                              self.spec.step_size)
+            avail = snap_down(
+                self.position - self.sell_committed - self.reserve, self.spec.step_size
+            )
             if avail < qty:
                 qty = avail
             placeable = qty > 0 and self.spec.filter_error(price, qty) is None
@@ -153,8 +184,13 @@ class Reconcile:
         would cross."""
         other = OPPOSITE[side]
         for o in self.live:
-            if (o.side == other and o.opening and reaches(side, price, o.price)
-                    and not o.cancel_requested and o.live):
+            if (
+                o.side == other
+                and o.opening
+                and reaches(side, price, o.price)
+                and not o.cancel_requested
+                and o.live
+            ):
                 self.out.append(self.cancel(o))
 
     # ------------------------------------------------------------------ 3. venue-max room
@@ -169,8 +205,9 @@ class Reconcile:
         def farthest_first(o: OrderState) -> tuple[int, str, int]:
             return (-window.distance(o.side, o.level), o.side, o.level)
 
-        victims = sorted((o for o in live.values() if o.opening and not o.cancel_requested),
-                         key=farthest_first)
+        victims = sorted(
+            (o for o in live.values() if o.opening and not o.cancel_requested), key=farthest_first
+        )
         for o in victims[:need]:
             self.out.append(self.cancel(o))
 
@@ -187,8 +224,11 @@ class Reconcile:
         limit = most_aggressive(other, self.best[other], self.deferred[other])
         bound = window.bound(side)
         # spot: opening SELLs leave the uncovered long lots for their take-profits
-        free = (self.position - self.sell_committed - self.uncovered_long - self.reserve
-                if side == "SELL" else None)
+        free = (
+            self.position - self.sell_committed - self.uncovered_long - self.reserve
+            if side == "SELL"
+            else None
+        )
         inventory, rejected, max_orders = self.inventory, self.rejected, self.spec.max_orders
         for level in window.levels(side):
             if n_open >= size or self.n_live >= max_orders:
@@ -211,8 +251,7 @@ class Reconcile:
             if free is not None:
                 free -= qty
 
-    def _emit(self, level: int, side: Side, price: Decimal, qty: Decimal, *,
-              opening: bool) -> None:
+    def _emit(self, level: int, side: Side, price: Decimal, qty: Decimal, *, opening: bool) -> None:
         self.out.append(self.place(level, side, price, qty, opening))
         self.n_live += 1
         self.best[side] = most_aggressive(side, self.best[side], price)

@@ -38,8 +38,9 @@ class Sizing:
         """Where the lot of slot ``level`` is closed: one level up (long), down (short)."""
         return grid.price(level + 1 if lot > 0 else level - 1)
 
-    def closing_qty(self, grid: LevelGrid | None, level: int, lot: Decimal,
-                    pending: Decimal) -> Decimal:
+    def closing_qty(
+        self, grid: LevelGrid | None, level: int, lot: Decimal, pending: Decimal
+    ) -> Decimal:
         """Placeable closing quantity of ``lot`` at ``level`` (``0`` for dust).
 
         Of a long lot's ``pending`` (unconfirmed) quantity, whose trade report and so its
@@ -67,7 +68,8 @@ class Sizing:
         price = grid.price(level)
         qty = ZERO
         in_bounds = (cfg.lower is None or price >= cfg.lower) and (
-            cfg.upper is None or price <= cfg.upper)
+            cfg.upper is None or price <= cfg.upper
+        )
         if in_bounds and price > 0:
             size = cfg.order_size if cfg.order_size_in == "base" else cfg.order_size / price
             q = snap_down(min(size, spec.max_qty), spec.step_size)
@@ -75,8 +77,12 @@ class Sizing:
             # at a distinct price: levels may collide far below a geometric anchor), must
             # both be placeable
             close_price = grid.price(level - AWAY[side])
-            if (q > 0 and close_price != price and spec.filter_error(price, q) is None
-                    and spec.filter_error(close_price, q) is None):
+            if (
+                q > 0
+                and close_price != price
+                and spec.filter_error(price, q) is None
+                and spec.filter_error(close_price, q) is None
+            ):
                 qty = q
         if len(self._opening) > _OPENING_CACHE_LIMIT:
             self._opening.clear()

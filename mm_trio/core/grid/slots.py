@@ -84,10 +84,19 @@ class OrderReportError(ValueError):
     """A report status :data:`ORDER_TRANSITIONS` does not know (a broken venue adapter)."""
 
 
-_APPLY, _CANCEL_REJECTED, _IGNORED = (OrderReaction.APPLY, OrderReaction.CANCEL_REJECTED,
-                                      OrderReaction.IGNORED)
+_APPLY, _CANCEL_REJECTED, _IGNORED = (
+    OrderReaction.APPLY,
+    OrderReaction.CANCEL_REJECTED,
+    OrderReaction.IGNORED,
+)
 _ALL_REPORTS: tuple[OrderStatus, ...] = (
-    "PENDING_NEW", "NEW", "PARTIALLY_FILLED", "FILLED", "CANCELED", "EXPIRED", "REJECTED",
+    "PENDING_NEW",
+    "NEW",
+    "PARTIALLY_FILLED",
+    "FILLED",
+    "CANCELED",
+    "EXPIRED",
+    "REJECTED",
 )
 # the model's TERMINAL_STATUSES, typed
 _TERMINAL: tuple[OrderStatus, ...] = ("FILLED", "CANCELED", "EXPIRED", "REJECTED")
@@ -121,8 +130,11 @@ ORDER_TRANSITIONS: dict[tuple[OrderStatus, OrderStatus], OrderTransition] = {
     ("PARTIALLY_FILLED", "EXPIRED"): _t("EXPIRED"),
     ("PARTIALLY_FILLED", "REJECTED"): _t("PARTIALLY_FILLED", _CANCEL_REJECTED),
     # terminal statuses are sticky: the same one again is a duplicate, any other is ignored
-    **{(cur, rep): _t(cur, _APPLY if rep == cur else _IGNORED)
-       for cur in _TERMINAL for rep in _ALL_REPORTS},
+    **{
+        (cur, rep): _t(cur, _APPLY if rep == cur else _IGNORED)
+        for cur in _TERMINAL
+        for rep in _ALL_REPORTS
+    },
 }
 
 
@@ -131,8 +143,9 @@ def order_transition(current: OrderStatus, reported: OrderStatus) -> OrderTransi
     try:
         return ORDER_TRANSITIONS[(current, reported)]
     except KeyError:
-        raise OrderReportError(f"order status {current!r}: no transition for a report of "
-                               f"status {reported!r}") from None
+        raise OrderReportError(
+            f"order status {current!r}: no transition for a report of status {reported!r}"
+        ) from None
 
 
 class LiveOrder(msgspec.Struct, frozen=True, kw_only=True):
@@ -152,11 +165,23 @@ class LiveOrder(msgspec.Struct, frozen=True, kw_only=True):
 class OrderState:
     """Mutable bookkeeping of one emitted order."""
 
-    __slots__ = ("client_id", "side", "level", "price", "qty", "filled", "opening",
-                 "cancel_requested", "status", "trade_ids", "traded")
+    __slots__ = (
+        "client_id",
+        "side",
+        "level",
+        "price",
+        "qty",
+        "filled",
+        "opening",
+        "cancel_requested",
+        "status",
+        "trade_ids",
+        "traded",
+    )
 
-    def __init__(self, client_id: str, side: Side, level: int, price: Decimal, qty: Decimal,
-                 opening: bool) -> None:
+    def __init__(
+        self, client_id: str, side: Side, level: int, price: Decimal, qty: Decimal, opening: bool
+    ) -> None:
         self.client_id = client_id
         self.side: Side = side
         self.level = level
@@ -218,10 +243,17 @@ class OrderState:
         return transition
 
     def view(self) -> LiveOrder:
-        return LiveOrder(client_id=self.client_id, side=self.side, level=self.level,
-                         price=self.price, qty=self.qty, filled=self.filled,
-                         opening=self.opening, cancel_requested=self.cancel_requested,
-                         status=self.status)
+        return LiveOrder(
+            client_id=self.client_id,
+            side=self.side,
+            level=self.level,
+            price=self.price,
+            qty=self.qty,
+            filled=self.filled,
+            opening=self.opening,
+            cancel_requested=self.cancel_requested,
+            status=self.status,
+        )
 
 
 # --------------------------------------------------------------------------- slots
@@ -288,8 +320,16 @@ class Slot:
     only through :meth:`fire`.
     """
 
-    __slots__ = ("level", "lot", "lot_sign", "pending", "closing_qty", "opening", "closing",
-                 "state")
+    __slots__ = (
+        "level",
+        "lot",
+        "lot_sign",
+        "pending",
+        "closing_qty",
+        "opening",
+        "closing",
+        "state",
+    )
 
     def __init__(self, level: int) -> None:
         self.level = level
@@ -311,8 +351,10 @@ class Slot:
         table has no such transition."""
         after = SLOT_TRANSITIONS.get((self.state, event))
         if after is None:
-            raise SlotBookkeepingError(f"slot {self.level}: no transition {self.state.value} "
-                                       f"--{event.value}--> (a bookkeeping bug)")
+            raise SlotBookkeepingError(
+                f"slot {self.level}: no transition {self.state.value} "
+                f"--{event.value}--> (a bookkeeping bug)"
+            )
         self.state = after
         return after
 
@@ -336,8 +378,10 @@ class Slot:
             return
         before = self.state
         if client_id not in (self.opening, self.closing):
-            raise SlotBookkeepingError(f"slot {self.level}: order {client_id} ended but the "
-                                       f"slot's live order is {self.opening or self.closing}")
+            raise SlotBookkeepingError(
+                f"slot {self.level}: order {client_id} ended but the "
+                f"slot's live order is {self.opening or self.closing}"
+            )
         self.fire(SlotEvent.DONE_HOLDING if self.closing_qty > 0 else SlotEvent.DONE_EMPTY)
         if before is SlotState.OPENING:
             self.opening = None

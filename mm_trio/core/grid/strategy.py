@@ -111,8 +111,14 @@ __all__ = ["DONE_MEMORY", "FEE_RESERVE", "GridStrategy"]
 class GridStrategy:
     """Grid market making on one symbol: events in, intents out. See the module docstring."""
 
-    def __init__(self, spec: SymbolSpec, config: GridConfig, *,
-                 start_position: Decimal = ZERO, generation_start: int = 0) -> None:
+    def __init__(
+        self,
+        spec: SymbolSpec,
+        config: GridConfig,
+        *,
+        start_position: Decimal = ZERO,
+        generation_start: int = 0,
+    ) -> None:
         _validate(spec, config, generation_start)
         self.spec = spec
         self.config = config
@@ -133,7 +139,9 @@ class GridStrategy:
         self._window = TrailingWindow(
             levels_below=config.levels_below,
             levels_above=config.levels_above if config.mode == "neutral" else 0,
-            inventory_skew=config.inventory_skew, hysteresis=config.trail_hysteresis)
+            inventory_skew=config.inventory_skew,
+            hysteresis=config.trail_hysteresis,
+        )
         self._gates = Gates()
         self._bid: Decimal | None = None
         self._ask: Decimal | None = None
@@ -145,8 +153,12 @@ class GridStrategy:
         self.stale_reports = 0  # reports the order table ignores (terminal order, other status)
 
     def _make_grid(self, anchor: Decimal) -> LevelGrid:
-        return LevelGrid(spacing=self.config.spacing, step=self.config.step, anchor=anchor,
-                         tick=self.spec.tick_size)
+        return LevelGrid(
+            spacing=self.config.spacing,
+            step=self.config.step,
+            anchor=anchor,
+            tick=self.spec.tick_size,
+        )
 
     # ================================================================== read-only views
     @property
@@ -160,8 +172,14 @@ class GridStrategy:
     @property
     def cancelling_buy_notional(self) -> Decimal:
         """The part of :attr:`open_buy_notional` whose cancel is under way."""
-        return sum((o.price * o.remaining for o in self._orders.values()
-                    if o.side == "BUY" and o.cancel_requested), ZERO)
+        return sum(
+            (
+                o.price * o.remaining
+                for o in self._orders.values()
+                if o.side == "BUY" and o.cancel_requested
+            ),
+            ZERO,
+        )
 
     def live_order(self, client_id: str) -> LiveOrder | None:
         """One live order by client id (``None`` if it is not live)."""
@@ -239,9 +257,10 @@ class GridStrategy:
         """Cancel live BUYs, farthest from the price (lowest) first, until the notional of
         those not being cancelled is at most ``keep``. Nothing is placed; the trimmed levels
         are bought again only once the gates allow new BUYs."""
-        buys = sorted((o for o in self._orders.values()
-                       if o.side == "BUY" and not o.cancel_requested),
-                      key=lambda o: (o.price, o.client_id))
+        buys = sorted(
+            (o for o in self._orders.values() if o.side == "BUY" and not o.cancel_requested),
+            key=lambda o: (o.price, o.client_id),
+        )
         kept = sum((o.price * o.remaining for o in buys), ZERO)
         out: list[Intent] = []
         for o in buys:
@@ -272,8 +291,9 @@ class GridStrategy:
         slot.lot += amount
         if order.side == "BUY":
             slot.pending += order.unconfirmed - unconfirmed_before
-        self._inventory.set_closing_qty(slot, self._sizing.closing_qty(
-            self._grid, slot.level, slot.lot, slot.pending))
+        self._inventory.set_closing_qty(
+            slot, self._sizing.closing_qty(self._grid, slot.level, slot.lot, slot.pending)
+        )
         before = order.status
         transition = order.take_status(u.status)
         if transition.reaction is OrderReaction.CANCEL_REJECTED:
@@ -295,18 +315,26 @@ class GridStrategy:
 
     # ================================================================== intents
     def _track_window(self) -> None:
-        self._window.track(self._grid, self._mid, self._bid, self._ask,
-                           self._inventory.net_held)
+        self._window.track(self._grid, self._mid, self._bid, self._ask, self._inventory.net_held)
 
-    def _place(self, level: int, side: Side, price: Decimal, qty: Decimal,
-               opening: bool) -> PlaceOrder:
+    def _place(
+        self, level: int, side: Side, price: Decimal, qty: Decimal, opening: bool
+    ) -> PlaceOrder:
         self._generation += 1
         cid = make_client_id(self._prefix, self._tag, side, level, self._generation)
         self._book.add(OrderState(cid, side, level, price, qty, opening))
         self._inventory.slot(level).place(cid, opening=opening)
-        return PlaceOrder(OrderRequest(symbol=self._symbol, client_id=cid, side=side,
-                                       price=price, qty=qty, post_only=opening),
-                          opening=opening)
+        return PlaceOrder(
+            OrderRequest(
+                symbol=self._symbol,
+                client_id=cid,
+                side=side,
+                price=price,
+                qty=qty,
+                post_only=opening,
+            ),
+            opening=opening,
+        )
 
     def _cancel(self, order: OrderState) -> CancelOrder:
         order.cancel_requested = True
@@ -317,10 +345,19 @@ class GridStrategy:
         self._track_window()
         if self._window.commit():
             self._rejected.clear()  # a rejected place may be retried once the window moves
-        return Reconcile(book=self._book, inventory=self._inventory, window=self._window,
-                         sizing=self._sizing, grid=self._grid, spec=self.spec,
-                         gates=self._gates, position=self._position, rejected=self._rejected,
-                         place=self._place, cancel=self._cancel).run()
+        return Reconcile(
+            book=self._book,
+            inventory=self._inventory,
+            window=self._window,
+            sizing=self._sizing,
+            grid=self._grid,
+            spec=self.spec,
+            gates=self._gates,
+            position=self._position,
+            rejected=self._rejected,
+            place=self._place,
+            cancel=self._cancel,
+        ).run()
 
 
 def _validate(spec: SymbolSpec, config: GridConfig, generation_start: int) -> None:
@@ -334,7 +371,9 @@ def _validate(spec: SymbolSpec, config: GridConfig, generation_start: int) -> No
     if spec.step_size <= 0:
         raise ValueError(f"step_size = {spec.step_size}: must be > 0")
     if config.spacing == "arithmetic" and config.step < spec.tick_size:
-        raise ValueError(f"grid.step = {config.step}: smaller than one tick "
-                         f"({spec.tick_size}); levels would collide")
+        raise ValueError(
+            f"grid.step = {config.step}: smaller than one tick "
+            f"({spec.tick_size}); levels would collide"
+        )
     if generation_start < 0:
         raise ValueError(f"generation_start = {generation_start}: must be >= 0")

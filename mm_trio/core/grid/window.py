@@ -79,11 +79,21 @@ class TrailingWindow:
     """Where the opening orders of a grid go: ``levels_below`` BUY levels down from the top
     level, ``levels_above`` SELL levels up from the bottom level (either may be 0)."""
 
-    __slots__ = ("_buy", "_sell", "_edges", "_skew", "_h", "key", "_key_now", "_takes",
-                 "_takes_now")
+    __slots__ = (
+        "_buy",
+        "_sell",
+        "_edges",
+        "_skew",
+        "_h",
+        "key",
+        "_key_now",
+        "_takes",
+        "_takes_now",
+    )
 
-    def __init__(self, *, levels_below: int, levels_above: int, inventory_skew: Decimal,
-                 hysteresis: Decimal) -> None:
+    def __init__(
+        self, *, levels_below: int, levels_above: int, inventory_skew: Decimal, hysteresis: Decimal
+    ) -> None:
         self._buy = _Edge("BUY", levels_below) if levels_below else None
         self._sell = _Edge("SELL", levels_above) if levels_above else None
         self._edges: dict[Side, _Edge | None] = {"BUY": self._buy, "SELL": self._sell}
@@ -95,8 +105,14 @@ class TrailingWindow:
         self._takes = (True, True)
         self._takes_now = (True, True)
 
-    def track(self, grid: LevelGrid | None, mid: Decimal | None, bid: Decimal | None,
-              ask: Decimal | None, net_held: int) -> Key:
+    def track(
+        self,
+        grid: LevelGrid | None,
+        mid: Decimal | None,
+        bid: Decimal | None,
+        ask: Decimal | None,
+        net_held: int,
+    ) -> Key:
         """Find the edge levels for the market and ``net_held`` (held long slots minus held
         short slots, for the inventory skew); returns the tracked key."""
         if grid is None or mid is None or ask is None or bid is None:
@@ -109,8 +125,10 @@ class TrailingWindow:
         top = None if buy is None else buy.track(grid, min(ref, ask), h)
         bottom = None if sell is None else sell.track(grid, max(ref, bid), h)
         if h:
-            self._takes_now = (top is None or buy is None or buy.takes_orders(),
-                               bottom is None or sell is None or sell.takes_orders())
+            self._takes_now = (
+                top is None or buy is None or buy.takes_orders(),
+                bottom is None or sell is None or sell.takes_orders(),
+            )
         self._key_now = (top, bottom)
         return self._key_now
 

@@ -38,8 +38,9 @@ class Cancellation:
     """One cancel until its outcome is known (see the module docstring). Ends with
     ``Done()``; a cancel that could not be confirmed asks for a :class:`Resync` first."""
 
-    def __init__(self, intent: CancelOrder, facts: OrderFacts, *, lossless: bool,
-                 not_before_ns: int) -> None:
+    def __init__(
+        self, intent: CancelOrder, facts: OrderFacts, *, lossless: bool, not_before_ns: int
+    ) -> None:
         self.symbol = intent.symbol
         self.client_id = intent.client_id
         self._facts = facts
@@ -99,8 +100,9 @@ class Cancellation:
         if expect is None:  # ended meanwhile: nothing left to learn about it
             return effects + self._on_resolved(None)
         side, price, qty = expect
-        self._resolution = Resolution(self.symbol, self.client_id, side, price, qty,
-                                      self._not_before)
+        self._resolution = Resolution(
+            self.symbol, self.client_id, side, price, qty, self._not_before
+        )
         self._state = "resolve"
         return effects + self._resolution.start()
 
@@ -133,9 +135,20 @@ class Cancellation:
                 if live is None:
                     return self._done()
                 side, price, qty, filled = live
-                return self._done(PresumeGone(shell_outcome(
-                    self.symbol, self.client_id, side, price, qty, "CANCELED",
-                    "unknown to venue", cum=filled)))
+                return self._done(
+                    PresumeGone(
+                        shell_outcome(
+                            self.symbol,
+                            self.client_id,
+                            side,
+                            price,
+                            qty,
+                            "CANCELED",
+                            "unknown to venue",
+                            cum=filled,
+                        )
+                    )
+                )
             if found.status in TERMINAL_STATUSES or self.sends >= CANCEL_SENDS:
                 return self._done(Adopt(found))
             return [Adopt(found), *self._send()]

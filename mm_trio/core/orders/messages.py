@@ -59,7 +59,7 @@ class Refused(msgspec.Struct, frozen=True, tag="refused"):
 
 
 class NotFound(msgspec.Struct, frozen=True, tag="not_found"):
-    """"Unknown order": the venue has no such (open) order."""
+    """ "Unknown order": the venue has no such (open) order."""
 
 
 class Unknown(msgspec.Struct, frozen=True, tag="unknown"):
@@ -187,11 +187,27 @@ class OrderFacts(Protocol):
         ...
 
 
-def shell_outcome(symbol: str, client_id: str, side: Side, price: Decimal, qty: Decimal,
-                  status: OrderStatus, reason: str, cum: Decimal = ZERO) -> OrderUpdate:
+def shell_outcome(
+    symbol: str,
+    client_id: str,
+    side: Side,
+    price: Decimal,
+    qty: Decimal,
+    status: OrderStatus,
+    reason: str,
+    cum: Decimal = ZERO,
+) -> OrderUpdate:
     """A report made by the shell, not the venue, carrying a venue outcome for our order."""
-    return OrderUpdate(symbol=symbol, client_id=client_id, side=side, price=price, qty=qty,
-                       status=status, cum_qty=cum, reason=reason)
+    return OrderUpdate(
+        symbol=symbol,
+        client_id=client_id,
+        side=side,
+        price=price,
+        qty=qty,
+        status=status,
+        cum_qty=cum,
+        reason=reason,
+    )
 
 
 def request_outcome(r: OrderRequest, status: OrderStatus, reason: str) -> OrderUpdate:
@@ -201,9 +217,17 @@ def request_outcome(r: OrderRequest, status: OrderStatus, reason: str) -> OrderU
 
 def from_open_order(order: OpenOrder) -> OrderUpdate:
     """The venue's view of an order (an ack, a query answer) as a report."""
-    return OrderUpdate(symbol=order.symbol, client_id=order.client_id, side=order.side,
-                       price=order.price, qty=order.qty, status=order.status,
-                       cum_qty=order.cum_qty, order_id=order.order_id, ts=order.ts)
+    return OrderUpdate(
+        symbol=order.symbol,
+        client_id=order.client_id,
+        side=order.side,
+        price=order.price,
+        qty=order.qty,
+        status=order.status,
+        cum_qty=order.cum_qty,
+        order_id=order.order_id,
+        ts=order.ts,
+    )
 
 
 def missed_fills(found: OpenOrder, filled: Decimal | None) -> bool:
@@ -217,5 +241,6 @@ def backoff(sends: int) -> float:
 
 
 def bad_answer(machine: object, state: str, answer: Answer) -> OrderPathError:
-    return OrderPathError(f"{type(machine).__name__} in state {state!r} cannot take "
-                          f"{type(answer).__name__}")
+    return OrderPathError(
+        f"{type(machine).__name__} in state {state!r} cannot take {type(answer).__name__}"
+    )

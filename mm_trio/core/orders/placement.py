@@ -39,8 +39,9 @@ class Placement:
     be sent.
     """
 
-    def __init__(self, request: OrderRequest, facts: OrderFacts, *, lossless: bool,
-                 not_before_ns: int) -> None:
+    def __init__(
+        self, request: OrderRequest, facts: OrderFacts, *, lossless: bool, not_before_ns: int
+    ) -> None:
         self.request = request
         self._facts = facts
         self._lossless = lossless
@@ -61,11 +62,14 @@ class Placement:
 
     def _resolve(self, what: str, message: str) -> list[Action]:
         r = self.request
-        self._resolution = Resolution(r.symbol, r.client_id, r.side, r.price, r.qty,
-                                      self._not_before)
+        self._resolution = Resolution(
+            r.symbol, r.client_id, r.side, r.price, r.qty, self._not_before
+        )
         self._state = "resolve"
-        return [Note(logging.WARNING, f"place {r.client_id} {what} ({message}); querying"),
-                *self._resolution.start()]
+        return [
+            Note(logging.WARNING, f"place {r.client_id} {what} ({message}); querying"),
+            *self._resolution.start(),
+        ]
 
     def on(self, answer: Answer) -> list[Action]:
         if self._state == "send":
@@ -101,8 +105,10 @@ class Placement:
                 self._duplicate = f"{answer.kind}: {answer.message}"
                 return self._resolve("refused as a duplicate", answer.message)
             self._state = "done"
-            return [Feed(request_outcome(r, "REJECTED", f"{answer.kind}: {answer.message}")),
-                    Done(False)]
+            return [
+                Feed(request_outcome(r, "REJECTED", f"{answer.kind}: {answer.message}")),
+                Done(False),
+            ]
         if type(answer) is Unknown:
             self._was_unknown = True
             return self._resolve("outcome unknown", answer.message)
@@ -124,6 +130,8 @@ class Placement:
             return [PresumeGone(request_outcome(r, "REJECTED", self._duplicate)), Done(True)]
         if self.sends >= PLACE_SENDS:
             self._state = "done"
-            return [PresumeGone(request_outcome(r, "REJECTED", "outcome_unknown: gave up")),
-                    Done(False)]
+            return [
+                PresumeGone(request_outcome(r, "REJECTED", "outcome_unknown: gave up")),
+                Done(False),
+            ]
         return self._send()  # confirmed absent twice: safe to send again under the same id

@@ -34,8 +34,15 @@ class Resolution:
     ``price``, ``qty``, not updated before ``not_before_ns``) exists, or
     :data:`RESOLVE_MISSES` times that it does not. Ends with :class:`Resolved`."""
 
-    def __init__(self, symbol: str, client_id: str, side: Side, price: Decimal, qty: Decimal,
-                 not_before_ns: int) -> None:
+    def __init__(
+        self,
+        symbol: str,
+        client_id: str,
+        side: Side,
+        price: Decimal,
+        qty: Decimal,
+        not_before_ns: int,
+    ) -> None:
         self.symbol = symbol
         self.client_id = client_id
         self._expect = (side, price, qty)
@@ -73,14 +80,23 @@ class Resolution:
         if type(answer) is Ok:
             side, price, qty = self._expect
             found = answer.order
-            mismatch = order_mismatch(found, side=side, price=price, qty=qty,
-                                      not_before_ns=self._not_before)
+            mismatch = order_mismatch(
+                found, side=side, price=price, qty=qty, not_before_ns=self._not_before
+            )
             if mismatch is None:
                 self._state = "done"
                 return [Resolved(found)]
-            return self._miss([Note(logging.ERROR, (
-                f"the venue's order {self.client_id} (id {found.order_id}) is not the one we "
-                f"sent ({mismatch}); not adopting it"))])
+            return self._miss(
+                [
+                    Note(
+                        logging.ERROR,
+                        (
+                            f"the venue's order {self.client_id} (id {found.order_id}) "
+                            f"is not the one we sent ({mismatch}); not adopting it"
+                        ),
+                    )
+                ]
+            )
         if type(answer) is NotFound:
             return self._miss([])
         if type(answer) is Unknown or type(answer) is Paused:

@@ -16,15 +16,22 @@ from mm_trio.core.orders.messages import (
 from mm_trio.domain.model import TERMINAL_STATUSES, OpenOrder, OrderUpdate, Side
 
 
-def resync_outcome(symbol: str, client_id: str, live: tuple[Side, Decimal, Decimal, Decimal],
-                   found: OpenOrder | None) -> Action:
+def resync_outcome(
+    symbol: str,
+    client_id: str,
+    live: tuple[Side, Decimal, Decimal, Decimal],
+    found: OpenOrder | None,
+) -> Action:
     """What a resync does with one live order once resolved: adopt what the venue says, or
     end it as unknown to the venue (and watch it)."""
     if found is not None:
         return Adopt(found)
     side, price, qty, filled = live
-    return PresumeGone(shell_outcome(symbol, client_id, side, price, qty, "CANCELED",
-                                     "resync: unknown to venue", cum=filled))
+    return PresumeGone(
+        shell_outcome(
+            symbol, client_id, side, price, qty, "CANCELED", "resync: unknown to venue", cum=filled
+        )
+    )
 
 
 # --------------------------------------------------------------------------- watching

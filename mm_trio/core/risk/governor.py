@@ -96,8 +96,20 @@ def _m(x: Decimal) -> str:
 
 
 class _SymbolState:
-    __slots__ = ("position", "mid", "open_buy", "cancelling", "reserved", "pnl", "exposure",
-                 "claim", "last_ask", "reduce_only", "reason", "since")
+    __slots__ = (
+        "position",
+        "mid",
+        "open_buy",
+        "cancelling",
+        "reserved",
+        "pnl",
+        "exposure",
+        "claim",
+        "last_ask",
+        "reduce_only",
+        "reason",
+        "since",
+    )
 
     def __init__(self) -> None:
         self.position = ZERO
@@ -236,8 +248,16 @@ class RiskGovernor:
         if now > self._now:
             self._now = now
 
-    def _band(self, scope: str, label: str, exposure: Decimal, cap: Decimal, active: bool,
-              since: float, out: list[GovernorChange]) -> tuple[bool, str, float] | None:
+    def _band(
+        self,
+        scope: str,
+        label: str,
+        exposure: Decimal,
+        cap: Decimal,
+        active: bool,
+        since: float,
+        out: list[GovernorChange],
+    ) -> tuple[bool, str, float] | None:
         """Hysteresis band in value and time: the new (reduce_only, reason, since) when the
         state flips, else None."""
         cfg = self.config
@@ -250,23 +270,43 @@ class RiskGovernor:
             held = self._now - since
             if held < cfg.reduce_only_min_hold:
                 return None  # below the band, but not reduce-only long enough yet
-            out.append(GovernorChange(scope, "normal", f"{label} {_m(exposure)} below "
-                                      f"{_m(clear_below)} (cap {_m(cap)} less "
-                                      f"{cfg.hysteresis * 100:f}% hysteresis) after "
-                                      f"{held:.1f}s reduce-only (at least "
-                                      f"{cfg.reduce_only_min_hold:g}s)"))
+            out.append(
+                GovernorChange(
+                    scope,
+                    "normal",
+                    f"{label} {_m(exposure)} below "
+                    f"{_m(clear_below)} (cap {_m(cap)} less "
+                    f"{cfg.hysteresis * 100:f}% hysteresis) after "
+                    f"{held:.1f}s reduce-only (at least "
+                    f"{cfg.reduce_only_min_hold:g}s)",
+                )
+            )
             return False, "", since
         return None
 
     def _symbol_band(self, symbol: str, st: _SymbolState, out: list[GovernorChange]) -> None:
-        flip = self._band(symbol, f"{symbol} exposure", st.exposure,
-                          self.config.max_symbol_exposure, st.reduce_only, st.since, out)
+        flip = self._band(
+            symbol,
+            f"{symbol} exposure",
+            st.exposure,
+            self.config.max_symbol_exposure,
+            st.reduce_only,
+            st.since,
+            out,
+        )
         if flip is not None:
             st.reduce_only, st.reason, st.since = flip
 
     def _total_band(self, out: list[GovernorChange]) -> None:
-        flip = self._band(TOTAL, "total exposure", self._total, self.config.max_total_exposure,
-                          self._total_ro, self._total_since, out)
+        flip = self._band(
+            TOTAL,
+            "total exposure",
+            self._total,
+            self.config.max_total_exposure,
+            self._total_ro,
+            self._total_since,
+            out,
+        )
         if flip is not None:
             self._total_ro, self._total_reason, self._total_since = flip
 
@@ -274,8 +314,10 @@ class RiskGovernor:
         pnl = self.total_pnl
         if not self._killed and pnl <= self._kill_at:
             self._killed = True
-            self.kill_reason = (f"total PnL {_m(pnl)} reached the loss limit {_m(self._kill_at)} "
-                                f"(max_total_loss {_m(self.config.max_total_loss)})")
+            self.kill_reason = (
+                f"total PnL {_m(pnl)} reached the loss limit {_m(self._kill_at)} "
+                f"(max_total_loss {_m(self.config.max_total_loss)})"
+            )
             out.append(GovernorChange(KILL, "killed", self.kill_reason))
 
     # ------------------------------------------------------------------ input
@@ -284,9 +326,17 @@ class RiskGovernor:
         first report (so symbols asking early cannot take the room of those still starting)."""
         self._state(symbol)
 
-    def update(self, symbol: str, *, position: Decimal, mid: Decimal | None,
-               open_buy_notional: Decimal, pnl: Decimal, now: float,
-               cancelling_buy_notional: Decimal = ZERO) -> list[GovernorChange]:
+    def update(
+        self,
+        symbol: str,
+        *,
+        position: Decimal,
+        mid: Decimal | None,
+        open_buy_notional: Decimal,
+        pnl: Decimal,
+        now: float,
+        cancelling_buy_notional: Decimal = ZERO,
+    ) -> list[GovernorChange]:
         """New state of one symbol (replaces its reservation); returns the changes.
 
         ``cancelling_buy_notional`` is the part of ``open_buy_notional`` whose cancel is under
@@ -356,25 +406,33 @@ class RiskGovernor:
         cap = self.config.max_symbol_exposure
         after = st.exposure + notional
         if after > cap:
-            return self._refuse(f"buy of {_m(notional)} would raise {symbol} exposure from "
-                                f"{_m(st.exposure)} to {_m(after)} (cap {_m(cap)})")
+            return self._refuse(
+                f"buy of {_m(notional)} would raise {symbol} exposure from "
+                f"{_m(st.exposure)} to {_m(after)} (cap {_m(cap)})"
+            )
         st.last_ask = notional  # it asks for room: its claim follows (see _claim)
         total_cap = self.config.max_total_exposure
         reason: str | None = None
         if self._total + notional > total_cap:
-            reason = (f"buy of {_m(notional)} would raise total exposure from "
-                      f"{_m(self._total)} to {_m(self._total + notional)} "
-                      f"(cap {_m(total_cap)})")
+            reason = (
+                f"buy of {_m(notional)} would raise total exposure from "
+                f"{_m(self._total)} to {_m(self._total + notional)} "
+                f"(cap {_m(total_cap)})"
+            )
         elif after > self._share:
             others = self._claims - st.claim
             if st.exposure > self._share:
-                reason = (f"{symbol} exposure {_m(st.exposure)} is already above its fair "
-                          f"share {_m(self._share)} of the total cap {_m(total_cap)}")
+                reason = (
+                    f"{symbol} exposure {_m(st.exposure)} is already above its fair "
+                    f"share {_m(self._share)} of the total cap {_m(total_cap)}"
+                )
             elif others + after > total_cap:
-                reason = (f"buy of {_m(notional)} would raise {symbol} exposure to "
-                          f"{_m(after)}, above its fair share {_m(self._share)} of the total "
-                          f"cap {_m(total_cap)}, into room other symbols claim "
-                          f"({_m(others)})")
+                reason = (
+                    f"buy of {_m(notional)} would raise {symbol} exposure to "
+                    f"{_m(after)}, above its fair share {_m(self._share)} of the total "
+                    f"cap {_m(total_cap)}, into room other symbols claim "
+                    f"({_m(others)})"
+                )
         if reason is None:
             st.reserved += notional
         self._recompute(st)
@@ -413,9 +471,10 @@ class RiskGovernor:
                 plan[symbol] = own
                 excess -= own
         if excess > 0:
-            ranked = sorted(self._symbols.items(),
-                            key=lambda kv: (-(kv[1].kept_exposure - plan.get(kv[0], ZERO)),
-                                            kv[0]))
+            ranked = sorted(
+                self._symbols.items(),
+                key=lambda kv: (-(kv[1].kept_exposure - plan.get(kv[0], ZERO)), kv[0]),
+            )
             for symbol, st in ranked:
                 planned = plan.get(symbol, ZERO)
                 room = st.kept - planned

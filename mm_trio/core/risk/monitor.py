@@ -152,19 +152,43 @@ class RiskMonitor:
             return out
         self._check_stale(now, out)
         c = self.config
-        if (PRICE_JUMP in self._tripped and self._last_jump is not None
-                and now - self._last_jump >= c.jump_cooldown):
-            self._clear(PRICE_JUMP, f"no new jump for {_secs(now - self._last_jump)} "
-                        f"(cool-down {_secs(c.jump_cooldown)})", now, out)
-        if (VOLUME_SPIKE in self._tripped and self._last_spike is not None
-                and now - self._last_spike >= c.volume_cooldown):
-            self._clear(VOLUME_SPIKE, f"no new volume spike for {_secs(now - self._last_spike)} "
-                        f"(cool-down {_secs(c.volume_cooldown)})", now, out)
-        if (REJECT_STORM in self._tripped and self._last_storm is not None
-                and now - self._last_storm >= c.reject_cooldown):
-            self._clear(REJECT_STORM, f"reject rate back below {c.reject_storm_count} in "
-                        f"{_secs(c.reject_storm_window)} for {_secs(now - self._last_storm)} "
-                        f"(cool-down {_secs(c.reject_cooldown)})", now, out)
+        if (
+            PRICE_JUMP in self._tripped
+            and self._last_jump is not None
+            and now - self._last_jump >= c.jump_cooldown
+        ):
+            self._clear(
+                PRICE_JUMP,
+                f"no new jump for {_secs(now - self._last_jump)} "
+                f"(cool-down {_secs(c.jump_cooldown)})",
+                now,
+                out,
+            )
+        if (
+            VOLUME_SPIKE in self._tripped
+            and self._last_spike is not None
+            and now - self._last_spike >= c.volume_cooldown
+        ):
+            self._clear(
+                VOLUME_SPIKE,
+                f"no new volume spike for {_secs(now - self._last_spike)} "
+                f"(cool-down {_secs(c.volume_cooldown)})",
+                now,
+                out,
+            )
+        if (
+            REJECT_STORM in self._tripped
+            and self._last_storm is not None
+            and now - self._last_storm >= c.reject_cooldown
+        ):
+            self._clear(
+                REJECT_STORM,
+                f"reject rate back below {c.reject_storm_count} in "
+                f"{_secs(c.reject_storm_window)} for {_secs(now - self._last_storm)} "
+                f"(cool-down {_secs(c.reject_cooldown)})",
+                now,
+                out,
+            )
         return out
 
     def _check_stale(self, now: float, out: list[BreakerChange]) -> None:
@@ -175,8 +199,9 @@ class RiskMonitor:
         gap = now - since
         if gap >= self.config.stale_after:
             what = "no quote for" if self._last_quote is not None else "no quote at all for"
-            self._trip(STALE, f"{what} {_secs(gap)} (limit {_secs(self.config.stale_after)})",
-                       now, out)
+            self._trip(
+                STALE, f"{what} {_secs(gap)} (limit {_secs(self.config.stale_after)})", now, out
+            )
 
     # ------------------------------------------------------------------ events
     def tick(self, now: float) -> list[BreakerChange]:
@@ -188,8 +213,9 @@ class RiskMonitor:
         c = self.config
         if STALE in self._tripped:
             gap = now - (self._last_quote if self._last_quote is not None else now)
-            self._clear(STALE, f"quote received after {_secs(gap)} "
-                        f"(limit {_secs(c.stale_after)})", now, out)
+            self._clear(
+                STALE, f"quote received after {_secs(gap)} (limit {_secs(c.stale_after)})", now, out
+            )
         self._last_quote = now
         mid = quote.mid
         if mid <= 0:
@@ -215,9 +241,14 @@ class RiskMonitor:
             self._last_jump = now
             maxq.clear()
             minq.clear()
-            self._trip(PRICE_JUMP, f"mid moved {_pct(move)}% in {_secs(dt)} "
-                       f"({_num(ref)} -> {_num(mid)}; limit {_pct(c.jump_pct)}% in "
-                       f"{_secs(c.jump_window)})", now, out)
+            self._trip(
+                PRICE_JUMP,
+                f"mid moved {_pct(move)}% in {_secs(dt)} "
+                f"({_num(ref)} -> {_num(mid)}; limit {_pct(c.jump_pct)}% in "
+                f"{_secs(c.jump_window)})",
+                now,
+                out,
+            )
         while maxq and maxq[-1][1] <= mid:
             maxq.pop()
         maxq.append((now, mid))
@@ -260,11 +291,16 @@ class RiskMonitor:
             return out
         self._last_spike = now
         ratio = f"{volume / baseline:.1f}x" if baseline > 0 else "inf x"
-        self._trip(VOLUME_SPIKE, f"volume {_num(volume)} in {_secs(window)} is {ratio} the "
-                   f"{n}-window average {_num(baseline)} (limit "
-                   f"{c.volume_spike_factor}x) while price fell {_pct(drop)}% "
-                   f"({_num(ref)} -> {_num(trade.price)}; "
-                   f"limit {_pct(c.volume_drop_pct)}%)", now, out)
+        self._trip(
+            VOLUME_SPIKE,
+            f"volume {_num(volume)} in {_secs(window)} is {ratio} the "
+            f"{n}-window average {_num(baseline)} (limit "
+            f"{c.volume_spike_factor}x) while price fell {_pct(drop)}% "
+            f"({_num(ref)} -> {_num(trade.price)}; "
+            f"limit {_pct(c.volume_drop_pct)}%)",
+            now,
+            out,
+        )
         return out
 
     def on_reject(self, reason: str, now: float) -> list[BreakerChange]:
@@ -274,9 +310,14 @@ class RiskMonitor:
         rejects.append(now)  # maxlen = count: only the last `count` matter
         if len(rejects) >= c.reject_storm_count and now - rejects[0] <= c.reject_storm_window:
             self._last_storm = now
-            self._trip(REJECT_STORM, f"{len(rejects)} rejects in {_secs(now - rejects[0])} "
-                       f"(limit {c.reject_storm_count} in {_secs(c.reject_storm_window)}); "
-                       f"last: {reason}", now, out)
+            self._trip(
+                REJECT_STORM,
+                f"{len(rejects)} rejects in {_secs(now - rejects[0])} "
+                f"(limit {c.reject_storm_count} in {_secs(c.reject_storm_window)}); "
+                f"last: {reason}",
+                now,
+                out,
+            )
         return out
 
     def on_pnl(self, pnl: Decimal, now: float) -> list[BreakerChange]:

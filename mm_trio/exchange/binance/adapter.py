@@ -102,8 +102,9 @@ DECODE_LOG_INTERVAL = 10.0
 """Seconds between log lines about skipped malformed / unknown-stream messages."""
 
 
-def connection_settings(venue: str, base_url: str | None,
-                        environ: Mapping[str, str]) -> dict[str, Any]:
+def connection_settings(
+    venue: str, base_url: str | None, environ: Mapping[str, str]
+) -> dict[str, Any]:
     """Constructor keywords of :meth:`BinanceExchange.from_env`: the venue's URLs (or those
     derived from ``base_url``) and the keys found in ``environ``."""
     if venue not in VENUES:
@@ -141,8 +142,12 @@ class _DecodeProblemLog:
         if now - self._last < self.interval:
             return
         self._last = now
-        log.warning("%s: %d malformed / unknown stream messages skipped (last: %s)",
-                    self.name, problems - self._logged, stats.last_error)
+        log.warning(
+            "%s: %d malformed / unknown stream messages skipped (last: %s)",
+            self.name,
+            problems - self._logged,
+            stats.last_error,
+        )
         self._logged = problems
 
 
@@ -191,8 +196,13 @@ class BinanceExchange(Exchange):
         self.limiter = limiter
         self.recv_window_ms = recv_window_ms
         self.rest = BinanceRest(
-            self.base_url, api_key=self._api_key, signer=signer, limiter=limiter,
-            recv_window_ms=recv_window_ms, timeout=timeout, transport=transport,
+            self.base_url,
+            api_key=self._api_key,
+            signer=signer,
+            limiter=limiter,
+            recv_window_ms=recv_window_ms,
+            timeout=timeout,
+            transport=transport,
         )
         self.decoder = StreamDecoder({})
         self._send, self._recv = trio.open_memory_channel[Event](buffer_size)
@@ -200,17 +210,25 @@ class BinanceExchange(Exchange):
         self._names = SymbolMap()
         self._subscribed: dict[str, None] = {}
         stream_kw: dict[str, Any] = {
-            "on_message": self._on_frame, "on_status": self._emit,
-            "initial_backoff": reconnect_initial, "max_backoff": reconnect_max,
-            "heartbeat": heartbeat, "connect_timeout": timeout,
+            "on_message": self._on_frame,
+            "on_status": self._emit,
+            "initial_backoff": reconnect_initial,
+            "max_backoff": reconnect_max,
+            "heartbeat": heartbeat,
+            "connect_timeout": timeout,
         }
         self.market = MarketStream(self.ws_url, **stream_kw)
         self.user: UserDataStream | None = None
         if signer is not None and self._api_key:
             self.user = UserDataStream(
-                ws_api_url, api_key=self._api_key, signer=signer, limiter=limiter,
-                timestamp_ms=self.rest.timestamp_ms, response_timeout=timeout,
-                max_initial_attempts=5, **stream_kw,
+                ws_api_url,
+                api_key=self._api_key,
+                signer=signer,
+                limiter=limiter,
+                timestamp_ms=self.rest.timestamp_ms,
+                response_timeout=timeout,
+                max_initial_attempts=5,
+                **stream_kw,
             )
         self._running = False
         self.dropped_events = 0
@@ -222,8 +240,10 @@ class BinanceExchange(Exchange):
 
     def __repr__(self) -> str:
         key = MASK if self._api_key else None
-        return (f"BinanceExchange(name={self.name!r}, base_url={self.base_url!r}, "
-                f"api_key={key!r}, signer={self._signer!r})")
+        return (
+            f"BinanceExchange(name={self.name!r}, base_url={self.base_url!r}, "
+            f"api_key={key!r}, signer={self._signer!r})"
+        )
 
     __str__ = __repr__
 
@@ -246,9 +266,12 @@ class BinanceExchange(Exchange):
         market data only.
         """
         settings = connection_settings(venue, base_url, os.environ if env is None else env)
-        return cls(**settings, name=venue,
-                   limiter=limiter if limiter is not None else Limiter(LimiterConfig()),
-                   **kwargs)
+        return cls(
+            **settings,
+            name=venue,
+            limiter=limiter if limiter is not None else Limiter(LimiterConfig()),
+            **kwargs,
+        )
 
     # ------------------------------------------------------------------ stream
     @property
@@ -282,14 +305,15 @@ class BinanceExchange(Exchange):
                     if self.user is not None:
                         await nursery.start(self.user.run)
                     else:
-                        await self._emit(StreamStatus(status="connected",
-                                                      reason="no user data",
-                                                      ts=time.time_ns()))
+                        await self._emit(
+                            StreamStatus(
+                                status="connected", reason="no user data", ts=time.time_ns()
+                            )
+                        )
                     task_status.started()
             except BaseExceptionGroup as group:
                 # a startup failure (bad keys, venue unreachable) surfaces as itself
-                if len(group.exceptions) == 1 and isinstance(group.exceptions[0],
-                                                              ExchangeError):
+                if len(group.exceptions) == 1 and isinstance(group.exceptions[0], ExchangeError):
                     raise group.exceptions[0] from None
                 raise
         finally:
@@ -331,8 +355,7 @@ class BinanceExchange(Exchange):
         return self._names.unified(native)
 
     async def load_specs(self) -> dict[str, SymbolSpec]:
-        body = await self.rest.request("GET", "/api/v3/exchangeInfo",
-                                       weight=Weights.EXCHANGE_INFO)
+        body = await self.rest.request("GET", "/api/v3/exchangeInfo", weight=Weights.EXCHANGE_INFO)
         specs, names = parse_exchange_info(body)
         self._specs = specs
         self._names = names
@@ -368,30 +391,47 @@ class BinanceExchange(Exchange):
             await trio.lowlevel.checkpoint()
 
     # ------------------------------------------------------------------ orders
-    async def place(self, request: OrderRequest, *,
-                    still_wanted: StillWanted | None = None) -> OpenOrder:
+    async def place(
+        self, request: OrderRequest, *, still_wanted: StillWanted | None = None
+    ) -> OpenOrder:
         check_wanted(request, still_wanted)
         params = order_params(request, self._native(request.symbol))
         try:
             body = await self.rest.request(
-                "POST", "/api/v3/order", params, weight=Weights.PLACE, orders=1, signed=True,
-                order=True, retry=False, still_wanted=still_wanted,
-                before_send=lambda: check_wanted(request, still_wanted))
+                "POST",
+                "/api/v3/order",
+                params,
+                weight=Weights.PLACE,
+                orders=1,
+                signed=True,
+                order=True,
+                retry=False,
+                still_wanted=still_wanted,
+                before_send=lambda: check_wanted(request, still_wanted),
+            )
         except Withdrawn:
             raise withdrawn_while_queued(request) from None
         return open_order_from_json(body, request.symbol, client_id=request.client_id)
 
     async def cancel(self, symbol: str, client_id: str) -> OpenOrder:
         params = {"symbol": self._native(symbol), "origClientOrderId": client_id}
-        body = await self.rest.request("DELETE", "/api/v3/order", params,
-                                       weight=Weights.CANCEL, cancel=True, signed=True,
-                                       order=True, retry=False)
+        body = await self.rest.request(
+            "DELETE",
+            "/api/v3/order",
+            params,
+            weight=Weights.CANCEL,
+            cancel=True,
+            signed=True,
+            order=True,
+            retry=False,
+        )
         return open_order_from_json(body, symbol, client_id=client_id)
 
     async def query(self, symbol: str, client_id: str) -> OpenOrder:
         params = {"symbol": self._native(symbol), "origClientOrderId": client_id}
-        body = await self.rest.request("GET", "/api/v3/order", params, weight=Weights.QUERY,
-                                       signed=True)
+        body = await self.rest.request(
+            "GET", "/api/v3/order", params, weight=Weights.QUERY, signed=True
+        )
         return open_order_from_json(body, symbol, client_id=client_id)
 
     async def open_orders(self, symbol: str | None = None) -> list[OpenOrder]:
@@ -401,31 +441,46 @@ class BinanceExchange(Exchange):
         else:
             params = {}
             weight = Weights.OPEN_ORDERS_ALL
-        body = await self.rest.request("GET", "/api/v3/openOrders", params, weight=weight,
-                                       signed=True)
+        body = await self.rest.request(
+            "GET", "/api/v3/openOrders", params, weight=weight, signed=True
+        )
         out: list[OpenOrder] = []
         for item in body:
             unified = symbol if symbol is not None else self._unified(item.get("symbol", ""))
             if unified is None:
-                log.warning("%s: open order on unlisted symbol %r skipped", self.name,
-                            item.get("symbol"))
+                log.warning(
+                    "%s: open order on unlisted symbol %r skipped", self.name, item.get("symbol")
+                )
                 continue
             out.append(open_order_from_json(item, unified))
         return out
 
     async def balances(self) -> dict[str, Balance]:
-        body = await self.rest.request("GET", "/api/v3/account", {"omitZeroBalances": "true"},
-                                       weight=Weights.ACCOUNT, signed=True)
+        body = await self.rest.request(
+            "GET",
+            "/api/v3/account",
+            {"omitZeroBalances": "true"},
+            weight=Weights.ACCOUNT,
+            signed=True,
+        )
         return balances_from_account(body)
 
     # ------------------------------------------------------------------ extras
-    async def my_trades(self, symbol: str, *, from_id: int | None = None,
-                        start_time_ms: int | None = None, limit: int = 500) -> list[MyTrade]:
+    async def my_trades(
+        self,
+        symbol: str,
+        *,
+        from_id: int | None = None,
+        start_time_ms: int | None = None,
+        limit: int = 500,
+    ) -> list[MyTrade]:
         """Our recent fills on ``symbol`` (``GET /api/v3/myTrades``, weight 20)."""
-        params = my_trades_params(self._native(symbol), from_id=from_id,
-                                  start_time_ms=start_time_ms, limit=limit)
-        body = await self.rest.request("GET", "/api/v3/myTrades", params,
-                                       weight=Weights.MY_TRADES, signed=True)
+        params = my_trades_params(
+            self._native(symbol), from_id=from_id, start_time_ms=start_time_ms, limit=limit
+        )
+        body = await self.rest.request(
+            "GET", "/api/v3/myTrades", params, weight=Weights.MY_TRADES, signed=True
+        )
         return my_trades_from_json(body, symbol)
 
     async def order_fills(self, order: OpenOrder) -> list[OrderUpdate]:
@@ -434,13 +489,19 @@ class BinanceExchange(Exchange):
         if not order.order_id:
             return []
         body = await self.rest.request(
-            "GET", "/api/v3/myTrades",
+            "GET",
+            "/api/v3/myTrades",
             {"symbol": self._native(order.symbol), "orderId": order.order_id},
-            weight=Weights.MY_TRADES_BY_ORDER, signed=True)
+            weight=Weights.MY_TRADES_BY_ORDER,
+            signed=True,
+        )
         return fills_from_trades(order, body)
 
     async def depth(self, symbol: str, limit: int = 100) -> Any:
         """Order book snapshot (``GET /api/v3/depth``; weight by ``limit``)."""
-        return await self.rest.request("GET", "/api/v3/depth",
-                                       {"symbol": self._native(symbol), "limit": limit},
-                                       weight=depth_weight(limit))
+        return await self.rest.request(
+            "GET",
+            "/api/v3/depth",
+            {"symbol": self._native(symbol), "limit": limit},
+            weight=depth_weight(limit),
+        )

@@ -423,7 +423,12 @@ class StreamDecoder:
         if status is None or side is None:
             raise MalformedMessage(f"executionReport with status {p.X!r} side {p.S!r}")
         price, qty, cum_qty, last_qty, last_price = (
-            _num(p.p), _num(p.q), _num(p.z), _num(p.l), _num(p.L))
+            _num(p.p),
+            _num(p.q),
+            _num(p.z),
+            _num(p.l),
+            _num(p.L),
+        )
         fee = _num(p.n) if p.n is not None else Decimal(0)
         self.stats.execution_report += 1
         sym = self._route(p.s)

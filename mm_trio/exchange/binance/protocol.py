@@ -116,14 +116,15 @@ REST_WEIGHTS: dict[tuple[str, str], WeightOf] = {
     ("GET", "/api/v3/time"): _fixed(Weights.TIME),
     ("GET", "/api/v3/exchangeInfo"): _fixed(Weights.EXCHANGE_INFO),
     ("GET", "/api/v3/depth"): depth_weight_of,
-    ("GET", "/api/v3/ticker/bookTicker"): _per_symbol(Weights.BOOK_TICKER_SYMBOL,
-                                                      Weights.BOOK_TICKER_ALL),
-    ("GET", "/api/v3/ticker/price"): _per_symbol(Weights.PRICE_TICKER_SYMBOL,
-                                                 Weights.PRICE_TICKER_ALL),
+    ("GET", "/api/v3/ticker/bookTicker"): _per_symbol(
+        Weights.BOOK_TICKER_SYMBOL, Weights.BOOK_TICKER_ALL
+    ),
+    ("GET", "/api/v3/ticker/price"): _per_symbol(
+        Weights.PRICE_TICKER_SYMBOL, Weights.PRICE_TICKER_ALL
+    ),
     ("GET", "/api/v3/account"): _fixed(Weights.ACCOUNT),
     ("GET", "/api/v3/myTrades"): _my_trades_weight,
-    ("GET", "/api/v3/openOrders"): _per_symbol(Weights.OPEN_ORDERS_SYMBOL,
-                                               Weights.OPEN_ORDERS_ALL),
+    ("GET", "/api/v3/openOrders"): _per_symbol(Weights.OPEN_ORDERS_SYMBOL, Weights.OPEN_ORDERS_ALL),
     ("DELETE", "/api/v3/openOrders"): _fixed(Weights.CANCEL_OPEN_ORDERS),
     ("POST", "/api/v3/order"): _fixed(Weights.PLACE),
     ("POST", "/api/v3/order/test"): _fixed(Weights.TEST_ORDER),
@@ -204,8 +205,10 @@ class ErrorMsg:
     """Reply messages whose words carry meaning a client reads (``classify`` in
     :mod:`~mm_trio.exchange.binance.rest` tells these -2010 / -1013 rejections apart by them)."""
 
-    TIMEOUT = ("Timeout waiting for response from backend server. Send status unknown; "
-               "execution status unknown.")
+    TIMEOUT = (
+        "Timeout waiting for response from backend server. Send status unknown; "
+        "execution status unknown."
+    )
     INSUFFICIENT_BALANCE = "Account has insufficient balance for requested action."
     DUPLICATE_ORDER = "Duplicate order sent."
     WOULD_TAKE = "Order would immediately match and take."

@@ -67,10 +67,10 @@ DEFAULT_RETRY_AFTER = 60.0
 ORDER_RATE_RETRY_AFTER = 10.0
 """Seconds to pause on an order-count 429 (-1015), which carries no ``Retry-After``."""
 
-_UNKNOWN_OUTCOME_CODES = frozenset({ErrorCode.UNKNOWN, ErrorCode.DISCONNECTED,
-                                    ErrorCode.UNEXPECTED_RESP, ErrorCode.TIMEOUT})
-_FILTER_CODES = frozenset({ErrorCode.INVALID_MESSAGE, ErrorCode.BAD_PRECISION,
-                           ErrorCode.NO_DEPTH})
+_UNKNOWN_OUTCOME_CODES = frozenset(
+    {ErrorCode.UNKNOWN, ErrorCode.DISCONNECTED, ErrorCode.UNEXPECTED_RESP, ErrorCode.TIMEOUT}
+)
+_FILTER_CODES = frozenset({ErrorCode.INVALID_MESSAGE, ErrorCode.BAD_PRECISION, ErrorCode.NO_DEPTH})
 _UNKNOWN_ORDER_CODES = frozenset({ErrorCode.CANCEL_REJECTED, ErrorCode.NO_SUCH_ORDER})
 _RATE_LIMIT_CODES = frozenset({ErrorCode.TOO_MANY_REQUESTS, ErrorCode.TOO_MANY_ORDERS})
 
@@ -78,22 +78,32 @@ _RATE_LIMIT_CODES = frozenset({ErrorCode.TOO_MANY_REQUESTS, ErrorCode.TOO_MANY_O
 class LimiterLike(Protocol):
     """What the client needs of the shared limiter."""
 
-    async def acquire(self, weight: int = 1, orders: int = 0, *, cancel: bool = False,
-                      still_wanted: Callable[[], bool] | None = None) -> None:
-        ...
+    async def acquire(
+        self,
+        weight: int = 1,
+        orders: int = 0,
+        *,
+        cancel: bool = False,
+        still_wanted: Callable[[], bool] | None = None,
+    ) -> None: ...
 
-    def pause(self, seconds: float, *, banned: bool = False, reason: str = "") -> None:
-        ...
+    def pause(self, seconds: float, *, banned: bool = False, reason: str = "") -> None: ...
 
-    def observe_used_weight(self, used: int) -> None:
-        ...
+    def observe_used_weight(self, used: int) -> None: ...
 
 
 _ERROR_DECODER = msgspec.json.Decoder(ErrorJson)
 
 
-def classify(status: int, code: int | None, msg: str, *, where: str = "",
-             order: bool = False, retry_after: float | None = None) -> ExchangeError:
+def classify(
+    status: int,
+    code: int | None,
+    msg: str,
+    *,
+    where: str = "",
+    order: bool = False,
+    retry_after: float | None = None,
+) -> ExchangeError:
     """The classified error for a Binance error response (pure; SPEC §12).
 
     ``order`` marks an order-entry request: an unrecognised 4xx there becomes a plain
@@ -106,8 +116,9 @@ def classify(status: int, code: int | None, msg: str, *, where: str = "",
     low = msg.lower()
     if status in (418, 429) or code in _RATE_LIMIT_CODES:
         if retry_after is None:
-            retry_after = (ORDER_RATE_RETRY_AFTER if code == ErrorCode.TOO_MANY_ORDERS
-                           else DEFAULT_RETRY_AFTER)
+            retry_after = (
+                ORDER_RATE_RETRY_AFTER if code == ErrorCode.TOO_MANY_ORDERS else DEFAULT_RETRY_AFTER
+            )
         return RateLimited(text, retry_after=retry_after, banned=status == 418, code=code)
     if status >= 500 or code in _UNKNOWN_OUTCOME_CODES:
         return OutcomeUnknown(text, code=code)
@@ -167,8 +178,9 @@ class BinanceRest:
         now_ms: Callable[[], int] | None = None,
     ) -> None:
         if not 0 < recv_window_ms <= MAX_RECV_WINDOW_MS:
-            raise ValueError(f"recv_window_ms must be in (0, {MAX_RECV_WINDOW_MS}], "
-                             f"not {recv_window_ms}")
+            raise ValueError(
+                f"recv_window_ms must be in (0, {MAX_RECV_WINDOW_MS}], not {recv_window_ms}"
+            )
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
         self._signer = signer
@@ -189,8 +201,7 @@ class BinanceRest:
 
     def __repr__(self) -> str:
         key = MASK if self._api_key else None
-        return (f"BinanceRest(base_url={self.base_url!r}, api_key={key!r}, "
-                f"signer={self._signer!r})")
+        return f"BinanceRest(base_url={self.base_url!r}, api_key={key!r}, signer={self._signer!r})"
 
     @property
     def can_sign(self) -> bool:
@@ -220,8 +231,11 @@ class BinanceRest:
         """Query string with ``recvWindow``, ``timestamp`` and ``signature`` appended."""
         if self._signer is None or not self._api_key:
             raise ExchangeError("no API key/secret configured for a signed request")
-        items = [*params.items(), ("recvWindow", self.recv_window_ms),
-                 ("timestamp", self.timestamp_ms())]
+        items = [
+            *params.items(),
+            ("recvWindow", self.recv_window_ms),
+            ("timestamp", self.timestamp_ms()),
+        ]
         return signed_query(encode_params(items), self._signer)
 
     # ------------------------------------------------------------------ requests
@@ -257,15 +271,22 @@ class BinanceRest:
         while True:
             attempt += 1
             try:
-                return await self._once(method, path, params or {}, weight=weight,
-                                        orders=orders, cancel=cancel, signed=signed,
-                                        order=order, before_send=before_send,
-                                        still_wanted=still_wanted)
+                return await self._once(
+                    method,
+                    path,
+                    params or {},
+                    weight=weight,
+                    orders=orders,
+                    cancel=cancel,
+                    signed=signed,
+                    order=order,
+                    before_send=before_send,
+                    still_wanted=still_wanted,
+                )
             except OutcomeUnknown as exc:
                 if attempt >= attempts:
                     raise
-                log.warning("%s %s: %s; retry %d/%d", method, path, exc, attempt,
-                            attempts - 1)
+                log.warning("%s %s: %s; retry %d/%d", method, path, exc, attempt, attempts - 1)
                 await trio.sleep(self._rng.uniform(0.5, 1.0) * delay)
                 delay = min(delay * 2, self.retry_max)
             except ExchangeError as exc:
@@ -275,14 +296,25 @@ class BinanceRest:
                     raise
                 resynced = True
                 attempt -= 1
-                log.warning("%s %s: timestamp outside recvWindow; re-syncing the clock",
-                            method, path)
+                log.warning(
+                    "%s %s: timestamp outside recvWindow; re-syncing the clock", method, path
+                )
                 await self.sync_time()
 
-    async def _once(self, method: str, path: str, params: Mapping[str, object], *,
-                    weight: int, orders: int, cancel: bool, signed: bool, order: bool,
-                    before_send: Callable[[], None] | None = None,
-                    still_wanted: Callable[[], bool] | None = None) -> Any:
+    async def _once(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, object],
+        *,
+        weight: int,
+        orders: int,
+        cancel: bool,
+        signed: bool,
+        order: bool,
+        before_send: Callable[[], None] | None = None,
+        still_wanted: Callable[[], bool] | None = None,
+    ) -> Any:
         if signed and not self.can_sign:
             raise ExchangeError("no API key/secret configured for a signed request")
         await self.limiter.acquire(weight, orders, cancel=cancel, still_wanted=still_wanted)
@@ -310,8 +342,7 @@ class BinanceRest:
                 return msgspec.json.decode(body)
             except msgspec.DecodeError:
                 self.errors += 1
-                raise OutcomeUnknown(f"{where}: HTTP {status} with an undecodable body") \
-                    from None
+                raise OutcomeUnknown(f"{where}: HTTP {status} with an undecodable body") from None
         self.errors += 1
         code: int | None = None
         msg = ""

@@ -86,8 +86,9 @@ class Ed25519Signer:
         try:
             key = serialization.load_pem_private_key(data, password=password)
         except (ValueError, TypeError) as exc:
-            raise ValueError(f"Ed25519 signer: cannot load the PEM private key "
-                             f"({type(exc).__name__})") from None
+            raise ValueError(
+                f"Ed25519 signer: cannot load the PEM private key ({type(exc).__name__})"
+            ) from None
         if not isinstance(key, Ed25519PrivateKey):
             raise ValueError("Ed25519 signer: the PEM key is not an Ed25519 private key")
         return cls(key)
@@ -97,8 +98,9 @@ class Ed25519Signer:
         try:
             data = Path(path).read_bytes()
         except OSError as exc:
-            raise ValueError(f"Ed25519 signer: cannot read key file {str(path)!r}: "
-                             f"{exc.strerror}") from None
+            raise ValueError(
+                f"Ed25519 signer: cannot read key file {str(path)!r}: {exc.strerror}"
+            ) from None
         return cls.from_pem(data, password)
 
     def sign(self, payload: str) -> str:
@@ -116,8 +118,12 @@ class Ed25519Signer:
     __str__ = __repr__
 
 
-def make_signer(api_key: str | None, api_secret: str | None, ed25519_key_path: str | None,
-                ed25519_password: bytes | None = None) -> Signer | None:
+def make_signer(
+    api_key: str | None,
+    api_secret: str | None,
+    ed25519_key_path: str | None,
+    ed25519_password: bytes | None = None,
+) -> Signer | None:
     """The signer of the given key material: HMAC with a secret, Ed25519 with a PEM key file,
     ``None`` with neither (public endpoints only). Both, or a key without an API key, is a
     ``ValueError``."""

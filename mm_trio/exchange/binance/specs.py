@@ -51,7 +51,6 @@ __all__ = [
 _MS = 1_000_000
 
 
-
 def fmt_decimal(value: Decimal) -> str:
     """Plain decimal string for the wire: no exponent, no trailing zeros (``1E+1`` -> ``10``).
 
@@ -182,18 +181,18 @@ def order_params(request: OrderRequest, native: str) -> dict[str, str]:
     }
     if not request.post_only:
         params["timeInForce"] = "GTC"
-    params.update({
-        "quantity": fmt_decimal(request.qty),
-        "price": fmt_decimal(request.price),
-        "newClientOrderId": request.client_id,
-        "newOrderRespType": "RESULT",
-    })
+    params.update(
+        {
+            "quantity": fmt_decimal(request.qty),
+            "price": fmt_decimal(request.price),
+            "newClientOrderId": request.client_id,
+            "newOrderRespType": "RESULT",
+        }
+    )
     return params
 
 
-def open_order_from_json(
-    data: Any, symbol: str, *, client_id: str | None = None
-) -> OpenOrder:
+def open_order_from_json(data: Any, symbol: str, *, client_id: str | None = None) -> OpenOrder:
     """An order/cancel/query/openOrders JSON object -> :class:`OpenOrder`.
 
     ``symbol`` is the unified name. A cancel response carries a fresh ``clientOrderId`` and
@@ -204,8 +203,9 @@ def open_order_from_json(
     side = SIDES.get(o.side)
     if status is None or side is None:
         raise ValueError(f"order JSON with status {o.status!r} side {o.side!r}")
-    ms = next((t for t in (o.transactTime, o.updateTime, o.time, o.workingTime)
-               if t is not None), 0)
+    ms = next(
+        (t for t in (o.transactTime, o.updateTime, o.time, o.workingTime) if t is not None), 0
+    )
     cid = client_id or o.origClientOrderId or o.clientOrderId
     return OpenOrder(
         symbol=symbol,

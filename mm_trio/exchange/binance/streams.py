@@ -150,8 +150,7 @@ class ReconnectingStream:
 
     async def _status(self, status: StreamState, reason: str) -> None:
         if self._on_status is not None:
-            await self._on_status(StreamStatus(status=status, reason=reason,
-                                               ts=time.time_ns()))
+            await self._on_status(StreamStatus(status=status, reason=reason, ts=time.time_ns()))
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Keep the stream connected until cancelled.
@@ -195,10 +194,15 @@ class ReconnectingStream:
             except Exception as exc:  # any failure of this connection: reconnect
                 self._ws = None
                 self.last_error = describe(exc)
-                if first and self.max_initial_attempts is not None \
-                        and failures + 1 >= self.max_initial_attempts:
-                    raise ExchangeError(f"{self.name} stream: cannot connect after "
-                                        f"{failures + 1} attempts: {self.last_error}") from exc
+                if (
+                    first
+                    and self.max_initial_attempts is not None
+                    and failures + 1 >= self.max_initial_attempts
+                ):
+                    raise ExchangeError(
+                        f"{self.name} stream: cannot connect after "
+                        f"{failures + 1} attempts: {self.last_error}"
+                    ) from exc
                 log.warning("%s stream dropped: %s", self.name, self.last_error)
             self._ws = None
             if opened_at is not None and trio.current_time() - opened_at >= self.stable_after:
@@ -316,8 +320,14 @@ class MarketStream(ReconnectingStream):
 
 _RESPONSE = msgspec.json.Decoder(WsApiResponseJson)
 _TERMINATED = (b'"eventStreamTerminated"', b'"serverShutdown"')
-_FATAL_CODES = frozenset({ErrorCode.UNAUTHORIZED, ErrorCode.INVALID_SIGNATURE,
-                          ErrorCode.BAD_API_KEY_FMT, ErrorCode.REJECTED_MBX_KEY})
+_FATAL_CODES = frozenset(
+    {
+        ErrorCode.UNAUTHORIZED,
+        ErrorCode.INVALID_SIGNATURE,
+        ErrorCode.BAD_API_KEY_FMT,
+        ErrorCode.REJECTED_MBX_KEY,
+    }
+)
 
 
 class UserDataStream(ReconnectingStream):
@@ -325,10 +335,18 @@ class UserDataStream(ReconnectingStream):
 
     name = "user"
 
-    def __init__(self, ws_api_url: str, *, api_key: str, signer: Signer,
-                 limiter: LimiterLike | None = None, recv_window_ms: int | None = None,
-                 timestamp_ms: Callable[[], int] | None = None,
-                 response_timeout: float = 10.0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        ws_api_url: str,
+        *,
+        api_key: str,
+        signer: Signer,
+        limiter: LimiterLike | None = None,
+        recv_window_ms: int | None = None,
+        timestamp_ms: Callable[[], int] | None = None,
+        response_timeout: float = 10.0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.ws_api_url = ws_api_url
         self._api_key = api_key
@@ -352,8 +370,11 @@ class UserDataStream(ReconnectingStream):
         if self.recv_window_ms is not None:
             params["recvWindow"] = self.recv_window_ms
         params["signature"] = self._signer.sign(ws_payload(params))
-        return {"id": f"mmtrio-uds-{next(self._ids)}",
-                "method": "userDataStream.subscribe.signature", "params": params}
+        return {
+            "id": f"mmtrio-uds-{next(self._ids)}",
+            "method": "userDataStream.subscribe.signature",
+            "params": params,
+        }
 
     async def _handshake(self, ws: WebSocketConnection) -> None:
         if self._limiter is not None:
@@ -381,8 +402,9 @@ class UserDataStream(ReconnectingStream):
         err = resp.error or {}
         code = err.get("code") if isinstance(err.get("code"), int) else None
         status = resp.status or 0
-        exc = classify(status, code, str(err.get("msg", "")),
-                       where="userDataStream.subscribe.signature")
+        exc = classify(
+            status, code, str(err.get("msg", "")), where="userDataStream.subscribe.signature"
+        )
         if isinstance(exc, RateLimited):
             if self._limiter is not None:
                 self._limiter.pause(exc.retry_after, banned=exc.banned, reason=str(exc))

@@ -35,8 +35,9 @@ class MyTrade(msgspec.Struct, frozen=True, kw_only=True):
     ts: int
 
 
-def my_trades_params(native: str, *, from_id: int | None, start_time_ms: int | None,
-                     limit: int) -> dict[str, object]:
+def my_trades_params(
+    native: str, *, from_id: int | None, start_time_ms: int | None, limit: int
+) -> dict[str, object]:
     """``GET /api/v3/myTrades`` parameters (before signing)."""
     params: dict[str, object] = {"symbol": native, "limit": limit}
     if from_id is not None:
@@ -49,9 +50,18 @@ def my_trades_params(native: str, *, from_id: int | None, start_time_ms: int | N
 def my_trades_from_json(body: Any, symbol: str) -> list[MyTrade]:
     """A ``myTrades`` body -> our trades on ``symbol`` (the unified name)."""
     return [
-        MyTrade(symbol=symbol, trade_id=t.id, order_id=str(t.orderId),
-                price=t.price, qty=t.qty, fee=t.commission, fee_asset=t.commissionAsset,
-                is_buyer=t.isBuyer, is_maker=t.isMaker, ts=t.time * _MS)
+        MyTrade(
+            symbol=symbol,
+            trade_id=t.id,
+            order_id=str(t.orderId),
+            price=t.price,
+            qty=t.qty,
+            fee=t.commission,
+            fee_asset=t.commissionAsset,
+            is_buyer=t.isBuyer,
+            is_maker=t.isMaker,
+            ts=t.time * _MS,
+        )
         for t in msgspec.convert(body, list[MyTradeJson])
     ]
 
@@ -64,11 +74,23 @@ def fills_from_trades(order: OpenOrder, body: Any) -> list[OrderUpdate]:
     cum = Decimal(0)
     for t in trades:
         cum += t.qty
-        updates.append(OrderUpdate(
-            symbol=order.symbol, client_id=order.client_id, side=order.side,
-            price=order.price, qty=order.qty,
-            status="FILLED" if cum >= order.qty else "PARTIALLY_FILLED",
-            cum_qty=cum, last_qty=t.qty, last_price=t.price, fee=t.commission,
-            fee_asset=t.commissionAsset, trade_id=t.id, order_id=order.order_id,
-            maker=t.isMaker, ts=t.time * _MS))
+        updates.append(
+            OrderUpdate(
+                symbol=order.symbol,
+                client_id=order.client_id,
+                side=order.side,
+                price=order.price,
+                qty=order.qty,
+                status="FILLED" if cum >= order.qty else "PARTIALLY_FILLED",
+                cum_qty=cum,
+                last_qty=t.qty,
+                last_price=t.price,
+                fee=t.commission,
+                fee_asset=t.commissionAsset,
+                trade_id=t.id,
+                order_id=order.order_id,
+                maker=t.isMaker,
+                ts=t.time * _MS,
+            )
+        )
     return updates

@@ -39,9 +39,11 @@ def merge_recordings(
         if ts - prev > MAX_TIME_GAP_NS:
             st.time_jumps += 1
             st.records -= 1
-            st.note(f"merged recordings: a line at {ts} jumps {(ts - prev) / _NS:+.3f} s after "
-                    f"the previous line, another file's (more than {MAX_TIME_GAP_NS / _NS:g} "
-                    "s): the files do not meet in time: skipped")
+            st.note(
+                f"merged recordings: a line at {ts} jumps {(ts - prev) / _NS:+.3f} s after "
+                f"the previous line, another file's (more than {MAX_TIME_GAP_NS / _NS:g} "
+                "s): the files do not meet in time: skipped"
+            )
             continue
         prev = ts
         yield rec

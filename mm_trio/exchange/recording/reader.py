@@ -86,8 +86,11 @@ class _Chunks:
                     data = b""
                     in_member = True
         if in_member:
-            self.damage = ("truncated", pos, "the gzip data ends before its end-of-stream "
-                           "marker: the file was cut short")
+            self.damage = (
+                "truncated",
+                pos,
+                "the gzip data ends before its end-of-stream marker: the file was cut short",
+            )
 
 
 def _salvage(d: Any, data: bytes) -> tuple[bytes, int]:
@@ -95,7 +98,7 @@ def _salvage(d: Any, data: bytes) -> tuple[bytes, int]:
     before that byte, and the byte's offset in ``data``."""
     out: list[bytes] = []
     for start in range(0, len(data), _SALVAGE_PIECE):
-        piece = data[start:start + _SALVAGE_PIECE]
+        piece = data[start : start + _SALVAGE_PIECE]
         before = d.copy()
         try:
             out.append(d.decompress(piece))
@@ -104,7 +107,7 @@ def _salvage(d: Any, data: bytes) -> tuple[bytes, int]:
             pass
         for i in range(len(piece)):  # the piece that fails, byte by byte
             try:
-                out.append(before.decompress(piece[i:i + 1]))
+                out.append(before.decompress(piece[i : i + 1]))
             except zlib.error:
                 return b"".join(out), start + i
         return b"".join(out), start + len(piece)  # pragma: no cover - the piece failed
@@ -154,8 +157,10 @@ def iter_recording(
             if rec is None or damage is not None:  # a line cut by the damage is not trusted
                 bad += 1
                 st.malformed += 1
-                st.note(f"{name}:{lineno}: malformed line {carry[:60]!r}"
-                        + (" (cut short by the damage)" if damage is not None else ""))
+                st.note(
+                    f"{name}:{lineno}: malformed line {carry[:60]!r}"
+                    + (" (cut short by the damage)" if damage is not None else "")
+                )
             else:
                 last_rec = push(rec[0], rec[1], lineno)
                 if last_rec is not None:
@@ -171,8 +176,9 @@ def iter_recording(
                 st.corrupt += 1
             last = lineno - 1 if carry.strip() else lineno
             # recorded in full (not in the capped notes): the user must hear of every one
-            st.damage.append(FileDamage(file=name, problem=problem, after_line=last,
-                                        at_byte=at, detail=detail))
+            st.damage.append(
+                FileDamage(file=name, problem=problem, after_line=last, at_byte=at, detail=detail)
+            )
         st.lines += lineno
         st.records += lineno - bad - guard.skipped
 

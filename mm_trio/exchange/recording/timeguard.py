@@ -48,8 +48,15 @@ class TimeGuard:
     it, kept at its time (``late``). So the times that come out never decrease.
     """
 
-    def __init__(self, name: str, stats: RecordingStats, *, half: int = TIME_WINDOW_HALF,
-                 jitter: int = MAX_TIME_JITTER_NS, gap: int = MAX_TIME_GAP_NS) -> None:
+    def __init__(
+        self,
+        name: str,
+        stats: RecordingStats,
+        *,
+        half: int = TIME_WINDOW_HALF,
+        jitter: int = MAX_TIME_JITTER_NS,
+        gap: int = MAX_TIME_GAP_NS,
+    ) -> None:
         self._name = name
         self._stats = stats
         self._half = half
@@ -120,10 +127,15 @@ class TimeGuard:
             median = self._buf[mid - first][0]
             low = self._buf[mid - d - first][0]
             high = self._buf[mid + d - first][0]
-        if (ts > high + (self._gap if j > mid else self._jitter)
-                or ts < low - (self._gap if j < mid else self._jitter)):
-            self._skip("time_jumps", lineno, f"receive time {ts} is {(ts - median) / _NS:+.3f} "
-                       f"s from the median of its {size} neighbouring lines")
+        if ts > high + (self._gap if j > mid else self._jitter) or ts < low - (
+            self._gap if j < mid else self._jitter
+        ):
+            self._skip(
+                "time_jumps",
+                lineno,
+                f"receive time {ts} is {(ts - median) / _NS:+.3f} "
+                f"s from the median of its {size} neighbouring lines",
+            )
             return
         anchor = self._anchor
         if anchor is None or anchor <= ts <= anchor + self._gap:
@@ -133,19 +145,26 @@ class TimeGuard:
             self._anchor_line = lineno
             self.ready.append((ts, payload))
         elif ts > anchor:
-            self._skip("time_jumps", lineno, f"receive time jumps {(ts - anchor) / _NS:+.3f} s "
-                       f"after line {self._anchor_line} (more than {self._gap / _NS:g} s)")
+            self._skip(
+                "time_jumps",
+                lineno,
+                f"receive time jumps {(ts - anchor) / _NS:+.3f} s "
+                f"after line {self._anchor_line} (more than {self._gap / _NS:g} s)",
+            )
         elif ts >= anchor - self._jitter:
             if self._run is not None:
                 self._end_run()
             self._stats.late += 1
             self.ready.append((anchor, payload))
         else:
-            self._skip("out_of_order", lineno, f"receive time {(anchor - ts) / _NS:.3f} s "
-                       f"before line {self._anchor_line} (more than {self._jitter / _NS:g} s)")
+            self._skip(
+                "out_of_order",
+                lineno,
+                f"receive time {(anchor - ts) / _NS:.3f} s "
+                f"before line {self._anchor_line} (more than {self._jitter / _NS:g} s)",
+            )
 
-    def _skip(self, counter: Literal["time_jumps", "out_of_order"], lineno: int,
-              why: str) -> None:
+    def _skip(self, counter: Literal["time_jumps", "out_of_order"], lineno: int, why: str) -> None:
         st = self._stats
         setattr(st, counter, getattr(st, counter) + 1)
         self.skipped += 1
@@ -165,8 +184,10 @@ class TimeGuard:
         if run.count == 1:
             self._stats.note(f"{self._name}:{run.first}: {run.why}: skipped")
         else:
-            self._stats.note(f"{self._name}:{run.first}-{run.last}: {run.count} lines skipped "
-                             f"(line {run.first}: {run.why})")
+            self._stats.note(
+                f"{self._name}:{run.first}-{run.last}: {run.count} lines skipped "
+                f"(line {run.first}: {run.why})"
+            )
 
 
 class _SkipRun(msgspec.Struct, kw_only=True):

@@ -53,16 +53,18 @@ class Balances:
         fl[0] += amount
         fl[1] -= amount
 
-    def settle_buy(self, base: str, quote: str, qty: Decimal, locked: Decimal,
-                   notional: Decimal, fee: Decimal) -> None:
+    def settle_buy(
+        self, base: str, quote: str, qty: Decimal, locked: Decimal, notional: Decimal, fee: Decimal
+    ) -> None:
         """A BUY filled ``qty`` for ``notional`` (``locked`` of its lock), paying ``fee``."""
         b, q = self._bal[base], self._bal[quote]
         b[0] += qty
         q[1] -= locked
         q[0] += locked - notional - fee
 
-    def settle_sell(self, base: str, quote: str, qty: Decimal, notional: Decimal,
-                    fee: Decimal) -> None:
+    def settle_sell(
+        self, base: str, quote: str, qty: Decimal, notional: Decimal, fee: Decimal
+    ) -> None:
         """A SELL filled ``qty`` (locked base) for ``notional``, paying ``fee``."""
         self._bal[base][1] -= qty
         self._bal[quote][0] += notional - fee

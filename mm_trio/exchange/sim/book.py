@@ -12,11 +12,31 @@ from mm_trio.domain.model import ZERO, OpenOrder, Quote, Side, SymbolSpec, Trade
 class RestingOrder:
     """A resting order (mutable, internal to the engine)."""
 
-    __slots__ = ("symbol", "client_id", "order_id", "side", "is_buy", "price", "qty", "cum_qty",
-                 "status", "ts", "seq")
+    __slots__ = (
+        "symbol",
+        "client_id",
+        "order_id",
+        "side",
+        "is_buy",
+        "price",
+        "qty",
+        "cum_qty",
+        "status",
+        "ts",
+        "seq",
+    )
 
-    def __init__(self, symbol: str, client_id: str, order_id: str, side: Side, price: Decimal,
-                 qty: Decimal, ts: int, seq: int) -> None:
+    def __init__(
+        self,
+        symbol: str,
+        client_id: str,
+        order_id: str,
+        side: Side,
+        price: Decimal,
+        qty: Decimal,
+        ts: int,
+        seq: int,
+    ) -> None:
         self.symbol = symbol
         self.client_id = client_id
         self.order_id = order_id
@@ -30,9 +50,17 @@ class RestingOrder:
         self.seq = seq  # placement order across the venue: the time priority
 
     def snapshot(self) -> OpenOrder:
-        return OpenOrder(symbol=self.symbol, client_id=self.client_id, order_id=self.order_id,
-                         side=self.side, price=self.price, qty=self.qty, cum_qty=self.cum_qty,
-                         status=self.status, ts=self.ts)  # type: ignore[arg-type]
+        return OpenOrder(
+            symbol=self.symbol,
+            client_id=self.client_id,
+            order_id=self.order_id,
+            side=self.side,
+            price=self.price,
+            qty=self.qty,
+            cum_qty=self.cum_qty,
+            status=self.status,  # type: ignore[arg-type]
+            ts=self.ts,
+        )
 
 
 def _bid_key(o: RestingOrder) -> tuple[Decimal, int]:
@@ -46,8 +74,18 @@ def _ask_key(o: RestingOrder) -> tuple[Decimal, int]:
 class SymbolBook:
     """One symbol: our resting orders in priority order and the latest market data."""
 
-    __slots__ = ("spec", "base", "quote", "bids", "asks", "by_cid", "last_quote", "last_trade",
-                 "bid_avail", "ask_avail")
+    __slots__ = (
+        "spec",
+        "base",
+        "quote",
+        "bids",
+        "asks",
+        "by_cid",
+        "last_quote",
+        "last_trade",
+        "bid_avail",
+        "ask_avail",
+    )
 
     def __init__(self, spec: SymbolSpec) -> None:
         self.spec = spec

@@ -80,9 +80,14 @@ WEIGHT_SPECS = 20
 class LimiterLike(Protocol):
     """What the venue needs of the shared limiter (:mod:`mm_trio.exchange.limiter`)."""
 
-    async def acquire(self, weight: int = 1, orders: int = 0, *, cancel: bool = False,
-                      still_wanted: StillWanted | None = None) -> None:
-        ...
+    async def acquire(
+        self,
+        weight: int = 1,
+        orders: int = 0,
+        *,
+        cancel: bool = False,
+        still_wanted: StillWanted | None = None,
+    ) -> None: ...
 
 
 class MarketFeed(Protocol):
@@ -93,14 +98,11 @@ class MarketFeed(Protocol):
     this is how a replay drives the venue clock from the recording.
     """
 
-    def add(self, symbol: str, start_price: Decimal) -> None:
-        ...
+    def add(self, symbol: str, start_price: Decimal) -> None: ...
 
-    def remove(self, symbol: str) -> None:
-        ...
+    def remove(self, symbol: str) -> None: ...
 
-    def advance(self, to_ts: int) -> list[Event]:
-        ...
+    def advance(self, to_ts: int) -> list[Event]: ...
 
 
 _Apply = Callable[[int], tuple[OpenOrder, list[Event]]]
@@ -136,18 +138,26 @@ class SimulatedExchange(Exchange):
     name = "sim"
     lossless_reports = True  # every outcome is posted to the one stream, in engine order
 
-    def __init__(self, config: SimVenueConfig, *, limiter: LimiterLike | None = None,
-                 feed: MarketFeed | None = None, engine: MatchingEngine | None = None,
-                 buffer_size: int = EVENT_BUFFER, epoch_ns: int = EPOCH_NS,
-                 feed_quantum: float = 0.0) -> None:
+    def __init__(
+        self,
+        config: SimVenueConfig,
+        *,
+        limiter: LimiterLike | None = None,
+        feed: MarketFeed | None = None,
+        engine: MatchingEngine | None = None,
+        buffer_size: int = EVENT_BUFFER,
+        epoch_ns: int = EPOCH_NS,
+        feed_quantum: float = 0.0,
+    ) -> None:
         self.config = config
         self.epoch_ns = epoch_ns
         # a feed with next_ts() is advanced on a grid of feed_quantum seconds: events then
         # reach us in batches, up to that much late (never early)
         self.feed_quantum = feed_quantum
         self.engine = engine if engine is not None else MatchingEngine(config)
-        self.feed: MarketFeed = (feed if feed is not None
-                                 else SyntheticFeed(config, self.engine.specs))
+        self.feed: MarketFeed = (
+            feed if feed is not None else SyntheticFeed(config, self.engine.specs)
+        )
         self._limiter = limiter
         self._send, self._recv = trio.open_memory_channel[Event](buffer_size)
         self._buffer_size = buffer_size
@@ -357,8 +367,7 @@ class SimulatedExchange(Exchange):
         if self._limiter is not None:
             await self._limiter.acquire(weight, orders, cancel=cancel)
 
-    async def _acquire_place(self, request: OrderRequest,
-                             still_wanted: StillWanted | None) -> None:
+    async def _acquire_place(self, request: OrderRequest, still_wanted: StillWanted | None) -> None:
         """The limiter grant for a placement; one withdrawn while it waits costs nothing."""
         check_wanted(request, still_wanted)
         if self._limiter is None:
@@ -400,8 +409,9 @@ class SimulatedExchange(Exchange):
                 self.feed.remove(symbol)
         await trio.lowlevel.checkpoint()
 
-    async def place(self, request: OrderRequest, *,
-                    still_wanted: StillWanted | None = None) -> OpenOrder:
+    async def place(
+        self, request: OrderRequest, *, still_wanted: StillWanted | None = None
+    ) -> OpenOrder:
         await self._acquire_place(request, still_wanted)
         check_wanted(request, still_wanted)  # for a limiter that does not ask it itself
         engine = self.engine

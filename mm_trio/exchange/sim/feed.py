@@ -45,8 +45,19 @@ def symbol_seed(seed: int, symbol: str) -> int:
 class _SymState:
     """Random-walk state of one symbol."""
 
-    __slots__ = ("symbol", "rng", "start", "x", "center", "tick", "tick_f", "step", "mu_top",
-                 "mu_trade", "trade_id")
+    __slots__ = (
+        "symbol",
+        "rng",
+        "start",
+        "x",
+        "center",
+        "tick",
+        "tick_f",
+        "step",
+        "mu_top",
+        "mu_trade",
+        "trade_id",
+    )
 
     def __init__(self, symbol: str, seed: int, start: float, spec: SymbolSpec) -> None:
         self.symbol = symbol
@@ -151,8 +162,11 @@ class SyntheticFeed:
         tick, step, symbol = st.tick, st.step, st.symbol
         bid = tick * bid_t
         ask = tick * ask_t
-        out.append(Quote(symbol=symbol, bid=bid, bid_qty=step * bid_q, ask=ask,
-                         ask_qty=step * ask_q, ts=ts))
+        out.append(
+            Quote(
+                symbol=symbol, bid=bid, bid_qty=step * bid_q, ask=ask, ask_qty=step * ask_q, ts=ts
+            )
+        )
         # Poisson number of trades (Knuth), almost always 0 or 1
         limit = self._poisson_l
         p = rng.random()
@@ -162,6 +176,14 @@ class SyntheticFeed:
             size = int(rng.lognormvariate(st.mu_trade, 1.0))
             size = 1 if size < 1 else (top if size > top else size)
             st.trade_id += 1
-            out.append(Trade(symbol=symbol, price=bid if seller else ask, qty=step * size,
-                             buyer_maker=seller, trade_id=st.trade_id, ts=ts))
+            out.append(
+                Trade(
+                    symbol=symbol,
+                    price=bid if seller else ask,
+                    qty=step * size,
+                    buyer_maker=seller,
+                    trade_id=st.trade_id,
+                    ts=ts,
+                )
+            )
             p *= rng.random()

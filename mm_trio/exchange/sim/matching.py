@@ -136,8 +136,7 @@ class MatchingEngine:
         self.fees: dict[str, Decimal] = {}
 
     # ------------------------------------------------------------------ registry
-    def add_symbol(self, spec: SymbolSpec, start_price: Decimal, *,
-                   replace: bool = False) -> None:
+    def add_symbol(self, spec: SymbolSpec, start_price: Decimal, *, replace: bool = False) -> None:
         """List another symbol (e.g. one found in a recording). Idempotent per symbol unless
         ``replace`` (then a listed symbol without resting orders gets the new spec)."""
         book = self._books.get(spec.symbol)
@@ -160,8 +159,7 @@ class MatchingEngine:
                 parse_symbol(symbol)
             except SymbolError as exc:
                 raise UnknownSymbol(str(exc), code=CODE_BAD_SYMBOL) from None
-            raise UnknownSymbol(f"Invalid symbol: {symbol} is not listed",
-                                code=CODE_BAD_SYMBOL)
+            raise UnknownSymbol(f"Invalid symbol: {symbol} is not listed", code=CODE_BAD_SYMBOL)
         return book
 
     # ------------------------------------------------------------------ queries
@@ -219,8 +217,10 @@ class MatchingEngine:
         if request.client_id in book.by_cid:
             raise DuplicateOrder("Duplicate order sent.", code=CODE_REJECTED)
         if len(book.by_cid) >= spec.max_orders:
-            raise TooManyOrders(f"Filter failure: MAX_NUM_ORDERS ({spec.max_orders} open on "
-                                f"{request.symbol})", code=CODE_FILTER)
+            raise TooManyOrders(
+                f"Filter failure: MAX_NUM_ORDERS ({spec.max_orders} open on {request.symbol})",
+                code=CODE_FILTER,
+            )
         q = book.last_quote
         is_buy = side == "BUY"
         crosses = q is not None and (price >= q.ask if is_buy else price <= q.bid)
@@ -229,16 +229,26 @@ class MatchingEngine:
         lock_asset = book.quote if is_buy else book.base
         lock_amount = price * qty if is_buy else qty
         if not self._balances.lock(lock_asset, lock_amount):
-            raise InsufficientBalance("Account has insufficient balance for requested action.",
-                                      code=CODE_REJECTED)
+            raise InsufficientBalance(
+                "Account has insufficient balance for requested action.", code=CODE_REJECTED
+            )
         order_id = str(self._next_order_id)
         self._next_order_id += 1
         self._seq += 1
-        order = RestingOrder(request.symbol, request.client_id, order_id, side, price, qty, ts,
-                       self._seq)
+        order = RestingOrder(
+            request.symbol, request.client_id, order_id, side, price, qty, ts, self._seq
+        )
         events: list[Event] = [
-            OrderUpdate(symbol=order.symbol, client_id=order.client_id, side=side, price=price,
-                        qty=qty, status="NEW", order_id=order_id, ts=ts),
+            OrderUpdate(
+                symbol=order.symbol,
+                client_id=order.client_id,
+                side=side,
+                price=price,
+                qty=qty,
+                status="NEW",
+                order_id=order_id,
+                ts=ts,
+            ),
             self._balances.event(lock_asset, ts),
         ]
         if crosses and q is not None:
@@ -268,9 +278,17 @@ class MatchingEngine:
         order.ts = ts
         snap = self._finish(order)
         events: list[Event] = [
-            OrderUpdate(symbol=symbol, client_id=client_id, side=order.side, price=order.price,
-                        qty=order.qty, status="CANCELED", cum_qty=order.cum_qty,
-                        order_id=order.order_id, ts=ts),
+            OrderUpdate(
+                symbol=symbol,
+                client_id=client_id,
+                side=order.side,
+                price=order.price,
+                qty=order.qty,
+                status="CANCELED",
+                cum_qty=order.cum_qty,
+                order_id=order.order_id,
+                ts=ts,
+            ),
             self._balances.event(asset, ts),
         ]
         return snap, events
@@ -285,15 +303,23 @@ class MatchingEngine:
             done.popitem(last=False)
         return snap
 
-    def _fill(self, book: SymbolBook, order: RestingOrder, qty: Decimal, price: Decimal,
-              maker: bool, ts: int, events: list[Event]) -> None:
+    def _fill(
+        self,
+        book: SymbolBook,
+        order: RestingOrder,
+        qty: Decimal,
+        price: Decimal,
+        maker: bool,
+        ts: int,
+        events: list[Event],
+    ) -> None:
         """Apply one fill of ``qty`` at ``price`` to ``order`` and append its events."""
         notional = price * qty
         fee = (notional * (self.maker_fee if maker else self.taker_fee)).quantize(
-            FEE_QUANTUM, rounding=ROUND_HALF_UP)
+            FEE_QUANTUM, rounding=ROUND_HALF_UP
+        )
         if order.is_buy:
-            self._balances.settle_buy(book.base, book.quote, qty, order.price * qty, notional,
-                                      fee)
+            self._balances.settle_buy(book.base, book.quote, qty, order.price * qty, notional, fee)
         else:
             self._balances.settle_sell(book.base, book.quote, qty, notional, fee)
         order.cum_qty += qty
@@ -307,16 +333,38 @@ class MatchingEngine:
         else:
             self.taker_fills += 1
         self.fees[book.quote] = self.fees.get(book.quote, ZERO) + fee
-        events.append(OrderUpdate(
-            symbol=order.symbol, client_id=order.client_id, side=order.side, price=order.price,
-            qty=order.qty, status=order.status, cum_qty=order.cum_qty,  # type: ignore[arg-type]
-            last_qty=qty, last_price=price, fee=fee, fee_asset=book.quote, trade_id=trade_id,
-            order_id=order.order_id, maker=maker, ts=ts))
+        events.append(
+            OrderUpdate(
+                symbol=order.symbol,
+                client_id=order.client_id,
+                side=order.side,
+                price=order.price,
+                qty=order.qty,
+                status=order.status,  # type: ignore[arg-type]
+                cum_qty=order.cum_qty,
+                last_qty=qty,
+                last_price=price,
+                fee=fee,
+                fee_asset=book.quote,
+                trade_id=trade_id,
+                order_id=order.order_id,
+                maker=maker,
+                ts=ts,
+            )
+        )
         events.append(self._balances.event(book.base, ts))
         events.append(self._balances.event(book.quote, ts))
 
-    def _fill_side(self, book: SymbolBook, orders: list[RestingOrder], budget: Decimal,
-                   limit: Decimal, touch: bool | None, ts: int, events: list[Event]) -> Decimal:
+    def _fill_side(
+        self,
+        book: SymbolBook,
+        orders: list[RestingOrder],
+        budget: Decimal,
+        limit: Decimal,
+        touch: bool | None,
+        ts: int,
+        events: list[Event],
+    ) -> Decimal:
         """Fill the eligible prefix of ``orders`` (priority order) with up to ``budget``.
 
         An order is eligible if the market went through its price (``limit`` strictly better
@@ -369,11 +417,13 @@ class MatchingEngine:
         events: list[Event] = []
         if bids and bids[0].price >= quote.ask:
             # the ask reached our buy: it would match at our price (touch counts here)
-            book.ask_avail = self._fill_side(book, bids, quote.ask_qty, quote.ask, True,
-                                             quote.ts, events)
+            book.ask_avail = self._fill_side(
+                book, bids, quote.ask_qty, quote.ask, True, quote.ts, events
+            )
         if asks and asks[0].price <= quote.bid:
-            book.bid_avail = self._fill_side(book, asks, quote.bid_qty, quote.bid, True,
-                                             quote.ts, events)
+            book.bid_avail = self._fill_side(
+                book, asks, quote.bid_qty, quote.bid, True, quote.ts, events
+            )
         return events
 
     def on_trade(self, trade: Trade) -> list[Event]:

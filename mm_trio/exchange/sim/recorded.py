@@ -23,8 +23,24 @@ from mm_trio.exchange.binance.decode import StreamDecoder
 from mm_trio.exchange.recording import RecordingStats, infer_specs, merge_recordings
 
 # Quote assets recognised when splitting a native symbol (longest match wins).
-KNOWN_QUOTES = ("FDUSD", "USDT", "USDC", "TUSD", "BUSD", "DAI", "BTC", "ETH", "BNB", "EUR",
-                "TRY", "BRL", "JPY", "GBP", "AUD", "USD")
+KNOWN_QUOTES = (
+    "FDUSD",
+    "USDT",
+    "USDC",
+    "TUSD",
+    "BUSD",
+    "DAI",
+    "BTC",
+    "ETH",
+    "BNB",
+    "EUR",
+    "TRY",
+    "BRL",
+    "JPY",
+    "GBP",
+    "AUD",
+    "USD",
+)
 
 
 ReplayError = ReplayInputError
@@ -37,13 +53,18 @@ def split_native(native: str, overrides: dict[str, str] | None = None) -> str:
     for quote in sorted(KNOWN_QUOTES, key=len, reverse=True):
         if native.endswith(quote) and len(native) > len(quote):
             return f"{native[: -len(quote)]}/{quote}"
-    raise ReplayError(f"cannot tell base from quote in native symbol {native!r}: "
-                      f"add it to [replay] symbols, e.g. {native} = \"BASE/QUOTE\"")
+    raise ReplayError(
+        f"cannot tell base from quote in native symbol {native!r}: "
+        f'add it to [replay] symbols, e.g. {native} = "BASE/QUOTE"'
+    )
 
 
-def discover_symbols(paths: Sequence[Path], overrides: dict[str, str] | None = None,
-                     max_lines: int = 5000, unknown: dict[str, str] | None = None,
-                     ) -> dict[str, str]:
+def discover_symbols(
+    paths: Sequence[Path],
+    overrides: dict[str, str] | None = None,
+    max_lines: int = 5000,
+    unknown: dict[str, str] | None = None,
+) -> dict[str, str]:
     """Native -> unified symbol map from the stream names in the first lines of each file.
 
     A native name that cannot be split into base and quote is left out (its lines are then
@@ -78,8 +99,9 @@ class _Envelope(msgspec.Struct):
 class ReplayFeed:
     """Recorded market data as a venue feed: ``next_ts`` drives the venue clock."""
 
-    def __init__(self, paths: Sequence[Path], decoder: StreamDecoder,
-                 stats: RecordingStats | None = None) -> None:
+    def __init__(
+        self, paths: Sequence[Path], decoder: StreamDecoder, stats: RecordingStats | None = None
+    ) -> None:
         self.stats = stats if stats is not None else RecordingStats()
         self._records = merge_recordings(paths, self.stats)
         self._decoder = decoder
@@ -127,8 +149,13 @@ class ShiftedReplayFeed(ReplayFeed):
     """A :class:`ReplayFeed` played on another clock: every time is moved by ``shift_ns``
     (the paper venue replays a recording in real time, stamped with today's time)."""
 
-    def __init__(self, paths: Sequence[Path], decoder: StreamDecoder, shift_ns: int,
-                 stats: RecordingStats | None = None) -> None:
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        decoder: StreamDecoder,
+        shift_ns: int,
+        stats: RecordingStats | None = None,
+    ) -> None:
         super().__init__(paths, decoder, stats)
         self.shift_ns = shift_ns
 
@@ -138,12 +165,16 @@ class ShiftedReplayFeed(ReplayFeed):
 
     def advance(self, to_ts: int) -> list[Event]:
         shift = self.shift_ns
-        return [msgspec.structs.replace(ev, ts=ev.ts + shift)
-                for ev in super().advance(to_ts - shift)]
+        return [
+            msgspec.structs.replace(ev, ts=ev.ts + shift) for ev in super().advance(to_ts - shift)
+        ]
 
 
-def replay_market(paths: Sequence[Path], config: Config, start_ns: int,
-                  ) -> tuple[ShiftedReplayFeed, dict[str, SymbolSpec], dict[str, Decimal]]:
+def replay_market(
+    paths: Sequence[Path],
+    config: Config,
+    start_ns: int,
+) -> tuple[ShiftedReplayFeed, dict[str, SymbolSpec], dict[str, Decimal]]:
     """A feed replaying ``paths`` from venue time ``start_ns``, with the recorded symbols'
     specs and first prices (for a venue serving recorded market data)."""
     for p in paths:
@@ -155,23 +186,29 @@ def replay_market(paths: Sequence[Path], config: Config, start_ns: int,
     return feed, specs, mids
 
 
-def recorded_market(paths: Sequence[Path], config: Config,
-                    ) -> tuple[dict[str, str], dict[str, SymbolSpec], dict[str, Decimal]]:
+def recorded_market(
+    paths: Sequence[Path],
+    config: Config,
+) -> tuple[dict[str, str], dict[str, SymbolSpec], dict[str, Decimal]]:
     """What the recordings hold: native -> unified names, a spec per recorded symbol
     (inferred, then ``[replay.specs]`` overrides) and each symbol's first price."""
     unknown: dict[str, str] = {}
     native_map = discover_symbols(paths, dict(config.replay.symbols), unknown=unknown)
     if not native_map:
         why = "; ".join(unknown.values())
-        raise ReplayError("no market-data streams found in " + ", ".join(map(str, paths))
-                          + (f" ({why})" if why else ""))
+        raise ReplayError(
+            "no market-data streams found in "
+            + ", ".join(map(str, paths))
+            + (f" ({why})" if why else "")
+        )
     specs = build_specs(paths, config, native_map)
     mids = _first_mids(paths, StreamDecoder(native_map, clock="recv"), set(specs))
     return native_map, specs, mids
 
 
-def _first_mids(paths: Sequence[Path], decoder: StreamDecoder, symbols: set[str],
-                max_lines: int = 20000) -> dict[str, Decimal]:
+def _first_mids(
+    paths: Sequence[Path], decoder: StreamDecoder, symbols: set[str], max_lines: int = 20000
+) -> dict[str, Decimal]:
     mids: dict[str, Decimal] = {}
     for n, (ts, raw) in enumerate(merge_recordings(paths)):
         if n >= max_lines or len(mids) == len(symbols):
@@ -184,8 +221,9 @@ def _first_mids(paths: Sequence[Path], decoder: StreamDecoder, symbols: set[str]
     return mids
 
 
-def build_specs(paths: Sequence[Path], config: Config,
-                native_map: dict[str, str]) -> dict[str, SymbolSpec]:
+def build_specs(
+    paths: Sequence[Path], config: Config, native_map: dict[str, str]
+) -> dict[str, SymbolSpec]:
     """Specs for every recorded symbol: inferred from the data, then config overrides."""
     decoder = StreamDecoder(native_map, clock="recv")
     overrides: dict[str, dict[str, Any]] = {

@@ -65,13 +65,27 @@ def derive_spec(symbol: str, price: Decimal, *, max_orders: int = 200) -> Symbol
     return _make_spec(symbol, base, quote, tick, step, min_notional_for(quote), max_orders)
 
 
-def _make_spec(symbol: str, base: str, quote: str, tick: Decimal, step: Decimal,
-               min_notional: Decimal, max_orders: int) -> SymbolSpec:
+def _make_spec(
+    symbol: str,
+    base: str,
+    quote: str,
+    tick: Decimal,
+    step: Decimal,
+    min_notional: Decimal,
+    max_orders: int,
+) -> SymbolSpec:
     return SymbolSpec(
-        symbol=symbol, base=base, quote=quote, tick_size=tick, step_size=step,
-        min_price=tick, max_price=max(Decimal(1000000), tick * 10**10),
-        min_qty=step, max_qty=max(Decimal(9000000), step * 10**9),
-        min_notional=min_notional, max_orders=max_orders,
+        symbol=symbol,
+        base=base,
+        quote=quote,
+        tick_size=tick,
+        step_size=step,
+        min_price=tick,
+        max_price=max(Decimal(1000000), tick * 10**10),
+        min_qty=step,
+        max_qty=max(Decimal(9000000), step * 10**9),
+        min_notional=min_notional,
+        max_orders=max_orders,
     )
 
 
@@ -84,8 +98,15 @@ def build_registry(config: SimVenueConfig) -> tuple[dict[str, SymbolSpec], dict[
     prices: dict[str, Decimal] = {}
     for symbol, (start, tick, step) in BUILTIN_SYMBOLS.items():
         base, quote = parse_symbol(symbol)
-        specs[symbol] = _make_spec(symbol, base, quote, Decimal(tick), Decimal(step),
-                                   min_notional_for(quote), config.max_orders)
+        specs[symbol] = _make_spec(
+            symbol,
+            base,
+            quote,
+            Decimal(tick),
+            Decimal(step),
+            min_notional_for(quote),
+            config.max_orders,
+        )
         prices[symbol] = Decimal(start)
     for symbol, extra in config.extra_symbols.items():
         price = Decimal(extra)
@@ -115,8 +136,9 @@ def _usd_price(asset: str, prices: Mapping[str, Decimal], depth: int = 0) -> Dec
     return None
 
 
-def starting_balances(config: SimVenueConfig, specs: Mapping[str, SymbolSpec],
-                      prices: Mapping[str, Decimal]) -> dict[str, Decimal]:
+def starting_balances(
+    config: SimVenueConfig, specs: Mapping[str, SymbolSpec], prices: Mapping[str, Decimal]
+) -> dict[str, Decimal]:
     """Starting balance of every asset the registry mentions.
 
     Assets in ``config.balances`` start with that amount. Any other base asset starts with
