@@ -405,3 +405,20 @@ async def test_acquire_is_a_checkpoint(autojump_clock: trio.testing.MockClock) -
         with pytest.raises(trio.Cancelled):
             await limiter.acquire(1)
     assert limiter.sent_weight == 0
+
+
+def test_asking_about_a_later_time_changes_no_later_answer() -> None:
+    """Queries never change a bucket: probing a later time (as a caller may, to find when
+    a request fits) and then asking about now gives the answer now had before. Found by
+    the any-window property: the probe used to drop spends still in the window."""
+    core = LimiterCore(RateLimits(weight=90, orders_short=9, orders_day=40))
+    for t, w in ((0.0, 17), (17.0, 24), (30.0, 47)):
+        core.take(w, 0, t)
+    assert not core.can_take(44, 0, 30.0)
+    assert core.next_time(44, 0, 30.0) == 90.0
+    assert core.can_take(19, 0, 60.0)  # a probe of a later time ...
+    assert core.weight.used(60.0) == 71
+    assert not core.can_take(3, 0, 30.0)  # ... leaves the window at 30 s full
+    assert core.weight.used(30.0) == 88
+    core.take(2, 0, 30.0)
+    assert core.weight.used(30.0) == 90

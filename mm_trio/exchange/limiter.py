@@ -91,28 +91,44 @@ class WindowBucket:
         self._used = 0
 
     def _expire(self, now: float) -> None:
+        """Drop the spends that have come back by ``now`` (only :meth:`take` does this:
+        the queries below never change the bucket, so asking about a later time -- as
+        :meth:`next_time`'s callers may -- cannot make an earlier answer wrong)."""
         log = self._log
         window = self.window
         while log and log[0].at + window <= now:
             self._used -= log.popleft().amount
 
+    def _used_at(self, now: float) -> int:
+        used = self._used
+        window = self.window
+        for spend in self._log:
+            if spend.at + window > now:
+                break
+            used -= spend.amount
+        return used
+
     def used(self, now: float) -> int:
         """Units spent in ``(now - window, now]``."""
-        self._expire(now)
-        return self._used
+        return self._used_at(now)
 
     def can_take(self, amount: int, now: float) -> bool:
         if amount <= 0:
             return True
-        self._expire(now)
-        return self._used + amount <= self.limit
+        return self._used_at(now) + amount <= self.limit
 
     def take(self, amount: int, now: float) -> None:
-        """Record a spend (callers check :meth:`can_take` first; ``observe`` may overdraw)."""
+        """Record a spend (callers check :meth:`can_take` first; ``observe`` may overdraw).
+
+        A spend stamped earlier than the newest one is stamped with the newest time: its
+        tokens then come back later, never earlier (time only moves forward for takes).
+        """
         if amount <= 0:
             return
-        self._expire(now)
         log = self._log
+        if log and now < log[-1].at:
+            now = log[-1].at
+        self._expire(now)
         if log and now - log[-1].at <= self.resolution:
             last = log[-1]
             last.at = max(last.at, now)
@@ -125,14 +141,20 @@ class WindowBucket:
         """Earliest time ``>= now`` at which ``amount`` fits (if nothing else is taken)."""
         if amount > self.limit:
             raise ValueError(f"{self.name}: request of {amount} exceeds the limit {self.limit}")
-        if self.can_take(amount, now):
+        if amount <= 0:
+            return now  # nothing to take: fits even an overdrawn bucket (see can_take)
+        used = self._used_at(now)
+        if used + amount <= self.limit:
             return now
-        excess = self._used + amount - self.limit
+        excess = used + amount - self.limit
         freed = 0
+        window = self.window
         for spend in self._log:
+            if spend.at + window <= now:
+                continue  # already back by now (counted out of ``used``)
             freed += spend.amount
             if freed >= excess:
-                return spend.at + self.window
+                return spend.at + window
         raise AssertionError("unreachable: the whole log frees enough")  # pragma: no cover
 
 
