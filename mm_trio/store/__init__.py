@@ -1,0 +1,31 @@
+"""Persistent state of one trading account (SPEC §9): see :mod:`mm_trio.store.state`."""
+
+from __future__ import annotations
+
+from mm_trio.store.state import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    Fill,
+    Intent,
+    JournalEvent,
+    Latch,
+    Migration,
+    StateStore,
+    StoreError,
+    StoreVersionError,
+    SymbolRecord,
+)
+
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "Fill",
+    "Intent",
+    "JournalEvent",
+    "Latch",
+    "Migration",
+    "StateStore",
+    "StoreError",
+    "StoreVersionError",
+    "SymbolRecord",
+]

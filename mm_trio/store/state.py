@@ -1,0 +1,553 @@
+"""The state store: one SQLite file per trading account (SPEC §9).
+
+It owns what must survive a restart: the symbol registry (what runs, with its effective
+config and state), the order journal (every intent, written *before* its request is sent,
+then every answer and report about it), the fill ledger keyed by the venue's trade id, and
+the latches (kill switch, breakers). It owns no policy: callers decide what to write and
+what a loaded state means.
+
+Durability: the file is in WAL mode with ``synchronous=NORMAL``. Every write method commits
+before it returns, so a transaction that returned survives a crash or ``kill -9`` of the
+process (the committed WAL frames are in the OS's page cache). An OS crash or power loss
+may lose the last transactions since the WAL was last synced, never the file's consistency.
+Callers therefore *persist, then act*: a journalled intent is durable before its order is
+sent.
+
+Schema: ``PRAGMA user_version`` is the schema version; :data:`MIGRATIONS` takes a file from
+version ``i`` to ``i + 1``. Opening an older file migrates it in one transaction; a file
+newer than this code is refused with :class:`StoreVersionError` before anything is written.
+Numbers are ``Decimal`` stored as their exact text; times are integer nanoseconds.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from types import TracebackType
+from typing import NamedTuple, Self
+
+from mm_trio.domain.ids import parse_client_id
+from mm_trio.domain.model import TERMINAL_STATUSES, ZERO, Side
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+"""The first 16 bytes of every SQLite database file."""
+DEFAULT_BUSY_TIMEOUT_S = 5.0
+"""How long a write waits for another writer's lock before :class:`StoreError`."""
+ENDED_KIND = "ended"
+"""An event ``kind`` that ends an intent whatever its payload (e.g. resolved on restart)."""
+NO_GENERATION = -1
+""":meth:`StateStore.last_generation` of a symbol with no intent (``+ 1`` gives 0)."""
+_SIDES: frozenset[str] = frozenset({"BUY", "SELL"})
+
+Migration = tuple[str, ...]
+"""The SQL statements that take the schema from one version to the next."""
+
+_V1: Migration = (
+    """CREATE TABLE symbols (
+        symbol TEXT PRIMARY KEY,
+        config TEXT NOT NULL,
+        state TEXT NOT NULL,
+        updated_ns INTEGER NOT NULL
+    )""",
+    """CREATE TABLE intents (
+        client_id TEXT PRIMARY KEY,
+        symbol TEXT NOT NULL,
+        level INTEGER NOT NULL,
+        side TEXT NOT NULL CHECK (side IN ('BUY', 'SELL')),
+        price TEXT NOT NULL,
+        qty TEXT NOT NULL,
+        generation INTEGER NOT NULL,
+        ts_ns INTEGER NOT NULL
+    )""",
+    "CREATE INDEX intents_by_symbol ON intents (symbol, generation)",
+    """CREATE TABLE events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        client_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        terminal INTEGER NOT NULL,
+        ts_ns INTEGER NOT NULL
+    )""",
+    "CREATE INDEX events_by_client_id ON events (client_id, seq)",
+    # trade ids are unique per symbol on a venue (Binance), not across symbols
+    """CREATE TABLE fills (
+        symbol TEXT NOT NULL,
+        trade_id TEXT NOT NULL,
+        order_id TEXT NOT NULL,
+        client_id TEXT NOT NULL,
+        side TEXT NOT NULL CHECK (side IN ('BUY', 'SELL')),
+        price TEXT NOT NULL,
+        qty TEXT NOT NULL,
+        fee TEXT NOT NULL,
+        fee_asset TEXT NOT NULL,
+        ts_ns INTEGER NOT NULL,
+        PRIMARY KEY (symbol, trade_id)
+    )""",
+    """CREATE TABLE latches (
+        name TEXT PRIMARY KEY,
+        reason TEXT NOT NULL,
+        ts_ns INTEGER NOT NULL
+    )""",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1,)
+"""``MIGRATIONS[i]`` takes a file from schema version ``i`` to ``i + 1``."""
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class StoreError(Exception):
+    """The state store cannot be used: the message names the file and what is wrong."""
+
+
+class StoreVersionError(StoreError):
+    """The file was written by a newer mm-trio (a higher schema version than this code)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolRecord:
+    symbol: str
+    config_json: str
+    state: str
+    updated_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    """An order we decided to send, journalled before it was sent."""
+
+    client_id: str
+    symbol: str
+    level: int
+    side: Side
+    price: Decimal
+    qty: Decimal
+    generation: int
+    ts_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEvent:
+    """An answer or report about one client id; ``terminal`` if it ended the order."""
+
+    seq: int
+    client_id: str
+    kind: str
+    payload_json: str
+    terminal: bool
+    ts_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    symbol: str
+    trade_id: str
+    order_id: str
+    client_id: str
+    side: Side
+    price: Decimal
+    qty: Decimal
+    fee: Decimal
+    fee_asset: str
+    ts_ns: int
+
+
+class Latch(NamedTuple):
+    reason: str
+    ts_ns: int
+
+
+def _dec(value: Decimal, what: str) -> str:
+    if not isinstance(value, Decimal) or not value.is_finite():
+        raise ValueError(f"{what} must be a finite Decimal, got {value!r}")
+    return str(value)
+
+
+def _side(side: str) -> Side:
+    if side not in _SIDES:
+        raise ValueError(f"side must be BUY or SELL, got {side!r}")
+    return "BUY" if side == "BUY" else "SELL"
+
+
+def _json(text: str, what: str) -> object:
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{what} is not valid JSON ({e}): {text!r}") from None
+
+
+def _is_terminal(kind: str, payload: object) -> bool:
+    if kind == ENDED_KIND:
+        return True
+    return isinstance(payload, dict) and payload.get("status") in TERMINAL_STATUSES
+
+
+def _signed(side: str, qty: Decimal) -> Decimal:
+    return qty if side == "BUY" else -qty
+
+
+def _read_version(path: Path, busy_timeout_s: float) -> int | None:
+    """The schema version of an existing file, read without writing to it (None: no file)."""
+    if not path.exists():
+        return None
+    if not path.is_file():
+        raise StoreError(f"state store {path} is not a file")
+    with path.open("rb") as f:
+        head = f.read(len(SQLITE_MAGIC))
+    if head and head != SQLITE_MAGIC:
+        raise StoreError(f"state store {path} is not an SQLite database (bad header {head!r})")
+    try:
+        conn = sqlite3.connect(
+            f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=busy_timeout_s
+        )
+    except sqlite3.Error as e:
+        raise StoreError(f"state store {path} cannot be opened read-only: {e}") from None
+    try:
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        (check,) = conn.execute("PRAGMA quick_check").fetchone()
+        if check != "ok":
+            raise StoreError(f"state store {path} is corrupt: {check}")
+        return int(version)
+    except sqlite3.OperationalError as e:
+        raise _operational(path, e, busy_timeout_s) from None
+    except sqlite3.DatabaseError as e:
+        raise StoreError(f"state store {path} is corrupt or not a database: {e}") from None
+    finally:
+        conn.close()
+
+
+def _operational(path: Path, e: sqlite3.OperationalError, busy_timeout_s: float) -> StoreError:
+    if "locked" in str(e) or "busy" in str(e):
+        return StoreError(
+            f"state store {path} is locked by another writer (waited {busy_timeout_s} s): "
+            "is another mm-trio running on this account?"
+        )
+    return StoreError(f"state store {path}: {e}")
+
+
+class StateStore:
+    """An open state store. Use :meth:`open`; close with :meth:`close` or ``with``."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, busy_timeout_s: float) -> None:
+        self._conn = conn
+        self.path = path
+        self._busy_timeout_s = busy_timeout_s
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    def open(
+        cls,
+        path: str | Path,
+        *,
+        busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
+        migrations: Sequence[Migration] = MIGRATIONS,
+    ) -> StateStore:
+        """Open (creating or migrating) the store at ``path``.
+
+        Raises :class:`StoreVersionError` for a file newer than ``migrations`` know (the
+        file is not written), :class:`StoreError` for a file that is not a usable SQLite
+        database or that another writer holds locked for longer than ``busy_timeout_s``.
+        """
+        path = Path(path)
+        known = len(migrations)
+        found = _read_version(path, busy_timeout_s)
+        if found is not None and found > known:
+            raise StoreVersionError(_newer_message(path, found, known))
+        try:
+            conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None)
+        except sqlite3.Error as e:
+            raise StoreError(f"state store {path} cannot be opened: {e}") from None
+        store = cls(conn, path, busy_timeout_s)
+        try:
+            store._migrate(migrations)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.OperationalError as e:
+            conn.close()
+            raise _operational(path, e, busy_timeout_s) from None
+        except sqlite3.DatabaseError as e:
+            conn.close()
+            raise StoreError(f"state store {path} is corrupt or not a database: {e}") from None
+        except BaseException:
+            conn.close()
+            raise
+        return store
+
+    def _migrate(self, migrations: Sequence[Migration]) -> None:
+        known = len(migrations)
+        with self._tx() as conn:
+            # read again under the write lock: another process may have migrated meanwhile
+            (version,) = conn.execute("PRAGMA user_version").fetchone()
+            if version > known:
+                raise StoreVersionError(_newer_message(self.path, version, known))
+            for statements in migrations[version:]:
+                for sql in statements:
+                    conn.execute(sql)
+            if version != known:
+                conn.execute(f"PRAGMA user_version = {int(known)}")
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def version(self) -> int:
+        (version,) = self._conn.execute("PRAGMA user_version").fetchone()
+        return int(version)
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, committed on exit (rolled back on an exception)."""
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:
+            raise _operational(self.path, e, self._busy_timeout_s) from None
+        try:
+            yield self._conn
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        try:
+            self._conn.execute("COMMIT")
+        except sqlite3.OperationalError as e:
+            self._conn.execute("ROLLBACK")
+            raise _operational(self.path, e, self._busy_timeout_s) from None
+
+    # ------------------------------------------------------------------ symbol registry
+
+    def put_symbol(self, symbol: str, config_json: str, state: str, ts_ns: int) -> None:
+        """Insert or replace ``symbol``'s effective config (JSON text) and state."""
+        _json(config_json, f"config of {symbol}")
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO symbols (symbol, config, state, updated_ns) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (symbol) DO UPDATE SET config = excluded.config, "
+                "state = excluded.state, updated_ns = excluded.updated_ns",
+                (symbol, config_json, state, ts_ns),
+            )
+
+    def symbols(self) -> list[SymbolRecord]:
+        rows = self._conn.execute(
+            "SELECT symbol, config, state, updated_ns FROM symbols ORDER BY symbol"
+        )
+        return [SymbolRecord(*row) for row in rows]
+
+    # ------------------------------------------------------------------ order journal
+
+    def journal_intent(
+        self,
+        client_id: str,
+        symbol: str,
+        level: int,
+        side: Side,
+        price: Decimal,
+        qty: Decimal,
+        generation: int,
+        ts_ns: int,
+    ) -> None:
+        """Record an order about to be sent. A client id is journalled once, ever."""
+        row = (
+            client_id,
+            symbol,
+            level,
+            _side(side),
+            _dec(price, "price"),
+            _dec(qty, "qty"),
+            generation,
+            ts_ns,
+        )
+        try:
+            with self._tx() as conn:
+                conn.execute("INSERT INTO intents VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
+        except sqlite3.IntegrityError:
+            raise StoreError(
+                f"state store {self.path}: client id {client_id!r} is already journalled "
+                "(an id is never reused)"
+            ) from None
+
+    def journal_event(self, client_id: str, kind: str, payload_json: str, ts_ns: int) -> None:
+        """Record an answer or report about ``client_id``.
+
+        The event ends the intent if ``kind`` is ``"ended"`` or the payload is an object
+        whose ``status`` is terminal (FILLED, CANCELED, REJECTED, EXPIRED).
+        """
+        terminal = _is_terminal(kind, _json(payload_json, f"payload of {kind} event"))
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO events (client_id, kind, payload, terminal, ts_ns) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (client_id, kind, payload_json, int(terminal), ts_ns),
+            )
+
+    def intents(self, symbol: str | None = None) -> list[Intent]:
+        """Journalled intents (of ``symbol``, or all), oldest generation first."""
+        sql = "SELECT * FROM intents"
+        if symbol is None:
+            rows = self._conn.execute(sql + " ORDER BY symbol, generation, client_id")
+        else:
+            rows = self._conn.execute(
+                sql + " WHERE symbol = ? ORDER BY generation, client_id", (symbol,)
+            )
+        return [_intent(row) for row in rows]
+
+    def events(self, client_id: str) -> list[JournalEvent]:
+        """Every event journalled about ``client_id``, in the order written."""
+        rows = self._conn.execute(
+            "SELECT seq, client_id, kind, payload, terminal, ts_ns FROM events "
+            "WHERE client_id = ? ORDER BY seq",
+            (client_id,),
+        )
+        return [JournalEvent(s, c, k, p, bool(t), ts) for s, c, k, p, t, ts in rows]
+
+    def open_intents(self) -> list[Intent]:
+        """Intents with no terminal event: orders whose outcome a restart must resolve."""
+        rows = self._conn.execute(
+            "SELECT * FROM intents i WHERE NOT EXISTS "
+            "(SELECT 1 FROM events e WHERE e.client_id = i.client_id AND e.terminal) "
+            "ORDER BY symbol, generation, client_id"
+        )
+        return [_intent(row) for row in rows]
+
+    def last_generation(self, symbol: str) -> int:
+        """The highest generation journalled for ``symbol`` (:data:`NO_GENERATION` if none):
+        a restart numbers its orders above it."""
+        (gen,) = self._conn.execute(
+            "SELECT MAX(generation) FROM intents WHERE symbol = ?", (symbol,)
+        ).fetchone()
+        return NO_GENERATION if gen is None else int(gen)
+
+    # ------------------------------------------------------------------ fill ledger
+
+    def add_fill(
+        self,
+        symbol: str,
+        trade_id: str,
+        order_id: str,
+        client_id: str,
+        side: Side,
+        price: Decimal,
+        qty: Decimal,
+        fee: Decimal,
+        fee_asset: str,
+        ts_ns: int,
+    ) -> bool:
+        """Record a fill; ``False`` (and no change) if ``(symbol, trade_id)`` is already in."""
+        row = (
+            symbol,
+            str(trade_id),
+            order_id,
+            client_id,
+            _side(side),
+            _dec(price, "price"),
+            _dec(qty, "qty"),
+            _dec(fee, "fee"),
+            fee_asset,
+            ts_ns,
+        )
+        with self._tx() as conn:
+            cur = conn.execute(
+                "INSERT INTO fills VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (symbol, trade_id) DO NOTHING",
+                row,
+            )
+            return cur.rowcount == 1
+
+    def fills(self, symbol: str | None = None) -> list[Fill]:
+        """Fills (of ``symbol``, or all), in the order they happened."""
+        sql = "SELECT * FROM fills"
+        if symbol is None:
+            rows = self._conn.execute(sql + " ORDER BY ts_ns, rowid")
+        else:
+            rows = self._conn.execute(sql + " WHERE symbol = ? ORDER BY ts_ns, rowid", (symbol,))
+        return [_fill(row) for row in rows]
+
+    def position(self, symbol: str) -> Decimal:
+        """Base held from the ledger: Σ bought − Σ sold (exact)."""
+        rows = self._conn.execute("SELECT side, qty FROM fills WHERE symbol = ?", (symbol,))
+        return sum((_signed(side, Decimal(qty)) for side, qty in rows), ZERO)
+
+    def level_inventory(self, symbol: str) -> dict[int, Decimal]:
+        """Σ bought − Σ sold per grid level, the level read from each fill's client id.
+
+        Fills whose client id is not in our format belong to no level (they still count
+        in :meth:`position`).
+        """
+        out: dict[int, Decimal] = {}
+        rows = self._conn.execute(
+            "SELECT client_id, side, qty FROM fills WHERE symbol = ?", (symbol,)
+        )
+        for client_id, side, qty in rows:
+            parsed = parse_client_id(client_id)
+            if parsed is not None:
+                out[parsed.level] = out.get(parsed.level, ZERO) + _signed(side, Decimal(qty))
+        return out
+
+    # ------------------------------------------------------------------ latches
+
+    def set_latch(self, name: str, reason: str, ts_ns: int) -> None:
+        """Set (or re-set with a new reason) the latch ``name``."""
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO latches (name, reason, ts_ns) VALUES (?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET reason = excluded.reason, "
+                "ts_ns = excluded.ts_ns",
+                (name, reason, ts_ns),
+            )
+
+    def clear_latch(self, name: str) -> bool:
+        """Clear the latch ``name``; ``False`` if it was not set."""
+        with self._tx() as conn:
+            return conn.execute("DELETE FROM latches WHERE name = ?", (name,)).rowcount == 1
+
+    def latches(self) -> dict[str, Latch]:
+        rows = self._conn.execute("SELECT name, reason, ts_ns FROM latches ORDER BY name")
+        return {name: Latch(reason, ts) for name, reason, ts in rows}
+
+
+def _newer_message(path: Path, found: int, known: int) -> str:
+    return (
+        f"state store {path} has schema version {found}, newer than this mm-trio knows "
+        f"(version {known}): upgrade mm-trio; the file was not changed"
+    )
+
+
+def _decimal(text: str) -> Decimal:
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        raise StoreError(f"state store holds a malformed number {text!r}") from None
+
+
+def _intent(row: tuple[str, str, int, str, str, str, int, int]) -> Intent:
+    cid, symbol, level, side, price, qty, generation, ts = row
+    return Intent(cid, symbol, level, _side(side), _decimal(price), _decimal(qty), generation, ts)
+
+
+def _fill(row: tuple[str, str, str, str, str, str, str, str, str, int]) -> Fill:
+    symbol, trade_id, order_id, cid, side, price, qty, fee, fee_asset, ts = row
+    return Fill(
+        symbol,
+        trade_id,
+        order_id,
+        cid,
+        _side(side),
+        _decimal(price),
+        _decimal(qty),
+        _decimal(fee),
+        fee_asset,
+        ts,
+    )
