@@ -36,6 +36,9 @@ from mm_trio.domain.model import TERMINAL_STATUSES, ZERO, Side
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 """The first 16 bytes of every SQLite database file."""
+HEADER_SIZE = 100
+USER_VERSION_OFFSET = 60
+"""Where ``PRAGMA user_version`` lives in the header (4 bytes, big-endian)."""
 DEFAULT_BUSY_TIMEOUT_S = 5.0
 """How long a write waits for another writer's lock before :class:`StoreError`."""
 ENDED_KIND = "ended"
@@ -190,16 +193,25 @@ def _signed(side: str, qty: Decimal) -> Decimal:
     return qty if side == "BUY" else -qty
 
 
-def _read_version(path: Path, busy_timeout_s: float) -> int | None:
-    """The schema version of an existing file, read without writing to it (None: no file)."""
+def _read_version(path: Path, known: int, busy_timeout_s: float) -> int | None:
+    """The schema version of an existing file, read without writing to it (None: no file).
+
+    A version above ``known`` in the file header is returned without opening SQLite at
+    all, so not even a WAL index is created next to a newer mm-trio's file.
+    """
     if not path.exists():
         return None
     if not path.is_file():
         raise StoreError(f"state store {path} is not a file")
     with path.open("rb") as f:
-        head = f.read(len(SQLITE_MAGIC))
-    if head and head != SQLITE_MAGIC:
-        raise StoreError(f"state store {path} is not an SQLite database (bad header {head!r})")
+        head = f.read(HEADER_SIZE)
+    magic = head[: len(SQLITE_MAGIC)]
+    if magic and magic != SQLITE_MAGIC:
+        raise StoreError(f"state store {path} is not an SQLite database (bad header {magic!r})")
+    if len(head) == HEADER_SIZE:
+        in_header = int.from_bytes(head[USER_VERSION_OFFSET : USER_VERSION_OFFSET + 4], "big")
+        if in_header > known:
+            return in_header
     try:
         conn = sqlite3.connect(
             f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=busy_timeout_s
@@ -255,7 +267,7 @@ class StateStore:
         """
         path = Path(path)
         known = len(migrations)
-        found = _read_version(path, busy_timeout_s)
+        found = _read_version(path, known, busy_timeout_s)
         if found is not None and found > known:
             raise StoreVersionError(_newer_message(path, found, known))
         try:
