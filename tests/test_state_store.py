@@ -296,7 +296,7 @@ def test_a_failing_migration_changes_nothing(tmp_path: Path) -> None:
     with StateStore.open(path) as store:
         store.put_symbol("BTC/USDT", "{}", "running", 1)
     broken = (*MIGRATIONS, (V2_NOTE, "THIS IS NOT SQL"))
-    with pytest.raises(StoreError, match=str(path)):
+    with pytest.raises(StoreError, match=f"{path}: migration to schema version 2 failed"):
         StateStore.open(path, migrations=broken)
     with StateStore.open(path) as store:  # still a usable v1 file, the ALTER rolled back
         assert store.version() == 1

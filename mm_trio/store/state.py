@@ -297,9 +297,15 @@ class StateStore:
             (version,) = conn.execute("PRAGMA user_version").fetchone()
             if version > known:
                 raise StoreVersionError(_newer_message(self.path, version, known))
-            for statements in migrations[version:]:
+            for target, statements in enumerate(migrations[version:], start=version + 1):
                 for sql in statements:
-                    conn.execute(sql)
+                    try:
+                        conn.execute(sql)
+                    except sqlite3.DatabaseError as e:
+                        raise StoreError(
+                            f"state store {self.path}: migration to schema version {target} "
+                            f"failed ({e}); the file is unchanged"
+                        ) from None
             if version != known:
                 conn.execute(f"PRAGMA user_version = {int(known)}")
 
@@ -330,14 +336,24 @@ class StateStore:
             raise _operational(self.path, e, self._busy_timeout_s) from None
         try:
             yield self._conn
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        try:
             self._conn.execute("COMMIT")
+        except sqlite3.IntegrityError:
+            self._rollback()
+            raise  # the caller knows which constraint it means
         except sqlite3.OperationalError as e:
-            self._conn.execute("ROLLBACK")
+            self._rollback()
             raise _operational(self.path, e, self._busy_timeout_s) from None
+        except sqlite3.DatabaseError as e:
+            self._rollback()
+            raise StoreError(f"state store {self.path}: write failed: {e}") from None
+        except BaseException:
+            self._rollback()
+            raise
+
+    def _rollback(self) -> None:
+        # a failed COMMIT or statement may already have ended the transaction
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
 
     # ------------------------------------------------------------------ symbol registry
 
