@@ -243,6 +243,16 @@ def test_position_and_level_inventory(tmp_path: Path) -> None:
         assert str(inventory[-2]) == "0.15"
 
 
+def test_ledger_sums_never_round(tmp_path: Path) -> None:
+    # 41 significant digits: the default 28-digit context would round this sum
+    with StateStore.open(tmp_path / "acct.sqlite") as store:
+        add(store, "1", cid(1, 1), "BUY", "1E+30")
+        add(store, "2", cid(1, 2), "BUY", "0.0000000001")
+        want = Decimal("1000000000000000000000000000000.0000000001")
+        assert store.position("BTC/USDT") == want
+        assert store.level_inventory("BTC/USDT") == {1: want}
+
+
 # ---------------------------------------------------------------------- latches
 
 

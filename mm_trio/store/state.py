@@ -26,7 +26,7 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 from pathlib import Path
 from types import TracebackType
 from typing import NamedTuple, Self
@@ -43,6 +43,8 @@ DEFAULT_BUSY_TIMEOUT_S = 5.0
 """How long a write waits for another writer's lock before :class:`StoreError`."""
 ENDED_KIND = "ended"
 """An event ``kind`` that ends an intent whatever its payload (e.g. resolved on restart)."""
+SUM_PRECISION = 100
+"""Significant digits for ledger sums: enough that adding quantities never rounds."""
 NO_GENERATION = -1
 """:meth:`StateStore.last_generation` of a symbol with no intent (``+ 1`` gives 0)."""
 _SIDES: frozenset[str] = frozenset({"BUY", "SELL"})
@@ -506,7 +508,9 @@ class StateStore:
     def position(self, symbol: str) -> Decimal:
         """Base held from the ledger: Σ bought − Σ sold (exact)."""
         rows = self._conn.execute("SELECT side, qty FROM fills WHERE symbol = ?", (symbol,))
-        return sum((_signed(side, Decimal(qty)) for side, qty in rows), ZERO)
+        with localcontext() as ctx:
+            ctx.prec = SUM_PRECISION
+            return sum((_signed(side, Decimal(qty)) for side, qty in rows), ZERO)
 
     def level_inventory(self, symbol: str) -> dict[int, Decimal]:
         """Σ bought − Σ sold per grid level, the level read from each fill's client id.
@@ -518,10 +522,12 @@ class StateStore:
         rows = self._conn.execute(
             "SELECT client_id, side, qty FROM fills WHERE symbol = ?", (symbol,)
         )
-        for client_id, side, qty in rows:
-            parsed = parse_client_id(client_id)
-            if parsed is not None:
-                out[parsed.level] = out.get(parsed.level, ZERO) + _signed(side, Decimal(qty))
+        with localcontext() as ctx:
+            ctx.prec = SUM_PRECISION
+            for client_id, side, qty in rows:
+                parsed = parse_client_id(client_id)
+                if parsed is not None:
+                    out[parsed.level] = out.get(parsed.level, ZERO) + _signed(side, Decimal(qty))
         return out
 
     # ------------------------------------------------------------------ latches
