@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from mm_trio.store.schema import SCHEMA_VERSION
 from mm_trio.store.state import (
     MIGRATIONS,
-    SCHEMA_VERSION,
     Fill,
     Intent,
     JournalEvent,
