@@ -107,8 +107,6 @@ class SymbolManager:
         self.strategy = GridStrategy(
             spec, grid, start_position=start_position, generation_start=generation_start
         )
-        # venue time when this symbol started: no order of ours was updated before it
-        self.started_ns = started_ns
         self.position = PositionManager(
             spec.symbol, spec.base, spec.quote, start_position=start_position
         )

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import trio
 
+from mm_trio.core.grid.slots import LiveOrder
 from mm_trio.core.grid.strategy import GridStrategy
 from mm_trio.core.orders import (
     Action,
@@ -61,7 +62,13 @@ from mm_trio.exchange.base import (
     UnknownOrder,
 )
 
+# the order path's log lines are the symbol's: one logger for the manager and its shell
 log = logging.getLogger("mm_trio.engine.manager")
+
+
+def _facts(order: LiveOrder) -> tuple[Side, Decimal, Decimal, Decimal]:
+    """``(side, price, qty, filled)``: what the order path knows of a live order."""
+    return order.side, order.price, order.qty, order.filled
 
 
 class Recheck(Protocol):
@@ -126,7 +133,7 @@ class OrderFlow:
 
     def live(self, client_id: str) -> tuple[Side, Decimal, Decimal, Decimal] | None:
         order = self._strategy.live_order(client_id)
-        return None if order is None else (order.side, order.price, order.qty, order.filled)
+        return None if order is None else _facts(order)
 
     def placing(self, client_id: str) -> bool:
         return client_id in self.inflight
@@ -165,8 +172,7 @@ class OrderFlow:
             )
             end = await self._drive(machine.start(), machine.on)
             assert type(end) is Resolved
-            live = (order.side, order.price, order.qty, order.filled)
-            await self._effect(resync_outcome(self.symbol, cid, live, end.order))
+            await self._effect(resync_outcome(self.symbol, cid, _facts(order), end.order))
 
     def on_report(self, report: OrderUpdate) -> None:
         """Every report of ours that reached the strategy: an order presumed gone that is

@@ -19,7 +19,6 @@ from mm_trio.core.orders.messages import (
     PlaceSettled,
     PresumeGone,
     Refused,
-    Resolved,
     Resync,
     SendCancel,
     Unknown,
@@ -87,11 +86,7 @@ class Cancellation:
             return self._on_send(answer)
         if state == "resolve":
             assert self._resolution is not None
-            actions = self._resolution.on(answer)
-            end = actions[-1]
-            if type(end) is Resolved:
-                return actions[:-1] + self._on_resolved(end.order)
-            return actions
+            return self._resolution.then(answer, self._on_resolved)
         raise bad_answer(self, state, answer)
 
     def _resolve(self, after: str, effects: list[Action]) -> list[Action]:

@@ -20,7 +20,6 @@ from mm_trio.core.orders.messages import (
     Paused,
     PresumeGone,
     Refused,
-    Resolved,
     SendPlace,
     Unknown,
     Withdrawn,
@@ -76,11 +75,7 @@ class Placement:
             return self._on_send(answer)
         if self._state == "resolve":
             assert self._resolution is not None
-            actions = self._resolution.on(answer)
-            end = actions[-1]
-            if type(end) is Resolved:
-                return actions[:-1] + self._on_resolved(end.order)
-            return actions
+            return self._resolution.then(answer, self._on_resolved)
         raise bad_answer(self, self._state, answer)
 
     def _on_send(self, answer: Answer) -> list[Action]:

@@ -4,6 +4,7 @@ confirms it, or twice that it does not."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from decimal import Decimal
 
 from mm_trio.core.orders.messages import (
@@ -26,7 +27,7 @@ from mm_trio.core.orders.messages import (
     Waited,
     bad_answer,
 )
-from mm_trio.domain.model import Side, order_mismatch
+from mm_trio.domain.model import OpenOrder, Side, order_mismatch
 
 
 class Resolution:
@@ -66,6 +67,17 @@ class Resolution:
         actions.append(Wait(self._delay))
         self._delay = min(self._delay * 2, MAX_BACKOFF)
         self._state = "wait"
+        return actions
+
+    def then(
+        self, answer: Answer, resolved: Callable[[OpenOrder | None], list[Action]]
+    ) -> list[Action]:
+        """:meth:`on` for a machine that runs this resolution inside its own: its end is
+        replaced by what ``resolved`` does with the venue's order."""
+        actions = self.on(answer)
+        end = actions[-1]
+        if type(end) is Resolved:
+            return actions[:-1] + resolved(end.order)
         return actions
 
     def on(self, answer: Answer) -> list[Action]:
