@@ -65,15 +65,21 @@ from tests.test_cli_e2e import ROOT, mm_trio_cmd
 SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
 PREFIX = "mmt"
 
-# A market that keeps filling: 0.3 %/sqrt(s) volatility, a quote every 50 ms, and fills at
-# the touch, against a grid 0.05 % apart: about 2 fills per second per symbol.
+# A market that keeps filling: 0.1 %/sqrt(s) volatility, a quote every 50 ms, fills at the
+# touch, against a grid 0.05 % apart: 2-3 fills per second per symbol, ~15 orders per second.
+# The order-rate limits are raised on both sides: every restart starts with an empty limiter
+# while the venue still counts the last process's orders, and a 429 pauses all trading for
+# 10 s (kept out of this test: it is about state, not rate limits).
 VENUE_TOML = """\
 [venue]
 seed = {seed}
-volatility = 0.003
+volatility = 0.001
 tick_interval_ms = 50
 queue_model = "touch"
 latency_ms = 1.0
+
+[server.rate_limits]
+orders_limit_short = {orders}
 """
 # breakers that a volatile synthetic market must not trip (they would pause the grid)
 TRADER_TOML = """\
@@ -90,10 +96,14 @@ volume_spike_factor = "100000"
 reject_storm_count = 100000
 stale_after = 60.0
 
+[limiter]
+orders_per_10s = {orders}
+
 [run]
 status_interval = 1.0
 shutdown_timeout = 5.0
 """
+ORDERS_PER_10S = 1000
 
 KIND_TIMED = "timed"
 KIND_RECOVERING = "recovering"
@@ -500,6 +510,7 @@ class Life:
     rc: int | None = None
     ended_ms: int | None = None  # venue time
     killed: bool = False
+    killed_after_s: float | None = None
     stopped: bool = False
     kind: str | None = None
 
@@ -519,6 +530,18 @@ class Life:
             self.rest_calls_before_ready += 1
             self.rest_call.set()
             self.rest_call = trio.Event()
+
+    def timeline(self) -> str:
+        ready = "never" if self.ready_after_s is None else f"{self.ready_after_s:.2f} s"
+        end = (
+            f"killed ({self.kind}) after {self.killed_after_s:.2f} s"
+            if self.killed_after_s is not None
+            else f"exited {self.rc}"
+        )
+        return (
+            f"process {self.index}: ready after {ready} ({self.rest_calls_before_ready} REST "
+            f"calls before), {end}; {self.recovery_line or 'no recovery line'}"
+        )
 
     def describe(self) -> str:
         tail = "\n      ".join(self.stderr_tail[-TAIL_LINES:])
@@ -545,7 +568,7 @@ class Trader:
         ).stdout
         self.has_store = "--state" in help_text
         config = workdir / "grid.toml"
-        config.write_text(TRADER_TOML.format(prefix=PREFIX))
+        config.write_text(TRADER_TOML.format(prefix=PREFIX, orders=ORDERS_PER_10S))
         self.command = [
             *mm_trio_cmd(),
             "--log-level",
@@ -607,6 +630,7 @@ class Trader:
     async def kill(self, life: Life) -> None:
         if life.proc.returncode is None:
             life.killed = True
+            life.killed_after_s = trio.current_time() - life.spawned
             life.proc.kill()  # SIGKILL
         await life.exited.wait()
 
@@ -639,7 +663,7 @@ class Venue:
 
 async def start_venue(nursery: trio.Nursery, workdir: Path, seed: int) -> Venue:
     config = workdir / "venue.toml"
-    config.write_text(VENUE_TOML.format(seed=seed))
+    config.write_text(VENUE_TOML.format(seed=seed, orders=ORDERS_PER_10S))
     log = (workdir / "venue.stderr").open("w")
     proc = await trio.lowlevel.open_process(
         [*mm_trio_cmd(), "venue", "--port", "0", "--config", str(config)],
@@ -794,7 +818,7 @@ class ChaosRun:
         await self._check(life, trader, api)
         await trio.sleep(self.rng.uniform(0, MAX_ARM_DELAY_S))
         seen = await self._observe(kind, trader, stream)
-        return kind if seen else f"timed/{kind} not seen"
+        return seen or f"timed/{kind} not seen"
 
     async def _kill_in_recovery(self, life: Life, trader: Trader) -> str:
         earlier = [lf.rest_calls_before_ready for lf in trader.lives[:-1] if lf.ready.is_set()]
@@ -807,7 +831,9 @@ class ChaosRun:
             return "recovering/after-ready"
         return KIND_RECOVERING if life.recovery_line is None else "recovering/after-summary"
 
-    async def _observe(self, kind: str, trader: Trader, stream: UserStream) -> bool:
+    async def _observe(self, kind: str, trader: Trader, stream: UserStream) -> str | None:
+        """Wait for the next ``kind`` moment; the kind really watched for (without a store the
+        journal kinds fall back to the venue's), or None if it did not come in time."""
         if not trader.has_store:
             kind = {
                 KIND_PLACING_JOURNAL: KIND_PLACING_VENUE,
@@ -818,20 +844,20 @@ class ChaosRun:
             KIND_CANCELLING_VENUE: "canceled",
             KIND_FILL: "trade",
         }
-        if kind in venue_kinds:
-            with trio.move_on_after(OBSERVE_TIMEOUT_S):
-                await stream.wait(venue_kinds[kind])
-                return True
-            return False
-        probe = (
-            trader.store.last_intent if kind == KIND_PLACING_JOURNAL else (trader.store.last_cancel)
-        )
-        base = probe()
         with trio.move_on_after(OBSERVE_TIMEOUT_S):
+            if kind in venue_kinds:
+                await stream.wait(venue_kinds[kind])
+                return kind
+            probe = (
+                trader.store.last_intent
+                if kind == KIND_PLACING_JOURNAL
+                else trader.store.last_cancel
+            )
+            base = probe()
             while probe() == base:  # noqa: ASYNC110 - polling another process's file
                 await trio.sleep(STORE_POLL_S)
-            return True
-        return False
+            return kind
+        return None
 
     # ------------------------------------------------------------------ checks
 
@@ -1025,6 +1051,9 @@ class ChaosRun:
                 self.counts.notes.append(
                     f"process {lf.index}: {lf.errors} ERROR lines (see {lf.stderr_path.name})"
                 )
+        (self.workdir / "timeline.txt").write_text(  # noqa: ASYNC240 - once, at the end
+            "\n".join(lf.timeline() for lf in trader.lives) + "\n"
+        )
         recovered = [lf.recovery_line for lf in trader.lives if lf.recovery_line]
         if recovered:
             self.counts.notes.append(f"last recovery line: {recovered[-1]}")
