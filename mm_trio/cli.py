@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ import trio
 from mm_trio import __version__
 from mm_trio.apps.config_file import load_config, read_toml
 from mm_trio.apps.run import EXIT_OK, EXIT_USAGE, EXIT_VENUE, run_command
+from mm_trio.apps.state_file import state_path
 from mm_trio.apps.summary import REPLAY_COLUMNS, replay_counts_line, replay_warnings, summary_table
 from mm_trio.domain.config import ConfigError, validate
 from mm_trio.domain.errors import ReplayInputError, UsageError
@@ -80,6 +82,22 @@ def _build_parser() -> argparse.ArgumentParser:
         "--base-url",
         help="REST base URL of a Binance-compatible venue, e.g. "
         "http://127.0.0.1:8765 (streams derived from it)",
+    )
+    run.add_argument(
+        "--state",
+        type=Path,
+        help="state store (SQLite) of this account: journal, fills, registry; recovery on "
+        "start (default: none for --venue sim; a file per venue and API key under the "
+        "user data directory for binance)",
+    )
+    run.add_argument(
+        "--no-state", action="store_true", help="keep no state store (no crash recovery)"
+    )
+    run.add_argument(
+        "--override-recovery",
+        action="store_true",
+        help="trade even if recovery finds the store and the venue disagree (the venue's "
+        "orders and balances win; every disagreement is logged)",
     )
     ven = sub.add_parser(
         PAPER_COMMAND,
@@ -291,6 +309,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise UsageError(f"--duration: must be > 0, got {args.duration:g}")
             if args.base_url is not None and args.venue == "sim":
                 raise UsageError("--base-url needs --venue binance or binance-testnet")
+            from mm_trio.exchange.binance.adapter import ENV_API_KEY
+
+            if args.state is not None and args.no_state:
+                raise UsageError("--state and --no-state exclude each other")
+            state = state_path(
+                given=args.state,
+                configured=config.run.state,
+                disabled=args.no_state,
+                venue=args.venue,
+                base_url=args.base_url,
+                api_key=os.environ.get(ENV_API_KEY),
+            )
             return _run_trio(
                 lambda: run_command(
                     config,
@@ -299,6 +329,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     summary_json=args.summary_json,
                     venue=args.venue,
                     base_url=args.base_url,
+                    state=state,
+                    override_recovery=args.override_recovery,
                 )
             )
         if args.command == "record":

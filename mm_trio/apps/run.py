@@ -10,23 +10,33 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+import attrs
 import msgspec
 import trio
 
+from mm_trio.apps.state_file import open_state
 from mm_trio.apps.summary import limiter_summary, status_line, summary_dict, summary_table
-from mm_trio.domain.config import Config
+from mm_trio.domain.config import Config, GridConfig
 from mm_trio.domain.errors import UsageError
 from mm_trio.domain.model import SymbolError
 from mm_trio.engine.orchestrator import Orchestrator, open_orchestrator
+from mm_trio.engine.persistence import Persistence
+from mm_trio.engine.recovery import Recoverer, Recovery, RecoveryError, registry_grid
 from mm_trio.exchange.base import Exchange
 from mm_trio.exchange.limiter import Limiter, Priority, priority
 from mm_trio.exchange.sim.exchange import SimulatedExchange
+from mm_trio.store import StateStore, StoreError, StoreLock
 
 log = logging.getLogger("mm_trio")
 
 EXIT_OK = 0
 EXIT_VENUE = 1
 EXIT_USAGE = 2
+EXIT_RECOVERY = 3
+"""Recovery could not make the store and the venue agree: nothing was traded."""
+RESUMABLE_STATES = ("running", "paused")
+"""Registry states of symbols a restart trades again even if not given on the command line
+(symbols added at runtime)."""
 
 
 async def _print_status(orch: Orchestrator, interval: float, out: TextIO) -> None:
@@ -77,39 +87,132 @@ async def run_command(
     err: TextIO = sys.stderr,
     venue: str = "sim",
     base_url: str | None = None,
+    state: Path | None = None,
+    override_recovery: bool = False,
 ) -> int:
-    """Trade ``symbols`` until ``duration`` elapses or SIGINT/SIGTERM; print the summary."""
+    """Trade ``symbols`` until ``duration`` elapses or SIGINT/SIGTERM; print the summary.
+
+    With a ``state`` store, recovery runs first (see :mod:`mm_trio.engine.recovery`) and
+    every state change is persisted before it is acted on.
+    """
     alerts: list[str] = []  # venue bans: logged at ERROR by the limiter, kept for the summary
     limiter = Limiter(config.limiter, on_alert=alerts.append)
     exchange = make_exchange(venue, base_url, config, limiter)
+    store: StateStore | None = None
+    lock: StoreLock | None = None
+    if state is not None:
+        try:
+            store, lock = open_state(state)
+        except (StoreError, OSError) as exc:
+            print(f"mm-trio: error: --state: {exc}", file=err, flush=True)
+            return EXIT_USAGE
+    try:
+        return await _trade(
+            config,
+            list(symbols),
+            exchange,
+            limiter,
+            alerts,
+            store,
+            duration=duration,
+            summary_json=summary_json,
+            out=out,
+            err=err,
+            override_recovery=override_recovery,
+        )
+    finally:
+        if store is not None:
+            store.close()
+        if lock is not None:
+            lock.release()
+
+
+async def _trade(
+    config: Config,
+    symbols: list[str],
+    exchange: Exchange,
+    limiter: Limiter,
+    alerts: list[str],
+    store: StateStore | None,
+    *,
+    duration: float | None,
+    summary_json: Path | None,
+    out: TextIO,
+    err: TextIO,
+    override_recovery: bool,
+) -> int:
+    persistence = None if store is None else Persistence(store, exchange.now_ns)
     run_scope = trio.CancelScope()
     rc = EXIT_OK
     async with trio.open_nursery() as outer:
         outer.start_soon(_watch_signals, run_scope, 3 * config.run.shutdown_timeout)
-        async with open_orchestrator(exchange, config, limiter=limiter) as orch:
+        async with open_orchestrator(
+            exchange, config, limiter=limiter, persistence=persistence
+        ) as orch:
             try:
                 for symbol in symbols:
                     orch.check_symbol(symbol)
             except SymbolError as exc:
                 print(f"mm-trio: error: --symbols: {exc}", file=err, flush=True)
                 rc = EXIT_USAGE
+            recovery: Recovery | None = None
+            grids = {s: config.grid_for(s) for s in symbols}
+            traded = False
             if rc == EXIT_OK:
-                await orch.add_symbols(list(symbols))
-                print(
-                    f"mm-trio: trading {', '.join(symbols)} on {exchange.name}"
-                    + (f" for {duration:g}s" if duration else " (Ctrl-C to stop)"),
-                    file=out,
-                    flush=True,
-                )
-                with run_scope:
-                    if duration is not None:
-                        run_scope.deadline = trio.current_time() + duration
-                    async with trio.open_nursery() as inner:
-                        inner.start_soon(_print_status, orch, config.run.status_interval, out)
-                        await trio.sleep_forever()
-                await _finish(orch, exchange, summary_json, out, alerts)
+                try:
+                    with run_scope:  # a signal during recovery ends the run: nothing traded
+                        if store is not None:
+                            recovery = await _recover(orch, store, grids, override_recovery, out)
+                        await orch.add_symbols(list(grids), configs=grids)
+                        traded = True
+                        print(
+                            f"mm-trio: trading {', '.join(grids)} on {exchange.name}"
+                            + (f" for {duration:g}s" if duration else " (Ctrl-C to stop)"),
+                            file=out,
+                            flush=True,
+                        )
+                        if duration is not None:
+                            run_scope.deadline = trio.current_time() + duration
+                        async with trio.open_nursery() as inner:
+                            inner.start_soon(_print_status, orch, config.run.status_interval, out)
+                            await trio.sleep_forever()
+                except RecoveryError as exc:
+                    print(f"mm-trio: recovery failed: {exc}", file=err, flush=True)
+                    rc = EXIT_RECOVERY
+            if traded:
+                await _finish(orch, exchange, summary_json, out, alerts, recovery)
         outer.cancel_scope.cancel()
     return rc
+
+
+async def _recover(
+    orch: Orchestrator,
+    store: StateStore,
+    grids: dict[str, GridConfig],
+    override: bool,
+    out: TextIO,
+) -> Recovery:
+    """Recover the account before the first order; ``grids`` gains the symbols the store
+    says were running (added at runtime) with their stored grid."""
+    for rec in store.symbols():
+        if rec.state in RESUMABLE_STATES and rec.symbol not in grids and rec.symbol in orch.specs:
+            stored, _ = registry_grid(rec)
+            if stored is not None:
+                log.warning("%s was running when the last run ended: trading it again", rec.symbol)
+                grids[rec.symbol] = attrs.evolve(stored, anchor=None)
+    result = await Recoverer(orch.exchange, store, override=override).run(
+        grids, orch.specs, orch.balances
+    )
+    for problem in result.problems:  # only with the override: else recovery raised
+        log.error("recovery (overridden): %s", problem)
+    orch.takeovers.update(result.takeovers)
+    orch.stopped_by_latch.update({s: r.stopped for s, r in result.symbols.items() if r.stopped})
+    if result.kill_reason is not None:
+        await orch.kill(result.kill_reason)
+    for line in result.lines():
+        print(f"mm-trio: recovery: {line}", file=out, flush=True)
+    print(f"mm-trio: recovery: done in {result.seconds:.1f}s ({store.path})", file=out, flush=True)
+    return result
 
 
 async def _finish(
@@ -118,6 +221,7 @@ async def _finish(
     summary_json: Path | None,
     out: TextIO,
     alerts: Sequence[str] = (),
+    recovery: Recovery | None = None,
 ) -> None:
     timeout = orch.config.run.shutdown_timeout
     with trio.CancelScope(shield=True), priority(Priority.SHUTDOWN):
@@ -141,6 +245,8 @@ async def _finish(
         summary = summary_dict(
             orch.snapshot(), open_at_exit, at_stop, limiter=limiter_summary(orch.limiter, alerts)
         )
+        if recovery is not None:
+            summary["recovery"] = recovery.as_dict()
         print(summary_table(summary), file=out, flush=True)
         if summary_json is not None:
             text = msgspec.json.format(msgspec.json.encode(summary)).decode() + "\n"

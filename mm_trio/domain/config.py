@@ -116,6 +116,8 @@ class RunConfig:
     restart_failed: bool = False
     restart_backoff: float = 5.0
     order_channel_size: int = 10000
+    # the state store (SQLite) of this account; "" : the default (see ``mm-trio run --state``)
+    state: str = ""
 
 
 SPEC_OVERRIDE_KEYS = frozenset(
@@ -395,3 +397,25 @@ def config_from_dict(data: dict[str, Any]) -> Config:
 def with_overrides(config: Config, **changes: Any) -> Config:
     """A copy of ``config`` with top-level sections replaced (used by the CLI and tests)."""
     return validate(attrs.evolve(config, **changes))
+
+
+def grid_to_dict(grid: GridConfig) -> dict[str, Any]:
+    """A grid config as plain data (decimals as exact strings; JSON-ready)."""
+    data: dict[str, Any] = _converter.unstructure(grid)
+    return data
+
+
+def grid_from_dict(data: dict[str, Any], path: str = "grid") -> GridConfig:
+    """The inverse of :func:`grid_to_dict`, validated; :class:`ConfigError` naming the key."""
+    grid: GridConfig = _structure(data, GridConfig, path)
+    validate_grid(grid, path)
+    return grid
+
+
+GEOMETRY_KEYS = ("spacing", "step")
+"""The grid settings that give a level number its price (with the anchor)."""
+
+
+def with_geometry(grid: GridConfig, geometry: GridConfig) -> GridConfig:
+    """``grid`` with the level geometry (:data:`GEOMETRY_KEYS`) of ``geometry``."""
+    return attrs.evolve(grid, **{k: getattr(geometry, k) for k in GEOMETRY_KEYS})

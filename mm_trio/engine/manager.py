@@ -19,6 +19,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, Protocol
 
+import attrs
 import trio
 
 from mm_trio.core.grid.strategy import GridStrategy
@@ -26,7 +27,7 @@ from mm_trio.core.lifecycle import Lifecycle, LifecycleEvent, SymbolState
 from mm_trio.core.position import PositionManager
 from mm_trio.core.risk.governor import GovernorChange, RiskGovernor
 from mm_trio.core.risk.monitor import BreakerChange, RiskMonitor
-from mm_trio.domain.config import GridConfig, RiskConfig, RunConfig
+from mm_trio.domain.config import GridConfig, RiskConfig, RunConfig, with_geometry
 from mm_trio.domain.intents import CancelOrder, Intent, PlaceOrder
 from mm_trio.domain.model import (
     ZERO,
@@ -40,6 +41,8 @@ from mm_trio.engine.exposure import ExposureReporter
 from mm_trio.engine.gate import IntentGate
 from mm_trio.engine.inbox import Inbox, Marker
 from mm_trio.engine.orderflow import OrderFlow, Recheck
+from mm_trio.engine.persistence import Persistence
+from mm_trio.engine.recovery import Takeover
 from mm_trio.engine.snapshot import SymbolSnapshot, symbol_snapshot
 from mm_trio.exchange.base import Exchange
 from mm_trio.exchange.limiter import Priority, priority
@@ -47,6 +50,15 @@ from mm_trio.exchange.limiter import Priority, priority
 __all__ = ["SymbolHost", "SymbolManager", "SymbolSnapshot", "SymbolState"]
 
 log = logging.getLogger("mm_trio.engine.manager")
+
+
+def takeover_grid(grid: GridConfig, takeover: Takeover) -> GridConfig:
+    """The grid a taken-over symbol trades: its config, on the earlier run's levels."""
+    if takeover.geometry is not None:
+        grid = with_geometry(grid, takeover.geometry)
+    if takeover.anchor is not None:
+        grid = attrs.evolve(grid, anchor=takeover.anchor)
+    return grid
 
 
 def _describe(exc: BaseException) -> str:
@@ -74,7 +86,12 @@ class SymbolHost(Protocol):
     @property
     def governor(self) -> RiskGovernor: ...
 
+    @property
+    def persistence(self) -> Persistence | None: ...
+
     def journal(self, kind: str, payload: Any) -> None: ...
+
+    def on_symbol_changed(self, manager: SymbolManager) -> None: ...
 
     def on_governor_changes(self, changes: list[GovernorChange]) -> None: ...
 
@@ -96,20 +113,30 @@ class SymbolManager:
         clock: Callable[[], float] = trio.current_time,
         generation_start: int = 0,
         started_ns: int = 0,
+        takeover: Takeover | None = None,
     ) -> None:
         self.symbol = spec.symbol
         self.spec = spec
         self.grid_config = grid
         self._host = host
         self._exchange: Exchange = host.exchange
+        self._persist = host.persistence
         self._run_config = run
         self._clock = clock
+        if takeover is not None:
+            start_position = takeover.start_position
+            grid = takeover_grid(grid, takeover)
+        self.start_position = start_position
         self.strategy = GridStrategy(
             spec, grid, start_position=start_position, generation_start=generation_start
         )
-        self.position = PositionManager(
-            spec.symbol, spec.base, spec.quote, start_position=start_position
+        self.position = (
+            takeover.position
+            if takeover is not None and takeover.position is not None
+            else PositionManager(spec.symbol, spec.base, spec.quote, start_position=start_position)
         )
+        self.loss_latched = False
+        self.unfit: list[str] = []  # taken-over orders the grid cannot use: cancelled at start
         self.risk = RiskMonitor(risk)
         self.lifecycle = Lifecycle()
         # told each quote the symbol handles and the intents it produced (benchmarks, metrics)
@@ -154,6 +181,21 @@ class SymbolManager:
             host.journal,
             self._send_intent,
         )
+        self.taken_over = takeover is not None and bool(takeover.orders)
+        if takeover is not None:
+            self._take_over(takeover)
+        self.anchor_saved = self.strategy.anchor  # the registry has it (see _on_quote)
+
+    def _take_over(self, takeover: Takeover) -> None:
+        """Start from an earlier run's fills, lots and resting orders (see recovery)."""
+        for fill in takeover.fills:
+            self.position.on_fill(fill)
+        self.unfit = [o.client_id for o in self.strategy.restore(takeover.held, takeover.orders)]
+        for order in takeover.orders:
+            if order.client_id not in self.unfit:
+                self.orders.taken_over[order.client_id] = order.not_before_ns
+                if self._persist is not None:
+                    self._persist.seed(order.client_id, order.filled)
 
     @property
     def state(self) -> SymbolState:
@@ -206,6 +248,12 @@ class SymbolManager:
                     async with trio.open_nursery() as nursery:
                         self._nursery = nursery
                         self.lifecycle.apply(LifecycleEvent.STARTED)
+                        for cid in self.unfit:
+                            intent = CancelOrder(self.symbol, cid)
+                            self._host.journal("cancel", intent)
+                            nursery.start_soon(self.orders.cancel, intent)
+                        if self.taken_over:  # reports sent while we were recovering
+                            self.poke(Marker.RESYNC)
                         task_status.started()
                         await self._event_loop()
                 except Exception as exc:
@@ -357,6 +405,9 @@ class SymbolManager:
         if changes:
             self._log_breakers(changes)
         intents += self.gate.apply_gates(self._resyncing)
+        if self.risk.stopped and not self.loss_latched:
+            self.loss_latched = True  # latched in the store: a restart stays stopped
+            self._host.on_symbol_changed(self)
         self.gate.dispatch(intents, self.mid, self._now)
         if self._stopping and not self.strategy.live_orders():
             self.flat.set()
@@ -371,6 +422,10 @@ class SymbolManager:
         self.mid = quote.mid
         changes = self.risk.on_quote(quote, self._now)
         intents = self.strategy.on_quote(quote)
+        if self.strategy.anchor != self.anchor_saved:
+            # the levels' anchor is durable before any order on them is sent
+            self.anchor_saved = self.strategy.anchor
+            self._host.on_symbol_changed(self)
         if self.quote_observer is not None:
             self.quote_observer(quote, intents)
         return intents, changes
@@ -381,6 +436,8 @@ class SymbolManager:
             # earlier run's): its fills are not our position, its rejects not ours
             self._foreign(report)
             return None
+        if self._persist is not None:
+            self._persist.report(report)  # persist, then act
         self.exposure.orders_changed()
         self.position.on_order_update(report)
         intents = self.strategy.on_order_update(report)

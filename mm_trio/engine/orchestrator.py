@@ -32,6 +32,8 @@ from mm_trio.domain.model import (
 )
 from mm_trio.engine.demux import Demux
 from mm_trio.engine.manager import SymbolManager, SymbolSnapshot
+from mm_trio.engine.persistence import KILL_LATCH, LOSS_LIMIT_LATCH, Persistence
+from mm_trio.engine.recovery import Recoverer, Takeover
 from mm_trio.exchange.base import Exchange
 from mm_trio.exchange.limiter import Limiter
 
@@ -59,8 +61,13 @@ class Orchestrator:
         limiter: Limiter,
         clock: Callable[[], float] = trio.current_time,
         journal: Callable[[str, Any], None] | None = None,
+        persistence: Persistence | None = None,
     ) -> None:
         self.exchange = exchange
+        self.persistence = persistence
+        # what recovery found per symbol, taken over when the symbol is added
+        self.takeovers: dict[str, Takeover] = {}
+        self.stopped_by_latch: dict[str, str] = {}  # symbol -> latched loss-limit reason
         self.config = config
         self.limiter = limiter
         self.governor = RiskGovernor(config.governor)
@@ -123,7 +130,8 @@ class Orchestrator:
                         "remain on the venue",
                         manager.symbol,
                     )
-                await self._retire(manager, timeout, unsubscribe=False)
+                # a clean stop: the registry keeps it as stopped, not removed
+                await self._retire(manager, timeout, unsubscribe=False, state="stopped")
 
     # ------------------------------------------------------------------ public API
     @property
@@ -153,7 +161,9 @@ class Orchestrator:
             raise SymbolError(f"symbol {symbol!r} is not listed by venue {self.exchange.name!r}")
         return spec
 
-    async def add_symbols(self, symbols: list[str]) -> list[SymbolManager]:
+    async def add_symbols(
+        self, symbols: list[str], *, configs: Mapping[str, GridConfig] | None = None
+    ) -> list[SymbolManager]:
         """Start several symbols with ONE market-data subscription (a venue paces its
         subscribe messages, so this is much faster than adding them one by one). Every symbol
         is checked first: a bad one is rejected by name and nothing is started."""
@@ -163,7 +173,8 @@ class Orchestrator:
                 raise SymbolError(f"symbol {symbol!r} is already running")
         if len(set(symbols)) != len(symbols):
             raise SymbolError("a symbol is given twice: " + ", ".join(symbols))
-        managers = [await self.add_symbol(s, subscribe=False) for s in symbols]
+        configs = configs or {}
+        managers = [await self.add_symbol(s, configs.get(s), subscribe=False) for s in symbols]
         try:
             await self.exchange.subscribe(list(symbols))
         except BaseException:
@@ -174,7 +185,12 @@ class Orchestrator:
         return managers
 
     async def add_symbol(
-        self, symbol: str, config: GridConfig | None = None, *, subscribe: bool = True
+        self,
+        symbol: str,
+        config: GridConfig | None = None,
+        *,
+        subscribe: bool = True,
+        takeover: Takeover | None = None,
     ) -> SymbolManager:
         """Start trading ``symbol`` in its own child nursery. Rejects bad symbols by name."""
         async with self._lock:
@@ -187,8 +203,10 @@ class Orchestrator:
             except ConfigError as exc:
                 raise SymbolError(str(exc)) from None
             assert self._nursery is not None, "orchestrator is not running"
-            start_position = ZERO
-            if grid.mode == "neutral":
+            if takeover is None:
+                takeover = self.takeovers.pop(symbol, None)
+            start_position = ZERO  # a take-over brings the earlier run's own
+            if takeover is None and grid.mode == "neutral":
                 start_position = unclaimed_base(spec.base, self.balances, self._managers.values())
                 if start_position <= 0:
                     log.warning(
@@ -199,7 +217,11 @@ class Orchestrator:
                         spec.base,
                     )
             started_ns = self.exchange.now_ns()
-            generation = max(run_generation(started_ns), self._generations.get(symbol, 0))
+            generation = max(
+                run_generation(started_ns),
+                self._generations.get(symbol, 0),
+                0 if takeover is None else takeover.generation,
+            )
             manager = SymbolManager(
                 self,
                 spec,
@@ -210,7 +232,9 @@ class Orchestrator:
                 clock=self._clock,
                 generation_start=generation,
                 started_ns=started_ns,
+                takeover=takeover,
             )
+            self._persist_symbol(manager, "running")  # before any of its orders is sent
             self._managers[symbol] = manager
             self._retired.pop(symbol, None)
             self.governor.add(symbol)  # its fair share is kept for it from now on
@@ -225,6 +249,9 @@ class Orchestrator:
                 raise
             if self.governor.killed:  # stays stopped until an operator resumes
                 manager.kill(self.governor.kill_reason)
+            elif symbol in self.stopped_by_latch:
+                manager.loss_latched = True
+                manager.kill(self.stopped_by_latch[symbol])
             log.info(
                 "%s added (%s grid, step %s, %d below / %d above)",
                 symbol,
@@ -256,6 +283,7 @@ class Orchestrator:
         timeout: float,  # noqa: ASYNC109
         *,
         unsubscribe: bool = True,
+        state: str = "removed",
     ) -> SymbolSnapshot:
         """Unsubscribe, exit the symbol's scope and move it to the retired registry."""
         symbol = manager.symbol
@@ -269,6 +297,7 @@ class Orchestrator:
         with trio.move_on_after(1.0):  # its scope is cancelled: it ends at once
             await manager.done.wait()
         manager.removed()
+        self._persist_symbol(manager, "stopped" if manager.loss_latched else state)
         self._note_generation(manager)
         snap = manager.snapshot()
         self._retired[symbol] = snap
@@ -293,9 +322,17 @@ class Orchestrator:
         """Operator kill: cancel every order on every symbol and stop until resumed
         (latched in the governor, so symbols added meanwhile stay stopped too)."""
         log.critical("KILL: %s", reason)
+        if self.persistence is not None:
+            self.persistence.latch(KILL_LATCH, reason)  # a restart stays killed
         self._on_changes(self.governor.kill(reason))
 
     async def resume(self) -> None:
+        """Resume after a kill (and after latched loss limits): trade again."""
+        if self.persistence is not None:
+            self.persistence.latch(KILL_LATCH, None)
+            for symbol in list(self.stopped_by_latch):
+                self.persistence.latch(LOSS_LIMIT_LATCH + symbol, None)
+        self.stopped_by_latch.clear()
         self._on_changes(self.governor.resume())
         for manager in self._managers.values():
             manager.resume()
@@ -321,9 +358,29 @@ class Orchestrator:
             self._note_generation(failed)
             self._on_changes(self.governor.remove(failed.symbol, now=self._clock()))
         try:
-            await self.add_symbol(failed.symbol, failed.grid_config)
+            takeover = await self._takeover_of(failed)
+            await self.add_symbol(failed.symbol, failed.grid_config, takeover=takeover)
         except Exception as exc:
             log.error("%s: restart failed: %s", failed.symbol, exc)
+
+    async def _takeover_of(self, failed: SymbolManager) -> Takeover:
+        """What a restarted FAILED symbol takes over: with a store, exactly what the venue
+        and the ledger say (as at start); without one, the failed symbol's own position."""
+        symbol = failed.symbol
+        if self.persistence is not None:
+            recoverer = Recoverer(self.exchange, self.persistence.store, override=False)
+            balances = await self.exchange.balances()
+            result = await recoverer.run(
+                {symbol: failed.grid_config}, self.specs, balances, account_wide=False
+            )
+            return result.takeovers[symbol]
+        return Takeover(
+            position=failed.position,
+            held=failed.position.level_inventory(),
+            anchor=failed.strategy.anchor,
+            generation=failed.strategy.generation,
+            start_position=failed.start_position,
+        )
 
     def _note_generation(self, manager: SymbolManager) -> None:
         symbol = manager.symbol
@@ -332,8 +389,31 @@ class Orchestrator:
         )
 
     def journal(self, kind: str, payload: Any) -> None:
+        """An order about to be sent (``place``) or cancelled, a refusal, an outcome: the
+        store journals places and cancels before they are sent (persist, then act)."""
+        if self.persistence is not None:
+            if kind == "place":
+                self.persistence.intent(payload)
+            elif kind == "cancel":
+                self.persistence.cancel(payload.client_id)
         if self._journal is not None:
             self._journal(kind, payload)
+
+    def on_symbol_changed(self, manager: SymbolManager) -> None:
+        """A symbol's anchor was set, or its loss limit latched: persist it."""
+        self._persist_symbol(manager, "stopped" if manager.loss_latched else "running")
+        if manager.loss_latched and self.persistence is not None:
+            self.persistence.latch(LOSS_LIMIT_LATCH + manager.symbol, manager.reason)
+
+    def _persist_symbol(self, manager: SymbolManager, state: str) -> None:
+        if self.persistence is not None:
+            self.persistence.symbol(
+                manager.symbol,
+                manager.grid_config,
+                manager.strategy.anchor,
+                manager.start_position,
+                state,
+            )
 
     def on_governor_changes(self, changes: list[GovernorChange]) -> None:
         self._on_changes(changes)
@@ -415,9 +495,12 @@ async def open_orchestrator(
     limiter: Limiter,
     clock: Callable[[], float] = trio.current_time,
     journal: Callable[[str, Any], None] | None = None,
+    persistence: Persistence | None = None,
 ) -> AsyncIterator[Orchestrator]:
     """Run an :class:`Orchestrator`; on exit cancel our orders everywhere, then close."""
-    orch = Orchestrator(exchange, config, limiter=limiter, clock=clock, journal=journal)
+    orch = Orchestrator(
+        exchange, config, limiter=limiter, clock=clock, journal=journal, persistence=persistence
+    )
     async with trio.open_nursery() as nursery:
         await orch._start(nursery)
         try:

@@ -118,6 +118,9 @@ class OrderFlow:
         self._limiter = limiter
         self._lossless = exchange.lossless_reports
         self.started_ns = started_ns  # venue time the symbol started: nothing of ours before
+        # ... except the orders taken over from an earlier run: each is no older than its
+        # journal entry (see :meth:`not_before`)
+        self.taken_over: dict[str, int] = {}
         self._feedback = feedback
         self._journal = journal
         self._start = start
@@ -137,6 +140,10 @@ class OrderFlow:
 
     def placing(self, client_id: str) -> bool:
         return client_id in self.inflight
+
+    def not_before(self, client_id: str) -> int:
+        """The venue time before which no record of ``client_id`` can be this order's."""
+        return self.taken_over.get(client_id, self.started_ns)
 
     def _still_wanted(self, client_id: str) -> bool:
         """A queued placement is still wanted unless its cancel was requested meanwhile."""
@@ -158,7 +165,9 @@ class OrderFlow:
             placing.done.set()
 
     async def cancel(self, intent: CancelOrder) -> None:
-        machine = Cancellation(intent, self, lossless=self._lossless, not_before_ns=self.started_ns)
+        machine = Cancellation(
+            intent, self, lossless=self._lossless, not_before_ns=self.not_before(intent.client_id)
+        )
         await self._drive(machine.start(), machine.on)
 
     async def resync(self) -> None:
@@ -168,7 +177,7 @@ class OrderFlow:
             if cid in self.inflight:
                 continue  # its place request is still in flight and resolves itself
             machine = Resolution(
-                self.symbol, cid, order.side, order.price, order.qty, self.started_ns
+                self.symbol, cid, order.side, order.price, order.qty, self.not_before(cid)
             )
             end = await self._drive(machine.start(), machine.on)
             assert type(end) is Resolved

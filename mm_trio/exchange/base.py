@@ -121,6 +121,10 @@ class Exchange(abc.ABC):
     # True when every order outcome reaches the event stream (the simulated venue): the
     # answers of place/cancel then add nothing and are not applied a second time
     lossless_reports: bool = False
+    # how long after we sent it a request of ours may still be executed by the venue (ns):
+    # a restart waits this long past the last journalled order before it concludes that an
+    # order the venue does not know never reached it (in-process venues: nothing in flight)
+    request_lifetime_ns: int = 0
 
     @abc.abstractmethod
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

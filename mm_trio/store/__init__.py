@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mm_trio.store.lock import StoreLock
 from mm_trio.store.schema import SCHEMA_VERSION
 from mm_trio.store.state import (
     MIGRATIONS,
@@ -26,6 +27,7 @@ __all__ = [
     "Migration",
     "StateStore",
     "StoreError",
+    "StoreLock",
     "StoreVersionError",
     "SymbolRecord",
 ]

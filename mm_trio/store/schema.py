@@ -22,6 +22,8 @@ DEFAULT_BUSY_TIMEOUT_S = 5.0
 """How long a write waits for another writer's lock before :class:`StoreError`."""
 ENDED_KIND = "ended"
 """An event ``kind`` that ends an intent whatever its payload (e.g. resolved on restart)."""
+FILLS_PENDING_KEY = "fills_pending"
+"""A report payload key: the order ended but its trades are not all in the ledger yet."""
 SUM_PRECISION = 100
 """Significant digits for ledger sums: enough that adding quantities never rounds."""
 NO_GENERATION = -1
@@ -167,7 +169,12 @@ def _json(text: str, what: str) -> object:
 def _is_terminal(kind: str, payload: object) -> bool:
     if kind == ENDED_KIND:
         return True
-    return isinstance(payload, dict) and payload.get("status") in TERMINAL_STATUSES
+    # an ended order whose trades are not all in the ledger yet stays open for a restart
+    return (
+        isinstance(payload, dict)
+        and payload.get("status") in TERMINAL_STATUSES
+        and not payload.get(FILLS_PENDING_KEY)
+    )
 
 
 def _signed(side: str, qty: Decimal) -> Decimal:
@@ -254,4 +261,19 @@ def _fill(row: tuple[str, str, str, str, str, str, str, str, str, int]) -> Fill:
         _decimal(fee),
         fee_asset,
         ts,
+    )
+
+
+def _fill_row(f: Fill) -> tuple[str, str, str, str, str, str, str, str, str, int]:
+    return (
+        f.symbol,
+        str(f.trade_id),
+        f.order_id,
+        f.client_id,
+        _side(f.side),
+        _dec(f.price, "price"),
+        _dec(f.qty, "qty"),
+        _dec(f.fee, "fee"),
+        f.fee_asset,
+        f.ts_ns,
     )

@@ -46,6 +46,7 @@ from mm_trio.store.schema import (
     SymbolRecord,
     _dec,
     _fill,
+    _fill_row,
     _intent,
     _is_terminal,
     _json,
@@ -257,14 +258,34 @@ class StateStore:
         )
         return [JournalEvent(s, c, k, p, bool(t), ts) for s, c, k, p, t, ts in rows]
 
-    def open_intents(self) -> list[Intent]:
-        """Intents with no terminal event: orders whose outcome a restart must resolve."""
-        rows = self._conn.execute(
+    def open_intents(self, symbol: str | None = None) -> list[Intent]:
+        """Intents with no terminal event (of ``symbol``, or all): orders whose outcome a
+        restart must resolve."""
+        sql = (
             "SELECT * FROM intents i WHERE NOT EXISTS "
-            "(SELECT 1 FROM events e WHERE e.client_id = i.client_id AND e.terminal) "
-            "ORDER BY symbol, generation, client_id"
+            "(SELECT 1 FROM events e WHERE e.client_id = i.client_id AND e.terminal)"
         )
+        if symbol is None:
+            rows = self._conn.execute(sql + " ORDER BY symbol, generation, client_id")
+        else:
+            rows = self._conn.execute(
+                sql + " AND i.symbol = ? ORDER BY generation, client_id", (symbol,)
+            )
         return [_intent(row) for row in rows]
+
+    def intent(self, client_id: str) -> Intent | None:
+        """The journalled intent of ``client_id`` (``None``: never journalled)."""
+        row = self._conn.execute(
+            "SELECT * FROM intents WHERE client_id = ?", (client_id,)
+        ).fetchone()
+        return None if row is None else _intent(row)
+
+    def ended(self, client_id: str) -> bool:
+        """``client_id`` has a terminal event."""
+        row = self._conn.execute(
+            "SELECT 1 FROM events WHERE client_id = ? AND terminal LIMIT 1", (client_id,)
+        ).fetchone()
+        return row is not None
 
     def last_generation(self, symbol: str) -> int:
         """The highest generation journalled for ``symbol`` (:data:`NO_GENERATION` if none):
@@ -275,6 +296,16 @@ class StateStore:
         return NO_GENERATION if gen is None else int(gen)
 
     # ------------------------------------------------------------------ fill ledger
+
+    def put_fill(self, fill: Fill) -> bool:
+        """:meth:`add_fill` of a :class:`Fill` record."""
+        with self._tx() as conn:
+            cur = conn.execute(
+                "INSERT INTO fills VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (symbol, trade_id) DO NOTHING",
+                _fill_row(fill),
+            )
+            return cur.rowcount == 1
 
     def add_fill(
         self,
@@ -290,17 +321,10 @@ class StateStore:
         ts_ns: int,
     ) -> bool:
         """Record a fill; ``False`` (and no change) if ``(symbol, trade_id)`` is already in."""
-        row = (
-            symbol,
-            str(trade_id),
-            order_id,
-            client_id,
-            _side(side),
-            _dec(price, "price"),
-            _dec(qty, "qty"),
-            _dec(fee, "fee"),
-            fee_asset,
-            ts_ns,
+        row = _fill_row(
+            Fill(
+                symbol, str(trade_id), order_id, client_id, side, price, qty, fee, fee_asset, ts_ns
+            )
         )
         with self._tx() as conn:
             cur = conn.execute(
@@ -309,6 +333,35 @@ class StateStore:
                 row,
             )
             return cur.rowcount == 1
+
+    def record_report(
+        self, client_id: str, payload_json: str, fill: Fill | None, ts_ns: int
+    ) -> bool:
+        """Journal a report about ``client_id`` and the fill it carries (if any) in ONE
+        transaction; ``True`` if the fill was new to the ledger."""
+        terminal = _is_terminal("report", _json(payload_json, "payload of report event"))
+        row = None if fill is None else _fill_row(fill)
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO events (client_id, kind, payload, terminal, ts_ns) "
+                "VALUES (?, 'report', ?, ?, ?)",
+                (client_id, payload_json, int(terminal), ts_ns),
+            )
+            if row is None:
+                return False
+            cur = conn.execute(
+                "INSERT INTO fills VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (symbol, trade_id) DO NOTHING",
+                row,
+            )
+            return cur.rowcount == 1
+
+    def order_fills(self, client_id: str) -> list[Fill]:
+        """The ledger's fills of one order, in the order they happened."""
+        rows = self._conn.execute(
+            "SELECT * FROM fills WHERE client_id = ? ORDER BY ts_ns, rowid", (client_id,)
+        )
+        return [_fill(row) for row in rows]
 
     def fills(self, symbol: str | None = None) -> list[Fill]:
         """Fills (of ``symbol``, or all), in the order they happened."""

@@ -91,12 +91,14 @@ machines :mod:`~mm_trio.core.grid.slots`), and the phases that turn all of it in
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 
 from mm_trio.core.grid.book import DONE_MEMORY, OrderBook
 from mm_trio.core.grid.inventory import Inventory
 from mm_trio.core.grid.levels import LevelGrid
 from mm_trio.core.grid.reconcile import Gates, Reconcile
+from mm_trio.core.grid.restore import RestingOrder, plan_adoption
 from mm_trio.core.grid.sizing import FEE_RESERVE, Sizing
 from mm_trio.core.grid.slots import LiveOrder, OrderReaction, OrderState
 from mm_trio.core.grid.window import TrailingWindow
@@ -222,6 +224,58 @@ class GridStrategy:
     def gates(self) -> tuple[bool, bool]:
         """``(halt_opening, reduce_only)``."""
         return self._gates.halt_opening, self._gates.reduce_only
+
+    # ================================================================== take-over
+    def restore(
+        self, held: Mapping[int, Decimal], orders: Iterable[RestingOrder]
+    ) -> list[RestingOrder]:
+        """Take over an earlier run's grid before the first event: ``held`` is the lot of
+        each level (signed, base fees taken off: the fill ledger's), ``orders`` our orders
+        still resting on the venue. Returns the orders that do not fit the slot model (see
+        :mod:`~mm_trio.core.grid.restore`): the caller cancels them.
+
+        The grid must be anchored (``config.anchor``: the anchor the earlier run used), or
+        level numbers would mean other prices.
+        """
+        if self._book.live or self._inventory.slots or self._mid is not None:
+            raise ValueError(f"{self._symbol}: restore() must come before any event")
+        grid = self._grid
+        if grid is None:
+            if held or orders:
+                raise ValueError(f"{self._symbol}: restore() needs the earlier run's anchor")
+            return []
+        adopted, unfit = plan_adoption(
+            orders, held, grid=grid, sizing=self._sizing, neutral=self.config.mode == "neutral"
+        )
+        for order, opening in adopted:
+            if opening:  # an opening order's slot may hold its partial fills: order first
+                self._adopt(order, opening=True)
+        for level in sorted(held):
+            self._hold(level, held[level])
+        for order, opening in adopted:
+            if not opening:  # a closing order closes a held lot: lot first
+                self._adopt(order, opening=False)
+        return unfit
+
+    def _hold(self, level: int, lot: Decimal) -> None:
+        slot = self._inventory.slot(level)
+        self._position += lot
+        slot.lot += lot
+        self._inventory.set_closing_qty(
+            slot, self._sizing.closing_qty(self._grid, level, slot.lot, slot.pending)
+        )
+        slot.reported("", was_live=False, live=False)  # like a late fill: the lot moved
+        self._inventory.prune(slot)
+
+    def _adopt(self, order: RestingOrder, *, opening: bool) -> None:
+        state = OrderState(
+            order.client_id, order.side, order.level, order.price, order.qty, opening
+        )
+        state.filled = state.traded = order.filled
+        state.trade_ids = set(order.trade_ids)
+        state.take_status(order.status)
+        self._book.add(state)
+        self._inventory.slot(order.level).place(order.client_id, opening=opening)
 
     # ================================================================== events
     def on_quote(self, quote: Quote) -> list[Intent]:

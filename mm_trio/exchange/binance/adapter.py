@@ -34,6 +34,7 @@ import trio
 
 from mm_trio.domain.config import LimiterConfig
 from mm_trio.domain.model import (
+    CLOCK_TOLERANCE_NS,
     Balance,
     Event,
     OpenOrder,
@@ -482,6 +483,13 @@ class BinanceExchange(Exchange):
             "GET", "/api/v3/myTrades", params, weight=Weights.MY_TRADES, signed=True
         )
         return my_trades_from_json(body, symbol)
+
+    @property
+    def request_lifetime_ns(self) -> int:  # type: ignore[override]
+        """A signed request is executed within ``recvWindow`` of its timestamp or never
+        (Binance rejects it after that; the WebSocket API's default window is the same)."""
+        window_ms = max(self.rest.recv_window_ms, DEFAULT_RECV_WINDOW_MS)
+        return window_ms * 1_000_000 + CLOCK_TOLERANCE_NS
 
     async def order_fills(self, order: OpenOrder) -> list[OrderUpdate]:
         """Every fill of ``order`` as fill reports with trade ids (``myTrades?orderId=``,
