@@ -503,7 +503,7 @@ class Life:
     rest_call: trio.Event = field(default_factory=trio.Event)
     rest_calls_before_ready: int = 0
     ready_after_s: float | None = None
-    recovery_line: str | None = None
+    recovery_lines: list[str] = field(default_factory=list)
     stdout: list[str] = field(default_factory=list)
     stderr_tail: list[str] = field(default_factory=list)
     errors: int = 0
@@ -516,8 +516,8 @@ class Life:
 
     def on_stdout(self, line: str) -> None:
         self.stdout.append(line)
-        if line.startswith(RECOVERY_LINE) and self.recovery_line is None:
-            self.recovery_line = line
+        if line.startswith(RECOVERY_LINE):
+            self.recovery_lines.append(line[len(RECOVERY_LINE) :].strip())
         if line.startswith(READY_LINE) and not self.ready.is_set():
             self.ready_after_s = trio.current_time() - self.spawned
             self.ready.set()
@@ -540,7 +540,7 @@ class Life:
         )
         return (
             f"process {self.index}: ready after {ready} ({self.rest_calls_before_ready} REST "
-            f"calls before), {end}; {self.recovery_line or 'no recovery line'}"
+            f"calls before), {end}; recovery: {' | '.join(self.recovery_lines) or '-'}"
         )
 
     def describe(self) -> str:
@@ -829,7 +829,7 @@ class ChaosRun:
                 await life.rest_call.wait()
         if life.ready.is_set():
             return "recovering/after-ready"
-        return KIND_RECOVERING if life.recovery_line is None else "recovering/after-summary"
+        return "recovering/after-summary" if life.recovery_lines else KIND_RECOVERING
 
     async def _observe(self, kind: str, trader: Trader, stream: UserStream) -> str | None:
         """Wait for the next ``kind`` moment; the kind really watched for (without a store the
@@ -1054,9 +1054,10 @@ class ChaosRun:
         (self.workdir / "timeline.txt").write_text(  # noqa: ASYNC240 - once, at the end
             "\n".join(lf.timeline() for lf in trader.lives) + "\n"
         )
-        recovered = [lf.recovery_line for lf in trader.lives if lf.recovery_line]
-        if recovered:
-            self.counts.notes.append(f"last recovery line: {recovered[-1]}")
+        recovered = [lf for lf in trader.lives if lf.recovery_lines]
+        self.counts.notes.append(
+            f"{len(recovered)} of {len(trader.lives)} processes printed a recovery summary"
+        )
 
     async def _final_coverage(self, life: Life, trader: Trader, api: VenueApi) -> None:
         if not trader.has_store:
@@ -1067,6 +1068,14 @@ class ChaosRun:
             reading = await self._coverage(life, trader, api)
             readings.append(reading)
             if reading and all(c.ok for c in reading):
+                self.counts.notes.append(
+                    "coverage before the final stop: "
+                    + "; ".join(
+                        f"{c.symbol} held {c.held}, take-profits {c.open_tp}, in flight "
+                        f"{c.in_flight}, unprocessed buys {c.unprocessed_buys}"
+                        for c in reading
+                    )
+                )
                 return
             await trio.sleep(COVERAGE_RETRY_S)
         for c in readings[-1]:
@@ -1125,9 +1134,10 @@ class ChaosRun:
                 )
                 for row in csv.DictReader(io.StringIO(r.stdout))
             ]
+        last = (r.stderr.strip().splitlines() or [""])[-1]
         self.counts.notes.append(
-            f"`mm-trio trades --csv` failed ({r.returncode}: {r.stderr.strip()[-200:]}); "
-            "read the ledger with StateStore.fills()"
+            f"`mm-trio trades --csv` failed ({r.returncode}: {last}); read the ledger with "
+            "StateStore.fills()"
         )
         from mm_trio.store import StateStore
 
