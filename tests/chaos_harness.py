@@ -521,6 +521,7 @@ class Life:
         if line.startswith(READY_LINE) and not self.ready.is_set():
             self.ready_after_s = trio.current_time() - self.spawned
             self.ready.set()
+            self.rest_call.set()  # wakes a recovery kill waiting for a call that won't come
 
     def on_stderr(self, line: str) -> None:
         self.stderr_tail = (self.stderr_tail + [line])[-TAIL_LINES:]
@@ -709,7 +710,8 @@ class ChaosRun:
         self._all_orders: list[cc.VenueOrder] = []
         self.sigint_ms: int | None = None
         self.rules: dict[str, cc.SymbolRules] = {}
-        self._at_checks: dict[tuple[str, str], list[int]] = {}
+        self._at_checks: dict[tuple[str, str], list[str]] = {}
+        self._trader: Trader | None = None
 
     def violate(self, invariant: str, detail: str) -> None:
         self.counts.violations.append(cc.Violation(invariant, detail))
@@ -724,7 +726,7 @@ class ChaosRun:
                 await api.sync_clock()
                 await nursery.start(stream.run)
                 self.rules = await api.rules()
-                trader = Trader(self.workdir, venue.base_url, store, api.venue_ms)
+                trader = self._trader = Trader(self.workdir, venue.base_url, store, api.venue_ms)
                 if not trader.has_store:
                     self.counts.notes.append(
                         "this mm-trio has no --state: no journal, no ledger; the journal kinds "
@@ -733,6 +735,9 @@ class ChaosRun:
                 await self._kill_loop(nursery, trader, api, stream)
                 await self._finish(nursery, trader, api, stream, store)
             finally:
+                for life in self._trader.lives if self._trader is not None else []:
+                    if life.proc.returncode is None:  # the run was cancelled mid-way
+                        life.proc.kill()
                 store.close()
                 await api.aclose()
                 if venue.proc.returncode is None:
@@ -804,21 +809,28 @@ class ChaosRun:
     async def _until_kill(
         self, life: Life, kind: str, trader: Trader, api: VenueApi, stream: UserStream
     ) -> str:
+        """Wait for the moment to kill ``life`` at (it is then stopped, or exited); what kind
+        of moment it was."""
         if kind == KIND_TIMED:
             deadline = life.spawned + self.rng.uniform(MIN_KILL_DELAY_S, MAX_KILL_DELAY_S)
             with trio.move_on_at(deadline):
                 await life.ready.wait()
-                await self._check(life, trader, api)
+                await self._check(life, trader, api, moment="when ready")
             await trio.sleep_until(deadline)
-            return "timed/trading" if life.ready.is_set() else "timed/starting"
+            if not life.ready.is_set():
+                return "timed/starting"
+            await self._check(life, trader, api, moment="at its kill (timed)", then_kill=True)
+            return "timed/trading"
         if kind == KIND_RECOVERING:
             return await self._kill_in_recovery(life, trader)
         with trio.fail_after(READY_TIMEOUT_S):
             await life.ready.wait()
-        await self._check(life, trader, api)
+        await self._check(life, trader, api, moment="when ready")
         await trio.sleep(self.rng.uniform(0, MAX_ARM_DELAY_S))
         seen = await self._observe(kind, trader, stream)
-        return seen or f"timed/{kind} not seen"
+        hit = seen or f"timed/{kind} not seen"
+        await self._check(life, trader, api, moment=f"at its kill ({hit})", then_kill=True)
+        return hit
 
     async def _kill_in_recovery(self, life: Life, trader: Trader) -> str:
         earlier = [lf.rest_calls_before_ready for lf in trader.lives[:-1] if lf.ready.is_set()]
@@ -873,9 +885,12 @@ class ChaosRun:
         if life.proc.returncode is None:
             life.proc.send_signal(signal.SIGCONT)
 
-    async def _check(self, life: Life, trader: Trader, api: VenueApi) -> None:
+    async def _check(
+        self, life: Life, trader: Trader, api: VenueApi, *, moment: str, then_kill: bool = False
+    ) -> None:
         """With the trader stopped: none of ours open that the journal does not explain, and
-        never two on one (symbol, level, side)."""
+        never two on one (symbol, level, side). ``then_kill``: it stays stopped for its kill
+        (stopped at the very moment it was to be killed, so the check sees that moment)."""
         if not self._freeze(life):
             return
         try:
@@ -885,7 +900,8 @@ class ChaosRun:
                 intents = trader.store.intents()
                 ended = trader.store.ended()
         finally:
-            self._thaw(life)
+            if not then_kill:
+                self._thaw(life)
         self.counts.checks += 1
         for o in open_orders:
             self.seen_orders.setdefault(o.order_id, o)
@@ -896,12 +912,13 @@ class ChaosRun:
         found += cc.duplicate_open(open_orders, PREFIX)
         for v in found:
             # one finding per order (or slot) however many checks see it
-            self._at_checks.setdefault((v.invariant, v.detail), []).append(life.index)
+            self._at_checks.setdefault((v.invariant, v.detail), []).append(
+                f"process {life.index} {moment}"
+            )
 
     def _check_findings(self) -> None:
-        for (invariant, detail), lives in self._at_checks.items():
-            at = ", ".join(str(i) for i in lives)
-            self.violate(invariant, f"{detail} (at the checks after processes {at} started)")
+        for (invariant, detail), moments in self._at_checks.items():
+            self.violate(invariant, f"{detail} (seen at: {', '.join(moments)})")
         self._at_checks.clear()
 
     def _unmanaged_without_store(
@@ -997,7 +1014,7 @@ class ChaosRun:
         if not life.ready.is_set():
             self.violate(cc.PROCESS, "the last process never became ready: " + life.describe())
         else:
-            await self._check(life, trader, api)
+            await self._check(life, trader, api, moment="when ready")
             await trio.sleep(FINAL_SETTLE_S)
             self.seen_orders.update(stream.orders)
             await self._final_coverage(life, trader, api)
