@@ -26,10 +26,18 @@ A kill is counted under what it really hit: a ``timed`` kill before the process 
 ``timed/<kind> not seen``. Without a store (``--state`` unknown to the binary), the journal
 kinds fall back to the venue's.
 
-**Between kills**, once a process is ready (its ``mm-trio: trading`` line), the trader is
-stopped with SIGSTOP while the harness reads the venue and then the journal, and continued
-with SIGCONT: a consistent cut, with no race between the two reads (see
-:func:`tests.chaos_checks.unmanaged`).
+**Between kills** the trader is stopped with SIGSTOP while the harness reads the venue and
+then the journal: a consistent cut, with no race between the two reads (see
+:func:`tests.chaos_checks.unmanaged`). That happens once a process is ready (its
+``mm-trio: trading`` line; continued with SIGCONT after the check), and at the very moment a
+ready process is to be killed (stopped instead of killed, checked, then killed): so the
+checks see the trader mid-placing, mid-cancel and right after a fill.
+
+**At the end** a last process trades for :data:`FINAL_SETTLE_S`, its take-profit coverage is
+read (stopped again, :func:`tests.chaos_checks.coverage`, up to :data:`COVERAGE_ATTEMPTS`
+readings), it is stopped with SIGINT, and the venue's records are compared with the ledger.
+The seed replays the schedule (kinds, delays, downtimes, the market's path), not the exact
+interleaving of two processes' scheduling.
 """
 
 from __future__ import annotations
@@ -67,9 +75,11 @@ PREFIX = "mmt"
 
 # A market that keeps filling: 0.1 %/sqrt(s) volatility, a quote every 50 ms, fills at the
 # touch, against a grid 0.05 % apart: 2-3 fills per second per symbol, ~15 orders per second.
-# The order-rate limits are raised on both sides: every restart starts with an empty limiter
-# while the venue still counts the last process's orders, and a 429 pauses all trading for
-# 10 s (kept out of this test: it is about state, not rate limits).
+# The rate limits are raised tenfold on both sides (kept out of this test: it is about state,
+# not rate limits): every restart starts with an empty limiter while the venue still counts
+# the last process's orders (a 429 then pauses all trading for 10 s), and a start with its
+# recovery costs ~300 weight, so ~15 restarts a minute use up Binance's 6000 per minute (the
+# next start then waits for the window, up to a minute).
 VENUE_TOML = """\
 [venue]
 seed = {seed}
@@ -80,6 +90,7 @@ latency_ms = 1.0
 
 [server.rate_limits]
 orders_limit_short = {orders}
+weight_limit = {weight}
 """
 # breakers that a volatile synthetic market must not trip (they would pause the grid)
 TRADER_TOML = """\
@@ -98,12 +109,14 @@ stale_after = 60.0
 
 [limiter]
 orders_per_10s = {orders}
+weight_per_minute = {weight}
 
 [run]
 status_interval = 1.0
 shutdown_timeout = 5.0
 """
 ORDERS_PER_10S = 1000
+WEIGHT_PER_MINUTE = 60_000
 
 KIND_TIMED = "timed"
 KIND_RECOVERING = "recovering"
@@ -569,7 +582,9 @@ class Trader:
         ).stdout
         self.has_store = "--state" in help_text
         config = workdir / "grid.toml"
-        config.write_text(TRADER_TOML.format(prefix=PREFIX, orders=ORDERS_PER_10S))
+        config.write_text(
+            TRADER_TOML.format(prefix=PREFIX, orders=ORDERS_PER_10S, weight=WEIGHT_PER_MINUTE)
+        )
         self.command = [
             *mm_trio_cmd(),
             "--log-level",
@@ -664,7 +679,7 @@ class Venue:
 
 async def start_venue(nursery: trio.Nursery, workdir: Path, seed: int) -> Venue:
     config = workdir / "venue.toml"
-    config.write_text(VENUE_TOML.format(seed=seed, orders=ORDERS_PER_10S))
+    config.write_text(VENUE_TOML.format(seed=seed, orders=ORDERS_PER_10S, weight=WEIGHT_PER_MINUTE))
     log = (workdir / "venue.stderr").open("w")
     proc = await trio.lowlevel.open_process(
         [*mm_trio_cmd(), "venue", "--port", "0", "--config", str(config)],
