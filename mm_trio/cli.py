@@ -96,8 +96,8 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--override-recovery",
         action="store_true",
-        help="trade even if recovery finds the store and the venue disagree (the venue's "
-        "orders and balances win; every disagreement is logged)",
+        help="trade even if recovery finds the store and the venue disagree (the store's "
+        "inventory is kept; every disagreement is logged at ERROR)",
     )
     ven = sub.add_parser(
         PAPER_COMMAND,
@@ -143,6 +143,11 @@ def _build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, help="write orders.jsonl, fills.csv, equity.csv, summary.json here"
     )
     rep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    rep.add_argument(
+        "--state",
+        type=Path,
+        help="journal orders and fills into this NEW state store, as a live run does",
+    )
     return parser
 
 
@@ -347,6 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 speed=args.speed,
                 out=args.out,
                 progress=None if args.no_progress else sys.stderr,
+                state=args.state,
             )
             print(summary_table(summary, REPLAY_COLUMNS))
             rp = summary["replay"]
