@@ -107,6 +107,15 @@ def _build_parser() -> argparse.ArgumentParser:
         help="its HMAC secret (default mmtrio-test-secret); "
         "MM_TRIO_VENUE_API_SECRET is read if not given",
     )
+    trades = sub.add_parser("trades", help="the state store's fill ledger (read-only)")
+    trades.add_argument("--state", required=True, type=Path, help="the state store file")
+    trades.add_argument("--symbol", help="only this BASE/QUOTE symbol")
+    trades.add_argument("--csv", action="store_true", help="CSV on stdout instead of a table")
+    orders = sub.add_parser("orders", help="the state store's order journal (read-only)")
+    orders.add_argument("--state", required=True, type=Path, help="the state store file")
+    orders.add_argument("--open", action="store_true", help="only orders with no final outcome yet")
+    orders.add_argument("--symbol", help="only this BASE/QUOTE symbol")
+    orders.add_argument("--csv", action="store_true", help="CSV on stdout instead of a table")
     rec = sub.add_parser("record", help="record Binance combined streams (SPEC §10 format)")
     rec.add_argument("--symbols", required=True, help="comma-separated BASE/QUOTE symbols")
     rec.add_argument("--out", required=True, type=Path, help="output file (.gz)")
@@ -193,6 +202,24 @@ def _record(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     return _run_trio(main_task)
+
+
+def _audit(args: argparse.Namespace) -> int:
+    import os
+
+    from mm_trio.apps.audit import orders_command, trades_command
+
+    try:
+        if args.command == "trades":
+            trades_command(args.state, args.symbol, as_csv=args.csv, out=sys.stdout)
+        else:
+            orders_command(
+                args.state, args.symbol, open_only=args.open, as_csv=args.csv, out=sys.stdout
+            )
+        sys.stdout.flush()
+    except BrokenPipeError:  # e.g. piped into head: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_OK
 
 
 def load_server_config(path: Path | None, seed: int | None) -> Any:
@@ -303,6 +330,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         if args.command == "record":
             return _record(args)
+        if args.command in ("trades", "orders"):
+            return _audit(args)
         if args.command == PAPER_COMMAND or args.command in PAPER_ALIASES:
             return _paper(args)
         if args.command == "replay":
