@@ -101,6 +101,12 @@ def _build_parser() -> argparse.ArgumentParser:
         help="serve these recordings (SPEC §10) as market data, in real time, "
         "instead of the synthetic feed",
     )
+    ven.add_argument(
+        "--state",
+        type=Path,
+        help="keep every account's balances, orders, trades and ids in this SQLite file, so a "
+        "restarted venue serves the same accounts (overrides server.state)",
+    )
     ven.add_argument("--api-key", help="API key of the first account (default mmtrio-test-key)")
     ven.add_argument(
         "--api-secret",
@@ -243,6 +249,7 @@ def _paper(args: argparse.Namespace) -> int:
     from mm_trio.apps.paper.auth import AdminToken
     from mm_trio.apps.paper.config import ADMIN_TOKEN_ENV, with_credentials
     from mm_trio.apps.paper.server import serve_paper_venue
+    from mm_trio.apps.paper.state import VenueStateError, VenueStateWriteError
 
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port: must be 0..65535, got {args.port}")
@@ -252,6 +259,8 @@ def _paper(args: argparse.Namespace) -> int:
             if not path.is_file():
                 raise UsageError(f"--replay: recording {str(path)!r} does not exist")
         cfg = attrs.evolve(cfg, replay=tuple(str(p) for p in args.replay))
+    if args.state is not None:
+        cfg = attrs.evolve(cfg, state=str(args.state))
     secret = args.api_secret or os.environ.get("MM_TRIO_VENUE_API_SECRET")
     cfg = with_credentials(cfg, api_key=args.api_key, api_secret=secret)
     try:
@@ -289,7 +298,15 @@ def _paper(args: argparse.Namespace) -> int:
                     break
         return EXIT_OK
 
-    return _run_trio(main_task)
+    try:
+        return _run_trio(main_task)
+    except (VenueStateError, BaseExceptionGroup) as exc:
+        leaf = _leaf(exc)
+        if not isinstance(leaf, VenueStateError):
+            raise
+        print(f"mm-trio: error: {leaf}", file=sys.stderr)
+        # a file refused at start is bad input; a write that failed while serving is not
+        return EXIT_VENUE if isinstance(leaf, VenueStateWriteError) else EXIT_USAGE
 
 
 def main(argv: Sequence[str] | None = None) -> int:

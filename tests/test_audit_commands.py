@@ -336,6 +336,12 @@ def test_reads_while_a_trader_holds_a_write_transaction(
         assert (code, err) == (0, "")
         assert [r["trade_id"] for r in csv_rows(out)] == ["3", "9", "10", "11"]  # committed only
         assert (store_path.read_bytes(), store_path.stat().st_mtime_ns) == before
+        other = sqlite3.connect(store_path, timeout=0, isolation_level=None)
+        try:  # the writer's lock is intact: the reader never opened the file behind SQLite
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")
+        finally:
+            other.close()
         writer.execute("COMMIT")
         write_fills(trader, [(ETH, "4", "78", "c", "BUY", "3001", "0.5", "0", "USDT", "99")])
         code, out, _ = run_cli(["trades", "--state", str(store_path), "--csv"], capsys)

@@ -31,10 +31,7 @@ from typing import Any, Self
 from mm_trio.store.schema import (
     DEFAULT_BUSY_TIMEOUT_S,
     ENDED_KIND,
-    HEADER_SIZE,
     SCHEMA_VERSION,
-    SQLITE_MAGIC,
-    USER_VERSION_OFFSET,
     Fill,
     Intent,
     JournalEvent,
@@ -102,10 +99,12 @@ class StoreReader:
         reader._check_header()
         reader._connect(immutable=not reader._has_side_files())
         try:
-            (version,), (check,) = (rows[0] for rows in reader._read(_VERSION_QUERIES))
+            (version_rows, check_rows) = reader._read(_VERSION_QUERIES)
         except BaseException:
             reader.close()
             raise
+        version = version_rows[0][0]
+        check = " ".join(" ".join(str(row[0]).split()) for row in check_rows)
         if version > SCHEMA_VERSION:
             reader.close()
             raise StoreVersionError(_newer_message(reader.path, version, SCHEMA_VERSION))
@@ -120,25 +119,15 @@ class StoreReader:
     # ------------------------------------------------------------------ opening
 
     def _check_header(self) -> None:
+        # Only stat here: opening and closing the file outside SQLite would drop the POSIX
+        # locks that any other connection of this process holds on it.
         path = self.path
         if not path.exists():
             raise StoreError(f"state store {path} does not exist")
         if not path.is_file():
             raise StoreError(f"state store {path} is not a file")
-        try:
-            with path.open("rb") as f:
-                head = f.read(HEADER_SIZE)
-        except OSError as e:
-            raise StoreError(f"state store {path} cannot be read: {e.strerror}") from None
-        if not head:
+        if path.stat().st_size == 0:
             raise StoreError(f"state store {path} is empty: not an mm-trio state store")
-        magic = head[: len(SQLITE_MAGIC)]
-        if magic != SQLITE_MAGIC:
-            raise StoreError(f"state store {path} is not an SQLite database (bad header {magic!r})")
-        if len(head) == HEADER_SIZE:
-            found = int.from_bytes(head[USER_VERSION_OFFSET : USER_VERSION_OFFSET + 4], "big")
-            if found > SCHEMA_VERSION:  # refused before SQLite even looks at the file
-                raise StoreVersionError(_newer_message(path, found, SCHEMA_VERSION))
 
     def _has_side_files(self) -> bool:
         return any(Path(f"{self.path}{suffix}").exists() for suffix in _SIDE_FILES)
@@ -210,6 +199,10 @@ class StoreReader:
                 ) from None
             raise StoreError(f"state store {self.path} cannot be read: {e}") from None
         except sqlite3.DatabaseError as e:
+            if e.sqlite_errorname == "SQLITE_NOTADB":
+                raise StoreError(
+                    f"state store {self.path} is not an SQLite database ({e})"
+                ) from None
             raise StoreError(f"state store {self.path} is corrupt or not a database: {e}") from None
 
     def version(self) -> int:
