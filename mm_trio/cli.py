@@ -301,12 +301,17 @@ def _paper(args: argparse.Namespace) -> int:
     try:
         return _run_trio(main_task)
     except (VenueStateError, BaseExceptionGroup) as exc:
-        leaf = _leaf(exc)
-        if not isinstance(leaf, VenueStateError):
-            raise
-        print(f"mm-trio: error: {leaf}", file=sys.stderr)
+        failure: BaseException = exc
+        if isinstance(exc, BaseExceptionGroup):
+            state_errors, others = exc.split(VenueStateError)
+            if state_errors is None or others is not None:
+                raise
+            failure = state_errors
+            while isinstance(failure, BaseExceptionGroup):  # the same failure, seen twice
+                failure = failure.exceptions[0]
+        print(f"mm-trio: error: {failure}", file=sys.stderr)
         # a file refused at start is bad input; a write that failed while serving is not
-        return EXIT_VENUE if isinstance(leaf, VenueStateWriteError) else EXIT_USAGE
+        return EXIT_VENUE if isinstance(failure, VenueStateWriteError) else EXIT_USAGE
 
 
 def main(argv: Sequence[str] | None = None) -> int:

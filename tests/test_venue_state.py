@@ -16,14 +16,33 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import attrs
 import httpx
+import msgspec
 import pytest
 import trio
 
-from mm_trio.apps.paper import PaperServer, open_paper_venue
+from mm_trio.apps.paper import (
+    DEFAULT_API_KEY,
+    DEFAULT_API_SECRET,
+    AccountConfig,
+    PaperServer,
+    open_paper_venue,
+)
+from mm_trio.apps.paper import state as state_module
 from mm_trio.apps.paper.config import ADMIN_TOKEN_ENV
-from mm_trio.apps.paper.state import SCHEMA_VERSION, VenueState, VenueStateError
+from mm_trio.apps.paper.state import (
+    SCHEMA_VERSION,
+    VenueState,
+    VenueStateError,
+    VenueStateWriteError,
+)
+from mm_trio.apps.paper.testing import signed_query
 from mm_trio.cli import load_server_config, main
+from mm_trio.domain.config import SimVenueConfig
+from mm_trio.domain.model import OpenOrder, OrderUpdate, Trade
+from mm_trio.exchange.base import UnknownSymbol
+from mm_trio.exchange.sim.matching import MatchingEngine
 from mm_trio.store import StateStore
 from tests.test_cli_e2e import ROOT, mm_trio_cmd
 from tests.test_venue_rest import limit_order, signed, venue_config, wait_quotes
@@ -187,8 +206,15 @@ async def test_without_state_a_restart_starts_afresh() -> None:
     assert opened == [] and r.status_code == 400 and r.json()["code"] == -2013
 
 
-async def test_a_second_venue_on_the_same_file_is_refused(tmp_path: Path) -> None:
+SHORT_WAIT_S = 0.1
+"""Lock wait of the refused openers (the lock is held for the whole test: any wait fails)."""
+
+
+async def test_a_second_venue_on_the_same_file_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "venue.sqlite"
+    monkeypatch.setattr(state_module, "LOCK_WAIT_S", SHORT_WAIT_S)
     async with venue(path) as (_srv, client):
         await place(client, "mine", D("10000.00"))
         before = path.read_bytes()
@@ -202,10 +228,169 @@ async def test_a_second_venue_on_the_same_file_is_refused(tmp_path: Path) -> Non
         assert [o["clientOrderId"] for o in await ok(r)] == ["mine"]  # the first one serves on
 
 
+def first_leaf(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
+
+
 def leaf(exc: BaseException) -> BaseException:
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]
     return exc
+
+
+async def test_accounts_are_kept_apart(tmp_path: Path) -> None:
+    path = tmp_path / "venue.sqlite"
+    accounts = (
+        AccountConfig(api_key=DEFAULT_API_KEY, api_secret=DEFAULT_API_SECRET),
+        AccountConfig(api_key="second", api_secret="s2", balances={"USDT": D("500")}),
+    )
+    cfg = venue_config(state=str(path), accounts=accounts)
+
+    async def second_open(client: httpx.AsyncClient) -> list[dict[str, Any]]:
+        q = signed_query([("symbol", BTC)], "s2")
+        r = await client.get(f"/api/v3/openOrders?{q}", headers={"X-MBX-APIKEY": "second"})
+        return await ok(r)  # type: ignore[no-any-return]
+
+    async with open_paper_venue(cfg) as srv:
+        await wait_quotes(srv)
+        async with httpx.AsyncClient(base_url=srv.http_url, timeout=10) as client:
+            q = signed_query(limit_order("10000.00", newClientOrderId="theirs"), "s2")
+            r = await client.post(f"/api/v3/order?{q}", headers={"X-MBX-APIKEY": "second"})
+            await ok(r)
+            mine = await place(client, "mine", D("10000.00"))
+            theirs = await second_open(client)
+    async with open_paper_venue(cfg) as srv:
+        async with httpx.AsyncClient(base_url=srv.http_url, timeout=10) as client:
+            assert await second_open(client) == theirs
+            mine_now = await ok(await signed(client, "GET", "/api/v3/openOrders", []))
+            assert [o["clientOrderId"] for o in mine_now] == ["mine"]
+            assert mine_now[0]["orderId"] == mine["orderId"]
+            usdt = srv.venue.accounts["second"].engine.balance("USDT")
+            assert (usdt.free, usdt.locked) == (D("490"), D("10"))
+
+
+async def test_an_interrupted_market_order_is_expired_on_restart(tmp_path: Path) -> None:
+    """A MARKET / IOC order the venue was killed between placing and expiring (the file
+    holds it open) must not rest after the restart: it is expired and its lock released."""
+    path = tmp_path / "venue.sqlite"
+    async with venue(path) as (_srv, client):
+        rec = await place(client, "ioc", D("10000.00"))
+        usdt = await ok(await signed(client, "GET", "/api/v3/account", []))
+    locked_before = {b["asset"]: b for b in usdt["balances"]}["USDT"]["locked"]
+    assert D(locked_before) == D("10")
+    raw = sqlite3.connect(path)  # the state the kill left: placed, not yet expired
+    with raw:
+        raw.execute(
+            "UPDATE orders SET record = json_set(record, '$.expire_on_cancel', json('true'), "
+            "'$.tif', 'IOC') WHERE order_id = ?",
+            (rec["orderId"],),
+        )
+    raw.close()
+    async with venue(path) as (_srv, client):
+        opened = await ok(await signed(client, "GET", "/api/v3/openOrders", []))
+        q = [("symbol", BTC), ("origClientOrderId", "ioc")]
+        order = await ok(await signed(client, "GET", "/api/v3/order", q))
+        acct = await ok(await signed(client, "GET", "/api/v3/account", []))
+    assert opened == [] and (order["status"], order["timeInForce"]) == ("EXPIRED", "IOC")
+    assert {b["asset"]: b for b in acct["balances"]}["USDT"]["locked"] == "0.00000000"
+    async with venue(path) as (_srv, client):  # and that outcome was saved
+        order = await ok(await signed(client, "GET", "/api/v3/order", q))
+        assert order["status"] == "EXPIRED"
+
+
+async def test_an_open_order_on_a_symbol_no_longer_listed_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "venue.sqlite"
+    listed = venue_config(state=str(path))
+    listed = attrs.evolve(
+        listed, venue=attrs.evolve(listed.venue, extra_symbols={"FOO/USDT": D("2.5")})
+    )
+    async with open_paper_venue(listed) as srv:
+        async with httpx.AsyncClient(base_url=srv.http_url, timeout=10) as client:
+            params = limit_order("2.00", "10", newClientOrderId="foo")
+            params[0] = ("symbol", "FOOUSDT")
+            await ok(await signed(client, "POST", "/api/v3/order", params))
+    before = path.read_bytes()
+    with pytest.raises(BaseException) as info:
+        async with open_paper_venue(venue_config(state=str(path))):
+            pass  # pragma: no cover - must not start
+    error = leaf(info.value)
+    assert isinstance(error, VenueStateError)
+    assert "FOO/USDT" in str(error) and "cannot rest again" in str(error)
+    assert path.read_bytes() == before
+    async with open_paper_venue(listed) as srv:  # the listing back: the order is there
+        assert [o.client_id for o in srv.venue.primary.engine.open_orders()] == ["foo"]
+
+
+async def test_a_failed_write_stops_the_venue(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "venue.sqlite"
+
+    def full_disk(*args: object, **kw: object) -> None:
+        raise VenueStateWriteError(f"venue state {path}: write failed: database or disk is full")
+
+    answers: list[int] = []
+    with pytest.raises(BaseExceptionGroup) as info:
+        async with venue(path) as (_srv, client):
+            monkeypatch.setattr(VenueState, "commit", full_disk)
+            try:
+                r = await signed(client, "POST", "/api/v3/order", limit_order("10000.00"))
+                answers.append(r.status_code)
+            except httpx.HTTPError:
+                pass  # the venue went down before it answered
+            await trio.sleep_forever()  # the venue stops by itself
+    assert all(code >= 500 for code in answers)  # never a success the venue could not keep
+    failures, others = info.value.split(VenueStateWriteError)
+    assert failures is not None and others is None, info.value
+    assert "disk is full" in str(first_leaf(failures))
+
+
+def test_the_engine_restores_books_balances_and_counters() -> None:
+    engine = MatchingEngine(SimVenueConfig(queue_model="trade_through"))
+    usdt, btc = engine.balance("USDT"), engine.balance("BTC")
+    saved = [
+        OpenOrder(
+            symbol="BTC/USDT",
+            client_id=f"b{n}",
+            order_id=str(40 + n),
+            side="BUY",
+            price=D("100.00"),
+            qty=D("0.010"),
+            cum_qty=D("0.004") if n == 0 else D(0),
+            status="PARTIALLY_FILLED" if n == 0 else "NEW",
+            ts=n,
+        )
+        for n in range(2)
+    ]
+    unlisted = msgspec.structs.replace(saved[0], symbol="NOPE/USDT", client_id="x")
+    with pytest.raises(UnknownSymbol):
+        engine.restore(
+            balances={"USDT": (D(1), D(2))}, next_order_id=1, next_trade_id=1, resting=[unlisted]
+        )
+    assert (engine.balance("USDT"), engine.open_orders()) == (usdt, [])  # nothing changed
+    engine.restore(
+        balances={"USDT": (D("500.5"), D("1.6")), "BTC": (D("0.3"), D(0))},
+        next_order_id=7,  # below an id in use: ids still continue above it
+        next_trade_id=900,
+        resting=saved,
+    )
+    assert [o.client_id for o in engine.open_orders()] == ["b0", "b1"]
+    assert engine.next_ids() == (42, 900)
+    assert (engine.balance("USDT").free, engine.balance("USDT").locked) == (D("500.5"), D("1.6"))
+    assert engine.balance("BTC").free == D("0.3") and btc.free != D("0.3")
+    # time priority kept: the first restored order fills first, its remaining 0.006 only
+    events = engine.on_trade(
+        Trade(
+            symbol="BTC/USDT", price=D("99.00"), qty=D("0.007"), buyer_maker=True, trade_id=1, ts=9
+        )
+    )
+    filled = [(e.client_id, e.last_qty, e.trade_id) for e in events if isinstance(e, OrderUpdate)]
+    assert filled == [("b0", D("0.006"), 900), ("b1", D("0.001"), 901)]
+    assert engine.balance("USDT").locked == D("1.6") - D("100.00") * D("0.007")
+    with pytest.raises(ValueError, match="resting twice"):
+        engine.restore(balances={}, next_order_id=1, next_trade_id=1, resting=[saved[1]])
 
 
 # ---------------------------------------------------------------------- bad files
@@ -268,8 +453,11 @@ def test_a_bad_state_file_is_refused_and_not_overwritten(
     assert file_state(path) == before
 
 
-def test_a_locked_state_file_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_locked_state_file_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "venue.sqlite"
+    monkeypatch.setattr(state_module, "LOCK_WAIT_S", SHORT_WAIT_S)
     with VenueState.open(path) as holder:
         holder.create_account("k", next_ids=(5, 9), update_ms=0, balances={})
         assert main(["venue", "--port", "0", "--state", str(path)]) == 2

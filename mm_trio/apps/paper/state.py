@@ -144,13 +144,16 @@ class VenueState:
         self.path = path
 
     @classmethod
-    def open(cls, path: str | Path, *, lock_wait_s: float = LOCK_WAIT_S) -> VenueState:
-        """Open (creating or migrating) the file at ``path`` and lock it.
+    def open(cls, path: str | Path, *, lock_wait_s: float | None = None) -> VenueState:
+        """Open (creating or migrating) the file at ``path`` and lock it (waiting up to
+        ``lock_wait_s``, default :data:`LOCK_WAIT_S`, for another process's lock).
 
         Raises :class:`VenueStateError` for a file that is not a venue state, a newer one, a
         corrupt one or one another process holds; such a file is left as it was.
         """
         path = Path(path)
+        if lock_wait_s is None:
+            lock_wait_s = LOCK_WAIT_S
         if path.exists() and not path.is_file():
             raise VenueStateError(f"venue state {path} is not a file")
         if path.exists() and path.stat().st_size > 0:  # an empty file has nothing to lose
