@@ -444,6 +444,24 @@ def _corrupt(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
+def _crashed_mid_transaction(path: Path) -> None:
+    """A writer in rollback-journal mode (a new store's first migration) killed mid-write."""
+    script = (
+        "import os, signal, sqlite3\n"
+        f"c = sqlite3.connect({str(path)!r}, isolation_level=None)\n"
+        "c.execute('BEGIN')\n"
+        "c.execute('CREATE TABLE fills (x)')\n"
+        "c.executemany('INSERT INTO fills VALUES (?)', [('x' * 100,)] * 2000)\n"
+        "c.execute('COMMIT')\n"
+        "c.execute('PRAGMA cache_size = 1')\n"  # spill pages: the file is mid-change
+        "c.execute('BEGIN')\n"
+        "c.execute(\"UPDATE fills SET x = 'y'\")\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=False)
+    assert Path(f"{path}-journal").exists()
+
+
 BAD_FILES = {
     "missing": (lambda p: None, "does not exist"),
     "empty": (lambda p: p.write_bytes(b""), "is empty"),
@@ -451,6 +469,7 @@ BAD_FILES = {
     "newer": (_newer, "schema version 7, newer than this mm-trio knows"),
     "another database": (_not_ours, "not an mm-trio state store"),
     "corrupt": (_corrupt, "corrupt"),
+    "crashed mid-transaction": (_crashed_mid_transaction, "unfinished transaction"),
 }
 
 

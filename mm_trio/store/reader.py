@@ -133,7 +133,10 @@ class StoreReader:
         return any(Path(f"{self.path}{suffix}").exists() for suffix in _SIDE_FILES)
 
     def _stat(self) -> _FileId:
-        st = os.stat(self.path)
+        try:
+            st = os.stat(self.path)
+        except OSError as e:
+            raise StoreError(f"state store {self.path} cannot be read: {e.strerror}") from None
         return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
     def _connect(self, *, immutable: bool) -> None:
@@ -193,6 +196,12 @@ class StoreReader:
             finally:
                 conn.execute("COMMIT")
         except sqlite3.OperationalError as e:
+            if e.sqlite_errorname == "SQLITE_READONLY_ROLLBACK":
+                raise StoreError(
+                    f"state store {self.path} holds an unfinished transaction of a writer that "
+                    f"crashed ({self.path}-journal); only a writer may roll it back, so open it "
+                    "once with mm-trio run"
+                ) from None
             if "no such table" in str(e):
                 raise StoreError(
                     f"state store {self.path} is not an mm-trio state store ({e})"
