@@ -74,7 +74,7 @@ class PaperVenue:
     clock); run :meth:`run` in a nursery.
     """
 
-    def __init__(self, config: PaperConfig, *, state: VenueState | None = None) -> None:
+    def __init__(self, config: PaperConfig) -> None:
         self.config = config
         self.epoch_ns = time.time_ns() - round(trio.current_time() * _NS_PER_S)
         self.limiter = RateLimiter(config.rate_limits)
@@ -103,25 +103,28 @@ class PaperVenue:
         self._started = trio.Event()
         self._failed = trio.Event()
         self._failure: VenueStateError | None = None
-        self._owns_state = state is None and config.state is not None
-        if state is None and config.state is not None:
-            state = VenueState.open(config.state)
-        self.state = state
-        if state is not None:
+        self.state: VenueState | None = None
+        if config.state is not None:
+            self.state = VenueState.open(config.state)  # locked until close()
             try:
-                self._restore(state)
+                self._restore(self.state)
             except BaseException:
                 self.close()
                 raise
 
     def _restore(self, state: VenueState) -> None:
-        """Each account continues from the file (or is saved there as it starts)."""
+        """Each account continues from the file (or is saved there as it starts).
+
+        Every saved account is restored before anything is written, so a file refused
+        here (an open order the venue cannot rest again) is left as it was.
+        """
         saved = state.load()
-        now_ns = self.primary.sim.now_ns()
         for key, acct in self.accounts.items():
             if key in saved:
                 acct.restore(saved[key])
-            else:
+        now_ns = self.primary.sim.now_ns()
+        for key, acct in self.accounts.items():
+            if key not in saved:
                 state.create_account(
                     key,
                     next_ids=acct.engine.next_ids(),
@@ -145,8 +148,8 @@ class PaperVenue:
             self._failed.set()
 
     def close(self) -> None:
-        """Release the state file (if the venue opened it)."""
-        if self._owns_state and self.state is not None:
+        """Release the state file (idempotent)."""
+        if self.state is not None:
             self.state.close()
             self.state = None
 
