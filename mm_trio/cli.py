@@ -96,8 +96,8 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--override-recovery",
         action="store_true",
-        help="trade even if recovery finds the store and the venue disagree (the venue's "
-        "orders and balances win; every disagreement is logged)",
+        help="trade even if recovery finds the store and the venue disagree (the store's "
+        "inventory is kept; every disagreement is logged at ERROR)",
     )
     ven = sub.add_parser(
         PAPER_COMMAND,
@@ -119,12 +119,27 @@ def _build_parser() -> argparse.ArgumentParser:
         help="serve these recordings (SPEC §10) as market data, in real time, "
         "instead of the synthetic feed",
     )
+    ven.add_argument(
+        "--state",
+        type=Path,
+        help="keep every account's balances, orders, trades and ids in this SQLite file, so a "
+        "restarted venue serves the same accounts (overrides server.state)",
+    )
     ven.add_argument("--api-key", help="API key of the first account (default mmtrio-test-key)")
     ven.add_argument(
         "--api-secret",
         help="its HMAC secret (default mmtrio-test-secret); "
         "MM_TRIO_VENUE_API_SECRET is read if not given",
     )
+    trades = sub.add_parser("trades", help="the state store's fill ledger (read-only)")
+    trades.add_argument("--state", required=True, type=Path, help="the state store file")
+    trades.add_argument("--symbol", help="only this BASE/QUOTE symbol")
+    trades.add_argument("--csv", action="store_true", help="CSV on stdout instead of a table")
+    orders = sub.add_parser("orders", help="the state store's order journal (read-only)")
+    orders.add_argument("--state", required=True, type=Path, help="the state store file")
+    orders.add_argument("--open", action="store_true", help="only orders with no final outcome yet")
+    orders.add_argument("--symbol", help="only this BASE/QUOTE symbol")
+    orders.add_argument("--csv", action="store_true", help="CSV on stdout instead of a table")
     rec = sub.add_parser("record", help="record Binance combined streams (SPEC §10 format)")
     rec.add_argument("--symbols", required=True, help="comma-separated BASE/QUOTE symbols")
     rec.add_argument("--out", required=True, type=Path, help="output file (.gz)")
@@ -143,6 +158,11 @@ def _build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, help="write orders.jsonl, fills.csv, equity.csv, summary.json here"
     )
     rep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    rep.add_argument(
+        "--state",
+        type=Path,
+        help="journal orders and fills into this NEW state store, as a live run does",
+    )
     return parser
 
 
@@ -213,6 +233,24 @@ def _record(args: argparse.Namespace) -> int:
     return _run_trio(main_task)
 
 
+def _audit(args: argparse.Namespace) -> int:
+    import os
+
+    from mm_trio.apps.audit import orders_command, trades_command
+
+    try:
+        if args.command == "trades":
+            trades_command(args.state, args.symbol, as_csv=args.csv, out=sys.stdout)
+        else:
+            orders_command(
+                args.state, args.symbol, open_only=args.open, as_csv=args.csv, out=sys.stdout
+            )
+        sys.stdout.flush()
+    except BrokenPipeError:  # e.g. piped into head: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_OK
+
+
 def load_server_config(path: Path | None, seed: int | None) -> Any:
     """``[venue]`` as for ``run`` plus an optional ``[server]`` section (accounts, limits...)."""
     from mm_trio.apps.paper.config import PaperConfig
@@ -234,6 +272,7 @@ def _paper(args: argparse.Namespace) -> int:
     from mm_trio.apps.paper.auth import AdminToken
     from mm_trio.apps.paper.config import ADMIN_TOKEN_ENV, with_credentials
     from mm_trio.apps.paper.server import serve_paper_venue
+    from mm_trio.apps.paper.state import VenueStateError, VenueStateWriteError
 
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port: must be 0..65535, got {args.port}")
@@ -243,6 +282,8 @@ def _paper(args: argparse.Namespace) -> int:
             if not path.is_file():
                 raise UsageError(f"--replay: recording {str(path)!r} does not exist")
         cfg = attrs.evolve(cfg, replay=tuple(str(p) for p in args.replay))
+    if args.state is not None:
+        cfg = attrs.evolve(cfg, state=str(args.state))
     secret = args.api_secret or os.environ.get("MM_TRIO_VENUE_API_SECRET")
     cfg = with_credentials(cfg, api_key=args.api_key, api_secret=secret)
     try:
@@ -280,7 +321,20 @@ def _paper(args: argparse.Namespace) -> int:
                     break
         return EXIT_OK
 
-    return _run_trio(main_task)
+    try:
+        return _run_trio(main_task)
+    except (VenueStateError, BaseExceptionGroup) as exc:
+        failure: BaseException = exc
+        if isinstance(exc, BaseExceptionGroup):
+            state_errors, others = exc.split(VenueStateError)
+            if state_errors is None or others is not None:
+                raise
+            failure = state_errors
+            while isinstance(failure, BaseExceptionGroup):  # the same failure, seen twice
+                failure = failure.exceptions[0]
+        print(f"mm-trio: error: {failure}", file=sys.stderr)
+        # a file refused at start is bad input; a write that failed while serving is not
+        return EXIT_VENUE if isinstance(failure, VenueStateWriteError) else EXIT_USAGE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -335,6 +389,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         if args.command == "record":
             return _record(args)
+        if args.command in ("trades", "orders"):
+            return _audit(args)
         if args.command == PAPER_COMMAND or args.command in PAPER_ALIASES:
             return _paper(args)
         if args.command == "replay":
@@ -347,6 +403,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 speed=args.speed,
                 out=args.out,
                 progress=None if args.no_progress else sys.stderr,
+                state=args.state,
             )
             print(summary_table(summary, REPLAY_COLUMNS))
             rp = summary["replay"]

@@ -46,8 +46,11 @@ async def test_place_acks_on_the_stream_and_cancel_reports_canceled() -> None:
     assert fake.orders == {}
     with pytest.raises(UnknownOrder):
         await fake.cancel(SYM, "c1")
+    # like a venue, it still answers queries of an ended order
+    ended = await fake.query(SYM, "c1")
+    assert (ended.status, ended.cum_qty) == ("CANCELED", 0)
     with pytest.raises(UnknownOrder):
-        await fake.query(SYM, "c1")
+        await fake.query(SYM, "never-placed")
 
 
 async def test_injected_events_come_out_in_order() -> None:

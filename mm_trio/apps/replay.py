@@ -37,6 +37,7 @@ from mm_trio.apps.summary import summary_dict
 from mm_trio.domain.config import Config
 from mm_trio.domain.model import ZERO, OrderUpdate
 from mm_trio.engine.orchestrator import Orchestrator, open_orchestrator
+from mm_trio.engine.persistence import Persistence
 from mm_trio.exchange.binance.decode import StreamDecoder
 from mm_trio.exchange.limiter import Limiter
 from mm_trio.exchange.recording import RecordingStats, merge_recordings
@@ -47,6 +48,7 @@ from mm_trio.exchange.sim.recorded import (
     ReplayFeed,
     recorded_market,
 )
+from mm_trio.store import StateStore, StoreError
 
 # --------------------------------------------------------------------------- outputs
 
@@ -173,8 +175,12 @@ async def replay_session(
     progress: TextIO | None = None,
     on_summary: Callable[[dict[str, Any]], None] | None = None,
     phases: dict[str, float] | None = None,
+    store: StateStore | None = None,
 ) -> tuple[ReplayRecorder, dict[str, Any]]:
     """Replay ``paths`` through the live pipeline; return the recorder and the summary.
+
+    ``store``: journal the replay's orders and fills into it exactly as a live run does
+    (the replay of a fresh venue recovers nothing: the store must be new).
 
     ``phases``, if given, receives the wall time in seconds spent adding the symbols
     (``"add"``) and in the orderly shutdown (``"shutdown"``): set-up that a benchmark leaves
@@ -200,8 +206,9 @@ async def replay_session(
         feed_quantum=config.replay.quantum_ms / 1000.0,
     )
     recorder = ReplayRecorder(exchange)
+    persistence = None if store is None else Persistence(store, exchange.now_ns)
     async with open_orchestrator(
-        exchange, config, limiter=limiter, journal=recorder.journal
+        exchange, config, limiter=limiter, journal=recorder.journal, persistence=persistence
     ) as orch:
         started = time.perf_counter()
         for sym in symbols:
@@ -289,12 +296,15 @@ def run_replay(
     out: Path | None = None,
     progress: TextIO | None = sys.stderr,
     phases: dict[str, float] | None = None,
+    state: Path | None = None,
 ) -> dict[str, Any]:
     """Run one replay in a fresh trio run on a MockClock; write outputs to ``out``.
-    ``phases``: see :func:`replay_session`."""
+    ``phases``: see :func:`replay_session`; ``state``: a NEW state store to journal into."""
     for p in paths:
         if not p.is_file():
             raise ReplayError(f"recording {str(p)!r} does not exist")
+    if state is not None and state.exists():
+        raise ReplayError(f"--state {str(state)!r} exists: a replay journals into a new store only")
     if speed == "max":
         clock = trio.testing.MockClock(autojump_threshold=0)
     else:
@@ -308,9 +318,20 @@ def run_replay(
             raise ReplayError(f"--speed must be 'max' or a positive number, got {speed!r}")
         clock = trio.testing.MockClock(rate=rate)
     _seed_scheduler(config.venue.seed)
-    recorder, summary = trio.run(
-        lambda: replay_session(paths, config, progress=progress, phases=phases), clock=clock
-    )
+    store = None
+    if state is not None:
+        try:
+            store = StateStore.open(state)
+        except StoreError as exc:
+            raise ReplayError(f"--state: {exc}") from None
+    try:
+        recorder, summary = trio.run(
+            lambda: replay_session(paths, config, progress=progress, phases=phases, store=store),
+            clock=clock,
+        )
+    finally:
+        if store is not None:
+            store.close()
     if out is not None:
         recorder.write(out, summary)
     return summary

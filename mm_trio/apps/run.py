@@ -83,18 +83,21 @@ async def run_command(
     *,
     duration: float | None,
     summary_json: Path | None,
-    out: TextIO = sys.stdout,
-    err: TextIO = sys.stderr,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
     venue: str = "sim",
     base_url: str | None = None,
     state: Path | None = None,
     override_recovery: bool = False,
 ) -> int:
-    """Trade ``symbols`` until ``duration`` elapses or SIGINT/SIGTERM; print the summary.
+    """Trade ``symbols`` until ``duration`` elapses or SIGINT/SIGTERM; print the summary
+    (to ``out``, errors to ``err``: stdout / stderr by default).
 
     With a ``state`` store, recovery runs first (see :mod:`mm_trio.engine.recovery`) and
     every state change is persisted before it is acted on.
     """
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
     alerts: list[str] = []  # venue bans: logged at ERROR by the limiter, kept for the summary
     limiter = Limiter(config.limiter, on_alert=alerts.append)
     exchange = make_exchange(venue, base_url, config, limiter)
@@ -162,7 +165,9 @@ async def _trade(
                 try:
                     with run_scope:  # a signal during recovery ends the run: nothing traded
                         if store is not None:
-                            recovery = await _recover(orch, store, grids, override_recovery, out)
+                            recovery = await recover_account(
+                                orch, store, grids, override_recovery, out
+                            )
                         await orch.add_symbols(list(grids), configs=grids)
                         traded = True
                         print(
@@ -185,7 +190,7 @@ async def _trade(
     return rc
 
 
-async def _recover(
+async def recover_account(
     orch: Orchestrator,
     store: StateStore,
     grids: dict[str, GridConfig],

@@ -116,6 +116,8 @@ class RunConfig:
     restart_failed: bool = False
     restart_backoff: float = 5.0
     order_channel_size: int = 10000
+    # a quote inside the symbol's quiet band (no decision can change) does not wake it
+    absorb_quiet_quotes: bool = True
     # the state store (SQLite) of this account; "" : the default (see ``mm-trio run --state``)
     state: str = ""
 

@@ -143,7 +143,7 @@ class SymbolManager:
         self.quote_observer: Callable[[Quote, list[Intent]], None] | None = None
         self.mid: Decimal | None = None
         self.prefix = grid.client_id_prefix
-        self.inbox = Inbox(run.order_channel_size, self._overflow)
+        self.inbox = Inbox(run.order_channel_size, self._overflow, clock)
         self.exposure = ExposureReporter(
             self.symbol, self.strategy, self.position, host.governor, host.on_governor_changes
         )
@@ -200,6 +200,13 @@ class SymbolManager:
     @property
     def state(self) -> SymbolState:
         return self.lifecycle.state
+
+    @property
+    def market_mid(self) -> Decimal | None:
+        """The mid of the latest quote, absorbed or handled (status, PnL, equity)."""
+        if self.inbox.absorbed_at is not None and self.inbox.latest_quote is not None:
+            return self.inbox.latest_quote.mid
+        return self.mid
 
     @property
     def reason(self) -> str:
@@ -299,9 +306,14 @@ class SymbolManager:
         if self.state is SymbolState.FAILED:
             return
         now = self._clock()
+        absorbed = self.inbox.absorbed_at
+        if absorbed is not None:  # a quote is waiting: it is no stale market, and it is due
+            self.risk.quote_seen(absorbed)
+            self.poke(Marker.QUOTE)
         changes = self.risk.tick(now)
-        if self.mid is not None:
-            changes += self.risk.on_pnl(self.position.total_pnl(self.mid), now)
+        mid = self.market_mid
+        if mid is not None:
+            changes += self.risk.on_pnl(self.position.total_pnl(mid), now)
         if changes:
             self._log_breakers(changes)
             self.poke(Marker.GATES)
@@ -382,8 +394,29 @@ class SymbolManager:
                 except (trio.WouldBlock, trio.EndOfChannel):
                     break
                 handle(item)
+            self.inbox.band = self.quiet_band()
+
+    def quiet_band(self) -> tuple[Decimal, Decimal] | None:
+        """The mids a quote may have without waking this symbol (see :mod:`.inbox`): the
+        strategy's and the risk monitor's quiet bands, while the symbol simply runs."""
+        if (
+            not self._run_config.absorb_quiet_quotes
+            or self.lifecycle.state is not SymbolState.RUNNING
+            or self._resyncing
+        ):
+            return None
+        grid = self.strategy.quiet_band()
+        if grid is None:
+            return None
+        risk = self.risk.quiet_band()
+        if risk is None:
+            return None
+        lo, hi = max(grid[0], risk[0]), min(grid[1], risk[1])
+        return (lo, hi) if lo < hi else None
 
     def _handle(self, item: Any) -> None:
+        if self.inbox.absorbed_at is not None and item is not Marker.QUOTE:
+            self._handle(Marker.QUOTE)  # the absorbed quote comes first, as it arrived
         self.events += 1
         self._now = self._clock()
         kind = type(item)
@@ -420,7 +453,8 @@ class SymbolManager:
             self.bad_quotes += 1  # an empty or crossed book side is no price to trade on
             return None
         self.mid = quote.mid
-        changes = self.risk.on_quote(quote, self._now)
+        at = self.inbox.taken_at  # an absorbed quote counts from when it arrived
+        changes = self.risk.on_quote(quote, self._now if at is None else at)
         intents = self.strategy.on_quote(quote)
         if self.strategy.anchor != self.anchor_saved:
             # the levels' anchor is durable before any order on them is sent

@@ -298,7 +298,7 @@ class Recoverer:
                 "the store and the venue disagree:\n  "
                 + "\n  ".join(self.result.problems)
                 + "\n(nothing was traded; fix the cause, or pass --override-recovery to "
-                "trade anyway on the venue's state)"
+                "trade anyway: the store's inventory is kept and each disagreement logged)"
             )
         return self.result
 

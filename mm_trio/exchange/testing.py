@@ -48,6 +48,7 @@ from typing import Literal
 
 import trio
 
+from mm_trio.core.orders import from_open_order
 from mm_trio.domain.model import (
     Balance,
     Event,
@@ -128,6 +129,10 @@ class FakeExchange(Exchange):
         self._answers: dict[str, deque[_Answer]] = {m: deque() for m in _SCRIPTED}
         self._trade_ids = 0
         self.orders: dict[str, OpenOrder] = {}
+        # every order ever placed, in its latest state (a venue answers queries of ended
+        # orders too), and every fill of each, by client id
+        self.history: dict[str, OpenOrder] = {}
+        self.trades: dict[str, list[OrderUpdate]] = {}
         self.subscribed: set[str] = set()
         self.placed: list[OrderRequest] = []
 
@@ -168,19 +173,22 @@ class FakeExchange(Exchange):
         status: Literal["PARTIALLY_FILLED", "FILLED"] = (
             "FILLED" if cum == order.qty else "PARTIALLY_FILLED"
         )
+        after = OpenOrder(
+            symbol=order.symbol,
+            client_id=client_id,
+            order_id=order.order_id,
+            side=order.side,
+            price=order.price,
+            qty=order.qty,
+            cum_qty=cum,
+            status=status,
+            ts=order.ts,
+        )
+        self.history[client_id] = after
         if status == "FILLED":
             del self.orders[client_id]
         else:
-            self.orders[client_id] = OpenOrder(
-                symbol=order.symbol,
-                client_id=client_id,
-                order_id=order.order_id,
-                side=order.side,
-                price=order.price,
-                qty=order.qty,
-                cum_qty=cum,
-                status=status,
-            )
+            self.orders[client_id] = after
         self._trade_ids += 1
         report = OrderUpdate(
             symbol=order.symbol,
@@ -196,9 +204,30 @@ class FakeExchange(Exchange):
             fee_asset=fee_asset,
             trade_id=self._trade_ids,
             order_id=order.order_id,
+            ts=order.ts,
         )
+        self.trades.setdefault(client_id, []).append(report)
         self.inject(report)
         return report
+
+    def expire(self, client_id: str) -> OpenOrder:
+        """The venue ends open order ``client_id`` by itself (``EXPIRED``), reporting it."""
+        order = self.orders.pop(client_id, None)
+        if order is None:
+            raise UnknownOrder(f"expire: {client_id!r} is not an open order")
+        ended = self.history[client_id] = OpenOrder(
+            symbol=order.symbol,
+            client_id=client_id,
+            order_id=order.order_id,
+            side=order.side,
+            price=order.price,
+            qty=order.qty,
+            cum_qty=order.cum_qty,
+            status="EXPIRED",
+            ts=order.ts,
+        )
+        self.inject(from_open_order(ended))
+        return ended
 
     def _next_answer(self, method: Scripted) -> _Answer | None:
         answers = self._answers[method]
@@ -249,9 +278,10 @@ class FakeExchange(Exchange):
             qty=request.qty,
             cum_qty=Decimal(0),
             status="NEW",
+            ts=self.now_ns(),
         )
         self.placed.append(request)
-        self.orders[request.client_id] = order
+        self.orders[request.client_id] = self.history[request.client_id] = order
         self.inject(
             OrderUpdate(
                 symbol=request.symbol,
@@ -275,6 +305,17 @@ class FakeExchange(Exchange):
         order = self.orders.pop(client_id, None)
         if order is None:
             raise UnknownOrder("Unknown order sent.")
+        order = self.history[client_id] = OpenOrder(
+            symbol=order.symbol,
+            client_id=client_id,
+            order_id=order.order_id,
+            side=order.side,
+            price=order.price,
+            qty=order.qty,
+            cum_qty=order.cum_qty,
+            status="CANCELED",
+            ts=order.ts,
+        )
         self.inject(
             OrderUpdate(
                 symbol=symbol,
@@ -295,9 +336,12 @@ class FakeExchange(Exchange):
         if answer is not None:
             raise answer.error
         try:
-            return self.orders[client_id]
+            return self.history[client_id]
         except KeyError:
             raise UnknownOrder("Order does not exist.") from None
+
+    async def order_fills(self, order: OpenOrder) -> list[OrderUpdate]:
+        return list(self.trades.get(order.client_id, ()))
 
     async def open_orders(self, symbol: str | None = None) -> list[OpenOrder]:
         return [o for o in self.orders.values() if symbol is None or o.symbol == symbol]

@@ -201,6 +201,8 @@ class PaperConfig:
     listed symbol); streaming or trading any other listed symbol starts its data on demand.
     ``depth_levels``: levels per side of the synthetic order book (REST depth, depth streams).
     ``ws_ping_interval``: seconds between server pings on every websocket (Binance: 20).
+    ``state``: a file where every account's balances, orders, trades and ids are kept, so a
+    restarted venue serves the same accounts (``None``: in memory only).
     ``admin``: serve ``/_admin/*`` (fault injection) to loopback clients that send
     ``Authorization: Bearer <admin_token>``. ``admin_token``: ``None`` takes it from
     :data:`ADMIN_TOKEN_ENV`, or generates one (logged once at start) when that is unset too.
@@ -223,6 +225,9 @@ class PaperConfig:
     admin: bool = True
     admin_token: str | None = attrs.field(default=None, repr=False)
     max_orders_kept: int = 200_000  # per account, finished orders beyond this are forgotten
+    # the venue's state file (balances, orders, trades, ids; see mm_trio.apps.paper.state):
+    # None keeps everything in memory only
+    state: str | None = None
 
     def __attrs_post_init__(self) -> None:
         if not self.accounts:

@@ -17,7 +17,7 @@ cancels what did not fill at once).
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -27,21 +27,24 @@ import msgspec
 from mm_trio.apps.paper.account_exchange import PaperAccountExchange
 from mm_trio.apps.paper.auth import Credentials
 from mm_trio.apps.paper.config import AccountConfig
+from mm_trio.apps.paper.state import LedgerChanges, SavedAccount, VenueState, VenueStateError
 from mm_trio.domain.config import SimVenueConfig
 from mm_trio.domain.model import (
     ZERO,
     BalanceUpdate,
     Event,
+    OpenOrder,
     OrderUpdate,
     SymbolSpec,
     native_symbol,
 )
+from mm_trio.exchange.base import UnknownSymbol
 from mm_trio.exchange.binance.encode import encode_account_position, encode_execution_report
 from mm_trio.exchange.binance.protocol import OPEN_STATUSES
 from mm_trio.exchange.binance.protocol import fmt_fixed as fmt
 from mm_trio.exchange.sim import MatchingEngine
 
-__all__ = ["Account", "OrderRecord", "UserListener"]
+__all__ = ["Account", "AccountJournal", "OrderRecord", "UserListener"]
 
 _MS = 1_000_000  # ns -> ms
 
@@ -71,6 +74,7 @@ class OrderRecord:
     expire_on_cancel: bool = False  # MARKET / IOC remainder: report EXPIRED, not CANCELED
     cancel_client_id: str | None = None
     fills: list[dict[str, Any]] = attrs.field(factory=list)
+    book_price: Decimal = ZERO  # where the engine rests it (a MARKET order: through the touch)
 
     @property
     def is_open(self) -> bool:
@@ -162,6 +166,35 @@ class OrderRecord:
         }
 
 
+class AccountJournal:
+    """Where one account's ledger changes are saved (its rows of the venue state file)."""
+
+    def __init__(
+        self,
+        state: VenueState,
+        api_key: str,
+        on_failure: Callable[[VenueStateError], None] | None = None,
+    ) -> None:
+        self.state = state
+        self.api_key = api_key
+        self.on_failure = on_failure
+
+    def commit(self, changes: LedgerChanges, acct: Account) -> None:
+        """Save ``changes``; a failure is reported to ``on_failure`` and raised."""
+        try:
+            self.state.commit(
+                self.api_key,
+                changes,
+                next_ids=acct.engine.next_ids(),
+                update_ms=acct.last_update_ms,
+                balances=acct.balance_amounts(changes.assets),
+            )
+        except VenueStateError as exc:
+            if self.on_failure is not None:
+                self.on_failure(exc)
+            raise
+
+
 class Account:
     """One API key: its simulated exchange, order ledger and user-data listeners.
 
@@ -198,30 +231,47 @@ class Account:
         self.pending: dict[tuple[str, str], OrderRecord] = {}
         self.listeners: set[UserListener] = set()
         self.last_update_ms = 0
+        self.journal: AccountJournal | None = None
+        self._changes: LedgerChanges | None = None  # of the engine call being applied
 
     def __repr__(self) -> str:
         return f"Account(api_key={self.api_key!r})"
 
     # ------------------------------------------------------------------ events
     def on_events(self, events: Sequence[Event]) -> None:
-        """Engine events (synchronously, in engine order) -> ledger and user-data stream."""
-        balances: dict[str, BalanceUpdate] = {}
-        for ev in events:
-            if type(ev) is OrderUpdate:
-                if balances:
-                    self._emit_balances(balances)
-                    balances = {}
-                self._on_order(ev)
-            elif type(ev) is BalanceUpdate:
-                balances[ev.asset] = ev
-        if balances:
-            self._emit_balances(balances)
+        """Engine events (synchronously, in engine order) -> ledger and user-data stream.
 
-    def _emit_balances(self, balances: dict[str, BalanceUpdate]) -> None:
+        With a :attr:`journal`, the ledger's changes are saved (one transaction) before any
+        user-data payload goes out: what a client heard of survives a crash.
+        """
+        payloads: list[bytes] = []
+        balances: dict[str, BalanceUpdate] = {}
+        changes = self._changes = LedgerChanges() if self.journal is not None else None
+        try:
+            for ev in events:
+                if type(ev) is OrderUpdate:
+                    if balances:
+                        self._on_balances(balances, payloads)
+                        balances = {}
+                    self._on_order(ev, payloads)
+                elif type(ev) is BalanceUpdate:
+                    balances[ev.asset] = ev
+            if balances:
+                self._on_balances(balances, payloads)
+        finally:
+            self._changes = None
+        if changes and self.journal is not None:
+            self.journal.commit(changes, self)
+        for payload in payloads:
+            self._emit(payload)
+
+    def _on_balances(self, balances: dict[str, BalanceUpdate], payloads: list[bytes]) -> None:
         items = list(balances.values())
         self.last_update_ms = items[-1].ts // _MS
+        if self._changes is not None:
+            self._changes.assets.update(balances)
         if self.listeners:
-            self._emit(encode_account_position(items))
+            payloads.append(encode_account_position(items))
 
     def _emit(self, payload: bytes) -> None:
         for listener in list(self.listeners):
@@ -250,12 +300,13 @@ class Account:
             )
         rec.order_id = oid
         rec.time_ms = ms
+        rec.book_price = u.price
         self.orders[oid] = rec
         self.by_cid[key] = oid
         self._trim()
         return rec
 
-    def _on_order(self, u: OrderUpdate) -> None:
+    def _on_order(self, u: OrderUpdate, payloads: list[bytes]) -> None:
         ms = u.ts // _MS
         rec = self._record_of(u, ms)
         rec.executed = u.cum_qty
@@ -266,8 +317,10 @@ class Account:
         rec.status = status
         if u.last_qty > 0:
             self._on_fill(rec, u, ms)
+        if self._changes is not None:
+            self._changes.orders[rec.order_id] = rec
         if self.listeners:
-            self._emit(self._execution_report(rec, u, status))
+            payloads.append(self._execution_report(rec, u, status))
 
     def _on_fill(self, rec: OrderRecord, u: OrderUpdate, ms: int) -> None:
         quote_qty = u.last_qty * u.last_price
@@ -282,23 +335,24 @@ class Account:
                 "tradeId": trade_id,
             }
         )
-        self.trades.setdefault(u.symbol, []).append(
-            {
-                "symbol": rec.native,
-                "id": trade_id,
-                "orderId": rec.order_id,
-                "orderListId": -1,
-                "price": fmt(u.last_price),
-                "qty": fmt(u.last_qty),
-                "quoteQty": fmt(quote_qty),
-                "commission": fmt(u.fee),
-                "commissionAsset": u.fee_asset,
-                "time": ms,
-                "isBuyer": rec.side == "BUY",
-                "isMaker": u.maker,
-                "isBestMatch": True,
-            }
-        )
+        trade = {
+            "symbol": rec.native,
+            "id": trade_id,
+            "orderId": rec.order_id,
+            "orderListId": -1,
+            "price": fmt(u.last_price),
+            "qty": fmt(u.last_qty),
+            "quoteQty": fmt(quote_qty),
+            "commission": fmt(u.fee),
+            "commissionAsset": u.fee_asset,
+            "time": ms,
+            "isBuyer": rec.side == "BUY",
+            "isMaker": u.maker,
+            "isBestMatch": True,
+        }
+        self.trades.setdefault(u.symbol, []).append(trade)
+        if self._changes is not None:
+            self._changes.trades.append((u.symbol, trade))
 
     @staticmethod
     def _execution_report(rec: OrderRecord, u: OrderUpdate, status: str) -> bytes:
@@ -328,6 +382,74 @@ class Account:
             del orders[oid]
             if self.by_cid.get((rec.symbol, rec.client_id)) == oid:
                 del self.by_cid[(rec.symbol, rec.client_id)]
+            if self._changes is not None:
+                self._changes.orders.pop(oid, None)
+                self._changes.forgotten.append(oid)
+
+    # ------------------------------------------------------------------ saved state
+    def balance_amounts(
+        self, assets: Iterable[str] | None = None
+    ) -> dict[str, tuple[Decimal, Decimal]]:
+        """Free and locked of ``assets`` (every asset if ``None``), as the engine has them."""
+        engine = self.engine
+        if assets is None:
+            return {a: (b.free, b.locked) for a, b in engine.balances().items()}
+        return {a: (b.free, b.locked) for a in assets for b in (engine.balance(a),)}
+
+    def restore(self, saved: SavedAccount) -> None:
+        """Continue from ``saved`` (before the venue serves anything): balances, id counters,
+        orders (the open ones resting again in the engine, in their time priority), trades.
+
+        Raises :class:`~mm_trio.apps.paper.state.VenueStateError` if an open order cannot go
+        back into the engine (its symbol is not listed any more, e.g. after a config change).
+        """
+        resting = []
+        for rec in saved.orders:
+            self.orders[rec.order_id] = rec
+            self.by_cid[(rec.symbol, rec.client_id)] = rec.order_id  # the latest id wins
+            if rec.is_open:
+                resting.append(
+                    OpenOrder(
+                        symbol=rec.symbol,
+                        client_id=rec.client_id,
+                        order_id=str(rec.order_id),
+                        side="BUY" if rec.side == "BUY" else "SELL",
+                        price=rec.book_price,
+                        qty=rec.orig_qty,
+                        cum_qty=rec.executed,
+                        status="PARTIALLY_FILLED" if rec.executed > 0 else "NEW",
+                        ts=(rec.update_ms or rec.time_ms) * _MS,
+                    )
+                )
+        for symbol, trade in saved.trades:
+            self.trades.setdefault(symbol, []).append(trade)
+        self.last_update_ms = saved.update_ms
+        try:
+            self.engine.restore(
+                balances=saved.balances,
+                next_order_id=saved.next_order_id,
+                next_trade_id=saved.next_trade_id,
+                resting=resting,
+            )
+        except (UnknownSymbol, ValueError) as exc:
+            raise VenueStateError(
+                f"account {self.api_key!r}: a saved open order cannot rest again: {exc}"
+            ) from None
+
+    def settle_restored(self, ts: int) -> None:
+        """After :meth:`restore`, with the journal attached: expire a MARKET / IOC order the
+        venue was stopped between placing and expiring (it must not rest), and forget the
+        finished orders beyond ``max_orders_kept``. Both are saved."""
+        for rec in [r for r in self.orders.values() if r.is_open and r.expire_on_cancel]:
+            _, events = self.engine.cancel(rec.symbol, rec.client_id, ts)
+            self.on_events(events)
+        changes = self._changes = LedgerChanges()
+        try:
+            self._trim()
+        finally:
+            self._changes = None
+        if changes and self.journal is not None:
+            self.journal.commit(changes, self)
 
     # ------------------------------------------------------------------ lookups
     def find(self, symbol: str, order_id: int | None, client_id: str | None) -> OrderRecord | None:

@@ -21,6 +21,7 @@ market.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Mapping
@@ -36,13 +37,16 @@ from mm_trio.apps.paper.config import PaperConfig
 from mm_trio.apps.paper.depth import DEPTH_SPEEDS
 from mm_trio.apps.paper.faults import Faults
 from mm_trio.apps.paper.hub import MarketHub
-from mm_trio.apps.paper.ledger import Account, OrderRecord
+from mm_trio.apps.paper.ledger import Account, AccountJournal, OrderRecord
 from mm_trio.apps.paper.orders import NewOrder, validate_order
 from mm_trio.apps.paper.params import param_symbol, param_symbols
 from mm_trio.apps.paper.ratelimit import RateLimiter
+from mm_trio.apps.paper.state import VenueState, VenueStateError
 from mm_trio.domain.model import Event, SymbolSpec, native_symbol
 
 __all__ = ["PaperVenue"]
+
+log = logging.getLogger(__name__)
 
 _NS_PER_S = 1e9
 _NS_PER_MS = 1_000_000
@@ -97,6 +101,57 @@ class PaperVenue:
         self.hub = MarketHub(self.engine_specs, config.depth_levels)
         self.ws_scopes: set[trio.CancelScope] = set()
         self._started = trio.Event()
+        self._failed = trio.Event()
+        self._failure: VenueStateError | None = None
+        self.state: VenueState | None = None
+        if config.state is not None:
+            self.state = VenueState.open(config.state)  # locked until close()
+            try:
+                self._restore(self.state)
+            except BaseException:
+                self.close()
+                raise
+
+    def _restore(self, state: VenueState) -> None:
+        """Each account continues from the file (or is saved there as it starts).
+
+        Every saved account is restored before anything is written, so a file refused
+        here (an open order the venue cannot rest again) is left as it was.
+        """
+        saved = state.load()
+        for key, acct in self.accounts.items():
+            if key in saved:
+                acct.restore(saved[key])
+        now_ns = self.primary.sim.now_ns()
+        for key, acct in self.accounts.items():
+            if key not in saved:
+                state.create_account(
+                    key,
+                    next_ids=acct.engine.next_ids(),
+                    update_ms=acct.last_update_ms,
+                    balances=acct.balance_amounts(),
+                )
+            acct.journal = AccountJournal(state, key, self._fail)
+            acct.settle_restored(now_ns)
+        unknown = sorted(set(saved) - set(self.accounts))
+        if unknown:
+            log.warning(
+                "venue state %s holds accounts this config does not serve (kept, unused): %s",
+                state.path,
+                ", ".join(unknown),
+            )
+
+    def _fail(self, exc: VenueStateError) -> None:
+        """A change could not be saved: the venue stops (see :meth:`run`)."""
+        if self._failure is None:
+            self._failure = exc
+            self._failed.set()
+
+    def close(self) -> None:
+        """Release the state file (idempotent)."""
+        if self.state is not None:
+            self.state.close()
+            self.state = None
 
     # ------------------------------------------------------------------ time
     def now_ms(self) -> int:
@@ -107,16 +162,33 @@ class PaperVenue:
 
     # ------------------------------------------------------------------ lifecycle
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Market data and the venue clock until cancelled; then the state file is released.
+
+        Stops with the :class:`~mm_trio.apps.paper.state.VenueStateWriteError` if a change
+        could not be saved: a venue that cannot keep its state must not keep trading.
+        """
         symbols = self.config.market_symbols
         if symbols is None:
             symbols = self.replay_symbols if self.config.replay else tuple(self.engine_specs)
-        await self.primary.sim.subscribe(list(symbols))
-        async with trio.open_nursery() as nursery:
-            await nursery.start(self.primary.sim.run)
-            for speed, interval in _DEPTH_INTERVALS.items():
-                nursery.start_soon(self._depth_loop, speed, interval)
-            self._started.set()
-            task_status.started()
+        # restored orders rest again: their symbols' market must run for them to fill
+        resting = {o.symbol for a in self.accounts.values() for o in a.engine.open_orders()}
+        symbols = (*symbols, *sorted(resting - set(symbols)))
+        try:
+            await self.primary.sim.subscribe(list(symbols))
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self.primary.sim.run)
+                for speed, interval in _DEPTH_INTERVALS.items():
+                    nursery.start_soon(self._depth_loop, speed, interval)
+                nursery.start_soon(self._stop_on_failure)
+                self._started.set()
+                task_status.started()
+        finally:
+            self.close()
+
+    async def _stop_on_failure(self) -> None:
+        await self._failed.wait()
+        assert self._failure is not None
+        raise self._failure
 
     async def _depth_loop(self, speed: str, interval: float) -> None:
         while True:

@@ -38,6 +38,10 @@ class Balances:
         fl = self._bal[asset]
         return BalanceUpdate(asset=asset, free=fl[0], locked=fl[1], ts=ts)
 
+    def set(self, asset: str, free: Decimal, locked: Decimal) -> None:
+        """Put ``asset`` at exactly these amounts (a saved state being restored)."""
+        self._bal[asset] = [free, locked]
+
     def lock(self, asset: str, amount: Decimal) -> bool:
         """Move ``amount`` from free to locked; ``False`` (nothing moved) if not free."""
         fl = self._bal.get(asset)

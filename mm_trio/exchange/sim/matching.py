@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import random
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from decimal import ROUND_HALF_UP, Decimal
 
 from mm_trio.domain.config import SimVenueConfig
@@ -401,6 +401,52 @@ class MatchingEngine:
         if model == "probabilistic":
             return self.rng.random() < self.queue_p
         return False
+
+    # ------------------------------------------------------------------ saved state
+    def next_ids(self) -> tuple[int, int]:
+        """The next order id and the next trade id: what a restored engine continues from."""
+        return self._next_order_id, self._next_trade_id
+
+    def restore(
+        self,
+        *,
+        balances: Mapping[str, tuple[Decimal, Decimal]],
+        next_order_id: int,
+        next_trade_id: int,
+        resting: Iterable[OpenOrder],
+    ) -> None:
+        """Continue from a saved state (the paper venue restarted on its state file).
+
+        ``balances``: free and locked per asset, as saved (the locks of the ``resting``
+        orders included: nothing is locked again). ``resting``: the orders that were open,
+        in their time priority; they go back into their books with what they had filled.
+        Ids continue from the counters, and never below an id already used. Raises
+        :class:`UnknownSymbol` for an order on a symbol this engine does not list and
+        ``ValueError`` for one that is not open or is resting already (nothing changes).
+        """
+        orders = list(resting)
+        seen: set[tuple[str, str]] = set()
+        for o in orders:
+            book = self._book(o.symbol)
+            key = (o.symbol, o.client_id)
+            if o.client_id in book.by_cid or key in seen:
+                raise ValueError(f"order {o.client_id!r} on {o.symbol} is resting twice")
+            if not o.cum_qty < o.qty or o.status not in ("NEW", "PARTIALLY_FILLED"):
+                raise ValueError(f"order {o.client_id!r} on {o.symbol} is not open ({o.status})")
+            seen.add(key)
+        for asset, (free, locked) in balances.items():
+            self._balances.set(asset, free, locked)
+        top_id = max((int(o.order_id) for o in orders if o.order_id.isdigit()), default=0)
+        self._next_order_id = max(self._next_order_id, next_order_id, top_id + 1)
+        self._next_trade_id = max(self._next_trade_id, next_trade_id)
+        for o in orders:
+            self._seq += 1
+            order = RestingOrder(
+                o.symbol, o.client_id, o.order_id, o.side, o.price, o.qty, o.ts, self._seq
+            )
+            order.cum_qty = o.cum_qty
+            order.status = o.status
+            self._books[o.symbol].rest(order)
 
     # ------------------------------------------------------------------ market data
     def on_quote(self, quote: Quote) -> list[Event]:
