@@ -36,6 +36,10 @@ FILL_MISMATCH = "fill-mismatch"
 """A ledger fill whose order, side, price, quantity or fee differs from the venue's trade."""
 DOUBLED_FILL = "doubled-fill"
 """A venue trade listed more than once in the ledger."""
+JOURNAL = "journal"
+"""After the final stop, the journal's view of an order (``mm-trio orders``) differs from the
+venue's: its outcome, its filled quantity, its venue order id, or whether it reached the venue
+at all; or the journal still calls an order open."""
 INVENTORY = "inventory"
 """A symbol's ledger position differs from the sum over its levels or from the venue's."""
 COVERAGE = "coverage"
@@ -56,6 +60,7 @@ INVARIANTS = (
     PHANTOM_FILL,
     FILL_MISMATCH,
     DOUBLED_FILL,
+    JOURNAL,
     INVENTORY,
     COVERAGE,
     CARRIED,
@@ -121,6 +126,25 @@ class JournalIntent:
     price: Decimal
     qty: Decimal
     generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class JournalOrder:
+    """One row of ``mm-trio orders --csv``: the journal's view of one of our orders."""
+
+    symbol: str
+    client_id: str
+    side: str
+    status: str
+    reason: str
+    filled: Decimal | None  # None: never reported
+    order_id: str
+
+
+NEVER_REACHED = "ENDED"
+"""The journal's status of an intent that recovery found never reached the venue."""
+REJECTED = "REJECTED"
+OPEN_STATUSES = frozenset({"NEW", "PARTIALLY_FILLED", "SENT", "PENDING_NEW", "PENDING_CANCEL"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +263,59 @@ def reused_client_ids(orders: Iterable[VenueOrder], prefix: str) -> list[Violati
         for cid, os_ in sorted(by_cid.items())
         if len(os_) > 1
     ]
+
+
+def journal_differences(
+    venue_orders: Iterable[VenueOrder], journal: Sequence[JournalOrder], prefix: str
+) -> list[Violation]:
+    """After the final stop the journal and the venue tell the same story of every order.
+
+    Each venue order of ours is in the journal with the venue's final status, filled quantity
+    and order id; a journalled order the venue never had is one the journal says never reached
+    it (or was rejected); no journalled order is still open.
+    """
+    out: list[Violation] = []
+    rows = {r.client_id: r for r in journal}
+    by_cid = {o.client_id: o for o in venue_orders if is_ours(o.client_id, prefix)}
+    for cid, o in sorted(by_cid.items()):
+        r = rows.get(cid)
+        if r is None:
+            out.append(
+                Violation(
+                    JOURNAL,
+                    f"{o.symbol} {cid} (order {o.order_id}, {o.status}) is on the "
+                    "venue but not in the journal",
+                )
+            )
+            continue
+        theirs = (o.status, o.executed, str(o.order_id))
+        ours = (r.status, r.filled, r.order_id)
+        if theirs != ours:
+            out.append(
+                Violation(
+                    JOURNAL,
+                    f"{o.symbol} {cid}: the venue says (status, filled, order id) "
+                    f"= {_fmt(theirs)}, the journal {_fmt(ours)}"
+                    + (f" ({r.reason})" if r.reason else ""),
+                )
+            )
+    for cid, r in sorted(rows.items()):
+        if r.status in OPEN_STATUSES:
+            out.append(
+                Violation(
+                    JOURNAL,
+                    f"{r.symbol} {cid} is still {r.status} in the journal after the final stop",
+                )
+            )
+        elif cid not in by_cid and r.status not in (NEVER_REACHED, REJECTED):
+            out.append(
+                Violation(
+                    JOURNAL,
+                    f"{r.symbol} {cid}: the journal says {r.status} (order "
+                    f"{r.order_id or '-'}) but the venue never had such an order",
+                )
+            )
+    return out
 
 
 # --------------------------------------------------------------------------- fills

@@ -343,10 +343,10 @@ class UserStream:
             return
         symbol = _NATIVE.get(e["s"], e["s"])
         oid = int(e["i"])
-        if e["x"] == "NEW" or oid not in self.orders:
-            self.orders[oid] = cc.VenueOrder(
-                symbol, oid, cid, e["S"], _dec(e["p"]), _dec(e["q"]), _dec(e["z"]), status
-            )
+        # every report carries the order's state: the last one is its final state
+        self.orders[oid] = cc.VenueOrder(
+            symbol, oid, cid, e["S"], _dec(e["p"]), _dec(e["q"]), _dec(e["z"]), status
+        )
         if e["x"] == "NEW":
             self._notify("new")
         elif e["x"] == "TRADE":
@@ -970,7 +970,9 @@ class ChaosRun:
         wall_ns = time.time_ns() - int((trio.current_time() - life.spawned) * 1e9)
         return (wall_ns - GENERATION_EPOCH_NS) // 1_000_000
 
-    async def _coverage(self, life: Life, trader: Trader, api: VenueApi) -> list[cc.Coverage]:
+    async def _coverage(
+        self, life: Life, trader: Trader, api: VenueApi, stream: UserStream
+    ) -> list[cc.Coverage]:
         """One frozen reading of :func:`tests.chaos_checks.coverage` per symbol."""
         if not self._freeze(life):
             return []
@@ -985,7 +987,10 @@ class ChaosRun:
                 levels = trader.store.level_inventory()
         finally:
             self._thaw(life)
-        ours = self._our_order_ids(open_orders)
+        for o in open_orders:
+            self.seen_orders.setdefault(o.order_id, o)
+        await self._resolve(api, stream, trades)
+        ours = self._our_order_ids()
         in_flight = [
             i
             for i in intents.values()
@@ -1005,6 +1010,26 @@ class ChaosRun:
             )
             for s in SYMBOLS
         ]
+
+    async def _resolve(
+        self, api: VenueApi, stream: UserStream, trades: dict[str, list[cc.Trade]]
+    ) -> None:
+        """Know the client id of every order these trades are on: from the stream, else by
+        asking the venue (a trade may be read before its order's NEW report arrives)."""
+        for oid, o in stream.orders.items():  # only client ids matter here, not the status
+            self.seen_orders.setdefault(oid, o)
+        for symbol, ts in trades.items():
+            for t in ts:
+                oid = int(t.order_id)
+                if oid not in self.seen_orders:
+                    found = await api.order(symbol, oid)
+                    if found is None:
+                        self.violate(
+                            cc.HARNESS,
+                            f"{symbol} order {oid} of trade {t.trade_id} is unknown to the venue",
+                        )
+                    else:
+                        self.seen_orders[oid] = found
 
     def _our_order_ids(self, extra: Sequence[cc.VenueOrder] = ()) -> set[int]:
         return {
@@ -1032,7 +1057,7 @@ class ChaosRun:
             await self._check(life, trader, api, moment="when ready")
             await trio.sleep(FINAL_SETTLE_S)
             self.seen_orders.update(stream.orders)
-            await self._final_coverage(life, trader, api)
+            await self._final_coverage(life, trader, api, stream)
         self._check_findings()
         self.sigint_ms = api.venue_ms()
         clean = await trader.stop(life)
@@ -1054,11 +1079,12 @@ class ChaosRun:
         self.counts.violations.extend(cc.orphans(open_orders, PREFIX))
         await self._complete_orders(api, stream)
         self.counts.violations.extend(cc.reused_client_ids(self._all_orders, PREFIX))
+        all_trades = {s: await api.trades(s) for s in SYMBOLS}
+        await self._resolve(api, stream, all_trades)
+        self._all_orders = list(self.seen_orders.values())
         ours = self._our_order_ids()
         self.counts.orders_placed = len(ours)
-        venue_trades = {
-            s: [t for t in await api.trades(s) if int(t.order_id) in ours] for s in SYMBOLS
-        }
+        venue_trades = {s: [t for t in all_trades[s] if int(t.order_id) in ours] for s in SYMBOLS}
         self.counts.fills_checked = sum(len(v) for v in venue_trades.values())
         ledger = self._ledger(trader, store)
         client_of = {oid: o.client_id for oid, o in self.seen_orders.items()}
@@ -1070,6 +1096,9 @@ class ChaosRun:
                 describe=self._when_filled(trader, venue_trades),
             )
         )
+        journal = self._journal(trader)
+        if journal is not None:
+            self.counts.violations.extend(cc.journal_differences(self._all_orders, journal, PREFIX))
         if ledger or trader.has_store:
             levels = store.level_inventory()
             for s in SYMBOLS:
@@ -1091,13 +1120,15 @@ class ChaosRun:
             f"{len(recovered)} of {len(trader.lives)} processes printed a recovery summary"
         )
 
-    async def _final_coverage(self, life: Life, trader: Trader, api: VenueApi) -> None:
+    async def _final_coverage(
+        self, life: Life, trader: Trader, api: VenueApi, stream: UserStream
+    ) -> None:
         if not trader.has_store:
             self.counts.notes.append("coverage not checked: no store, no journal")
             return
         readings: list[list[cc.Coverage]] = []
         for _ in range(COVERAGE_ATTEMPTS):
-            reading = await self._coverage(life, trader, api)
+            reading = await self._coverage(life, trader, api, stream)
             readings.append(reading)
             if reading and all(c.ok for c in reading):
                 self.counts.notes.append(
@@ -1131,6 +1162,12 @@ class ChaosRun:
                 if found is not None:
                     known[oid] = found
                     break
+        # the last thing heard of an order may be older than its end (a check's snapshot)
+        for oid, o in list(known.items()):
+            if o.status in cc.OPEN_STATUSES:
+                final = await api.order(o.symbol, oid)
+                if final is not None:
+                    known[oid] = final
         self.seen_orders = known
         self._all_orders = list(known.values())
         unseen = [oid for oid in missing if oid in known]
@@ -1188,6 +1225,36 @@ class ChaosRun:
                 )
                 for f in st.fills()
             ]
+
+    def _journal(self, trader: Trader) -> list[cc.JournalOrder] | None:
+        """The journal's view of our orders, as ``mm-trio orders --state s.db --csv`` gives
+        it (None: no store, or no such command)."""
+        if not trader.has_store or not trader.state.exists():
+            return None
+        r = subprocess.run(
+            [*mm_trio_cmd(), "orders", "--state", str(trader.state), "--csv"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=trader.env,
+            timeout=60,
+        )
+        if r.returncode != 0:
+            last = (r.stderr.strip().splitlines() or [""])[-1]
+            self.counts.notes.append(f"journal not compared: `mm-trio orders --csv`: {last}")
+            return None
+        return [
+            cc.JournalOrder(
+                row["symbol"],
+                row["client_id"],
+                row["side"],
+                row["status"],
+                row["reason"],
+                _dec(row["filled"]) if row["filled"] else None,
+                row["order_id"],
+            )
+            for row in csv.DictReader(io.StringIO(r.stdout))
+        ]
 
     def _when_filled(
         self, trader: Trader, venue_trades: dict[str, list[cc.Trade]]

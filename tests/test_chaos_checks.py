@@ -286,3 +286,50 @@ def test_store_view_reads_what_the_state_store_writes(tmp_path: Path) -> None:
         assert view.fill_keys() == {(BTC, "7"), (BTC, "8"), (BTC, "9")}
         assert view.level_inventory() == {BTC: store.level_inventory(BTC)}
     view.close()
+
+
+def _row(
+    cid: str, status: str, filled: str | None, order_id: str, reason: str = ""
+) -> cc.JournalOrder:
+    parsed = cc.parse_client_id(cid)
+    assert parsed is not None
+    return cc.JournalOrder(
+        BTC, cid, parsed.side, status, reason, None if filled is None else D(filled), order_id
+    )
+
+
+def test_journal_differences_after_the_final_stop() -> None:
+    venue = [
+        order(B1, 1, executed=D(1), status="FILLED"),
+        order(B2, 2, status="CANCELED"),
+        order("manual-1", 3, status="FILLED"),  # not ours: not judged
+    ]
+    never = "mmt_BTCUSDT_B-3_103"
+    rejected = "mmt_BTCUSDT_B-4_104"
+    journal = [
+        _row(B1, "FILLED", "1.000", "1"),
+        _row(B2, "CANCELED", "0", "2"),
+        _row(never, "ENDED", None, "", "never reached the venue"),
+        _row(rejected, "REJECTED", None, "", "post_only"),
+    ]
+    assert cc.journal_differences(venue, journal, P) == []
+
+    wrong = [
+        _row(B1, "CANCELED", "0.5", "1"),  # the venue filled it
+        _row(never, "ENDED", None, "", "never reached the venue"),
+        _row("mmt_BTCUSDT_B-5_105", "FILLED", "1", "9"),  # the venue never had it
+        _row("mmt_BTCUSDT_B-6_106", "SENT", None, ""),  # still open
+    ]
+    reached = [*venue, order(never, 4, status="CANCELED")]  # it did reach the venue
+    found = [v.detail for v in cc.journal_differences(reached, wrong, P)]
+    assert found == [
+        f"BTC/USDT {B1}: the venue says (status, filled, order id) = (FILLED, 1, 1), the journal "
+        "(CANCELED, 0.5, 1)",
+        f"BTC/USDT {B2} (order 2, CANCELED) is on the venue but not in the journal",
+        f"BTC/USDT {never}: the venue says (status, filled, order id) = (CANCELED, 0, 4), the "
+        "journal (ENDED, None, ) (never reached the venue)",
+        "BTC/USDT mmt_BTCUSDT_B-5_105: the journal says FILLED (order 9) but the venue never had "
+        "such an order",
+        "BTC/USDT mmt_BTCUSDT_B-6_106 is still SENT in the journal after the final stop",
+    ]
+    assert {v.invariant for v in cc.journal_differences(reached, wrong, P)} == {cc.JOURNAL}
