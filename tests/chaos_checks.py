@@ -139,6 +139,7 @@ class JournalOrder:
     reason: str
     filled: Decimal | None  # None: never reported
     order_id: str
+    ended: bool  # a terminal event is journalled (the order needs no resolving)
 
 
 NEVER_REACHED = "ENDED"
@@ -272,47 +273,50 @@ def journal_differences(
 
     Each venue order of ours is in the journal with the venue's final status, filled quantity
     and order id; a journalled order the venue never had is one the journal says never reached
-    it (or was rejected); no journalled order is still open.
+    it (or was rejected); no journalled order is still open. At most one finding per order.
     """
     out: list[Violation] = []
     rows = {r.client_id: r for r in journal}
     by_cid = {o.client_id: o for o in venue_orders if is_ours(o.client_id, prefix)}
-    for cid, o in sorted(by_cid.items()):
-        r = rows.get(cid)
+    for cid in sorted(set(rows) | set(by_cid)):
+        o, r = by_cid.get(cid), rows.get(cid)
         if r is None:
+            assert o is not None
             out.append(
                 Violation(
                     JOURNAL,
-                    f"{o.symbol} {cid} (order {o.order_id}, {o.status}) is on the "
-                    "venue but not in the journal",
+                    f"{o.symbol} {cid} (order {o.order_id}, {o.status}) is on the venue but not "
+                    "in the journal",
                 )
             )
             continue
-        theirs = (o.status, o.executed, str(o.order_id))
-        ours = (r.status, r.filled, r.order_id)
-        if theirs != ours:
-            out.append(
-                Violation(
-                    JOURNAL,
-                    f"{o.symbol} {cid}: the venue says (status, filled, order id) "
-                    f"= {_fmt(theirs)}, the journal {_fmt(ours)}"
-                    + (f" ({r.reason})" if r.reason else ""),
-                )
-            )
-    for cid, r in sorted(rows.items()):
+        venue = "the venue never had it" if o is None else f"the venue says {o.status}"
         if r.status in OPEN_STATUSES:
-            out.append(
-                Violation(
-                    JOURNAL,
-                    f"{r.symbol} {cid} is still {r.status} in the journal after the final stop",
+            if r.ended:
+                why = (
+                    f"the journal ended it but its last report says {r.status} (a report "
+                    "written after the one that ended it; `mm-trio orders` shows that)"
                 )
-            )
-        elif cid not in by_cid and r.status not in (NEVER_REACHED, REJECTED):
+            else:
+                why = f"still {r.status} (open) in the journal after the final stop"
+            out.append(Violation(JOURNAL, f"{r.symbol} {cid}: {why}; {venue}"))
+        elif o is None:
+            if r.status not in (NEVER_REACHED, REJECTED):
+                out.append(
+                    Violation(
+                        JOURNAL,
+                        f"{r.symbol} {cid}: the journal says {r.status} (order "
+                        f"{r.order_id or '-'}) but the venue never had such an order",
+                    )
+                )
+        elif (o.status, o.executed, str(o.order_id)) != (r.status, r.filled, r.order_id):
             out.append(
                 Violation(
                     JOURNAL,
-                    f"{r.symbol} {cid}: the journal says {r.status} (order "
-                    f"{r.order_id or '-'}) but the venue never had such an order",
+                    f"{o.symbol} {cid}: the venue says (status, filled, order id) = "
+                    f"{_fmt((o.status, o.executed, o.order_id))}, the journal "
+                    f"{_fmt((r.status, r.filled, r.order_id))}"
+                    + (f" ({r.reason})" if r.reason else ""),
                 )
             )
     return out

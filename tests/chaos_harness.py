@@ -1243,6 +1243,7 @@ class ChaosRun:
             last = (r.stderr.strip().splitlines() or [""])[-1]
             self.counts.notes.append(f"journal not compared: `mm-trio orders --csv`: {last}")
             return None
+        ended = trader.store.ended()
         return [
             cc.JournalOrder(
                 row["symbol"],
@@ -1252,6 +1253,7 @@ class ChaosRun:
                 row["reason"],
                 _dec(row["filled"]) if row["filled"] else None,
                 row["order_id"],
+                row["client_id"] in ended,
             )
             for row in csv.DictReader(io.StringIO(r.stdout))
         ]

@@ -289,13 +289,18 @@ def test_store_view_reads_what_the_state_store_writes(tmp_path: Path) -> None:
 
 
 def _row(
-    cid: str, status: str, filled: str | None, order_id: str, reason: str = ""
+    cid: str,
+    status: str,
+    filled: str | None,
+    order_id: str,
+    reason: str = "",
+    *,
+    ended: bool = True,
 ) -> cc.JournalOrder:
     parsed = cc.parse_client_id(cid)
     assert parsed is not None
-    return cc.JournalOrder(
-        BTC, cid, parsed.side, status, reason, None if filled is None else D(filled), order_id
-    )
+    qty = None if filled is None else D(filled)
+    return cc.JournalOrder(BTC, cid, parsed.side, status, reason, qty, order_id, ended)
 
 
 def test_journal_differences_after_the_final_stop() -> None:
@@ -314,15 +319,19 @@ def test_journal_differences_after_the_final_stop() -> None:
     ]
     assert cc.journal_differences(venue, journal, P) == []
 
+    late = "mmt_BTCUSDT_B-7_107"
     wrong = [
         _row(B1, "CANCELED", "0.5", "1"),  # the venue filled it
         _row(never, "ENDED", None, "", "never reached the venue"),
         _row("mmt_BTCUSDT_B-5_105", "FILLED", "1", "9"),  # the venue never had it
-        _row("mmt_BTCUSDT_B-6_106", "SENT", None, ""),  # still open
+        _row("mmt_BTCUSDT_B-6_106", "SENT", None, "", ended=False),  # still open
+        _row(late, "NEW", "0", "5"),  # ended, then a late NEW report was written
     ]
-    reached = [*venue, order(never, 4, status="CANCELED")]  # it did reach the venue
-    found = [v.detail for v in cc.journal_differences(reached, wrong, P)]
-    assert found == [
+    # it did reach the venue
+    reached = [*venue, order(never, 4, status="CANCELED"), order(late, 5, status="CANCELED")]
+    found = cc.journal_differences(reached, wrong, P)
+    assert {v.invariant for v in found} == {cc.JOURNAL}
+    assert [v.detail for v in found] == [
         f"BTC/USDT {B1}: the venue says (status, filled, order id) = (FILLED, 1, 1), the journal "
         "(CANCELED, 0.5, 1)",
         f"BTC/USDT {B2} (order 2, CANCELED) is on the venue but not in the journal",
@@ -330,6 +339,8 @@ def test_journal_differences_after_the_final_stop() -> None:
         "journal (ENDED, None, ) (never reached the venue)",
         "BTC/USDT mmt_BTCUSDT_B-5_105: the journal says FILLED (order 9) but the venue never had "
         "such an order",
-        "BTC/USDT mmt_BTCUSDT_B-6_106 is still SENT in the journal after the final stop",
+        "BTC/USDT mmt_BTCUSDT_B-6_106: still SENT (open) in the journal after the final stop; the "
+        "venue never had it",
+        f"BTC/USDT {late}: the journal ended it but its last report says NEW (a report written "
+        "after the one that ended it; `mm-trio orders` shows that); the venue says CANCELED",
     ]
-    assert {v.invariant for v in cc.journal_differences(reached, wrong, P)} == {cc.JOURNAL}
