@@ -142,9 +142,6 @@ class JournalOrder:
     ended: bool  # a terminal event is journalled (the order needs no resolving)
 
 
-NEVER_REACHED = "ENDED"
-"""The journal's status of an intent that recovery found never reached the venue."""
-REJECTED = "REJECTED"
 OPEN_STATUSES = frozenset({"NEW", "PARTIALLY_FILLED", "SENT", "PENDING_NEW", "PENDING_CANCEL"})
 
 
@@ -273,7 +270,8 @@ def journal_differences(
 
     Each venue order of ours is in the journal with the venue's final status, filled quantity
     and order id; a journalled order the venue never had is one the journal says never reached
-    it (or was rejected); no journalled order is still open. At most one finding per order.
+    it: no venue order id, nothing filled (never sent, withdrawn before it was sent, rejected,
+    ended by recovery); no journalled order is still open. At most one finding per order.
     """
     out: list[Violation] = []
     rows = {r.client_id: r for r in journal}
@@ -301,12 +299,15 @@ def journal_differences(
                 why = f"still {r.status} (open) in the journal after the final stop"
             out.append(Violation(JOURNAL, f"{r.symbol} {cid}: {why}; {venue}"))
         elif o is None:
-            if r.status not in (NEVER_REACHED, REJECTED):
+            # never on the venue (never sent, withdrawn, rejected): the journal may say so in
+            # any terminal status, but must not name a venue order or a fill
+            if r.order_id or (r.filled or ZERO) > 0:
                 out.append(
                     Violation(
                         JOURNAL,
                         f"{r.symbol} {cid}: the journal says {r.status} (order "
-                        f"{r.order_id or '-'}) but the venue never had such an order",
+                        f"{r.order_id or '-'}, filled {r.filled}) but the venue never had "
+                        "such an order",
                     )
                 )
         elif (o.status, o.executed, str(o.order_id)) != (r.status, r.filled, r.order_id):

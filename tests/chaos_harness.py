@@ -1086,6 +1086,7 @@ class ChaosRun:
         self.counts.orders_placed = len(ours)
         venue_trades = {s: [t for t in all_trades[s] if int(t.order_id) in ours] for s in SYMBOLS}
         self.counts.fills_checked = sum(len(v) for v in venue_trades.values())
+        self._save_venue_records(venue_trades)
         ledger = self._ledger(trader, store)
         client_of = {oid: o.client_id for oid, o in self.seen_orders.items()}
         self.counts.violations.extend(
@@ -1225,6 +1226,57 @@ class ChaosRun:
                 )
                 for f in st.fills()
             ]
+
+    def _save_venue_records(self, venue_trades: dict[str, list[cc.Trade]]) -> None:
+        """The venue's records as the checks saw them, next to the processes' output."""
+        with (self.workdir / "venue-orders.csv").open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(
+                ["order_id", "symbol", "client_id", "side", "price", "qty", "executed", "status"]
+            )
+            for o in sorted(self._all_orders, key=lambda o: o.order_id):
+                w.writerow(
+                    [
+                        o.order_id,
+                        o.symbol,
+                        o.client_id,
+                        o.side,
+                        o.price,
+                        o.qty,
+                        o.executed,
+                        o.status,
+                    ]
+                )
+        with (self.workdir / "venue-trades.csv").open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(
+                [
+                    "symbol",
+                    "trade_id",
+                    "order_id",
+                    "side",
+                    "price",
+                    "qty",
+                    "fee",
+                    "fee_asset",
+                    "time_ms",
+                ]
+            )
+            for ts in venue_trades.values():
+                for t in ts:
+                    w.writerow(
+                        [
+                            t.symbol,
+                            t.trade_id,
+                            t.order_id,
+                            t.side,
+                            t.price,
+                            t.qty,
+                            t.fee,
+                            t.fee_asset,
+                            t.time_ms,
+                        ]
+                    )
 
     def _journal(self, trader: Trader) -> list[cc.JournalOrder] | None:
         """The journal's view of our orders, as ``mm-trio orders --state s.db --csv`` gives

@@ -316,6 +316,7 @@ def test_journal_differences_after_the_final_stop() -> None:
         _row(B2, "CANCELED", "0", "2"),
         _row(never, "ENDED", None, "", "never reached the venue"),
         _row(rejected, "REJECTED", None, "", "post_only"),
+        _row("mmt_BTCUSDT_B-8_108", "CANCELED", "0", "", "withdrawn before it was sent"),
     ]
     assert cc.journal_differences(venue, journal, P) == []
 
@@ -337,8 +338,8 @@ def test_journal_differences_after_the_final_stop() -> None:
         f"BTC/USDT {B2} (order 2, CANCELED) is on the venue but not in the journal",
         f"BTC/USDT {never}: the venue says (status, filled, order id) = (CANCELED, 0, 4), the "
         "journal (ENDED, None, ) (never reached the venue)",
-        "BTC/USDT mmt_BTCUSDT_B-5_105: the journal says FILLED (order 9) but the venue never had "
-        "such an order",
+        "BTC/USDT mmt_BTCUSDT_B-5_105: the journal says FILLED (order 9, filled 1) but the venue "
+        "never had such an order",
         "BTC/USDT mmt_BTCUSDT_B-6_106: still SENT (open) in the journal after the final stop; the "
         "venue never had it",
         f"BTC/USDT {late}: the journal ended it but its last report says NEW (a report written "
