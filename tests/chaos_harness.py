@@ -727,6 +727,8 @@ class ChaosRun:
         self.rules: dict[str, cc.SymbolRules] = {}
         self._at_checks: dict[tuple[str, str], list[str]] = {}
         self._trader: Trader | None = None
+        self.phase = "starting the venue"
+        """What the run is doing (named in a failure that interrupts it)."""
 
     def violate(self, invariant: str, detail: str) -> None:
         self.counts.violations.append(cc.Violation(invariant, detail))
@@ -750,6 +752,7 @@ class ChaosRun:
                 await self._kill_loop(nursery, trader, api, stream)
                 await self._finish(nursery, trader, api, stream, store)
             finally:
+                where = self.phase
                 for life in self._trader.lives if self._trader is not None else []:
                     if life.proc.returncode is None:  # the run was cancelled mid-way
                         life.proc.kill()
@@ -762,6 +765,7 @@ class ChaosRun:
                 if venue.proc.returncode is None:
                     venue.proc.kill()
                 nursery.cancel_scope.cancel()
+                self.phase = where
         return self.counts
 
     # ------------------------------------------------------------------ kills
@@ -777,6 +781,7 @@ class ChaosRun:
     ) -> None:
         self_exits = 0
         for kind in self._plan():
+            self.phase = f"running process {len(trader.lives)} (to kill: {kind})"
             life = await trader.spawn(nursery)
             hit = await self._one_life(life, kind, trader, api, stream)
             if hit is None:  # exited on its own
@@ -794,6 +799,7 @@ class ChaosRun:
                 self_exits = 0
                 life.kind = hit
                 self.counts.kills[hit] += 1
+            self.phase = f"down after process {life.index}"
             await trio.sleep(self.rng.uniform(0, MAX_DOWNTIME_S))
 
     async def _one_life(
@@ -817,6 +823,7 @@ class ChaosRun:
                     f"process {life.index} was not ready within {READY_TIMEOUT_S:g} s: "
                     + life.describe(),
                 )
+            self.phase = f"killing process {life.index}"
             await trader.kill(life)
             n.cancel_scope.cancel()
         return hit if life.killed else None
@@ -908,6 +915,7 @@ class ChaosRun:
         (stopped at the very moment it was to be killed, so the check sees that moment)."""
         if not self._freeze(life):
             return
+        self.phase = f"checking process {life.index} {moment}"
         try:
             # shielded: a cancellation must never leave the trader stopped
             with trio.CancelScope(shield=True), trio.fail_after(CHECK_TIMEOUT_S):
@@ -1048,6 +1056,7 @@ class ChaosRun:
         stream: UserStream,
         store: StoreView,
     ) -> None:
+        self.phase = f"waiting for the last process ({len(trader.lives)}) to be ready"
         life = await trader.spawn(nursery)
         with trio.move_on_after(READY_TIMEOUT_S):
             await life.ready.wait()
@@ -1055,11 +1064,14 @@ class ChaosRun:
             self.violate(cc.PROCESS, "the last process never became ready: " + life.describe())
         else:
             await self._check(life, trader, api, moment="when ready")
+            self.phase = "letting the last process trade"
             await trio.sleep(FINAL_SETTLE_S)
+            self.phase = "reading the take-profit coverage"
             self.seen_orders.update(stream.orders)
             await self._final_coverage(life, trader, api, stream)
         self._check_findings()
         self.sigint_ms = api.venue_ms()
+        self.phase = f"stopping process {life.index} with SIGINT"
         clean = await trader.stop(life)
         if not clean:
             self.violate(
@@ -1075,6 +1087,7 @@ class ChaosRun:
         if stream.closed is not None:
             self.violate(cc.HARNESS, f"the venue's user-data stream ended: {stream.closed}")
         self.seen_orders.update(stream.orders)
+        self.phase = "comparing the venue's records with the store"
         open_orders = await api.open_orders()
         self.counts.violations.extend(cc.orphans(open_orders, PREFIX))
         await self._complete_orders(api, stream)

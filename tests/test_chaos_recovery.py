@@ -76,11 +76,15 @@ async def _chaos(
     tmp_path: Path, kills: int, budget_s: float, capsys: pytest.CaptureFixture[str]
 ) -> None:
     seed = _seed()
+    run = ChaosRun(tmp_path, kills, seed)
     try:
         with trio.fail_after(budget_s):
-            counts = await ChaosRun(tmp_path, kills, seed).run()
+            counts = await run.run()
     except BaseException as exc:  # the harness failed or ran out of time: say how to replay
-        exc.add_note(f"chaos run with {SEED_ENV}={seed}; its processes' output in {tmp_path}")
+        exc.add_note(
+            f"chaos run with {SEED_ENV}={seed}, stopped while {run.phase}; its processes' "
+            f"output in {tmp_path}"
+        )
         raise
     line = counts.summary_line()
     with capsys.disabled():  # the numbers are wanted from a passing run too (CI log)
