@@ -833,6 +833,7 @@ class ChaosRun:
     ) -> str:
         """Wait for the moment to kill ``life`` at (it is then stopped, or exited); what kind
         of moment it was."""
+        self.phase = f"process {life.index}: waiting to be ready (to kill: {kind})"
         if kind == KIND_TIMED:
             deadline = life.spawned + self.rng.uniform(MIN_KILL_DELAY_S, MAX_KILL_DELAY_S)
             with trio.move_on_at(deadline):
@@ -848,6 +849,7 @@ class ChaosRun:
         with trio.fail_after(READY_TIMEOUT_S):
             await life.ready.wait()
         await self._check(life, trader, api, moment="when ready")
+        self.phase = f"process {life.index}: waiting for a {kind} moment"
         await trio.sleep(self.rng.uniform(0, MAX_ARM_DELAY_S))
         seen = await self._observe(kind, trader, stream)
         hit = seen or f"timed/{kind} not seen"
