@@ -413,20 +413,21 @@ class StoreView:
             self._conn.close()
             self._conn = None
 
-    def scalar(self, sql: str) -> int:
+    def scalar(self, sql: str) -> int | None:
+        """The value of ``sql`` (0 for SQL NULL); None if it cannot be read right now."""
         db = self._db()
         if db is None:
-            return 0
+            return None
         try:
             (value,) = db.execute(sql).fetchone()
-        except sqlite3.Error:  # no such table yet (the trader is creating the file)
-            return 0
+        except sqlite3.Error:  # no such table yet (the trader is creating the file), busy
+            return None
         return int(value or 0)
 
-    def last_intent(self) -> int:
+    def last_intent(self) -> int | None:
         return self.scalar("SELECT MAX(rowid) FROM intents")
 
-    def last_cancel(self) -> int:
+    def last_cancel(self) -> int | None:
         return self.scalar("SELECT MAX(seq) FROM events WHERE kind = 'cancel'")
 
     def intents(self) -> dict[str, cc.JournalIntent]:
@@ -622,7 +623,12 @@ class Trader:
             env=self.env,
         )
         life = Life(
-            index, proc, trio.current_time(), self.clock(), self.store.last_intent(), stderr_path
+            index,
+            proc,
+            trio.current_time(),
+            self.clock(),
+            self.store.last_intent() or 0,
+            stderr_path,
         )
         self.lives.append(life)
         nursery.start_soon(self._watch, life)
@@ -890,9 +896,14 @@ class ChaosRun:
                 else trader.store.last_cancel
             )
             base = probe()
-            while probe() == base:  # noqa: ASYNC110 - polling another process's file
+            while base is None:  # not readable yet: the first value read is the baseline
                 await trio.sleep(STORE_POLL_S)
-            return kind
+                base = probe()
+            while True:
+                now = probe()
+                if now is not None and now != base:
+                    return kind
+                await trio.sleep(STORE_POLL_S)
         return None
 
     # ------------------------------------------------------------------ checks

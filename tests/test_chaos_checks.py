@@ -262,17 +262,18 @@ def test_counts_summary_and_digest() -> None:
 def test_store_view_reads_what_the_state_store_writes(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     view = StoreView(path)
-    assert (view.last_intent(), view.intents(), view.fill_keys()) == (0, {}, set())
+    assert (view.last_intent(), view.intents(), view.fill_keys()) == (None, {}, set())
     assert not path.exists()  # reading never creates the file
     with StateStore.open(path) as store:
+        assert (view.last_intent(), view.last_cancel()) == (0, 0)
         store.journal_intent(B1, BTC, -1, "BUY", D(100), D(1), 100, 1)
         store.journal_intent(S0, BTC, 0, "SELL", D(101), D(1), 102, 2)
         first = view.last_intent()
         store.journal_intent(B2, BTC, -2, "BUY", D(99), D(1), 101, 3)
-        assert view.last_intent() > first
+        assert first is not None and (view.last_intent() or 0) > first
         assert view.last_cancel() == 0
         store.journal_event(B1, "cancel", "{}", 4)
-        assert view.last_cancel() > 0
+        assert (view.last_cancel() or 0) > 0
         store.journal_event(B1, "report", '{"status": "CANCELED", "cum_qty": "0"}', 5)
         store.journal_event(B2, "report", '{"status": "NEW", "cum_qty": "0"}', 6)
         store.add_fill(BTC, "7", "70", S0, "SELL", D(101), D("0.4"), D(0), "USDT", 7)

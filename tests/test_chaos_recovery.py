@@ -34,16 +34,18 @@ from tests.chaos_checks import ChaosCounts
 from tests.chaos_harness import ChaosRun
 
 CI_KILLS = 10
-CI_BUDGET_S = 150.0
-"""A bound on the CI run (30-45 s on a loaded 2-core machine), not a timing assertion."""
+CI_BUDGET_S = 300.0
+"""A safety net, not a timing assertion: the run takes 30-45 s on a loaded 2-core machine and
+every phase of it has its own bound (reported as a finding), so this only stops a harness that
+hangs (the failure names the phase)."""
 LONG_KILLS_ENV = "MM_TRIO_CHAOS_KILLS"
 SEED_ENV = "MM_TRIO_CHAOS_SEED"
 REPORT_ENV = "MM_TRIO_CHAOS_REPORT"
 EXAMPLES = 5
 """Findings shown per invariant in a failure message (all of them go to a file)."""
-SECONDS_PER_KILL = 12.0
-LONG_BASE_S = 60.0
-"""The long variant's budget: this plus so much per kill (a bound, as above)."""
+SECONDS_PER_KILL = 20.0
+LONG_BASE_S = 300.0
+"""The long variant's safety net: this plus so much per kill."""
 
 pytestmark = pytest.mark.slow
 
