@@ -50,6 +50,7 @@ import random
 import re
 import signal
 import sqlite3
+import statistics
 import subprocess
 import time
 from collections import Counter
@@ -150,6 +151,9 @@ COVERAGE_RETRY_S = 1.0
 STOP_TIMEOUT_S = 40.0
 STORE_POLL_S = 0.002
 CHECK_TIMEOUT_S = 20.0
+COMMAND_TIMEOUT_S = 60.0
+DEFAULT_START_CALLS = 3
+"""REST calls before ready assumed for a recovery kill before any start was seen."""
 MAX_SELF_EXITS = 3
 """Consecutive processes exiting on their own before the harness stops restarting."""
 RECV_WINDOW_MS = 10_000
@@ -496,6 +500,27 @@ async def _pump(stream: trio.abc.ReceiveStream, on_line: Callable[[str], None]) 
         on_line(buf.decode(errors="replace"))
 
 
+@dataclass(frozen=True)
+class Output:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+async def mm_trio(args: Sequence[str], env: dict[str, str]) -> Output:
+    """Run a short ``mm-trio`` command (bounded) and take its output."""
+    with trio.fail_after(COMMAND_TIMEOUT_S):
+        r = await trio.run_process(
+            [*mm_trio_cmd(), *args],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+            cwd=ROOT,
+            env=env,
+        )
+    return Output(r.returncode, r.stdout.decode(), r.stderr.decode())
+
+
 def clean_env(extra: dict[str, str]) -> dict[str, str]:
     """The environment of a subprocess: ours without any MM_TRIO_* / BINANCE_* setting."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MM_TRIO_", "BINANCE_"))}
@@ -567,21 +592,19 @@ class Trader:
     """Starts ``mm-trio run`` with the same command every time."""
 
     def __init__(
-        self, workdir: Path, base_url: str, store: StoreView, clock: Callable[[], int]
+        self,
+        workdir: Path,
+        base_url: str,
+        store: StoreView,
+        clock: Callable[[], int],
+        *,
+        has_store: bool,
     ) -> None:
         self.workdir = workdir
         self.store = store
         self.clock = clock
         self.state = workdir / "s.db"
-        help_text = subprocess.run(
-            [*mm_trio_cmd(), "run", "--help"],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            env=clean_env({}),
-            timeout=60,
-        ).stdout
-        self.has_store = "--state" in help_text
+        self.has_store = has_store
         config = workdir / "grid.toml"
         config.write_text(
             TRADER_TOML.format(prefix=PREFIX, orders=ORDERS_PER_10S, weight=WEIGHT_PER_MINUTE)
@@ -610,6 +633,14 @@ class Trader:
             }
         )
         self.lives: list[Life] = []
+
+    @classmethod
+    async def create(
+        cls, workdir: Path, base_url: str, store: StoreView, clock: Callable[[], int]
+    ) -> Trader:
+        """A trader for this mm-trio: with ``--state`` if it knows the option."""
+        r = await mm_trio(["run", "--help"], clean_env({}))
+        return cls(workdir, base_url, store, clock, has_store="--state" in r.stdout)
 
     async def spawn(self, nursery: trio.Nursery) -> Life:
         index = len(self.lives)
@@ -749,7 +780,8 @@ class ChaosRun:
                 await api.sync_clock()
                 await nursery.start(stream.run)
                 self.rules = await api.rules()
-                trader = self._trader = Trader(self.workdir, venue.base_url, store, api.venue_ms)
+                trader = await Trader.create(self.workdir, venue.base_url, store, api.venue_ms)
+                self._trader = trader
                 if not trader.has_store:
                     self.counts.notes.append(
                         "this mm-trio has no --state: no journal, no ledger; the journal kinds "
@@ -863,8 +895,9 @@ class ChaosRun:
         return hit
 
     async def _kill_in_recovery(self, life: Life, trader: Trader) -> str:
+        # the k-th of the REST calls a start typically makes before it is ready
         earlier = [lf.rest_calls_before_ready for lf in trader.lives[:-1] if lf.ready.is_set()]
-        typical = max(earlier) if earlier else 3
+        typical = statistics.median_low(earlier) if earlier else DEFAULT_START_CALLS
         k = self.rng.randint(1, max(1, typical))
         with trio.fail_after(READY_TIMEOUT_S):
             while life.rest_calls_before_ready < k and not life.ready.is_set():
@@ -1113,7 +1146,7 @@ class ChaosRun:
         venue_trades = {s: [t for t in all_trades[s] if int(t.order_id) in ours] for s in SYMBOLS}
         self.counts.fills_checked = sum(len(v) for v in venue_trades.values())
         self._save_venue_records(venue_trades)
-        ledger = self._ledger(trader, store)
+        ledger = await self._ledger(trader)
         client_of = {oid: o.client_id for oid, o in self.seen_orders.items()}
         self.counts.violations.extend(
             cc.fill_differences(
@@ -1123,7 +1156,7 @@ class ChaosRun:
                 describe=self._when_filled(trader, venue_trades),
             )
         )
-        journal = self._journal(trader)
+        journal = await self._journal(trader)
         if journal is not None:
             self.counts.violations.extend(cc.journal_differences(self._all_orders, journal, PREFIX))
         if ledger or trader.has_store:
@@ -1201,20 +1234,13 @@ class ChaosRun:
         if unseen:
             self.counts.notes.append(f"{len(unseen)} orders were not on the stream, found by query")
 
-    def _ledger(self, trader: Trader, store: StoreView) -> list[cc.Trade]:
+    async def _ledger(self, trader: Trader) -> list[cc.Trade]:
         """The fill ledger as a user reads it: ``mm-trio trades --state s.db --csv``, or the
         store itself when this mm-trio has no such command."""
         if not trader.has_store or not trader.state.exists():
             self.counts.notes.append("no ledger: every fill counts as lost")
             return []
-        r = subprocess.run(
-            [*mm_trio_cmd(), "trades", "--state", str(trader.state), "--csv"],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            env=trader.env,
-            timeout=60,
-        )
+        r = await mm_trio(["trades", "--state", str(trader.state), "--csv"], trader.env)
         if r.returncode == 0:
             return [
                 cc.Trade(
@@ -1304,19 +1330,12 @@ class ChaosRun:
                         ]
                     )
 
-    def _journal(self, trader: Trader) -> list[cc.JournalOrder] | None:
+    async def _journal(self, trader: Trader) -> list[cc.JournalOrder] | None:
         """The journal's view of our orders, as ``mm-trio orders --state s.db --csv`` gives
         it (None: no store, or no such command)."""
         if not trader.has_store or not trader.state.exists():
             return None
-        r = subprocess.run(
-            [*mm_trio_cmd(), "orders", "--state", str(trader.state), "--csv"],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            env=trader.env,
-            timeout=60,
-        )
+        r = await mm_trio(["orders", "--state", str(trader.state), "--csv"], trader.env)
         if r.returncode != 0:
             last = (r.stderr.strip().splitlines() or [""])[-1]
             self.counts.notes.append(f"journal not compared: `mm-trio orders --csv`: {last}")
