@@ -88,10 +88,13 @@ class Orchestrator:
     # ------------------------------------------------------------------ lifecycle
     async def _start(self, nursery: trio.Nursery) -> None:
         self._nursery = nursery
+        # an in-process venue hands its events straight to the demux (one task hop less)
+        direct = self.exchange.attach(self.demux.route)
         await nursery.start(self.exchange.run)
         self.specs = await self.exchange.load_specs()
         self.demux.balances.update(await self.exchange.balances())
-        nursery.start_soon(self.demux.run, self.exchange.events)
+        if not direct:
+            nursery.start_soon(self.demux.run, self.exchange.events)
         nursery.start_soon(self._ticker)
 
     async def shutdown(self) -> None:
