@@ -12,6 +12,7 @@ Use it as an async context manager::
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from decimal import Decimal
@@ -21,7 +22,13 @@ import msgspec
 import trio
 
 from mm_trio.core.risk.governor import ExposureSnapshot, GovernorChange, RiskGovernor
-from mm_trio.domain.config import Config, ConfigError, GridConfig, validate_grid
+from mm_trio.domain.config import (
+    Config,
+    ConfigError,
+    GridConfig,
+    grid_with_overrides,
+    validate_grid,
+)
 from mm_trio.domain.ids import run_generation
 from mm_trio.domain.model import (
     ZERO,
@@ -31,6 +38,7 @@ from mm_trio.domain.model import (
     parse_symbol,
 )
 from mm_trio.engine.demux import Demux
+from mm_trio.engine.events import ControlEvent, EventHub
 from mm_trio.engine.manager import SymbolManager, SymbolSnapshot
 from mm_trio.exchange.base import Exchange
 from mm_trio.exchange.limiter import Limiter
@@ -38,6 +46,8 @@ from mm_trio.exchange.limiter import Limiter
 log = logging.getLogger("mm_trio.engine.orchestrator")
 TICK_SECONDS = 1.0
 TICK_PHASE = 0.000271828  # seconds; never a whole number of milliseconds
+RECENT_FILLS = 1_000
+"""Fills kept for the control plane's ``/fills`` (the store's ledger keeps them all)."""
 
 
 class Snapshot(msgspec.Struct, kw_only=True):
@@ -77,6 +87,9 @@ class Orchestrator:
         # again starts above it even if the venue clock has not moved on (no id reuse)
         self._generations: dict[str, int] = {}
         self.tick_hooks: list[Callable[[], None]] = []  # run once a second after the ticks
+        self.events = EventHub()  # fills, state changes, breakers: the control plane's stream
+        self.recent_fills: deque[ControlEvent] = deque(maxlen=RECENT_FILLS)
+        self.started_at = clock()
 
     # ------------------------------------------------------------------ lifecycle
     async def _start(self, nursery: trio.Nursery) -> None:
@@ -225,6 +238,7 @@ class Orchestrator:
                 raise
             if self.governor.killed:  # stays stopped until an operator resumes
                 manager.kill(self.governor.kill_reason)
+            self.publish("symbol", symbol, {"action": "added"})
             log.info(
                 "%s added (%s grid, step %s, %d below / %d above)",
                 symbol,
@@ -274,6 +288,7 @@ class Orchestrator:
         self._retired[symbol] = snap
         del self._managers[symbol]
         self._on_changes(self.governor.remove(symbol, now=self._clock()))
+        self.publish("symbol", symbol, {"action": "removed", "open_orders": snap.open_orders})
         log.info("%s removed (%d open orders left)", symbol, snap.open_orders)
         return snap
 
@@ -293,12 +308,46 @@ class Orchestrator:
         """Operator kill: cancel every order on every symbol and stop until resumed
         (latched in the governor, so symbols added meanwhile stay stopped too)."""
         log.critical("KILL: %s", reason)
+        self.publish("control", "", {"action": "kill", "reason": reason})
         self._on_changes(self.governor.kill(reason))
 
-    async def resume(self) -> None:
+    async def resume(self, symbol: str | None = None) -> list[str]:
+        """``None``: lift the kill switch (if latched) and every pause, trade again.
+        A symbol: lift its pause (:class:`SymbolError` if it is not running; the kill switch
+        stays as it is). Returns the symbols concerned."""
+        if symbol is not None:
+            manager = self._running(symbol)
+            manager.unpause()
+            self.publish("control", symbol, {"action": "resume"})
+            return [symbol]
+        was_killed = self.governor.killed
+        self.publish("control", "", {"action": "resume", "kill_lifted": was_killed})
         self._on_changes(self.governor.resume())
         for manager in self._managers.values():
+            manager.unpause()
             manager.resume()
+        return self.symbols()
+
+    def pause(self, symbol: str | None = None) -> list[str]:
+        """Stop opening on ``symbol`` (``None``: every running symbol); take-profits stay.
+        :class:`SymbolError` naming it if it is not running. Returns the symbols paused."""
+        managers = [self._running(symbol)] if symbol is not None else list(self._managers.values())
+        for manager in managers:
+            manager.pause()
+        self.publish("control", symbol or "", {"action": "pause"})
+        return [m.symbol for m in managers]
+
+    def grid_with_overrides(self, symbol: str, overrides: dict[str, Any]) -> GridConfig:
+        """``symbol``'s grid with per-symbol ``overrides`` (any ``[grid]`` key), validated
+        exactly like the config file (:class:`ConfigError` naming the key)."""
+        return grid_with_overrides(self.config, symbol, overrides)
+
+    def _running(self, symbol: str) -> SymbolManager:
+        manager = self._managers.get(symbol)
+        if manager is None:
+            parse_symbol(symbol)  # a malformed one is named as such
+            raise SymbolError(f"symbol {symbol!r} is not running")
+        return manager
 
     # ------------------------------------------------------------------ internals
     def on_symbol_failed(self, manager: SymbolManager) -> None:
@@ -335,6 +384,12 @@ class Orchestrator:
         if self._journal is not None:
             self._journal(kind, payload)
 
+    def publish(self, kind: str, symbol: str, data: dict[str, Any]) -> None:
+        """Put an event on the operator's stream (never blocks; see :class:`EventHub`)."""
+        event = self.events.publish(kind, symbol, self.exchange.now_ns(), data)
+        if kind == "fill":
+            self.recent_fills.append(event)
+
     def on_governor_changes(self, changes: list[GovernorChange]) -> None:
         self._on_changes(changes)
 
@@ -346,6 +401,11 @@ class Orchestrator:
         everyone = False
         for change in changes:
             log.warning("governor %s -> %s: %s", change.scope, change.state, change.reason)
+            self.publish(
+                "governor",
+                change.scope if change.scope in self._managers else "",
+                {"scope": change.scope, "state": change.state, "reason": change.reason},
+            )
             if change.state == "killed":
                 self._stop_all(change.reason)
             if change.scope in self._managers:

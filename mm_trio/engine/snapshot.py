@@ -39,6 +39,7 @@ class SymbolSnapshot(msgspec.Struct, kw_only=True):
     rejects: int
     withdrawn: int = 0  # placements cancelled while queued for the limiter: never sent
     foreign_reports: int = 0  # execution reports of orders not ours: ignored
+    paused: bool = False  # an operator's pause (state HALTED, reason says so)
 
 
 def symbol_snapshot(m: SymbolManager) -> SymbolSnapshot:
@@ -70,4 +71,5 @@ def symbol_snapshot(m: SymbolManager) -> SymbolSnapshot:
         rejects=m.rejects,
         withdrawn=m.withdrawn,
         foreign_reports=m.foreign_reports,
+        paused=m.paused,
     )
