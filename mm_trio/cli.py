@@ -18,6 +18,9 @@ import trio
 
 from mm_trio import __version__
 from mm_trio.apps.config_file import load_config, read_toml
+from mm_trio.apps.control.client import URL_ENV
+from mm_trio.apps.control.token import DEFAULT_PORT as CONTROL_PORT
+from mm_trio.apps.control.token import TOKEN_ENV
 from mm_trio.apps.run import EXIT_OK, EXIT_USAGE, EXIT_VENUE, run_command
 from mm_trio.apps.summary import REPLAY_COLUMNS, replay_counts_line, replay_warnings, summary_table
 from mm_trio.domain.config import ConfigError, validate
@@ -27,6 +30,7 @@ from mm_trio.exchange.base import ExchangeError
 
 log = logging.getLogger("mm_trio")
 
+VERBS = ("status", "symbols", "pause", "resume", "kill")
 PAPER_COMMAND = "paper"
 PAPER_ALIASES = ["venue"]  # the command's first name, kept working
 
@@ -81,6 +85,50 @@ def _build_parser() -> argparse.ArgumentParser:
         help="REST base URL of a Binance-compatible venue, e.g. "
         "http://127.0.0.1:8765 (streams derived from it)",
     )
+    run.add_argument(
+        "--control",
+        metavar="HOST:PORT|off",
+        help="serve the control API, events and /metrics here (default "
+        f"127.0.0.1:{CONTROL_PORT}; port 0: any free one; 'off': none)",
+    )
+    run.add_argument(
+        "--control-allow-remote",
+        action="store_true",
+        help="allow --control on a non-loopback address (anyone reaching it needs only the token)",
+    )
+    verbs = argparse.ArgumentParser(add_help=False)
+    verbs.add_argument(
+        "--control",
+        metavar="URL",
+        help=f"the run's control API (default ${URL_ENV} or http://127.0.0.1:{CONTROL_PORT}); "
+        f"token from ${TOKEN_ENV} or the file the run wrote",
+    )
+    verbs.add_argument("--json", action="store_true", help="print the API's JSON answer")
+    sub.add_parser("status", parents=[verbs], help="status of a running mm-trio run")
+    sym = sub.add_parser("symbols", help="list, add or remove symbols of a running mm-trio run")
+    sym_sub = sym.add_subparsers(dest="symbols_verb", required=True)
+    sym_sub.add_parser("list", parents=[verbs], help="the running symbols")
+    add = sym_sub.add_parser("add", parents=[verbs], help="start trading a symbol")
+    add.add_argument("symbol", help="BASE/QUOTE, e.g. SOL/USDT")
+    add.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a [grid] key for this symbol, e.g. --set step=0.002 (repeatable)",
+    )
+    rm = sym_sub.add_parser("remove", parents=[verbs], help="cancel a symbol's orders, stop it")
+    rm.add_argument("symbol", help="BASE/QUOTE")
+    pause = sub.add_parser(
+        "pause", parents=[verbs], help="stop opening orders (take-profits stay) on one or all"
+    )
+    pause.add_argument("symbol", nargs="?", help="BASE/QUOTE (default: every symbol)")
+    resume = sub.add_parser(
+        "resume", parents=[verbs], help="lift a pause; without a symbol also lift the kill switch"
+    )
+    resume.add_argument("symbol", nargs="?", help="BASE/QUOTE (default: every symbol)")
+    kill = sub.add_parser("kill", parents=[verbs], help="kill switch: cancel everything, stop")
+    kill.add_argument("--reason", help="why (shown in status and logs)")
     ven = sub.add_parser(
         PAPER_COMMAND,
         aliases=PAPER_ALIASES,
@@ -126,6 +174,57 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
+
+
+def _control_options(value: str | None, allow_remote: bool) -> Any:
+    """``--control HOST:PORT`` / ``off`` / default, with its token (ControlOptions | None)."""
+    import os
+
+    from mm_trio.apps.control.server import ControlOptions
+    from mm_trio.apps.control.token import DEFAULT_HOST, ControlToken
+    from mm_trio.apps.web import is_loopback
+
+    if value is not None and value.strip().lower() == "off":
+        return None
+    host, port = DEFAULT_HOST, CONTROL_PORT
+    if value is not None:
+        text = value.strip()
+        host, sep, port_text = text.rpartition(":")
+        host = host.strip("[]")
+        if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
+            raise UsageError(
+                f"--control: expected HOST:PORT (e.g. 127.0.0.1:{CONTROL_PORT}) or off, "
+                f"got {value!r}"
+            )
+        port = int(port_text)
+        if not is_loopback(host) and not allow_remote:
+            raise UsageError(
+                f"--control: {host!r} is not a loopback address; the control API can trade "
+                "your account: add --control-allow-remote to bind it anyway"
+            )
+    try:
+        token = ControlToken.resolve(os.environ)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return ControlOptions(host, port, token, explicit=value is not None)
+
+
+def _verb(args: argparse.Namespace) -> int:
+    from mm_trio.apps.control.client import VerbError, run_verb
+
+    verb = args.symbols_verb if args.command == "symbols" else args.command
+    try:
+        return run_verb(
+            verb,
+            url=args.control,
+            as_json=args.json,
+            symbol=getattr(args, "symbol", None),
+            overrides=getattr(args, "set", ()),
+            reason=getattr(args, "reason", None),
+        )
+    except VerbError as exc:
+        print(f"mm-trio: error: {exc}", file=sys.stderr)
+        return exc.code
 
 
 def _leaf(exc: BaseException) -> BaseException:
@@ -291,6 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise UsageError(f"--duration: must be > 0, got {args.duration:g}")
             if args.base_url is not None and args.venue == "sim":
                 raise UsageError("--base-url needs --venue binance or binance-testnet")
+            control = _control_options(args.control, args.control_allow_remote)
             return _run_trio(
                 lambda: run_command(
                     config,
@@ -299,8 +399,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     summary_json=args.summary_json,
                     venue=args.venue,
                     base_url=args.base_url,
+                    control=control,
                 )
             )
+        if args.command in VERBS:
+            return _verb(args)
         if args.command == "record":
             return _record(args)
         if args.command == PAPER_COMMAND or args.command in PAPER_ALIASES:

@@ -13,6 +13,7 @@ from typing import TextIO
 import msgspec
 import trio
 
+from mm_trio.apps.control.server import ControlOptions, open_control
 from mm_trio.apps.summary import limiter_summary, status_line, summary_dict, summary_table
 from mm_trio.domain.config import Config
 from mm_trio.domain.errors import UsageError
@@ -77,8 +78,10 @@ async def run_command(
     err: TextIO = sys.stderr,
     venue: str = "sim",
     base_url: str | None = None,
+    control: ControlOptions | None = None,
 ) -> int:
-    """Trade ``symbols`` until ``duration`` elapses or SIGINT/SIGTERM; print the summary."""
+    """Trade ``symbols`` until ``duration`` elapses or SIGINT/SIGTERM; print the summary.
+    ``control``: serve the control plane (API, events, metrics) while it runs."""
     alerts: list[str] = []  # venue bans: logged at ERROR by the limiter, kept for the summary
     limiter = Limiter(config.limiter, on_alert=alerts.append)
     exchange = make_exchange(venue, base_url, config, limiter)
@@ -86,7 +89,10 @@ async def run_command(
     rc = EXIT_OK
     async with trio.open_nursery() as outer:
         outer.start_soon(_watch_signals, run_scope, 3 * config.run.shutdown_timeout)
-        async with open_orchestrator(exchange, config, limiter=limiter) as orch:
+        async with (
+            open_orchestrator(exchange, config, limiter=limiter) as orch,
+            open_control(orch, control, exchange.name, out, err),
+        ):
             try:
                 for symbol in symbols:
                     orch.check_symbol(symbol)

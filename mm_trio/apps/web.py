@@ -20,12 +20,24 @@ __all__ = [
     "is_loopback",
     "loads_strict",
     "read_body",
+    "token_error",
 ]
 
 _BEARER = "bearer"
+MIN_TOKEN_CHARS = 16
+"""Shortest bearer token accepted: anything shorter is guessable by a local process."""
 GRACEFUL_TIMEOUT_S = 1.0
 """How long hypercorn lets open requests finish once the server is told to stop."""
 KEEP_ALIVE_TIMEOUT_S = 30.0
+
+
+def token_error(token: str) -> str | None:
+    """Why ``token`` cannot be a bearer token (None if it can)."""
+    if len(token) < MIN_TOKEN_CHARS:
+        return f"must be at least {MIN_TOKEN_CHARS} characters"
+    if not token.isascii() or not token.isprintable() or any(c.isspace() for c in token):
+        return "must be printable ASCII without spaces (it travels in an HTTP header)"
+    return None
 
 
 class BearerToken:
@@ -132,6 +144,7 @@ def hypercorn_config(
         hc.websocket_ping_interval = ws_ping_interval
     hc.websocket_max_message_size = max_message_bytes
     hc.accesslog = None
+    hc.loglevel = "WARNING"  # not hypercorn's own "Running on ..." line: we print our own
     hc.graceful_timeout = GRACEFUL_TIMEOUT_S
     hc.keep_alive_timeout = KEEP_ALIVE_TIMEOUT_S
     return hc

@@ -151,6 +151,7 @@ class SymbolManager:
         self.reject_classes: Counter[str] = Counter()  # filter, balance, duplicate, ...
         self.order_outcomes: Counter[tuple[str, str]] = Counter()  # (side, terminal status)
         self.latency = LatencyHistogram()  # quote queued -> its intents dispatched
+        self.resyncs = 0  # order-state resyncs from the venue (reconnects, overflows)
         self.paused = False  # an operator's pause: no opening orders, take-profits stay
         self._shown_state: tuple[SymbolState, str] = (self.lifecycle.state, "")
         self.orders = OrderFlow(
@@ -212,6 +213,7 @@ class SymbolManager:
         """An order event could not be queued: halt this symbol and resync from REST, loudly."""
         if not self._resyncing:
             self._resyncing = True  # halts opening (see IntentGate.apply_gates) until resynced
+            self.resyncs += 1
             log.error(
                 "%s: order channel overflow; halting and resyncing from the venue", self.symbol
             )
@@ -387,6 +389,7 @@ class SymbolManager:
             reaction = [], self.risk.on_trade(item, self._now)
         elif kind is StreamStatus:
             if item.status in ("connected", "resynced"):
+                self.resyncs += 1
                 self._start(self.orders.resync)
             reaction = [], []
         else:
@@ -484,6 +487,7 @@ class SymbolManager:
             self.lifecycle.apply(LifecycleEvent.RESUME)
             return intents
         if marker is Marker.RESYNC:
+            self.resyncs += 1
             self._start(self.orders.resync)
         return []  # GATES: the gates are recomputed below
 

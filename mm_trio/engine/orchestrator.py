@@ -90,6 +90,7 @@ class Orchestrator:
         self.events = EventHub()  # fills, state changes, breakers: the control plane's stream
         self.recent_fills: deque[ControlEvent] = deque(maxlen=RECENT_FILLS)
         self.started_at = clock()
+        self.closing = False  # shutdown began: no symbol may be added any more
 
     # ------------------------------------------------------------------ lifecycle
     async def _start(self, nursery: trio.Nursery) -> None:
@@ -108,6 +109,7 @@ class Orchestrator:
         the order in which trio wakes cancelled tasks, which keeps replays byte-identical.
         """
         timeout = self.config.run.shutdown_timeout
+        self.closing = True
         with trio.CancelScope(shield=True):
             managers = list(self._managers.values())
             for manager in managers:
@@ -191,6 +193,8 @@ class Orchestrator:
     ) -> SymbolManager:
         """Start trading ``symbol`` in its own child nursery. Rejects bad symbols by name."""
         async with self._lock:
+            if self.closing:  # it would be missed by the shutdown's final sweep
+                raise SymbolError(f"cannot add {symbol!r}: shutting down")
             spec = self.check_symbol(symbol)
             if symbol in self._managers:
                 raise SymbolError(f"symbol {symbol!r} is already running")
