@@ -29,6 +29,7 @@ from mm_trio import __version__
 from mm_trio.core.lifecycle import SymbolState
 from mm_trio.core.risk.monitor import BREAKERS
 from mm_trio.engine.orchestrator import Orchestrator
+from mm_trio.engine.stats import REJECT_CLASSES
 
 __all__ = ["CONTENT_TYPE", "OrchestratorCollector", "metrics_registry", "render"]
 
@@ -36,6 +37,7 @@ SIDES = ("BUY", "SELL")
 OUTCOMES = ("FILLED", "CANCELED", "REJECTED", "EXPIRED")
 EVENT_KINDS = ("quote", "order", "trade", "stream", "marker")
 P = "mm_trio_"
+REJECT_LABELS = (*sorted(REJECT_CLASSES), "unknown")
 
 
 def _f(value: Decimal | None) -> float:
@@ -170,8 +172,8 @@ class OrchestratorCollector(Collector):
                 events.add_metric([s, kind], m.event_counts.get(kind, 0))
             conflated.add_metric([s], snap.quotes_skipped)
             trades_dropped.add_metric([s], snap.trades_dropped)
-            for cls, n in sorted(m.reject_classes.items()):
-                rejects.add_metric([s, cls], n)
+            for cls in REJECT_LABELS:  # every class from the start: no series appears late
+                rejects.add_metric([s, cls], m.reject_classes.get(cls, 0))
             tripped = set(snap.breakers)
             for name in BREAKERS:
                 breaker.add_metric([s, name], 1.0 if name in tripped else 0.0)
