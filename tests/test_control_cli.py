@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import time
@@ -20,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from mm_trio.apps.control.token import TOKEN_ENV
+from mm_trio.apps.control.token import DEFAULT_PORT, TOKEN_ENV
 from mm_trio.apps.paper.testing import API_KEY_HEADER, signed_query
 from tests.test_cli_e2e import LIVELY_TOML, ROOT, mm_trio_cmd
 
@@ -58,6 +59,8 @@ def running(
     )
     try:
         assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith("mm-trio: trading"), first
         line = proc.stdout.readline()
         match = CONTROL_LINE.match(line)
         assert match, line + (proc.stderr.read() if proc.stderr and proc.poll() else "")
@@ -263,3 +266,41 @@ def test_verbs_on_the_paper_venue(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             paper.kill()
             paper.wait()
+
+
+def test_a_taken_port_is_fatal_only_when_given(tmp_path: Path) -> None:
+    env = _env(tmp_path, TOKEN)
+    with socket.socket() as held:
+        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        r = subprocess.run(
+            mm_trio_cmd()
+            + ["run", "--symbols", BTC, "--control", f"127.0.0.1:{port}", "--duration", "1"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+            env=env,
+        )
+        assert r.returncode == 2, r.stderr
+        assert f"--control 127.0.0.1:{port}: cannot listen" in r.stderr
+        assert "Traceback" not in r.stderr and "trading" not in r.stdout
+    with socket.socket() as held:  # the default port: another run may hold it
+        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            held.bind(("127.0.0.1", DEFAULT_PORT))
+            held.listen()
+        except OSError:
+            pass  # already held by something else: the same situation
+        r = subprocess.run(
+            mm_trio_cmd() + ["run", "--symbols", BTC, "--duration", "2"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+            env=env,
+        )
+    assert r.returncode == 0, r.stderr
+    assert "control API off" in r.stderr and "trading BTC/USDT" in r.stdout

@@ -91,7 +91,7 @@ async def run_command(
         outer.start_soon(_watch_signals, run_scope, 3 * config.run.shutdown_timeout)
         async with (
             open_orchestrator(exchange, config, limiter=limiter) as orch,
-            open_control(orch, control, exchange.name, out, err),
+            open_control(orch, control, exchange.name, err) as served,
         ):
             try:
                 for symbol in symbols:
@@ -107,6 +107,8 @@ async def run_command(
                     file=out,
                     flush=True,
                 )
+                if served is not None:  # after the "trading" line: scripts read that first
+                    print(served.banner, file=out, flush=True)
                 with run_scope:
                     if duration is not None:
                         run_scope.deadline = trio.current_time() + duration

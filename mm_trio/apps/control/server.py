@@ -37,7 +37,7 @@ from mm_trio.apps.web import BearerToken, hypercorn_config, is_loopback
 from mm_trio.domain.errors import UsageError
 from mm_trio.engine.orchestrator import Orchestrator
 
-__all__ = ["ControlOptions", "build_app", "open_control", "serve_control"]
+__all__ = ["ControlOptions", "ControlServer", "build_app", "open_control", "serve_control"]
 
 log = logging.getLogger(__name__)
 
@@ -165,19 +165,33 @@ class ControlOptions:
     explicit: bool = True  # given on the command line: a port that cannot be bound is fatal
 
 
+def _bind_error(exc: BaseException) -> OSError | None:
+    """The ``OSError`` of a failed bind, also from inside hypercorn's exception group."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc if isinstance(exc, OSError) else None
+
+
+@attrs.frozen
+class ControlServer:
+    """A running control plane: its bound port and the line that tells the operator."""
+
+    port: int
+    banner: str
+
+
 @asynccontextmanager
 async def open_control(
     orch: Orchestrator,
     options: ControlOptions | None,
     venue: str,
-    out: TextIO,
     err: TextIO,
-) -> AsyncIterator[int | None]:
+) -> AsyncIterator[ControlServer | None]:
     """Serve the control plane for ``orch`` inside the block (``None``: off); yields the
-    bound port. A generated token is written to its file (removed on exit); the address is
-    printed on ``out``. A port given explicitly that cannot be bound is a
-    :class:`UsageError` naming it; the default one (another run may hold it) only turns the
-    control plane off, with a warning on ``err``."""
+    bound port and the banner to print (``mm-trio: control API on http://...``). A generated
+    token is written to its file (removed on exit). A port given explicitly that cannot be
+    bound is a :class:`UsageError` naming it; the default one (another run may hold it) only
+    turns the control plane off, with a warning on ``err``."""
     if options is None:
         yield None
         return
@@ -187,7 +201,10 @@ async def open_control(
             port: int = await nursery.start(
                 serve_control, ctx, options.token, options.host, options.port
             )
-        except OSError as exc:
+        except (OSError, BaseExceptionGroup) as caught:
+            exc = _bind_error(caught)
+            if exc is None:
+                raise
             why = f"{options.host}:{options.port}: cannot listen: {exc.strerror or exc}"
             if options.explicit:
                 raise UsageError(f"--control {why}") from None
@@ -205,9 +222,8 @@ async def open_control(
         else:
             where = f"token from {TOKEN_ENV}"
         shown = f"[{options.host}]" if ":" in options.host else options.host
-        print(f"mm-trio: control API on http://{shown}:{port} ({where})", file=out, flush=True)
         try:
-            yield port
+            yield ControlServer(port, f"mm-trio: control API on http://{shown}:{port} ({where})")
         finally:
             ctx.closing = True
             if token_file is not None:
