@@ -1,6 +1,8 @@
 """The ``mm-trio`` command: ``run`` trades symbols on the simulated venue (default).
 
 Exit codes: 0 done (also after SIGINT/SIGTERM), 2 bad input (symbol, config), 1 crash.
+The verbs (``status``, ``symbols``, ``pause``, ``resume``, ``kill``) talk to a running
+``run``'s control plane: 0 ok, 1 not reachable / refused, 2 bad input.
 """
 
 from __future__ import annotations

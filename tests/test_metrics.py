@@ -16,7 +16,12 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from mm_trio.apps.control.metrics import metrics_registry, render
+from mm_trio.apps.control.metrics import (
+    OrchestratorCollector,
+    metrics_registry,
+    render,
+    render_off_loop,
+)
 from mm_trio.engine.orchestrator import open_orchestrator
 from mm_trio.engine.stats import LatencyHistogram, reject_class
 from tests.test_orchestrator import make_config, sim, wait_for
@@ -154,3 +159,19 @@ def test_latency_histogram_buckets_are_cumulative() -> None:
 )
 def test_reject_classes(reason: str, cls: str) -> None:
     assert reject_class(reason) == cls
+
+
+async def test_scrape_formats_off_the_event_loop_with_the_same_families(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    config = make_config()
+    exchange, limiter = sim(config)
+    async with open_orchestrator(exchange, config, limiter=limiter) as orch:
+        await orch.add_symbols([BTC, ETH])
+        await wait_for(lambda: orch.manager(BTC).position.fills >= 1)
+        collector = OrchestratorCollector(orch, exchange.name)
+        threaded = (await render_off_loop(collector)).decode()
+        inline = render(metrics_registry(orch, exchange.name)).decode()
+    names = {f.name for f in text_string_to_metric_families(threaded)}
+    assert names == {f.name for f in text_string_to_metric_families(inline)}
+    assert _value(_samples(threaded), "mm_trio_fills_total", symbol=BTC, side="BUY") >= 1

@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mm_trio.apps.control import api
 from mm_trio.apps.control.api import ControlContext, json_response
-from mm_trio.apps.control.metrics import CONTENT_TYPE, metrics_registry, render
+from mm_trio.apps.control.metrics import CONTENT_TYPE, OrchestratorCollector, render_off_loop
 from mm_trio.apps.control.token import TOKEN_ENV, remove_token_file, write_token_file
 from mm_trio.apps.web import BearerToken, hypercorn_config, is_loopback
 from mm_trio.domain.errors import UsageError
@@ -95,10 +95,10 @@ class Guard:
 
 def build_app(ctx: ControlContext, token: BearerToken, *, bind_host: str = "127.0.0.1") -> ASGIApp:
     """The control plane's ASGI app (``app.state.control`` is ``ctx``)."""
-    registry = metrics_registry(ctx.orch, ctx.venue)
+    collector = OrchestratorCollector(ctx.orch, ctx.venue)
 
     async def metrics(request: Request) -> Response:
-        return Response(render(registry), media_type=CONTENT_TYPE)
+        return Response(await render_off_loop(collector), media_type=CONTENT_TYPE)
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return json_response(
