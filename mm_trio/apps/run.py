@@ -14,6 +14,7 @@ import attrs
 import msgspec
 import trio
 
+from mm_trio.apps.control.server import ControlOptions, open_control
 from mm_trio.apps.state_file import open_state
 from mm_trio.apps.summary import limiter_summary, status_line, summary_dict, summary_table
 from mm_trio.domain.config import Config, GridConfig
@@ -89,12 +90,14 @@ async def run_command(
     base_url: str | None = None,
     state: Path | None = None,
     override_recovery: bool = False,
+    control: ControlOptions | None = None,
 ) -> int:
     """Trade ``symbols`` until ``duration`` elapses or SIGINT/SIGTERM; print the summary
     (to ``out``, errors to ``err``: stdout / stderr by default).
 
     With a ``state`` store, recovery runs first (see :mod:`mm_trio.engine.recovery`) and
-    every state change is persisted before it is acted on.
+    every state change is persisted before it is acted on. ``control``: serve the control
+    plane (API, events, metrics) while it runs.
     """
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
@@ -122,6 +125,7 @@ async def run_command(
             out=out,
             err=err,
             override_recovery=override_recovery,
+            control=control,
         )
     finally:
         if store is not None:
@@ -143,15 +147,17 @@ async def _trade(
     out: TextIO,
     err: TextIO,
     override_recovery: bool,
+    control: ControlOptions | None,
 ) -> int:
     persistence = None if store is None else Persistence(store, exchange.now_ns)
     run_scope = trio.CancelScope()
     rc = EXIT_OK
     async with trio.open_nursery() as outer:
         outer.start_soon(_watch_signals, run_scope, 3 * config.run.shutdown_timeout)
-        async with open_orchestrator(
-            exchange, config, limiter=limiter, persistence=persistence
-        ) as orch:
+        async with (
+            open_orchestrator(exchange, config, limiter=limiter, persistence=persistence) as orch,
+            open_control(orch, control, exchange.name, err) as served,
+        ):
             try:
                 for symbol in symbols:
                     orch.check_symbol(symbol)
@@ -176,6 +182,8 @@ async def _trade(
                             file=out,
                             flush=True,
                         )
+                        if served is not None:  # after "trading": scripts read that first
+                            print(served.banner, file=out, flush=True)
                         if duration is not None:
                             run_scope.deadline = trio.current_time() + duration
                         async with trio.open_nursery() as inner:
