@@ -219,6 +219,7 @@ async def recover_account(
     for problem in result.problems:  # only with the override: else recovery raised
         log.error("recovery (overridden): %s", problem)
     orch.takeovers.update(result.takeovers)
+    orch.paused_by_registry.update(r.symbol for r in store.symbols() if r.state == "paused")
     orch.stopped_by_latch.update({s: r.stopped for s, r in result.symbols.items() if r.stopped})
     if result.kill_reason is not None:
         await orch.kill(result.kill_reason)
