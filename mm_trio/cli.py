@@ -12,13 +12,15 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import attrs
 import trio
 
 from mm_trio import __version__
 from mm_trio.apps.config_file import load_config, read_toml
+from mm_trio.apps.logs import LEVELS, setup_logging
+from mm_trio.apps.output_paths import check_output_dir, check_output_file, check_seconds
 from mm_trio.apps.run import EXIT_OK, EXIT_USAGE, EXIT_VENUE, run_command
 from mm_trio.apps.state_file import state_path
 from mm_trio.apps.summary import REPLAY_COLUMNS, replay_counts_line, replay_warnings, summary_table
@@ -49,15 +51,35 @@ def _parse_symbols(text: str) -> list[str]:
     return symbols
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mm-trio", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=f"mm-trio {__version__}")
+class _Parser(argparse.ArgumentParser):
+    """argparse with bad arguments told in one line (and the --help to read), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _add_logging_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """``--log-level`` / ``--json-logs`` before or after the subcommand: a subcommand's
+    copies have no default (argparse.SUPPRESS), so they override only when given."""
     parser.add_argument(
         "--log-level",
-        default="WARNING",
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        type=str.upper,
+        choices=LEVELS,
+        default="WARNING" if top else argparse.SUPPRESS,
         help="log level for stderr (default WARNING)",
     )
+    parser.add_argument(
+        "--json-logs",
+        action="store_true",
+        default=False if top else argparse.SUPPRESS,
+        help="log one JSON object per line (ts, level, logger, message, symbol)",
+    )
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="mm-trio", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"mm-trio {__version__}")
+    _add_logging_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="trade grid strategies on one or more symbols")
     run.add_argument("--symbols", required=True, help="comma-separated BASE/QUOTE symbols")
@@ -99,6 +121,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="trade even if recovery finds the store and the venue disagree (the store's "
         "inventory is kept; every disagreement is logged at ERROR)",
     )
+    run.add_argument("--quiet", action="store_true", help="do not print each fill as it happens")
     ven = sub.add_parser(
         PAPER_COMMAND,
         aliases=PAPER_ALIASES,
@@ -163,6 +186,8 @@ def _build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="journal orders and fills into this NEW state store, as a live run does",
     )
+    for subparser in {id(p): p for p in sub.choices.values()}.values():  # aliases: once
+        _add_logging_options(subparser, top=False)
     return parser
 
 
@@ -195,8 +220,7 @@ def _record(args: argparse.Namespace) -> int:
     from mm_trio.exchange.binance.adapter import VENUES, derive_ws_urls
 
     symbols = _parse_symbols(args.symbols)
-    if args.duration is not None and args.duration <= 0:
-        raise UsageError(f"--duration: must be > 0, got {args.duration:g}")
+    check_seconds("--duration", args.duration)
     if args.out.exists():
         raise UsageError(f"--out: {str(args.out)!r} exists; not overwriting a recording")
     try:
@@ -340,11 +364,7 @@ def _paper(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(args.log_level, json_lines=args.json_logs)
     try:
         if args.command == "run":
             symbols = _parse_symbols(args.symbols)
@@ -353,14 +373,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 config = validate(
                     attrs.evolve(config, venue=attrs.evolve(config.venue, seed=args.seed))
                 )
+            check_seconds("--status-interval", args.status_interval)
             if args.status_interval is not None:
                 config = validate(
                     attrs.evolve(
                         config, run=attrs.evolve(config.run, status_interval=args.status_interval)
                     )
                 )
-            if args.duration is not None and args.duration <= 0:
-                raise UsageError(f"--duration: must be > 0, got {args.duration:g}")
+            check_seconds("--duration", args.duration)
             if args.base_url is not None and args.venue == "sim":
                 raise UsageError("--base-url needs --venue binance or binance-testnet")
             from mm_trio.exchange.binance.adapter import ENV_API_KEY
@@ -375,6 +395,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 base_url=args.base_url,
                 api_key=os.environ.get(ENV_API_KEY),
             )
+            if args.summary_json is not None:
+                check_output_file("--summary-json", args.summary_json)
             return _run_trio(
                 lambda: run_command(
                     config,
@@ -385,6 +407,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     base_url=args.base_url,
                     state=state,
                     override_recovery=args.override_recovery,
+                    quiet=args.quiet,
                 )
             )
         if args.command == "record":
@@ -397,6 +420,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from mm_trio.apps.replay import run_replay
 
             config = load_config(args.config)
+            if args.out is not None:
+                check_output_dir("--out", args.out)
             summary = run_replay(
                 args.files,
                 config,
