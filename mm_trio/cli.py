@@ -31,6 +31,9 @@ from mm_trio.exchange.base import ExchangeError
 
 log = logging.getLogger("mm_trio")
 
+EXIT_SIGNAL_BASE = 128
+"""A command stopped by signal N exits 128 + N (the shell's convention: 130 SIGINT, 143
+SIGTERM)."""
 PAPER_COMMAND = "paper"
 PAPER_ALIASES = ["venue"]  # the command's first name, kept working
 
@@ -361,6 +364,41 @@ def _paper(args: argparse.Namespace) -> int:
         return EXIT_VENUE if isinstance(failure, VenueStateWriteError) else EXIT_USAGE
 
 
+def _replay(args: argparse.Namespace, config: Any) -> int:
+    """``mm-trio replay``; SIGINT / SIGTERM stop it early: what was replayed is reported and
+    written (``"partial": true``), exit 130 / 143 (128 + the signal's number)."""
+    from mm_trio.apps.replay import run_replay
+
+    interrupted: list[str] = []
+    try:
+        summary = run_replay(
+            args.files,
+            config,
+            speed=args.speed,
+            out=args.out,
+            progress=None if args.no_progress else sys.stderr,
+            state=args.state,
+            interrupted=interrupted,
+        )
+    except KeyboardInterrupt:  # before the replay could stop in order: nothing to write
+        print("mm-trio: replay interrupted while starting; nothing written", file=sys.stderr)
+        return EXIT_SIGNAL_BASE + signal.SIGINT
+    print(summary_table(summary, REPLAY_COLUMNS))
+    rp = summary["replay"]
+    print(replay_counts_line(rp) + (f"; outputs in {args.out}" if args.out else ""))
+    for warning in replay_warnings(rp):
+        print(f"mm-trio: warning: {warning}", file=sys.stderr)
+    if interrupted:
+        name = interrupted[0]
+        print(
+            f"mm-trio: replay stopped by {name} after {rp['duration_s']}s of market time: "
+            "the results are partial" + (' ("partial": true in summary.json)' if args.out else ""),
+            file=sys.stderr,
+        )
+        return EXIT_SIGNAL_BASE + signal.Signals[name].value
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
@@ -417,25 +455,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == PAPER_COMMAND or args.command in PAPER_ALIASES:
             return _paper(args)
         if args.command == "replay":
-            from mm_trio.apps.replay import run_replay
-
             config = load_config(args.config)
             if args.out is not None:
                 check_output_dir("--out", args.out)
-            summary = run_replay(
-                args.files,
-                config,
-                speed=args.speed,
-                out=args.out,
-                progress=None if args.no_progress else sys.stderr,
-                state=args.state,
-            )
-            print(summary_table(summary, REPLAY_COLUMNS))
-            rp = summary["replay"]
-            print(replay_counts_line(rp) + (f"; outputs in {args.out}" if args.out else ""))
-            for warning in replay_warnings(rp):
-                print(f"mm-trio: warning: {warning}", file=sys.stderr)
-            return EXIT_OK
+            return _replay(args, config)
     except (UsageError, ConfigError, SymbolError, ReplayInputError) as exc:
         print(f"mm-trio: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

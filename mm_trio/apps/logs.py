@@ -56,7 +56,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
-class _OurHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _OurHandler(logging.StreamHandler[TextIO]):
     """The handler :func:`setup_logging` installs (so a second call replaces only it)."""
 
 

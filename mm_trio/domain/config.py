@@ -228,7 +228,7 @@ def _structure_literal(value: Any, type_: Any) -> Any:
 def _table_hook(cls: type) -> Callable[[Any, Any], Any]:
     """cattrs' structuring of an attrs class, refusing what is not a table by name (instead
     of cattrs' ``argument of type 'int' is not iterable``)."""
-    inner = make_dict_structure_fn(cls, _converter)
+    inner: Callable[[Any, Any], Any] = make_dict_structure_fn(cls, _converter)
 
     def structure_table(value: Any, type_: Any) -> Any:
         if not isinstance(value, Mapping):
