@@ -219,45 +219,31 @@ def _run_trio(fn: Any) -> int:
 
 
 def _record(args: argparse.Namespace) -> int:
-    from mm_trio.apps.record import record
+    from mm_trio.apps.record import record_command
     from mm_trio.exchange.binance.adapter import VENUES, derive_ws_urls
 
     symbols = _parse_symbols(args.symbols)
     check_seconds("--duration", args.duration)
     if args.out.exists():
         raise UsageError(f"--out: {str(args.out)!r} exists; not overwriting a recording")
+    check_output_file("--out", args.out)
     try:
         ws = derive_ws_urls(args.base_url)[0] if args.base_url else VENUES[args.venue][1]
     except ValueError as exc:
         raise UsageError(f"--base-url: {exc}") from None
-
-    async def main_task() -> int:
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async with trio.open_nursery() as nursery:
-
-                async def stop_on_signal() -> None:
-                    async for _ in signals:
-                        nursery.cancel_scope.cancel()
-                        return
-
-                nursery.start_soon(stop_on_signal)
-                lines = 0
-
-                async def go() -> None:
-                    nonlocal lines
-                    lines = await record(
-                        symbols, args.out, ws_base_url=ws, stop_after=args.duration
-                    )
-                    nursery.cancel_scope.cancel()
-
-                nursery.start_soon(go)
-        print(
-            f"mm-trio: recorded {', '.join(symbols)} to {args.out}"
-            + (f" ({lines:,} lines)" if lines else "")
+    rest = args.base_url or VENUES[args.venue][0]
+    return _run_trio(
+        lambda: record_command(
+            symbols,
+            args.out,
+            ws_base_url=ws,
+            rest_url=rest,
+            venue=args.base_url or args.venue,
+            stop_after=args.duration,
+            out=sys.stdout,
+            err=sys.stderr,
         )
-        return EXIT_OK
-
-    return _run_trio(main_task)
+    )
 
 
 def _audit(args: argparse.Namespace) -> int:
