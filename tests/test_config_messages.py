@@ -96,6 +96,23 @@ def _error(data: dict[str, Any]) -> str:
             {"symbols": {"SOL/USDT": {"levels_below": 0}}},
             "invalid config: symbols.'SOL/USDT'.levels_below = 0: a long grid",
         ),
+        (
+            {"venue": {"tick_interval_ms": 1e-300}},
+            "invalid config: venue.tick_interval_ms = 1e-300: must be 1..3600000 (ms)",
+        ),
+        (
+            {"venue": {"volatility": 1e300}},
+            "invalid config: venue.volatility = 1e+300: must be >= 0 and < 1",
+        ),
+        ({"venue": {"drift": -2}}, "invalid config: venue.drift = -2.0: must be between -1 and 1"),
+        (
+            {"venue": {"latency_ms": 1e300}},
+            "invalid config: venue.latency_ms = 1e+300: must be 0..60000 (ms)",
+        ),
+        (
+            {"run": {"restart_backoff": -1}},
+            "invalid config: run.restart_backoff = -1.0: must be > 0",
+        ),
     ],
 )
 def test_plain_message(data: dict[str, Any], message: str) -> None:

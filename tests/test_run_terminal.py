@@ -265,3 +265,46 @@ def test_funding_problem(
         assert problem is None
     else:
         assert problem is not None and needle in problem and problem.startswith("AAA/QQQ: ")
+
+
+@pytest.mark.parametrize(
+    ("grid", "message"),
+    [
+        (
+            {"anchor": "1e-30"},
+            "mm-trio: error: BTC/USDT: grid.anchor = 1E-30: below one tick (0.01)",
+        ),
+        (
+            {"step": "1e-30"},
+            "mm-trio: error: BTC/USDT: grid.step = 1E-30: one step at the anchor 60000 is "
+            "6.0000E-26, smaller than one tick (0.01); levels would collide",
+        ),
+    ],
+)
+async def test_a_grid_that_does_not_fit_the_symbol_is_refused_at_start(
+    autojump_clock: trio.abc.Clock, grid: dict[str, str], message: str
+) -> None:
+    """Checked at the venue's price before trading, not found by the symbol FAILING later."""
+    config = make_config({"grid": grid, "venue": {"volatility": 0.0}})
+    out, err = io.StringIO(), io.StringIO()
+    rc = await run_app.run_command(
+        config, ["BTC/USDT"], duration=5.0, summary_json=None, out=out, err=err
+    )
+    assert rc == 2
+    assert err.getvalue().strip() == message
+    assert "trading" not in out.getvalue()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+async def test_a_summary_that_cannot_be_written_is_one_line_and_exit_1(
+    autojump_clock: trio.abc.Clock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = io.StringIO()
+    rc = await run_app.run_command(
+        make_config(), ["BTC/USDT"], duration=5.0, summary_json=Path("/dev/full"), out=out
+    )
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "mm-trio: error: --summary-json: cannot write '/dev/full': No space left" in err
+    assert "Traceback" not in err
+    assert "TOTAL" in out.getvalue()  # the table was printed before the write failed

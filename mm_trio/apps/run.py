@@ -204,7 +204,11 @@ async def _trade(
                     rc = EXIT_RECOVERY
             if traded:
                 run_end = signals[0] if signals else ("duration" if duration else "stopped")
-                await _finish(orch, exchange, summary_json, out, alerts, recovery, run_end)
+                written = await _finish(
+                    orch, exchange, summary_json, out, alerts, recovery, run_end
+                )
+                if not written and rc == EXIT_OK:
+                    rc = EXIT_VENUE
         outer.cancel_scope.cancel()
     return rc
 
@@ -247,7 +251,9 @@ async def _finish(
     alerts: Sequence[str] = (),
     recovery: Recovery | None = None,
     run_end: str | None = None,
-) -> None:
+) -> bool:
+    """Stop, count what is left open, print the exit table and write ``summary_json``;
+    ``False`` if that file could not be written."""
     timeout = orch.config.run.shutdown_timeout
     with trio.CancelScope(shield=True), priority(Priority.SHUTDOWN):
         at_stop = orch.snapshot()
@@ -279,4 +285,14 @@ async def _finish(
         print(summary_table(summary), file=out, flush=True)
         if summary_json is not None:
             text = msgspec.json.format(msgspec.json.encode(summary)).decode() + "\n"
-            summary_json.write_text(text)  # noqa: ASYNC240 - one small file at exit
+            try:
+                summary_json.write_text(text)  # noqa: ASYNC240 - one small file at exit
+            except OSError as exc:  # e.g. the disk filled up: the table above has it all
+                print(
+                    f"mm-trio: error: --summary-json: cannot write {str(summary_json)!r}: "
+                    f"{exc.strerror or exc}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                return False
+    return True

@@ -127,6 +127,13 @@ class RunConfig:
     state: str = ""
 
 
+MAX_LATENCY_MS = 60_000.0
+"""The simulated venue's latency at most (a minute: beyond, nothing would ever land)."""
+MIN_TICK_INTERVAL_MS = 1.0
+"""The synthetic market updates at most once a millisecond per symbol (faster only burns
+the CPU without changing what the grid sees)."""
+MAX_TICK_INTERVAL_MS = 3_600_000.0
+
 SPEC_OVERRIDE_KEYS = frozenset(
     {
         "tick_size",
@@ -418,15 +425,30 @@ def validate(config: Config) -> Config:
         "must be a number of seconds >= 0",
     )
     v = config.venue
-    _check(v.latency_ms >= 0, "venue.latency_ms", v.latency_ms, "must be >= 0")
-    _check(v.tick_interval_ms > 0, "venue.tick_interval_ms", v.tick_interval_ms, "must be > 0")
+    _check(
+        0 <= v.latency_ms <= MAX_LATENCY_MS,
+        "venue.latency_ms",
+        v.latency_ms,
+        f"must be 0..{MAX_LATENCY_MS:.0f} (ms)",
+    )
+    _check(
+        MIN_TICK_INTERVAL_MS <= v.tick_interval_ms <= MAX_TICK_INTERVAL_MS,
+        "venue.tick_interval_ms",
+        v.tick_interval_ms,
+        f"must be {MIN_TICK_INTERVAL_MS:.0f}..{MAX_TICK_INTERVAL_MS:.0f} (ms)",
+    )
+    _check(
+        abs(v.drift) < 1, "venue.drift", v.drift, "must be between -1 and 1 (a fraction a second)"
+    )
     _check(
         0 <= v.queue_fill_probability <= 1,
         "venue.queue_fill_probability",
         v.queue_fill_probability,
         "must be in [0, 1]",
     )
-    _check(v.volatility >= 0, "venue.volatility", v.volatility, "must be >= 0")
+    _check(
+        0 <= v.volatility < 1, "venue.volatility", v.volatility, "must be >= 0 and < 1 (a second)"
+    )
     for fee in ("maker_fee", "taker_fee"):
         _check(0 <= getattr(v, fee) < 1, f"venue.{fee}", str(getattr(v, fee)), "must be in [0, 1)")
     for asset, amount in v.balances.items():
@@ -456,6 +478,12 @@ def validate(config: Config) -> Config:
         config.run.shutdown_timeout > 0,
         "run.shutdown_timeout",
         config.run.shutdown_timeout,
+        "must be > 0",
+    )
+    _check(
+        config.run.restart_backoff > 0,
+        "run.restart_backoff",
+        config.run.restart_backoff,
         "must be > 0",
     )
     _check(
