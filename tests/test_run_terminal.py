@@ -223,7 +223,7 @@ async def test_a_symbol_the_account_cannot_pay_is_refused_with_the_amounts(
     line = err.getvalue().strip()
     assert line == (
         "mm-trio: error: ETH/BTC: the account cannot pay for an order: one opening BUY "
-        "(grid.order_size = 100 quote) needs 100 BTC, the account has 1 BTC free"
+        "(grid.order_size = 100 quote) needs 100 BTC, the account holds 1 BTC"
     )
     assert "trading" not in out.getvalue()  # nothing was traded
 
@@ -233,17 +233,24 @@ SPEC = SymbolSpec(
 )
 
 
-def _bal(quote: str, base: str) -> dict[str, Balance]:
+def _bal(quote: str, base: str, locked: str = "0") -> dict[str, Balance]:
     return {
-        "QQQ": Balance(asset="QQQ", free=D(quote), locked=D(0)),
+        "QQQ": Balance(asset="QQQ", free=D(quote), locked=D(locked)),
         "AAA": Balance(asset="AAA", free=D(base), locked=D(0)),
     }
+
+
+def test_funds_locked_in_orders_count() -> None:
+    """A restart finds its quote locked in its own resting BUYs: it is not refused."""
+    grid = GridConfig(order_size=D(50))
+    assert funding_problem(grid, SPEC, _bal("0", "0", locked="250"), None) is None
+    assert funding_problem(grid, SPEC, _bal("0", "0", locked="49"), None) is not None
 
 
 @pytest.mark.parametrize(
     ("grid", "quote", "base", "price", "needle"),
     [
-        (GridConfig(order_size=D(50)), "49", "0", None, "needs 50 QQQ, the account has 49 QQQ"),
+        (GridConfig(order_size=D(50)), "49", "0", None, "needs 50 QQQ, the account holds 49 QQQ"),
         (GridConfig(order_size=D(50)), "50", "0", None, None),
         (GridConfig(order_size=D(2), order_size_in="base"), "19", "0", D(10), "needs 20 QQQ"),
         (GridConfig(order_size=D(2), order_size_in="base"), "0", "0", None, None),  # no price
@@ -253,7 +260,7 @@ def _bal(quote: str, base: str) -> dict[str, Balance]:
             "0",
             "4",
             D(10),
-            "SELL needs 5 AAA, the account has 4 AAA free",
+            "SELL needs 5 AAA, the account holds 4 AAA",
         ),
     ],
 )

@@ -14,9 +14,11 @@ from mm_trio.domain.config import GridConfig
 from mm_trio.domain.model import ZERO, Balance, SymbolSpec
 
 
-def _free(balances: dict[str, Balance], asset: str) -> Decimal:
+def _held(balances: dict[str, Balance], asset: str) -> Decimal:
+    """Free plus locked: what is locked may be in our own resting orders (a restarted run
+    takes them over), so only an account that holds too little in all is refused."""
     b = balances.get(asset)
-    return ZERO if b is None else b.free
+    return ZERO if b is None else b.total
 
 
 def _plain(value: Decimal) -> str:
@@ -45,26 +47,27 @@ def funding_problem(
     price: Decimal | None,
     key: str = "order_size",
 ) -> str | None:
-    """Why ``grid`` cannot place a single opening order with ``balances`` (free amounts), or
-    ``None`` if it can (or it cannot be told without a price). ``key``: the config key named."""
+    """Why ``grid`` cannot place a single opening order with ``balances`` (free plus locked
+    amounts), or ``None`` if it can (or it cannot be told without a price). ``key``: the
+    config key named."""
     size = f"{key} = {_plain(grid.order_size)} {grid.order_size_in}"
     problems: list[str] = []
     need = buy_cost(grid, price)
-    have = _free(balances, spec.quote)
+    have = _held(balances, spec.quote)
     if need is not None and need > have:
         problems.append(
             f"one opening BUY ({size}) needs {_plain(need)} {spec.quote}, "
-            f"the account has {_plain(have)} {spec.quote} free"
+            f"the account holds {_plain(have)} {spec.quote}"
         )
     else:
         return None  # a BUY can be paid (or it cannot be told): the grid trades
     if grid.mode == "neutral":
         need_base = sell_cost(grid, price)
-        have_base = _free(balances, spec.base)
+        have_base = _held(balances, spec.base)
         if need_base is None or need_base <= have_base:
             return None  # the SELL side can trade
         problems.append(
             f"one opening SELL needs {_plain(need_base)} {spec.base}, "
-            f"the account has {_plain(have_base)} {spec.base} free"
+            f"the account holds {_plain(have_base)} {spec.base}"
         )
     return f"{spec.symbol}: the account cannot pay for an order: " + "; ".join(problems)
