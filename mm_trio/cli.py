@@ -448,8 +448,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, ConfigError, SymbolError, ReplayInputError) as exc:
         print(f"mm-trio: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:  # Ctrl-C before a command listens for it (or one that does not)
+        print("mm-trio: interrupted", file=sys.stderr)
+        return EXIT_SIGNAL_BASE + signal.SIGINT
+    except Exception as exc:  # a bug of ours: one line for the user, the traceback in a file
+        return _internal_error(exc)
     parser.error(f"unknown command {args.command!r}")
     return EXIT_USAGE
+
+
+def _internal_error(exc: BaseException) -> int:
+    """Report an unexpected exception in one line, with its traceback saved for a report."""
+    import tempfile
+    import traceback
+
+    leaf = _leaf(exc)
+    where = ""
+    try:
+        with tempfile.NamedTemporaryFile(
+            "w", prefix="mm-trio-crash-", suffix=".txt", delete=False
+        ) as f:
+            traceback.print_exception(exc, file=f)
+            where = f"; the traceback is in {f.name}"
+    except OSError:
+        pass
+    print(
+        f"mm-trio: internal error: {type(leaf).__name__}: {leaf} (a bug: please report it{where})",
+        file=sys.stderr,
+    )
+    return EXIT_VENUE
 
 
 if __name__ == "__main__":  # pragma: no cover

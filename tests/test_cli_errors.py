@@ -209,3 +209,37 @@ def test_symbol_from_extra_wins() -> None:
     plain = logging.LogRecord("x", logging.INFO, "f", 1, "%s apples", ("many",), None)
     assert record_symbol(plain) is None
     assert json.loads(JsonFormatter().format(plain))["message"] == "many apples"
+
+
+def test_a_bug_is_one_line_with_the_traceback_in_a_file(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+
+    async def broken(*args: object, **kw: object) -> int:
+        raise KeyError("oops")
+
+    monkeypatch.setattr(cli, "run_command", broken)
+    rc, _, err = _main(RUN + ["--duration", "1"], capsys)
+    assert rc == 1
+    line = err.strip()
+    assert "\n" not in line and "Traceback" not in line
+    assert line.startswith("mm-trio: internal error: KeyError: 'oops' (a bug: please report it")
+    crash = Path(line.split("the traceback is in ")[1].rstrip(")"))
+    assert crash.parent == tmp_path
+    assert "Traceback" in crash.read_text() and "KeyError: 'oops'" in crash.read_text()
+
+
+def test_ctrl_c_before_a_command_listens_is_exit_130(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted(path: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "load_config", interrupted)
+    rc, _, err = _main(RUN, capsys)
+    assert rc == 130
+    assert err.strip() == "mm-trio: interrupted"
