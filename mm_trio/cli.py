@@ -1,6 +1,8 @@
 """The ``mm-trio`` command: ``run`` trades symbols on the simulated venue (default).
 
 Exit codes: 0 done (also after SIGINT/SIGTERM), 2 bad input (symbol, config), 1 crash.
+The verbs (``status``, ``symbols``, ``pause``, ``resume``, ``kill``) talk to a running
+``run``'s control plane: 0 ok, 1 not reachable / refused, 2 bad input.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ import trio
 
 from mm_trio import __version__
 from mm_trio.apps.config_file import load_config, read_toml
+from mm_trio.apps.control.client import URL_ENV
+from mm_trio.apps.control.token import DEFAULT_PORT as CONTROL_PORT
+from mm_trio.apps.control.token import TOKEN_ENV
 from mm_trio.apps.logs import LEVELS, setup_logging
 from mm_trio.apps.output_paths import check_output_dir, check_output_file, check_seconds
 from mm_trio.apps.run import EXIT_OK, EXIT_USAGE, EXIT_VENUE, run_command
@@ -31,6 +36,7 @@ from mm_trio.exchange.base import ExchangeError
 
 log = logging.getLogger("mm_trio")
 
+VERBS = ("status", "symbols", "pause", "resume", "kill")
 EXIT_SIGNAL_BASE = 128
 """A command stopped by signal N exits 128 + N (the shell's convention: 130 SIGINT, 143
 SIGTERM)."""
@@ -125,6 +131,50 @@ def _build_parser() -> argparse.ArgumentParser:
         "inventory is kept; every disagreement is logged at ERROR)",
     )
     run.add_argument("--quiet", action="store_true", help="do not print each fill as it happens")
+    run.add_argument(
+        "--control",
+        metavar="HOST:PORT|off",
+        help="serve the control API, events and /metrics here (default "
+        f"127.0.0.1:{CONTROL_PORT}; port 0: any free one; 'off': none)",
+    )
+    run.add_argument(
+        "--control-allow-remote",
+        action="store_true",
+        help="allow --control on a non-loopback address (anyone reaching it needs only the token)",
+    )
+    verbs = _Parser(add_help=False)
+    verbs.add_argument(
+        "--control",
+        metavar="URL",
+        help=f"the run's control API (default ${URL_ENV} or http://127.0.0.1:{CONTROL_PORT}); "
+        f"token from ${TOKEN_ENV} or the file the run wrote",
+    )
+    verbs.add_argument("--json", action="store_true", help="print the API's JSON answer")
+    sub.add_parser("status", parents=[verbs], help="status of a running mm-trio run")
+    sym = sub.add_parser("symbols", help="list, add or remove symbols of a running mm-trio run")
+    sym_sub = sym.add_subparsers(dest="symbols_verb", required=True)
+    sym_sub.add_parser("list", parents=[verbs], help="the running symbols")
+    add = sym_sub.add_parser("add", parents=[verbs], help="start trading a symbol")
+    add.add_argument("symbol", help="BASE/QUOTE, e.g. SOL/USDT")
+    add.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a [grid] key for this symbol, e.g. --set step=0.002 (repeatable)",
+    )
+    rm = sym_sub.add_parser("remove", parents=[verbs], help="cancel a symbol's orders, stop it")
+    rm.add_argument("symbol", help="BASE/QUOTE")
+    pause = sub.add_parser(
+        "pause", parents=[verbs], help="stop opening orders (take-profits stay) on one or all"
+    )
+    pause.add_argument("symbol", nargs="?", help="BASE/QUOTE (default: every symbol)")
+    resume = sub.add_parser(
+        "resume", parents=[verbs], help="lift a pause; without a symbol also lift the kill switch"
+    )
+    resume.add_argument("symbol", nargs="?", help="BASE/QUOTE (default: every symbol)")
+    kill = sub.add_parser("kill", parents=[verbs], help="kill switch: cancel everything, stop")
+    kill.add_argument("--reason", help="why (shown in status and logs)")
     ven = sub.add_parser(
         PAPER_COMMAND,
         aliases=PAPER_ALIASES,
@@ -192,6 +242,57 @@ def _build_parser() -> argparse.ArgumentParser:
     for subparser in {id(p): p for p in sub.choices.values()}.values():  # aliases: once
         _add_logging_options(subparser, top=False)
     return parser
+
+
+def _control_options(value: str | None, allow_remote: bool) -> Any:
+    """``--control HOST:PORT`` / ``off`` / default, with its token (ControlOptions | None)."""
+    import os
+
+    from mm_trio.apps.control.server import ControlOptions
+    from mm_trio.apps.control.token import DEFAULT_HOST, ControlToken
+    from mm_trio.apps.web import is_loopback
+
+    if value is not None and value.strip().lower() == "off":
+        return None
+    host, port = DEFAULT_HOST, CONTROL_PORT
+    if value is not None:
+        text = value.strip()
+        host, sep, port_text = text.rpartition(":")
+        host = host.strip("[]")
+        if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
+            raise UsageError(
+                f"--control: expected HOST:PORT (e.g. 127.0.0.1:{CONTROL_PORT}) or off, "
+                f"got {value!r}"
+            )
+        port = int(port_text)
+        if not is_loopback(host) and not allow_remote:
+            raise UsageError(
+                f"--control: {host!r} is not a loopback address; the control API can trade "
+                "your account: add --control-allow-remote to bind it anyway"
+            )
+    try:
+        token = ControlToken.resolve(os.environ)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return ControlOptions(host, port, token, explicit=value is not None)
+
+
+def _verb(args: argparse.Namespace) -> int:
+    from mm_trio.apps.control.client import VerbError, run_verb
+
+    verb = args.symbols_verb if args.command == "symbols" else args.command
+    try:
+        return run_verb(
+            verb,
+            url=args.control,
+            as_json=args.json,
+            symbol=getattr(args, "symbol", None),
+            overrides=getattr(args, "set", ()),
+            reason=getattr(args, "reason", None),
+        )
+    except VerbError as exc:
+        print(f"mm-trio: error: {exc}", file=sys.stderr)
+        return exc.code
 
 
 def _leaf(exc: BaseException) -> BaseException:
@@ -350,11 +451,14 @@ def _paper(args: argparse.Namespace) -> int:
         return EXIT_VENUE if isinstance(failure, VenueStateWriteError) else EXIT_USAGE
 
 
-def _replay(args: argparse.Namespace, config: Any) -> int:
+def _replay(args: argparse.Namespace) -> int:
     """``mm-trio replay``; SIGINT / SIGTERM stop it early: what was replayed is reported and
     written (``"partial": true``), exit 130 / 143 (128 + the signal's number)."""
     from mm_trio.apps.replay import run_replay
 
+    config = load_config(args.config)
+    if args.out is not None:
+        check_output_dir("--out", args.out)
     interrupted: list[str] = []
     try:
         summary = run_replay(
@@ -419,6 +523,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 base_url=args.base_url,
                 api_key=os.environ.get(ENV_API_KEY),
             )
+            control = _control_options(args.control, args.control_allow_remote)
             if args.summary_json is not None:
                 check_output_file("--summary-json", args.summary_json)
             return _run_trio(
@@ -432,8 +537,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     state=state,
                     override_recovery=args.override_recovery,
                     quiet=args.quiet,
+                    control=control,
                 )
             )
+        if args.command in VERBS:
+            return _verb(args)
         if args.command == "record":
             return _record(args)
         if args.command in ("trades", "orders"):
@@ -441,10 +549,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == PAPER_COMMAND or args.command in PAPER_ALIASES:
             return _paper(args)
         if args.command == "replay":
-            config = load_config(args.config)
-            if args.out is not None:
-                check_output_dir("--out", args.out)
-            return _replay(args, config)
+            return _replay(args)
     except (UsageError, ConfigError, SymbolError, ReplayInputError) as exc:
         print(f"mm-trio: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -15,6 +15,7 @@ import attrs
 import msgspec
 import trio
 
+from mm_trio.apps.control.server import ControlOptions, open_control
 from mm_trio.apps.fills import FillPrinter, clock_text
 from mm_trio.apps.funding import funding_problems
 from mm_trio.apps.state_file import open_state
@@ -98,13 +99,15 @@ async def run_command(
     state: Path | None = None,
     override_recovery: bool = False,
     quiet: bool = False,
+    control: ControlOptions | None = None,
 ) -> int:
     """Trade ``symbols`` until ``duration`` elapses or SIGINT/SIGTERM; print the summary
     (to ``out``, errors to ``err``: stdout / stderr by default); each fill as it happens
     unless ``quiet``.
 
     With a ``state`` store, recovery runs first (see :mod:`mm_trio.engine.recovery`) and
-    every state change is persisted before it is acted on.
+    every state change is persisted before it is acted on. ``control``: serve the control
+    plane (API, events, metrics) while it runs.
     """
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
@@ -133,6 +136,7 @@ async def run_command(
             err=err,
             override_recovery=override_recovery,
             fills=FillPrinter(out, enabled=not quiet),
+            control=control,
         )
     finally:
         if store is not None:
@@ -155,6 +159,7 @@ async def _trade(
     err: TextIO,
     override_recovery: bool,
     fills: FillPrinter,
+    control: ControlOptions | None,
 ) -> int:
     persistence = None if store is None else Persistence(store, exchange.now_ns)
     run_scope = trio.CancelScope()
@@ -162,9 +167,12 @@ async def _trade(
     signals: list[str] = []
     async with trio.open_nursery() as outer:
         outer.start_soon(_watch_signals, run_scope, 3 * config.run.shutdown_timeout, signals)
-        async with open_orchestrator(
-            exchange, config, limiter=limiter, persistence=persistence, journal=fills.journal
-        ) as orch:
+        async with (
+            open_orchestrator(
+                exchange, config, limiter=limiter, persistence=persistence, journal=fills.journal
+            ) as orch,
+            open_control(orch, control, exchange.name, err) as served,
+        ):
             fills.orch = orch
             try:
                 for symbol in symbols:
@@ -194,6 +202,8 @@ async def _trade(
                             file=out,
                             flush=True,
                         )
+                        if served is not None:  # after "trading": scripts read that first
+                            print(served.banner, file=out, flush=True)
                         if duration is not None:
                             run_scope.deadline = trio.current_time() + duration
                         async with trio.open_nursery() as inner:
@@ -234,6 +244,7 @@ async def recover_account(
     for problem in result.problems:  # only with the override: else recovery raised
         log.error("recovery (overridden): %s", problem)
     orch.takeovers.update(result.takeovers)
+    orch.paused_by_registry.update(r.symbol for r in store.symbols() if r.state == "paused")
     orch.stopped_by_latch.update({s: r.stopped for s, r in result.symbols.items() if r.stopped})
     if result.kill_reason is not None:
         await orch.kill(result.kill_reason)

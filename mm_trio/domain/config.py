@@ -26,7 +26,13 @@ from mm_trio.domain.model import SymbolError, parse_symbol
 
 
 class ConfigError(ValueError):
-    """Invalid configuration; the message names the key path and the value."""
+    """Invalid configuration; the message names the key path and the value. ``key``: that
+    path (e.g. ``symbols.'SOL/USDT'.step``) where one is known, for callers that report the
+    field separately (the control API)."""
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 D = Decimal
@@ -123,6 +129,8 @@ class RunConfig:
     restart_failed: bool = False
     restart_backoff: float = 5.0
     order_channel_size: int = 10000
+    # a quote inside the symbol's quiet band (no decision can change) does not wake it
+    absorb_quiet_quotes: bool = True
     # the state store (SQLite) of this account; "" : the default (see ``mm-trio run --state``)
     state: str = ""
 
@@ -306,11 +314,11 @@ def _shown(path: str, data: Any) -> str:
     return repr(mask(data))
 
 
-def _first_error(exc: BaseException, path: str, data: Any) -> str:
-    """Walk a cattrs exception tree to the first leaf; return 'path = value: why'."""
+def _first_error(exc: BaseException, path: str, data: Any) -> tuple[str, str]:
+    """Walk a cattrs exception tree to the first leaf; return (path, 'path = value: why')."""
     if isinstance(exc, ForbiddenExtraKeysError):
-        keys = ", ".join(f"{path}.{k}" if path else k for k in sorted(exc.extra_fields))
-        return f"unknown key {keys}"
+        names = [f"{path}.{k}" if path else k for k in sorted(exc.extra_fields)]
+        return names[0], f"unknown key {', '.join(names)}"
     if isinstance(exc, (ClassValidationError, IterableValidationError)):
         for sub in exc.exceptions:
             notes = getattr(sub, "__notes__", [])
@@ -323,21 +331,24 @@ def _first_error(exc: BaseException, path: str, data: Any) -> str:
                 return _first_error(sub, path, data)
             sub_data = data.get(key) if isinstance(data, dict) else None
             return _first_error(sub, f"{path}.{key}" if path else str(key), sub_data)
-    return f"{path} = {_shown(path, data)}: {exc}"
+    return path, f"{path} = {_shown(path, data)}: {exc}"
 
 
 def _structure(data: Any, cls: type, path: str) -> Any:
     try:
         return _converter.structure(data, cls)
     except (ClassValidationError, IterableValidationError, ForbiddenExtraKeysError) as exc:
-        raise ConfigError(f"invalid config: {_first_error(exc, path, data)}") from None
+        key, text = _first_error(exc, path, data)
+        raise ConfigError(f"invalid config: {text}", key=key) from None
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"invalid config: {path} = {_shown(path, data)}: {exc}") from None
+        raise ConfigError(
+            f"invalid config: {path} = {_shown(path, data)}: {exc}", key=path or None
+        ) from None
 
 
 def _check(cond: bool, path: str, value: Any, why: str) -> None:
     if not cond:
-        raise ConfigError(f"invalid config: {path} = {value!r}: {why}")
+        raise ConfigError(f"invalid config: {path} = {value!r}: {why}", key=path)
 
 
 def validate_grid(grid: GridConfig, path: str = "grid") -> None:
@@ -382,7 +393,8 @@ def validate_grid(grid: GridConfig, path: str = "grid") -> None:
         validate_prefix(grid.client_id_prefix)
     except ValueError as exc:
         raise ConfigError(
-            f"invalid config: {path}.client_id_prefix = {grid.client_id_prefix!r}: {exc}"
+            f"invalid config: {path}.client_id_prefix = {grid.client_id_prefix!r}: {exc}",
+            key=f"{path}.client_id_prefix",
         ) from None
 
 
@@ -522,6 +534,25 @@ def structure(data: Any, cls: type, path: str) -> Any:
 
 def config_from_dict(data: dict[str, Any]) -> Config:
     return validate(_structure(data, Config, ""))
+
+
+def grid_with_overrides(config: Config, symbol: str, overrides: dict[str, Any]) -> GridConfig:
+    """The grid ``symbol`` trades with ``overrides`` (any ``[grid]`` key) applied on top of
+    the config's ``[symbols."<symbol>"]``: structured and validated exactly as the config
+    file's per-symbol overrides are (errors name ``symbols.'<symbol>'.<key>``)."""
+    path = f"symbols.{symbol!r}"
+    try:
+        parse_symbol(symbol)
+    except SymbolError as exc:
+        raise ConfigError(f"invalid config: {path}: {exc}", key=path) from None
+    if not isinstance(overrides, dict):
+        raise ConfigError(
+            f"invalid config: {path} = {overrides!r}: expected a table of grid keys", key=path
+        )
+    merged = {**config.symbols.get(symbol, {}), **overrides}
+    grid = attrs.evolve(config, symbols={**config.symbols, symbol: merged}).grid_for(symbol)
+    validate_grid(grid, path)
+    return grid
 
 
 def with_overrides(config: Config, **changes: Any) -> Config:

@@ -4,12 +4,22 @@ Quotes are conflated (the latest wins; one wake-up marker waits in the channel a
 and every quote it replaces is counted); public trades may be dropped (counted) when the
 channel is full; order and balance events and the shell's own markers are never dropped:
 when they do not fit, ``on_overflow`` is called (the symbol halts and resyncs over REST).
+
+**The fast path.** After every batch it handles, the symbol sets :attr:`Inbox.band`: the
+open interval of mids inside which a quote can change nothing but the latest quote (the
+strategy's and the risk monitor's quiet bands). Such a quote is *absorbed*: kept as the
+latest quote, with the time it arrived, without waking the symbol's task. The task handles
+it first thing when anything else wakes it (and the orchestrator's ticker wakes it within a
+second), so nothing is decided on a stale quote. Any marker clears the band until the task
+has looked again.
 """
 
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import trio
@@ -31,30 +41,54 @@ _MUST_ARRIVE = (Marker.STOP, Marker.RESYNC, Marker.GATES)
 class Inbox:
     """The bounded channel into one symbol's event loop (see the module docstring)."""
 
-    def __init__(self, capacity: int, on_overflow: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        on_overflow: Callable[[], None],
+        clock: Callable[[], float] = trio.current_time,
+    ) -> None:
         self.send, self.receive = trio.open_memory_channel[Any](capacity)
         self._on_overflow = on_overflow
+        self._clock = clock
         self.latest_quote: Quote | None = None
         self._quote_pending = False
+        self.band: tuple[Decimal, Decimal] | None = None  # quiet mids (see the module doc)
+        self.absorbed_at: float | None = None  # arrival of the absorbed latest quote
+        self.taken_at: float | None = None  # ... of the quote :meth:`take_quote` returned
+        self.quotes_absorbed = 0
         self.quotes_skipped = 0
         self.trades_dropped = 0
         self.overflows = 0
+        # when the waiting QUOTE marker was queued (perf_counter seconds): the oldest
+        # unserved quote, so the event-to-intent latency includes time spent queued
+        self.quote_since = 0.0
 
     def take_quote(self) -> Quote | None:
-        """The latest quote, for the QUOTE marker just received."""
+        """The latest quote (its arrival time in :attr:`taken_at` if it was absorbed)."""
         self._quote_pending = False
+        self.taken_at, self.absorbed_at = self.absorbed_at, None
         return self.latest_quote
 
     def deliver(self, event: Any) -> None:
         """Hand one routed event to the symbol. Never blocks."""
         if type(event) is Quote:
+            if self._quote_pending or self.absorbed_at is not None:
+                self.quotes_skipped += 1  # the waiting quote is replaced unseen
             self.latest_quote = event
             if self._quote_pending:
-                self.quotes_skipped += 1
                 return
+            band = self.band
+            if band is not None:
+                bid, ask = event.bid, event.ask
+                if 0 < bid < ask and band[0] < (bid + ask) / 2 < band[1]:
+                    self.absorbed_at = self._clock()
+                    self.quotes_absorbed += 1
+                    return
+            self.absorbed_at = None
             try:
                 self.send.send_nowait(Marker.QUOTE)
                 self._quote_pending = True
+                self.quote_since = time.perf_counter()
             except trio.WouldBlock:
                 self.quotes_skipped += 1
             except (trio.ClosedResourceError, trio.BrokenResourceError):
@@ -71,8 +105,13 @@ class Inbox:
             pass
 
     def poke(self, marker: Marker) -> None:
+        self.band = None  # the symbol's state may change: absorb nothing until it looked
+        if marker is Marker.QUOTE and self._quote_pending:
+            return  # its marker is already waiting
         try:
             self.send.send_nowait(marker)
+            if marker is Marker.QUOTE:
+                self._quote_pending = True
         except trio.WouldBlock:
             if marker in _MUST_ARRIVE:
                 self._overflow()

@@ -39,11 +39,13 @@ class SymbolSnapshot(msgspec.Struct, kw_only=True):
     rejects: int
     withdrawn: int = 0  # placements cancelled while queued for the limiter: never sent
     foreign_reports: int = 0  # execution reports of orders not ours: ignored
+    quotes_absorbed: int = 0  # quotes in the quiet band: they did not wake the symbol
+    paused: bool = False  # an operator's pause (state HALTED, reason says so)
 
 
 def symbol_snapshot(m: SymbolManager) -> SymbolSnapshot:
     """What one running symbol shows (status line, control plane, summary)."""
-    mid = m.mid
+    mid = m.market_mid
     pos = m.position
     fees_quote = pos.fees_in_quote(mid) if mid is not None else pos.fees.get(m.spec.quote, ZERO)
     return SymbolSnapshot(
@@ -70,4 +72,6 @@ def symbol_snapshot(m: SymbolManager) -> SymbolSnapshot:
         rejects=m.rejects,
         withdrawn=m.withdrawn,
         foreign_reports=m.foreign_reports,
+        quotes_absorbed=m.inbox.quotes_absorbed,
+        paused=m.paused,
     )

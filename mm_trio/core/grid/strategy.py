@@ -277,6 +277,22 @@ class GridStrategy:
         self._book.add(state)
         self._inventory.slot(order.level).place(order.client_id, opening=opening)
 
+    def quiet_band(self) -> tuple[Decimal, Decimal] | None:
+        """The open interval of mids inside which a quote changes nothing but the latest
+        quote: :meth:`on_quote` returns ``[]`` and every order, slot, gate and the window
+        stay as they are (the fast path's invariant). ``None``: every quote may matter
+        (no grid or quote yet, or an inventory skew that moves the reference with the lots).
+
+        Without a skew the window's bounds are ``x = min(mid, ask) = mid`` and ``y =
+        max(mid, bid) = mid`` for every uncrossed quote, so one band on the mid covers both
+        sides.
+        """
+        if self._grid is None or self._mid is None:
+            return None
+        if self.config.inventory_skew and self._inventory.net_held:
+            return None
+        return self._window.quiet_band()
+
     # ================================================================== events
     def on_quote(self, quote: Quote) -> list[Intent]:
         bid, ask = quote.bid, quote.ask

@@ -20,6 +20,9 @@ from mm_trio.core.grid.levels import LevelGrid
 from mm_trio.core.grid.sides import AWAY
 from mm_trio.domain.model import Side
 
+_NEG_INF = Decimal("-Infinity")
+_POS_INF = Decimal("Infinity")
+
 Key = tuple[int | None, int | None]
 """``(top BUY level, bottom SELL level)``; ``None`` for a side without a window."""
 
@@ -65,6 +68,17 @@ class _Edge:
             hi += h * (grid.price(base + 2) - hi)
         self.lo, self.hi = lo, hi
         return k
+
+    def quiet(self) -> tuple[Decimal, Decimal] | None:
+        """The open interval of bounds that keep this edge exactly as it is: its level, and
+        whether it takes new orders (``None`` before the first bound)."""
+        lo, hi, price, bound = self.lo, self.hi, self.price, self.bound
+        if lo is None or hi is None or price is None or bound is None:
+            return None
+        if self.buy:  # kept while lo < x <= hi; takes orders while x > price
+            return (max(lo, price), hi) if bound > price else (lo, price)
+        # kept while lo <= y < hi; takes orders while y < price
+        return (lo, min(hi, price)) if bound < price else (price, hi)
 
     def takes_orders(self) -> bool:
         """A new post-only order fits on the edge level: its price is strictly inside the
@@ -131,6 +145,22 @@ class TrailingWindow:
             )
         self._key_now = (top, bottom)
         return self._key_now
+
+    def quiet_band(self) -> tuple[Decimal, Decimal] | None:
+        """The open interval of bounds (``x`` and ``y`` alike) inside which tracking gives
+        the committed window again, unchanged; ``None`` if there is none (not settled, or
+        no edge tracked yet)."""
+        if not self.settled:
+            return None
+        lo, hi = _NEG_INF, _POS_INF
+        for edge in (self._buy, self._sell):
+            if edge is None:
+                continue
+            band = edge.quiet()
+            if band is None:
+                return None
+            lo, hi = max(lo, band[0]), min(hi, band[1])
+        return (lo, hi) if lo < hi else None
 
     @property
     def settled(self) -> bool:

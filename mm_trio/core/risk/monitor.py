@@ -49,6 +49,8 @@ BREAKERS: tuple[str, ...] = (STALE, PRICE_JUMP, VOLUME_SPIKE, REJECT_STORM, LOSS
 HALT_OPENING: frozenset[str] = frozenset({STALE, PRICE_JUMP, VOLUME_SPIKE, REJECT_STORM})
 
 HISTORY_LEN = 500
+_NEG_INF = Decimal("-Infinity")
+_POS_INF = Decimal("Infinity")
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)
 
@@ -207,6 +209,25 @@ class RiskMonitor:
     def tick(self, now: float) -> list[BreakerChange]:
         """Time-driven trips and clears (staleness, cool-downs). Call periodically."""
         return self._timers(now)
+
+    def quiet_band(self) -> tuple[Decimal, Decimal] | None:
+        """The open interval of mids no breaker reacts to: inside it a quote can neither
+        trip the price-jump breaker (it stays within ``jump_pct`` of the window's extremes,
+        and the extremes only narrow as they age) nor clear one (``None`` while any breaker
+        is tripped). Such a quote may be handled late (see :meth:`quote_seen`)."""
+        if self._tripped:
+            return None
+        if not self._maxq or not self._minq:
+            return _NEG_INF, _POS_INF
+        j = self.config.jump_pct
+        lo, hi = self._maxq[0][1] * (1 - j), self._minq[0][1] * (1 + j)
+        return (lo, hi) if lo < hi else None
+
+    def quote_seen(self, now: float) -> None:
+        """A quote inside :meth:`quiet_band` arrived at ``now`` and will be handled later:
+        it already counts against staleness."""
+        if self._last_quote is None or now > self._last_quote:
+            self._last_quote = now
 
     def on_quote(self, quote: Quote, now: float) -> list[BreakerChange]:
         out = self._timers(now)

@@ -167,13 +167,25 @@ def _stream_kind(stream: str) -> str | None:
 MAX_EXPONENT = 30  # |log10| of any price or quantity we accept; beyond it is not a market
 
 
+NUMBER_CACHE_SIZE = 65_536
+"""Decoded number strings kept: a market repeats the same prices and sizes all the time,
+and a dictionary hit costs a small fraction of checking and building a ``Decimal``."""
+_numbers: dict[str, Decimal] = {}
+
+
 def _num(text: str) -> Decimal:
     """A Binance decimal string (ASCII digits, at most one point) as a Decimal."""
+    value = _numbers.get(text)
+    if value is not None:
+        return value  # Decimals are immutable: one object serves every message
     if not (text.isascii() and text.replace(".", "", 1).isdigit()):
         raise MalformedMessage(f"bad number {text[:40]!r}")
     value = Decimal(text)
     if value and abs(value.adjusted()) > MAX_EXPONENT:
         raise MalformedMessage(f"number out of range {text[:40]!r}")
+    if len(_numbers) >= NUMBER_CACHE_SIZE:
+        _numbers.clear()  # bounded memory; the hot prices come back at once
+    _numbers[text] = value
     return value
 
 
