@@ -1,6 +1,8 @@
 """The ``mm-trio`` command: ``run`` trades symbols on the simulated venue (default).
 
 Exit codes: 0 done (also after SIGINT/SIGTERM), 2 bad input (symbol, config), 1 crash.
+The verbs (``status``, ``symbols``, ``pause``, ``resume``, ``kill``) talk to a running
+``run``'s control plane: 0 ok, 1 not reachable / refused, 2 bad input.
 """
 
 from __future__ import annotations
@@ -12,13 +14,18 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import attrs
 import trio
 
 from mm_trio import __version__
 from mm_trio.apps.config_file import load_config, read_toml
+from mm_trio.apps.control.client import URL_ENV
+from mm_trio.apps.control.token import DEFAULT_PORT as CONTROL_PORT
+from mm_trio.apps.control.token import TOKEN_ENV
+from mm_trio.apps.logs import LEVELS, setup_logging
+from mm_trio.apps.output_paths import check_output_dir, check_output_file, check_seconds
 from mm_trio.apps.run import EXIT_OK, EXIT_USAGE, EXIT_VENUE, run_command
 from mm_trio.apps.state_file import state_path
 from mm_trio.apps.summary import REPLAY_COLUMNS, replay_counts_line, replay_warnings, summary_table
@@ -29,6 +36,10 @@ from mm_trio.exchange.base import ExchangeError
 
 log = logging.getLogger("mm_trio")
 
+VERBS = ("status", "symbols", "pause", "resume", "kill")
+EXIT_SIGNAL_BASE = 128
+"""A command stopped by signal N exits 128 + N (the shell's convention: 130 SIGINT, 143
+SIGTERM)."""
 PAPER_COMMAND = "paper"
 PAPER_ALIASES = ["venue"]  # the command's first name, kept working
 
@@ -49,15 +60,35 @@ def _parse_symbols(text: str) -> list[str]:
     return symbols
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mm-trio", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=f"mm-trio {__version__}")
+class _Parser(argparse.ArgumentParser):
+    """argparse with bad arguments told in one line (and the --help to read), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _add_logging_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """``--log-level`` / ``--json-logs`` before or after the subcommand: a subcommand's
+    copies have no default (argparse.SUPPRESS), so they override only when given."""
     parser.add_argument(
         "--log-level",
-        default="WARNING",
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        type=str.upper,
+        choices=LEVELS,
+        default="WARNING" if top else argparse.SUPPRESS,
         help="log level for stderr (default WARNING)",
     )
+    parser.add_argument(
+        "--json-logs",
+        action="store_true",
+        default=False if top else argparse.SUPPRESS,
+        help="log one JSON object per line (ts, level, logger, message, symbol)",
+    )
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="mm-trio", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"mm-trio {__version__}")
+    _add_logging_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="trade grid strategies on one or more symbols")
     run.add_argument("--symbols", required=True, help="comma-separated BASE/QUOTE symbols")
@@ -99,6 +130,51 @@ def _build_parser() -> argparse.ArgumentParser:
         help="trade even if recovery finds the store and the venue disagree (the store's "
         "inventory is kept; every disagreement is logged at ERROR)",
     )
+    run.add_argument("--quiet", action="store_true", help="do not print each fill as it happens")
+    run.add_argument(
+        "--control",
+        metavar="HOST:PORT|off",
+        help="serve the control API, events and /metrics here (default "
+        f"127.0.0.1:{CONTROL_PORT}; port 0: any free one; 'off': none)",
+    )
+    run.add_argument(
+        "--control-allow-remote",
+        action="store_true",
+        help="allow --control on a non-loopback address (anyone reaching it needs only the token)",
+    )
+    verbs = _Parser(add_help=False)
+    verbs.add_argument(
+        "--control",
+        metavar="URL",
+        help=f"the run's control API (default ${URL_ENV} or http://127.0.0.1:{CONTROL_PORT}); "
+        f"token from ${TOKEN_ENV} or the file the run wrote",
+    )
+    verbs.add_argument("--json", action="store_true", help="print the API's JSON answer")
+    sub.add_parser("status", parents=[verbs], help="status of a running mm-trio run")
+    sym = sub.add_parser("symbols", help="list, add or remove symbols of a running mm-trio run")
+    sym_sub = sym.add_subparsers(dest="symbols_verb", required=True)
+    sym_sub.add_parser("list", parents=[verbs], help="the running symbols")
+    add = sym_sub.add_parser("add", parents=[verbs], help="start trading a symbol")
+    add.add_argument("symbol", help="BASE/QUOTE, e.g. SOL/USDT")
+    add.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a [grid] key for this symbol, e.g. --set step=0.002 (repeatable)",
+    )
+    rm = sym_sub.add_parser("remove", parents=[verbs], help="cancel a symbol's orders, stop it")
+    rm.add_argument("symbol", help="BASE/QUOTE")
+    pause = sub.add_parser(
+        "pause", parents=[verbs], help="stop opening orders (take-profits stay) on one or all"
+    )
+    pause.add_argument("symbol", nargs="?", help="BASE/QUOTE (default: every symbol)")
+    resume = sub.add_parser(
+        "resume", parents=[verbs], help="lift a pause; without a symbol also lift the kill switch"
+    )
+    resume.add_argument("symbol", nargs="?", help="BASE/QUOTE (default: every symbol)")
+    kill = sub.add_parser("kill", parents=[verbs], help="kill switch: cancel everything, stop")
+    kill.add_argument("--reason", help="why (shown in status and logs)")
     ven = sub.add_parser(
         PAPER_COMMAND,
         aliases=PAPER_ALIASES,
@@ -163,7 +239,60 @@ def _build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="journal orders and fills into this NEW state store, as a live run does",
     )
+    for subparser in {id(p): p for p in sub.choices.values()}.values():  # aliases: once
+        _add_logging_options(subparser, top=False)
     return parser
+
+
+def _control_options(value: str | None, allow_remote: bool) -> Any:
+    """``--control HOST:PORT`` / ``off`` / default, with its token (ControlOptions | None)."""
+    import os
+
+    from mm_trio.apps.control.server import ControlOptions
+    from mm_trio.apps.control.token import DEFAULT_HOST, ControlToken
+    from mm_trio.apps.web import is_loopback
+
+    if value is not None and value.strip().lower() == "off":
+        return None
+    host, port = DEFAULT_HOST, CONTROL_PORT
+    if value is not None:
+        text = value.strip()
+        host, sep, port_text = text.rpartition(":")
+        host = host.strip("[]")
+        if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
+            raise UsageError(
+                f"--control: expected HOST:PORT (e.g. 127.0.0.1:{CONTROL_PORT}) or off, "
+                f"got {value!r}"
+            )
+        port = int(port_text)
+        if not is_loopback(host) and not allow_remote:
+            raise UsageError(
+                f"--control: {host!r} is not a loopback address; the control API can trade "
+                "your account: add --control-allow-remote to bind it anyway"
+            )
+    try:
+        token = ControlToken.resolve(os.environ)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return ControlOptions(host, port, token, explicit=value is not None)
+
+
+def _verb(args: argparse.Namespace) -> int:
+    from mm_trio.apps.control.client import VerbError, run_verb
+
+    verb = args.symbols_verb if args.command == "symbols" else args.command
+    try:
+        return run_verb(
+            verb,
+            url=args.control,
+            as_json=args.json,
+            symbol=getattr(args, "symbol", None),
+            overrides=getattr(args, "set", ()),
+            reason=getattr(args, "reason", None),
+        )
+    except VerbError as exc:
+        print(f"mm-trio: error: {exc}", file=sys.stderr)
+        return exc.code
 
 
 def _leaf(exc: BaseException) -> BaseException:
@@ -191,46 +320,31 @@ def _run_trio(fn: Any) -> int:
 
 
 def _record(args: argparse.Namespace) -> int:
-    from mm_trio.apps.record import record
+    from mm_trio.apps.record import record_command
     from mm_trio.exchange.binance.adapter import VENUES, derive_ws_urls
 
     symbols = _parse_symbols(args.symbols)
-    if args.duration is not None and args.duration <= 0:
-        raise UsageError(f"--duration: must be > 0, got {args.duration:g}")
+    check_seconds("--duration", args.duration)
     if args.out.exists():
         raise UsageError(f"--out: {str(args.out)!r} exists; not overwriting a recording")
+    check_output_file("--out", args.out)
     try:
         ws = derive_ws_urls(args.base_url)[0] if args.base_url else VENUES[args.venue][1]
     except ValueError as exc:
         raise UsageError(f"--base-url: {exc}") from None
-
-    async def main_task() -> int:
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async with trio.open_nursery() as nursery:
-
-                async def stop_on_signal() -> None:
-                    async for _ in signals:
-                        nursery.cancel_scope.cancel()
-                        return
-
-                nursery.start_soon(stop_on_signal)
-                lines = 0
-
-                async def go() -> None:
-                    nonlocal lines
-                    lines = await record(
-                        symbols, args.out, ws_base_url=ws, stop_after=args.duration
-                    )
-                    nursery.cancel_scope.cancel()
-
-                nursery.start_soon(go)
-        print(
-            f"mm-trio: recorded {', '.join(symbols)} to {args.out}"
-            + (f" ({lines:,} lines)" if lines else "")
+    rest = args.base_url or VENUES[args.venue][0]
+    return _run_trio(
+        lambda: record_command(
+            symbols,
+            args.out,
+            ws_base_url=ws,
+            rest_url=rest,
+            venue=args.base_url or args.venue,
+            stop_after=args.duration,
+            out=sys.stdout,
+            err=sys.stderr,
         )
-        return EXIT_OK
-
-    return _run_trio(main_task)
+    )
 
 
 def _audit(args: argparse.Namespace) -> int:
@@ -337,14 +451,48 @@ def _paper(args: argparse.Namespace) -> int:
         return EXIT_VENUE if isinstance(failure, VenueStateWriteError) else EXIT_USAGE
 
 
+def _replay(args: argparse.Namespace) -> int:
+    """``mm-trio replay``; SIGINT / SIGTERM stop it early: what was replayed is reported and
+    written (``"partial": true``), exit 130 / 143 (128 + the signal's number)."""
+    from mm_trio.apps.replay import run_replay
+
+    config = load_config(args.config)
+    if args.out is not None:
+        check_output_dir("--out", args.out)
+    interrupted: list[str] = []
+    try:
+        summary = run_replay(
+            args.files,
+            config,
+            speed=args.speed,
+            out=args.out,
+            progress=None if args.no_progress else sys.stderr,
+            state=args.state,
+            interrupted=interrupted,
+        )
+    except KeyboardInterrupt:  # before the replay could stop in order: nothing to write
+        print("mm-trio: replay interrupted while starting; nothing written", file=sys.stderr)
+        return EXIT_SIGNAL_BASE + signal.SIGINT
+    print(summary_table(summary, REPLAY_COLUMNS))
+    rp = summary["replay"]
+    print(replay_counts_line(rp) + (f"; outputs in {args.out}" if args.out else ""))
+    for warning in replay_warnings(rp):
+        print(f"mm-trio: warning: {warning}", file=sys.stderr)
+    if interrupted:
+        name = interrupted[0]
+        print(
+            f"mm-trio: replay stopped by {name} after {rp['duration_s']}s of market time: "
+            "the results are partial" + (' ("partial": true in summary.json)' if args.out else ""),
+            file=sys.stderr,
+        )
+        return EXIT_SIGNAL_BASE + signal.Signals[name].value
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(args.log_level, json_lines=args.json_logs)
     try:
         if args.command == "run":
             symbols = _parse_symbols(args.symbols)
@@ -353,14 +501,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 config = validate(
                     attrs.evolve(config, venue=attrs.evolve(config.venue, seed=args.seed))
                 )
+            check_seconds("--status-interval", args.status_interval)
             if args.status_interval is not None:
                 config = validate(
                     attrs.evolve(
                         config, run=attrs.evolve(config.run, status_interval=args.status_interval)
                     )
                 )
-            if args.duration is not None and args.duration <= 0:
-                raise UsageError(f"--duration: must be > 0, got {args.duration:g}")
+            check_seconds("--duration", args.duration)
             if args.base_url is not None and args.venue == "sim":
                 raise UsageError("--base-url needs --venue binance or binance-testnet")
             from mm_trio.exchange.binance.adapter import ENV_API_KEY
@@ -375,6 +523,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 base_url=args.base_url,
                 api_key=os.environ.get(ENV_API_KEY),
             )
+            control = _control_options(args.control, args.control_allow_remote)
+            if args.summary_json is not None:
+                check_output_file("--summary-json", args.summary_json)
             return _run_trio(
                 lambda: run_command(
                     config,
@@ -385,8 +536,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     base_url=args.base_url,
                     state=state,
                     override_recovery=args.override_recovery,
+                    quiet=args.quiet,
+                    control=control,
                 )
             )
+        if args.command in VERBS:
+            return _verb(args)
         if args.command == "record":
             return _record(args)
         if args.command in ("trades", "orders"):
@@ -394,28 +549,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == PAPER_COMMAND or args.command in PAPER_ALIASES:
             return _paper(args)
         if args.command == "replay":
-            from mm_trio.apps.replay import run_replay
-
-            config = load_config(args.config)
-            summary = run_replay(
-                args.files,
-                config,
-                speed=args.speed,
-                out=args.out,
-                progress=None if args.no_progress else sys.stderr,
-                state=args.state,
-            )
-            print(summary_table(summary, REPLAY_COLUMNS))
-            rp = summary["replay"]
-            print(replay_counts_line(rp) + (f"; outputs in {args.out}" if args.out else ""))
-            for warning in replay_warnings(rp):
-                print(f"mm-trio: warning: {warning}", file=sys.stderr)
-            return EXIT_OK
+            return _replay(args)
     except (UsageError, ConfigError, SymbolError, ReplayInputError) as exc:
         print(f"mm-trio: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:  # Ctrl-C before a command listens for it (or one that does not)
+        print("mm-trio: interrupted", file=sys.stderr)
+        return EXIT_SIGNAL_BASE + signal.SIGINT
+    except Exception as exc:  # a bug of ours: one line for the user, the traceback in a file
+        return _internal_error(exc)
     parser.error(f"unknown command {args.command!r}")
     return EXIT_USAGE
+
+
+def _internal_error(exc: BaseException) -> int:
+    """Report an unexpected exception in one line, with its traceback saved for a report."""
+    import tempfile
+    import traceback
+
+    leaf = _leaf(exc)
+    where = ""
+    try:
+        with tempfile.NamedTemporaryFile(
+            "w", prefix="mm-trio-crash-", suffix=".txt", delete=False
+        ) as f:
+            traceback.print_exception(exc, file=f)
+            where = f"; the traceback is in {f.name}"
+    except OSError:
+        pass
+    print(
+        f"mm-trio: internal error: {type(leaf).__name__}: {leaf} (a bug: please report it{where})",
+        file=sys.stderr,
+    )
+    return EXIT_VENUE
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -144,8 +144,86 @@ def bench_decode_vs_replay(res: Results, tmp: Path, profile: bool) -> None:
         f"drops it): {floor_wall:.3f} s, i.e. what any pipeline that wakes per record and "
         f"hops two tasks per event cannot beat."
     )
+    _whole_process(res, paths, tmp, events)
+    _store_cost(res, paths, tmp)
     if profile:
         _profile_replay(paths, config)
+
+
+BUSY_GRID = {"step": "0.0001", "levels_below": 8, "order_size": "50"}
+"""A grid that trades the recordings often (many orders, reports and fills to persist)."""
+CALM_RISK = {"jump_pct": "0.5", "volume_spike_factor": "100000", "reject_storm_count": 100000}
+WHOLE_REPEATS = 3
+
+
+def _bare_msgspec(paths: Sequence[Path]) -> tuple[float, int]:
+    """Issue 12's bare decode: ``msgspec.json.Decoder().decode`` of every line's JSON plus
+    ``int()`` of its timestamp, lines already in memory, best of 3: (seconds, lines)."""
+    import msgspec
+
+    raw = []
+    for p in paths:
+        with gzip.open(p, "rb") as fh:
+            raw.extend(ln for ln in fh.read().splitlines() if ln.strip())
+    decode = msgspec.json.Decoder().decode
+    best = math.inf
+    for _ in range(DECODE_REPEATS):
+        t0 = time.perf_counter()
+        for line in raw:
+            ts, _, js = line.partition(b" ")
+            int(ts)
+            decode(js)
+        best = min(best, time.perf_counter() - t0)
+    return best, len(raw)
+
+
+def _whole_process(res: Results, paths: Sequence[Path], tmp: Path, events: int) -> None:
+    """``mm-trio replay`` as a user runs it (process start to exit), best of 3."""
+    import subprocess
+
+    bare, lines = _bare_msgspec(paths)
+    best = math.inf
+    cmd = [sys.executable, "-m", "mm_trio.cli", "replay", *map(str, paths), "--no-progress"]
+    for i in range(WHOLE_REPEATS):
+        t0 = time.perf_counter()
+        subprocess.run([*cmd, "--out", str(tmp / f"whole{i}")], check=True, capture_output=True)
+        best = min(best, time.perf_counter() - t0)
+    ratio = bare / best
+    res.add("(a) bare msgspec decode + int(ts) (issue 12)", f"{lines / bare:,.0f} lines/s")
+    res.add("(a) whole-process `mm-trio replay`", f"{best:.2f} s ({events / best:,.0f} ev/s)")
+    res.add(
+        "(a) whole process / bare msgspec",
+        f"{ratio:.1%}",
+        f">= {TARGET_RATIO:.0%}",
+        ratio >= TARGET_RATIO,
+    )
+
+
+def _store_cost(res: Results, paths: Sequence[Path], tmp: Path) -> None:
+    """The state store on the hot path: a busy replay with and without ``--state``."""
+    config = config_from_dict({"grid": BUSY_GRID, "risk": CALM_RISK})
+    rates: dict[bool, float] = {}
+    writes = 0
+    for with_store in (False, True, False, True):
+        state = tmp / f"store{time.monotonic_ns()}.db" if with_store else None
+        gc.collect()
+        t0 = time.process_time()
+        summary = run_replay(paths, config, progress=None, state=state)
+        rate = summary["replay"]["market_events"] / (time.process_time() - t0)
+        rates[with_store] = max(rates.get(with_store, 0.0), rate)
+        if state is not None:
+            import sqlite3
+
+            with sqlite3.connect(state) as conn:
+                writes = sum(
+                    conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+                    for t in ("intents", "events", "fills")
+                )
+    res.add("(g) busy replay, no store", f"{rates[False]:,.0f} ev/s (CPU)")
+    res.add(
+        "(g) busy replay, --state",
+        f"{rates[True]:,.0f} ev/s (CPU; {rates[True] / rates[False] - 1:+.1%}; {writes:,} rows)",
+    )
 
 
 def _skeleton_wall(lines: Sequence[tuple[int, bytes]], native_map: dict[str, str]) -> float:

@@ -135,16 +135,12 @@ class RecordingLimiter(Limiter):
         self.grants: list[tuple[float, int, int]] = []  # (time, weight, orders)
         self.pause_log: list[tuple[float, float, bool]] = []  # (time, seconds, banned)
 
-    async def acquire(
-        self,
-        weight: int = 1,
-        orders: int = 0,
-        *,
-        cancel: bool = False,
-        still_wanted: Callable[[], bool] | None = None,
-    ) -> None:
-        await super().acquire(weight, orders, cancel=cancel, still_wanted=still_wanted)
-        self.grants.append((trio.current_time(), weight, orders))
+    def _grant(self, weight: int, orders: int, now: float) -> None:
+        # the time the limiter spent the tokens: a waiter granted at ``now`` may resume (and
+        # so learn of it) later on a loaded machine, and stamping it then would move its
+        # spend into a later window than the one the limiter counted it in
+        super()._grant(weight, orders, now)
+        self.grants.append((now, weight, orders))
 
     def pause(self, seconds: float, *, banned: bool = False, reason: str = "") -> None:
         self.pause_log.append((trio.current_time(), seconds, banned))

@@ -99,8 +99,10 @@ def test_sigint_cancels_orders_prints_summary_exits_zero(tmp_path: Path) -> None
             proc.kill()
     assert proc.returncode == 0, err
     assert "open_orders_at_exit" in out
+    assert "STOPPED (SIGINT)" in out  # the exit table says why it stopped
     summary = json.loads(summary_path.read_text())
     assert summary["symbols"]["BTC/USDT"]["open_orders_at_exit"] == 0
+    assert summary["symbols"]["BTC/USDT"]["stopped_by"] == "SIGINT"
 
 
 def test_sigterm_exits_zero(tmp_path: Path) -> None:
@@ -122,6 +124,7 @@ def test_sigterm_exits_zero(tmp_path: Path) -> None:
             proc.kill()
     assert proc.returncode == 0, err
     assert "ETH/USDT" in out
+    assert "STOPPED (SIGTERM)" in out
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import math
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -31,7 +33,11 @@ from typing import Any, TextIO
 
 import msgspec
 import trio
-import trio.testing
+from tqdm import tqdm
+
+# trio.testing re-exports MockClock, but importing that package also imports pytest when it
+# is installed (~0.1 s of every replay's start-up): take the class from where it lives
+from trio._core._mock_clock import MockClock
 
 from mm_trio.apps.summary import summary_dict
 from mm_trio.domain.config import Config
@@ -40,7 +46,7 @@ from mm_trio.engine.orchestrator import Orchestrator, open_orchestrator
 from mm_trio.engine.persistence import Persistence
 from mm_trio.exchange.binance.decode import StreamDecoder
 from mm_trio.exchange.limiter import Limiter
-from mm_trio.exchange.recording import RecordingStats, merge_recordings
+from mm_trio.exchange.recording import RecordingStats
 from mm_trio.exchange.sim.exchange import SimulatedExchange
 from mm_trio.exchange.sim.matching import MatchingEngine
 from mm_trio.exchange.sim.recorded import (
@@ -49,6 +55,8 @@ from mm_trio.exchange.sim.recorded import (
     recorded_market,
 )
 from mm_trio.store import StateStore, StoreError
+
+log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------- outputs
 
@@ -152,11 +160,34 @@ def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
     path.write_text(buf.getvalue(), encoding="utf-8")
 
 
-def _progress(done: int, total: int, out: TextIO, width: int = 30) -> None:
-    frac = done / total if total else 1.0
-    bar = "#" * int(frac * width)
-    out.write(f"\rreplay [{bar:<{width}}] {frac:6.1%} {done:,}/{total:,} records")
-    out.flush()
+class Progress:
+    """The replay's progress bar (tqdm), drawn only when ``out`` is a terminal. Progress is
+    the share of the recordings' bytes (as stored) read so far: nothing is read twice to
+    count records first."""
+
+    def __init__(self, out: TextIO | None, paths: Sequence[Path], stats: RecordingStats) -> None:
+        self._stats = stats
+        self._total = total = sum(p.stat().st_size for p in paths)
+        self._bar = tqdm(
+            total=total,
+            file=out,
+            disable=out is None or not out.isatty(),
+            desc="replay",
+            unit="B",
+            unit_scale=True,
+            leave=True,
+        )
+
+    def update(self, records: int) -> None:
+        bar = self._bar
+        if bar.disable:
+            return
+        bar.set_postfix_str(f"{records:,} records", refresh=False)
+        bar.update(min(self._stats.bytes_read, self._total) - bar.n)
+
+    def close(self, records: int) -> None:
+        self.update(records)
+        self._bar.close()
 
 
 # --------------------------------------------------------------------------- session
@@ -176,8 +207,12 @@ async def replay_session(
     on_summary: Callable[[dict[str, Any]], None] | None = None,
     phases: dict[str, float] | None = None,
     store: StateStore | None = None,
+    interrupted: list[str] | None = None,
 ) -> tuple[ReplayRecorder, dict[str, Any]]:
     """Replay ``paths`` through the live pipeline; return the recorder and the summary.
+
+    ``interrupted``: stop early on SIGINT / SIGTERM (their name is appended to it): the
+    replay shuts down as at the end of the data, and the summary says ``"partial": true``.
 
     ``store``: journal the replay's orders and fills into it exactly as a live run does
     (the replay of a fresh venue recovers nothing: the store must be new).
@@ -190,9 +225,9 @@ async def replay_session(
     native_map, specs, mids = recorded_market(paths, config)
     symbols = [s for s in native_map.values() if s in specs]
     decoder = StreamDecoder(native_map, clock="recv")
-    total_records = sum(1 for _ in merge_recordings(paths)) if progress is not None else 0
     stats = RecordingStats()
     feed = ReplayFeed(paths, decoder, stats)
+    bar = Progress(progress, paths, stats)
     engine = MatchingEngine(config.venue)
     for sym in symbols:
         engine.add_symbol(specs[sym], mids.get(sym, Decimal(1)), replace=True)
@@ -217,29 +252,29 @@ async def replay_session(
         timed["add"] = time.perf_counter() - started
         interval = config.replay.equity_interval
         next_sample = trio.current_time()
-        step_pct = 1 if progress is not None and progress.isatty() else 10
-        last_pct = -1
         ticks_after_end = 0
         finished = trio.Event()
 
         def on_tick() -> None:
             # runs in the orchestrator's ticker, so it never races a timer of its own
-            nonlocal next_sample, last_pct, ticks_after_end
+            nonlocal next_sample, ticks_after_end
             if trio.current_time() >= next_sample:
                 recorder.sample(orch)
                 next_sample += interval
-            if progress is not None and total_records:
-                pct = feed.records * 100 // total_records // step_pct * step_pct
-                if pct != last_pct:
-                    last_pct = pct
-                    _progress(feed.records, total_records, progress)
+            bar.update(feed.records)
             if feed.exhausted:
                 ticks_after_end += 1
                 if ticks_after_end >= 2:  # the last reports have landed
                     finished.set()
 
         orch.tick_hooks.append(on_tick)
-        await finished.wait()
+        if interrupted is None:
+            await finished.wait()
+        else:
+            async with trio.open_nursery() as waiting:
+                waiting.start_soon(_stop_on_signal, finished, interrupted)
+                await finished.wait()
+                waiting.cancel_scope.cancel()
         recorder.sample(orch)
         at_stop = orch.snapshot()
         started = time.perf_counter()
@@ -250,10 +285,11 @@ async def replay_session(
             if order.client_id.startswith(config.grid_for(order.symbol).client_id_prefix + "_"):
                 open_at_exit[order.symbol] = open_at_exit.get(order.symbol, 0) + 1
         snapshot = orch.snapshot()
-    if progress is not None:
-        _progress(feed.records, total_records, progress)
-        progress.write("\n")
+    bar.close(feed.records)
     summary = summary_dict(snapshot, {s: open_at_exit.get(s, 0) for s in snapshot.symbols}, at_stop)
+    summary["partial"] = bool(interrupted)
+    if interrupted:
+        summary["interrupted_by"] = interrupted[0]
     events_per_symbol = {s: m.events for s, m in snapshot.symbols.items()}
     for sym, row in summary["symbols"].items():
         row["events"] = events_per_symbol.get(sym, 0)
@@ -297,16 +333,19 @@ def run_replay(
     progress: TextIO | None = sys.stderr,
     phases: dict[str, float] | None = None,
     state: Path | None = None,
+    interrupted: list[str] | None = None,
 ) -> dict[str, Any]:
     """Run one replay in a fresh trio run on a MockClock; write outputs to ``out``.
-    ``phases``: see :func:`replay_session`; ``state``: a NEW state store to journal into."""
+    ``phases``: see :func:`replay_session`; ``state``: a NEW state store to journal into;
+    ``interrupted``: stop early on SIGINT / SIGTERM, writing what was replayed (see
+    :func:`replay_session`)."""
     for p in paths:
         if not p.is_file():
             raise ReplayError(f"recording {str(p)!r} does not exist")
     if state is not None and state.exists():
         raise ReplayError(f"--state {str(state)!r} exists: a replay journals into a new store only")
     if speed == "max":
-        clock = trio.testing.MockClock(autojump_threshold=0)
+        clock = MockClock(autojump_threshold=0)
     else:
         try:
             rate = float(speed)
@@ -316,7 +355,7 @@ def run_replay(
             ) from None
         if not (rate > 0 and math.isfinite(rate)):
             raise ReplayError(f"--speed must be 'max' or a positive number, got {speed!r}")
-        clock = trio.testing.MockClock(rate=rate)
+        clock = MockClock(rate=rate)
     _seed_scheduler(config.venue.seed)
     store = None
     if state is not None:
@@ -326,7 +365,14 @@ def run_replay(
             raise ReplayError(f"--state: {exc}") from None
     try:
         recorder, summary = trio.run(
-            lambda: replay_session(paths, config, progress=progress, phases=phases, store=store),
+            lambda: replay_session(
+                paths,
+                config,
+                progress=progress,
+                phases=phases,
+                store=store,
+                interrupted=interrupted,
+            ),
             clock=clock,
         )
     finally:
@@ -335,6 +381,16 @@ def run_replay(
     if out is not None:
         recorder.write(out, summary)
     return summary
+
+
+async def _stop_on_signal(finished: trio.Event, received: list[str]) -> None:
+    """The first SIGINT / SIGTERM ends the replay (as at the end of the data); later ones
+    only wait for that orderly end, which is quick on the mock clock."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        log.info("replaying; Ctrl-C (or SIGTERM) stops early and writes what was replayed")
+        async for signum in signals:
+            received.append(signal.Signals(signum).name)
+            finished.set()
 
 
 def _seed_scheduler(seed: int) -> None:

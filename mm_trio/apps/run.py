@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
@@ -14,8 +15,11 @@ import attrs
 import msgspec
 import trio
 
+from mm_trio.apps.control.server import ControlOptions, open_control
+from mm_trio.apps.fills import FillPrinter, clock_text
+from mm_trio.apps.funding import funding_problems
 from mm_trio.apps.state_file import open_state
-from mm_trio.apps.summary import limiter_summary, status_line, summary_dict, summary_table
+from mm_trio.apps.summary import limiter_summary, status_lines, summary_dict, summary_table
 from mm_trio.domain.config import Config, GridConfig
 from mm_trio.domain.errors import UsageError
 from mm_trio.domain.model import SymbolError
@@ -42,16 +46,21 @@ RESUMABLE_STATES = ("running", "paused")
 async def _print_status(orch: Orchestrator, interval: float, out: TextIO) -> None:
     while True:
         await trio.sleep(interval)
-        print(status_line(orch.snapshot()), file=out, flush=True)
+        lines = status_lines(orch.snapshot(), clock_text(time.time()))
+        print("\n".join(lines), file=out, flush=True)
 
 
-async def _watch_signals(run_scope: trio.CancelScope, bound: float) -> None:
+async def _watch_signals(
+    run_scope: trio.CancelScope, bound: float, received: list[str] | None = None
+) -> None:
     """SIGINT/SIGTERM end the run (our orders are then cancelled). Later signals are only
     acknowledged: interrupting the cancels would leave orders behind, and the shutdown is
-    bounded anyway."""
+    bounded anyway. ``received`` gets the name of each signal."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
             name = signal.Signals(signum).name
+            if received is not None:
+                received.append(name)
             if not run_scope.cancel_called:
                 log.warning("received %s: cancelling our orders and exiting", name)
                 run_scope.cancel()
@@ -89,12 +98,16 @@ async def run_command(
     base_url: str | None = None,
     state: Path | None = None,
     override_recovery: bool = False,
+    quiet: bool = False,
+    control: ControlOptions | None = None,
 ) -> int:
     """Trade ``symbols`` until ``duration`` elapses or SIGINT/SIGTERM; print the summary
-    (to ``out``, errors to ``err``: stdout / stderr by default).
+    (to ``out``, errors to ``err``: stdout / stderr by default); each fill as it happens
+    unless ``quiet``.
 
     With a ``state`` store, recovery runs first (see :mod:`mm_trio.engine.recovery`) and
-    every state change is persisted before it is acted on.
+    every state change is persisted before it is acted on. ``control``: serve the control
+    plane (API, events, metrics) while it runs.
     """
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
@@ -122,6 +135,8 @@ async def run_command(
             out=out,
             err=err,
             override_recovery=override_recovery,
+            fills=FillPrinter(out, enabled=not quiet),
+            control=control,
         )
     finally:
         if store is not None:
@@ -143,15 +158,22 @@ async def _trade(
     out: TextIO,
     err: TextIO,
     override_recovery: bool,
+    fills: FillPrinter,
+    control: ControlOptions | None,
 ) -> int:
     persistence = None if store is None else Persistence(store, exchange.now_ns)
     run_scope = trio.CancelScope()
     rc = EXIT_OK
+    signals: list[str] = []
     async with trio.open_nursery() as outer:
-        outer.start_soon(_watch_signals, run_scope, 3 * config.run.shutdown_timeout)
-        async with open_orchestrator(
-            exchange, config, limiter=limiter, persistence=persistence
-        ) as orch:
+        outer.start_soon(_watch_signals, run_scope, 3 * config.run.shutdown_timeout, signals)
+        async with (
+            open_orchestrator(
+                exchange, config, limiter=limiter, persistence=persistence, journal=fills.journal
+            ) as orch,
+            open_control(orch, control, exchange.name, err) as served,
+        ):
+            fills.orch = orch
             try:
                 for symbol in symbols:
                     orch.check_symbol(symbol)
@@ -160,6 +182,10 @@ async def _trade(
                 rc = EXIT_USAGE
             recovery: Recovery | None = None
             grids = {s: config.grid_for(s) for s in symbols}
+            if rc == EXIT_OK:
+                for problem in await funding_problems(orch, grids):
+                    print(f"mm-trio: error: {problem}", file=err, flush=True)
+                    rc = EXIT_USAGE
             traded = False
             if rc == EXIT_OK:
                 try:
@@ -176,6 +202,8 @@ async def _trade(
                             file=out,
                             flush=True,
                         )
+                        if served is not None:  # after "trading": scripts read that first
+                            print(served.banner, file=out, flush=True)
                         if duration is not None:
                             run_scope.deadline = trio.current_time() + duration
                         async with trio.open_nursery() as inner:
@@ -185,7 +213,12 @@ async def _trade(
                     print(f"mm-trio: recovery failed: {exc}", file=err, flush=True)
                     rc = EXIT_RECOVERY
             if traded:
-                await _finish(orch, exchange, summary_json, out, alerts, recovery)
+                run_end = signals[0] if signals else ("duration" if duration else "stopped")
+                written = await _finish(
+                    orch, exchange, summary_json, out, alerts, recovery, run_end
+                )
+                if not written and rc == EXIT_OK:
+                    rc = EXIT_VENUE
         outer.cancel_scope.cancel()
     return rc
 
@@ -211,6 +244,7 @@ async def recover_account(
     for problem in result.problems:  # only with the override: else recovery raised
         log.error("recovery (overridden): %s", problem)
     orch.takeovers.update(result.takeovers)
+    orch.paused_by_registry.update(r.symbol for r in store.symbols() if r.state == "paused")
     orch.stopped_by_latch.update({s: r.stopped for s, r in result.symbols.items() if r.stopped})
     if result.kill_reason is not None:
         await orch.kill(result.kill_reason)
@@ -227,7 +261,10 @@ async def _finish(
     out: TextIO,
     alerts: Sequence[str] = (),
     recovery: Recovery | None = None,
-) -> None:
+    run_end: str | None = None,
+) -> bool:
+    """Stop, count what is left open, print the exit table and write ``summary_json``;
+    ``False`` if that file could not be written."""
     timeout = orch.config.run.shutdown_timeout
     with trio.CancelScope(shield=True), priority(Priority.SHUTDOWN):
         at_stop = orch.snapshot()
@@ -248,11 +285,25 @@ async def _finish(
                     if any(order.client_id.startswith(p + "_") for p in prefixes):
                         open_at_exit[order.symbol] = (open_at_exit.get(order.symbol) or 0) + 1
         summary = summary_dict(
-            orch.snapshot(), open_at_exit, at_stop, limiter=limiter_summary(orch.limiter, alerts)
+            orch.snapshot(),
+            open_at_exit,
+            at_stop,
+            limiter=limiter_summary(orch.limiter, alerts),
+            run_end=run_end,
         )
         if recovery is not None:
             summary["recovery"] = recovery.as_dict()
         print(summary_table(summary), file=out, flush=True)
         if summary_json is not None:
             text = msgspec.json.format(msgspec.json.encode(summary)).decode() + "\n"
-            summary_json.write_text(text)  # noqa: ASYNC240 - one small file at exit
+            try:
+                summary_json.write_text(text)  # noqa: ASYNC240 - one small file at exit
+            except OSError as exc:  # e.g. the disk filled up: the table above has it all
+                print(
+                    f"mm-trio: error: --summary-json: cannot write {str(summary_json)!r}: "
+                    f"{exc.strerror or exc}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                return False
+    return True

@@ -32,6 +32,71 @@ def status_line(snapshot: Snapshot) -> str:
     return " | ".join(parts)
 
 
+def quote_of(symbol: str) -> str:
+    """The quote currency of a ``BASE/QUOTE`` symbol (PnL is summed per quote currency)."""
+    return symbol.rpartition("/")[2]
+
+
+def _columns(rows: Sequence[Sequence[str]]) -> list[str]:
+    """Rows of cells as left-aligned columns two spaces apart (no trailing blanks)."""
+    widths = [max(len(r[i]) for r in rows if i < len(r)) for i in range(max(map(len, rows)))]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in rows]
+
+
+def _state_text(state: str, reason: str) -> str:
+    return f"{state} ({reason})" if reason and state != "RUNNING" else state
+
+
+def status_lines(snapshot: Snapshot, clock: str = "") -> list[str]:
+    """The periodic status: one line per symbol (aligned), then a TOTAL line with the PnL
+    per quote currency and the aggregate exposure against its cap. ``clock``: the time
+    shown in the first line (the header)."""
+    rows: list[list[str]] = []
+    totals: dict[str, Decimal] = {}
+    for sym, s in snapshot.symbols.items():
+        q = quote_of(sym)
+        totals[q] = totals.get(q, Decimal(0)) + s.total_pnl
+        row = [
+            sym,
+            _state_text(s.state, s.reason),
+            f"mid={_fmt(s.mid, 4)}",
+            f"pos={plain(s.position)}",
+            f"open={s.open_orders}",
+            f"fills={s.fills}",
+            f"pnl={_fmt(s.total_pnl, 4)}",
+        ]
+        if s.breakers:
+            row.append("breakers=" + ",".join(s.breakers))
+        rows.append(row)
+    exp = snapshot.exposure
+    pnl = ", ".join(f"{_fmt(v, 4)} {q}" for q, v in totals.items()) or "-"
+    total = f"TOTAL pnl {pnl}; exposure {_fmt(exp.total)}/{exp.max_total}"
+    if snapshot.killed:
+        total += f"; KILLED: {snapshot.kill_reason}"
+    header = f"-- status {clock} --" if clock else "-- status --"
+    return [header, *_columns(rows), total]
+
+
+KILL_PREFIX = "kill switch: "
+LOSS_PREFIX = "loss limit"
+
+
+def final_state(state: str, reason: str, run_end: str) -> tuple[str, str]:
+    """Why a symbol stopped, from its state and reason when trading stopped and why the run
+    ended (``duration``, ``SIGINT``, ``SIGTERM``, ``end of data``...): ``(stopped_by,
+    text)``, e.g. ``("duration", "STOPPED (duration)")``, ``("kill", "KILLED: ...")``."""
+    if state == "FAILED":
+        return "failed", f"FAILED: {reason}"
+    if state == "REMOVED":  # removed while the run went on (e.g. by an operator)
+        return "removed", "REMOVED"
+    if state == "STOPPED":
+        why = reason.removeprefix(KILL_PREFIX)
+        if why.startswith(LOSS_PREFIX):  # also a loss limit latched by an earlier run
+            return "loss_limit", f"STOPPED ({why})"
+        return "kill", f"KILLED: {why}"
+    return run_end, f"STOPPED ({run_end})"
+
+
 def plain(value: Decimal) -> str:
     """A Decimal as plain digits without trailing zeros (``0E-13`` -> ``0``)."""
     text = f"{value.normalize():f}"
@@ -54,11 +119,15 @@ def summary_dict(
     exposure_at_stop: Snapshot | None = None,
     *,
     limiter: dict[str, Any] | None = None,
+    run_end: str | None = None,
 ) -> dict[str, Any]:
     """The exit summary (``--summary-json``); ``exposure_at_stop`` is a snapshot taken when
     trading stopped, before our orders were cancelled and the symbols removed; ``limiter``
-    (see :func:`limiter_summary`) adds the rate limiter's counters and the venue's alerts."""
+    (see :func:`limiter_summary`) adds the rate limiter's counters and the venue's alerts;
+    ``run_end`` (why the run ended) adds each symbol's ``stopped_by`` and ``final_state``
+    (see :func:`final_state`)."""
     symbols: dict[str, Any] = {}
+    stopped = (exposure_at_stop or snapshot).symbols
     for sym, s in snapshot.symbols.items():
         symbols[sym] = {
             "fills": s.fills,
@@ -77,6 +146,11 @@ def summary_dict(
             # execution reports of orders that are not ours (hand-placed, other programs)
             "foreign_reports": s.foreign_reports,
         }
+        if run_end is not None:
+            at = stopped.get(sym, s)
+            by, text = final_state(at.state, at.reason, run_end)
+            symbols[sym]["stopped_by"] = by
+            symbols[sym]["final_state"] = text
     exposure = (exposure_at_stop or snapshot).exposure
     summary: dict[str, Any] = {
         "symbols": symbols,
@@ -122,13 +196,47 @@ REPLAY_COLUMNS = [
 ]
 
 
+_SUMMED = ("events", "fills", "buys", "sells", "realized_pnl", "unrealized_pnl", "fees")
+
+
+def _total_rows(summary: dict[str, Any], cols: Sequence[str]) -> list[list[str]]:
+    """A TOTAL row per quote currency (one, ``TOTAL``, when all symbols share it): counts and
+    PnL summed; positions are in different assets, so not summed."""
+    by_quote: dict[str, list[dict[str, Any]]] = {}
+    for sym, s in summary["symbols"].items():
+        by_quote.setdefault(quote_of(sym), []).append(s)
+    rows = []
+    for q, group in by_quote.items():
+        row = ["TOTAL" if len(by_quote) == 1 else f"TOTAL {q}"]
+        for c in cols[1:]:
+            if c in _SUMMED and all(c in s for s in group):
+                row.append(plain(sum((Decimal(str(s[c])) for s in group), Decimal(0))))
+            elif c == "open_orders_at_exit" and all(s[c] is not None for s in group):
+                row.append(str(sum(s[c] for s in group)))
+            else:
+                row.append("")
+        rows.append(row)
+    return rows
+
+
 def summary_table(summary: dict[str, Any], cols: Sequence[str] = RUN_COLUMNS) -> str:
+    """The exit table: a row per symbol (its ``final_state`` as the state where known), a
+    TOTAL row, the exposure, the kill switch and the venue's pauses."""
     rows = [list(cols)]
     for sym, s in summary["symbols"].items():
-        rows.append([sym] + [str(s[c]) for c in cols[1:]])
+        cells = [sym]
+        for c in cols[1:]:
+            value = s.get("final_state", s[c]) if c == "state" else s[c]
+            cells.append("-" if value is None else str(value))
+        rows.append(cells)
+    body = rows[1:]
+    rows.extend(_total_rows(summary, cols) if body else [])
+    lines = _columns(rows)
     widths = [max(len(r[i]) for r in rows) for i in range(len(cols))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    rule = "  ".join("-" * w for w in widths)
+    lines.insert(1, rule)
+    if body:
+        lines.insert(len(body) + 2, rule)
     exp = summary["exposure"]
     lines.append(
         f"exposure total {exp.get('total')} (cap {exp.get('max_total')})"

@@ -7,19 +7,32 @@ Every value has a default, so no file is needed. ``load_config`` raises
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import attrs
 import cattrs
-from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+from cattrs.errors import (
+    ClassValidationError,
+    ForbiddenExtraKeysError,
+    IterableValidationError,
+    IterableValidationNote,
+)
+from cattrs.gen import make_dict_structure_fn
 
 from mm_trio.domain.ids import validate_prefix
 from mm_trio.domain.model import SymbolError, parse_symbol
 
 
 class ConfigError(ValueError):
-    """Invalid configuration; the message names the key path and the value."""
+    """Invalid configuration; the message names the key path and the value. ``key``: that
+    path (e.g. ``symbols.'SOL/USDT'.step``) where one is known, for callers that report the
+    field separately (the control API)."""
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 D = Decimal
@@ -122,6 +135,13 @@ class RunConfig:
     state: str = ""
 
 
+MAX_LATENCY_MS = 60_000.0
+"""The simulated venue's latency at most (a minute: beyond, nothing would ever land)."""
+MIN_TICK_INTERVAL_MS = 1.0
+"""The synthetic market updates at most once a millisecond per symbol (faster only burns
+the CPU without changing what the grid sees)."""
+MAX_TICK_INTERVAL_MS = 3_600_000.0
+
 SPEC_OVERRIDE_KEYS = frozenset(
     {
         "tick_size",
@@ -181,8 +201,97 @@ def _structure_decimal(value: Any, _type: Any) -> Decimal:
     return d
 
 
+def _structure_int(value: Any, _type: Any) -> int:
+    # TOML and JSON have whole numbers: 1.5 or "5" is a mistake, never truncated or parsed
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("expected a whole number")
+    return value
+
+
+def _structure_float(value: Any, _type: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError("expected a number")
+    if not math.isfinite(value):
+        raise ValueError("expected a finite number")
+    return float(value)
+
+
+def _structure_bool(value: Any, _type: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("expected true or false")
+    return value
+
+
+def _structure_str(value: Any, _type: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("expected a string (in quotes)")
+    return value
+
+
+def _is_literal(type_: Any) -> bool:
+    return get_origin(type_) is Literal
+
+
+def _structure_literal(value: Any, type_: Any) -> Any:
+    choices = get_args(type_)
+    if isinstance(value, bool) or value not in choices:
+        shown = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"expected one of {shown}")
+    return value
+
+
+def _table_hook(cls: type) -> Callable[[Any, Any], Any]:
+    """cattrs' structuring of an attrs class, refusing what is not a table by name (instead
+    of cattrs' ``argument of type 'int' is not iterable``)."""
+    inner: Callable[[Any, Any], Any] = make_dict_structure_fn(cls, _converter)
+
+    def structure_table(value: Any, type_: Any) -> Any:
+        if not isinstance(value, Mapping):
+            raise ValueError("expected a table of keys ([section] or {...})")
+        return inner(value, type_)
+
+    return structure_table
+
+
+def _is_dict(type_: Any) -> bool:
+    return get_origin(type_) is dict
+
+
+def _dict_hook(type_: Any) -> Callable[[Any, Any], Any]:
+    """``dict[K, V]``: refuse what is not a table by name; errors carry the key (for
+    :func:`_first_error`) as cattrs' own mapping errors do."""
+    key_type, value_type = get_args(type_) or (Any, Any)
+
+    def structure_dict(value: Any, _type: Any) -> Any:
+        if not isinstance(value, Mapping):
+            raise ValueError("expected a table of keys ([section] or {...})")
+        out: dict[Any, Any] = {}
+        errors: list[Exception] = []
+        for key, item in value.items():
+            try:
+                out[_converter.structure(key, key_type)] = _converter.structure(item, value_type)
+            except Exception as exc:
+                note = IterableValidationNote(
+                    f"Structuring mapping value @ key {key!r}", key, value_type
+                )
+                exc.__notes__ = [*getattr(exc, "__notes__", []), note]
+                errors.append(exc)
+        if errors:
+            raise IterableValidationError(f"While structuring {type_!r}", errors, type_)
+        return out
+
+    return structure_dict
+
+
 _converter = cattrs.Converter(forbid_extra_keys=True)
 _converter.register_structure_hook(Decimal, _structure_decimal)
+_converter.register_structure_hook(int, _structure_int)
+_converter.register_structure_hook(float, _structure_float)
+_converter.register_structure_hook(bool, _structure_bool)
+_converter.register_structure_hook(str, _structure_str)
+_converter.register_structure_hook_func(_is_literal, _structure_literal)
+_converter.register_structure_hook_factory(attrs.has, _table_hook)
+_converter.register_structure_hook_factory(_is_dict, _dict_hook)
 _converter.register_unstructure_hook(Decimal, str)
 
 
@@ -205,11 +314,11 @@ def _shown(path: str, data: Any) -> str:
     return repr(mask(data))
 
 
-def _first_error(exc: BaseException, path: str, data: Any) -> str:
-    """Walk a cattrs exception tree to the first leaf; return 'path = value: why'."""
+def _first_error(exc: BaseException, path: str, data: Any) -> tuple[str, str]:
+    """Walk a cattrs exception tree to the first leaf; return (path, 'path = value: why')."""
     if isinstance(exc, ForbiddenExtraKeysError):
-        keys = ", ".join(f"{path}.{k}" if path else k for k in sorted(exc.extra_fields))
-        return f"unknown key {keys}"
+        names = [f"{path}.{k}" if path else k for k in sorted(exc.extra_fields)]
+        return names[0], f"unknown key {', '.join(names)}"
     if isinstance(exc, (ClassValidationError, IterableValidationError)):
         for sub in exc.exceptions:
             notes = getattr(sub, "__notes__", [])
@@ -222,21 +331,24 @@ def _first_error(exc: BaseException, path: str, data: Any) -> str:
                 return _first_error(sub, path, data)
             sub_data = data.get(key) if isinstance(data, dict) else None
             return _first_error(sub, f"{path}.{key}" if path else str(key), sub_data)
-    return f"{path} = {_shown(path, data)}: {exc}"
+    return path, f"{path} = {_shown(path, data)}: {exc}"
 
 
 def _structure(data: Any, cls: type, path: str) -> Any:
     try:
         return _converter.structure(data, cls)
     except (ClassValidationError, IterableValidationError, ForbiddenExtraKeysError) as exc:
-        raise ConfigError(f"invalid config: {_first_error(exc, path, data)}") from None
+        key, text = _first_error(exc, path, data)
+        raise ConfigError(f"invalid config: {text}", key=key) from None
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"invalid config: {path} = {_shown(path, data)}: {exc}") from None
+        raise ConfigError(
+            f"invalid config: {path} = {_shown(path, data)}: {exc}", key=path or None
+        ) from None
 
 
 def _check(cond: bool, path: str, value: Any, why: str) -> None:
     if not cond:
-        raise ConfigError(f"invalid config: {path} = {value!r}: {why}")
+        raise ConfigError(f"invalid config: {path} = {value!r}: {why}", key=path)
 
 
 def validate_grid(grid: GridConfig, path: str = "grid") -> None:
@@ -247,6 +359,12 @@ def validate_grid(grid: GridConfig, path: str = "grid") -> None:
         _check(
             0 <= getattr(grid, key) <= 100, f"{path}.{key}", getattr(grid, key), "must be 0..100"
         )
+    _check(
+        grid.mode != "long" or grid.levels_below > 0,
+        f"{path}.levels_below",
+        grid.levels_below,
+        "a long grid opens only BUYs below the price (levels_above is unused): needs >= 1",
+    )
     _check(
         grid.levels_below + grid.levels_above > 0,
         f"{path}.levels_below",
@@ -275,7 +393,8 @@ def validate_grid(grid: GridConfig, path: str = "grid") -> None:
         validate_prefix(grid.client_id_prefix)
     except ValueError as exc:
         raise ConfigError(
-            f"invalid config: {path}.client_id_prefix = {grid.client_id_prefix!r}: {exc}"
+            f"invalid config: {path}.client_id_prefix = {grid.client_id_prefix!r}: {exc}",
+            key=f"{path}.client_id_prefix",
         ) from None
 
 
@@ -318,15 +437,30 @@ def validate(config: Config) -> Config:
         "must be a number of seconds >= 0",
     )
     v = config.venue
-    _check(v.latency_ms >= 0, "venue.latency_ms", v.latency_ms, "must be >= 0")
-    _check(v.tick_interval_ms > 0, "venue.tick_interval_ms", v.tick_interval_ms, "must be > 0")
+    _check(
+        0 <= v.latency_ms <= MAX_LATENCY_MS,
+        "venue.latency_ms",
+        v.latency_ms,
+        f"must be 0..{MAX_LATENCY_MS:.0f} (ms)",
+    )
+    _check(
+        MIN_TICK_INTERVAL_MS <= v.tick_interval_ms <= MAX_TICK_INTERVAL_MS,
+        "venue.tick_interval_ms",
+        v.tick_interval_ms,
+        f"must be {MIN_TICK_INTERVAL_MS:.0f}..{MAX_TICK_INTERVAL_MS:.0f} (ms)",
+    )
+    _check(
+        abs(v.drift) < 1, "venue.drift", v.drift, "must be between -1 and 1 (a fraction a second)"
+    )
     _check(
         0 <= v.queue_fill_probability <= 1,
         "venue.queue_fill_probability",
         v.queue_fill_probability,
         "must be in [0, 1]",
     )
-    _check(v.volatility >= 0, "venue.volatility", v.volatility, "must be >= 0")
+    _check(
+        0 <= v.volatility < 1, "venue.volatility", v.volatility, "must be >= 0 and < 1 (a second)"
+    )
     for fee in ("maker_fee", "taker_fee"):
         _check(0 <= getattr(v, fee) < 1, f"venue.{fee}", str(getattr(v, fee)), "must be in [0, 1)")
     for asset, amount in v.balances.items():
@@ -356,6 +490,12 @@ def validate(config: Config) -> Config:
         config.run.shutdown_timeout > 0,
         "run.shutdown_timeout",
         config.run.shutdown_timeout,
+        "must be > 0",
+    )
+    _check(
+        config.run.restart_backoff > 0,
+        "run.restart_backoff",
+        config.run.restart_backoff,
         "must be > 0",
     )
     _check(
@@ -394,6 +534,25 @@ def structure(data: Any, cls: type, path: str) -> Any:
 
 def config_from_dict(data: dict[str, Any]) -> Config:
     return validate(_structure(data, Config, ""))
+
+
+def grid_with_overrides(config: Config, symbol: str, overrides: dict[str, Any]) -> GridConfig:
+    """The grid ``symbol`` trades with ``overrides`` (any ``[grid]`` key) applied on top of
+    the config's ``[symbols."<symbol>"]``: structured and validated exactly as the config
+    file's per-symbol overrides are (errors name ``symbols.'<symbol>'.<key>``)."""
+    path = f"symbols.{symbol!r}"
+    try:
+        parse_symbol(symbol)
+    except SymbolError as exc:
+        raise ConfigError(f"invalid config: {path}: {exc}", key=path) from None
+    if not isinstance(overrides, dict):
+        raise ConfigError(
+            f"invalid config: {path} = {overrides!r}: expected a table of grid keys", key=path
+        )
+    merged = {**config.symbols.get(symbol, {}), **overrides}
+    grid = attrs.evolve(config, symbols={**config.symbols, symbol: merged}).grid_for(symbol)
+    validate_grid(grid, path)
+    return grid
 
 
 def with_overrides(config: Config, **changes: Any) -> Config:

@@ -7,6 +7,7 @@ here (the orchestrator reads them); events of symbols nobody runs are counted.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -28,6 +29,10 @@ class Demux:
         self._journal = journal
         self.balances: dict[str, Balance] = {}
         self.unrouted_events = 0
+        # stream health for the control plane: the last status of each stream (by its
+        # name, the status' reason) and how often each stream reported each status
+        self.streams: dict[str, str] = {}
+        self.stream_statuses: Counter[tuple[str, str]] = Counter()
 
     async def run(self, events: trio.MemoryReceiveChannel[Event]) -> None:
         receive, receive_nowait, route = events.receive, events.receive_nowait, self.route
@@ -53,6 +58,9 @@ class Demux:
             return
         managers = self._managers
         if kind is StreamStatus:
+            stream = event.reason.split(":", 1)[0] or "venue"  # "<stream>: <why>"
+            self.streams[stream] = event.status
+            self.stream_statuses[(stream, event.status)] += 1
             for symbol in event.symbols or tuple(managers):
                 m = managers.get(symbol)
                 if m is not None:

@@ -15,6 +15,8 @@ from mm_trio.domain.intents import CancelOrder, Intent, PlaceOrder
 from mm_trio.domain.model import ZERO, OrderUpdate
 from mm_trio.engine.exposure import ExposureReporter
 
+PAUSED_REASON = "paused by operator"
+
 
 class IntentGate:
     """Gates one symbol's intents. ``send(intent)`` starts the request (``False`` once the
@@ -39,24 +41,27 @@ class IntentGate:
         self.exposure = exposure
         self._journal = journal
         self._send = send
-        self._gates: tuple[bool, bool] = (False, False)
+        self._gates: tuple[bool, bool, bool] = (False, False, False)
 
-    def apply_gates(self, resyncing: bool) -> list[Intent]:
-        """Push the current risk and governor state into the strategy when it changed."""
+    def apply_gates(self, resyncing: bool, paused: bool = False) -> list[Intent]:
+        """Push the current risk and governor state (and an operator's pause: the same gate
+        as a breaker's) into the strategy when it changed."""
         if self.risk.stopped and not self.strategy.stopped:
             self.lifecycle.apply(
                 LifecycleEvent.LOSS_LIMIT, "loss limit: " + self.risk.tripped()["loss_limit"].reason
             )
             return self.strategy.stop()
-        halt = self.risk.halt_opening or resyncing
+        halt = self.risk.halt_opening or resyncing or paused
         governor = self._governor
         reduce_only = governor.reduce_only(self.symbol)
-        gates = (halt, reduce_only)
+        gates = (halt, reduce_only, paused)  # a pause changes the reason shown, too
         if gates == self._gates:
             return self.trim_buys(governor) if reduce_only else []
         self._gates = gates
         if halt or reduce_only:
             why = [b.reason for b in self.risk.tripped().values()]
+            if paused:
+                why.insert(0, PAUSED_REASON)
             if reduce_only:
                 why.append("governor: reduce-only")
             self.lifecycle.apply(LifecycleEvent.HALT, "; ".join(why))

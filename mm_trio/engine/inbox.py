@@ -17,6 +17,7 @@ has looked again.
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -58,6 +59,9 @@ class Inbox:
         self.quotes_skipped = 0
         self.trades_dropped = 0
         self.overflows = 0
+        # when the waiting QUOTE marker was queued (perf_counter seconds): the oldest
+        # unserved quote, so the event-to-intent latency includes time spent queued
+        self.quote_since = 0.0
 
     def take_quote(self) -> Quote | None:
         """The latest quote (its arrival time in :attr:`taken_at` if it was absorbed)."""
@@ -84,6 +88,7 @@ class Inbox:
             try:
                 self.send.send_nowait(Marker.QUOTE)
                 self._quote_pending = True
+                self.quote_since = time.perf_counter()
             except trio.WouldBlock:
                 self.quotes_skipped += 1
             except (trio.ClosedResourceError, trio.BrokenResourceError):

@@ -15,6 +15,8 @@ touches the pure objects, so they never see concurrent mutation. Everything else
 from __future__ import annotations
 
 import logging
+import time
+from collections import Counter
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, Protocol
@@ -44,6 +46,7 @@ from mm_trio.engine.orderflow import OrderFlow, Recheck
 from mm_trio.engine.persistence import Persistence
 from mm_trio.engine.recovery import Takeover
 from mm_trio.engine.snapshot import SymbolSnapshot, symbol_snapshot
+from mm_trio.engine.stats import LatencyHistogram, reject_class
 from mm_trio.exchange.base import Exchange
 from mm_trio.exchange.limiter import Priority, priority
 
@@ -67,6 +70,13 @@ def _describe(exc: BaseException) -> str:
         exc = exc.exceptions[0]
     return f"{type(exc).__name__}: {exc}"
 
+
+_EVENT_KINDS: dict[type, str] = {
+    OrderUpdate: "order",
+    Trade: "trade",
+    StreamStatus: "stream",
+}
+_TERMINAL = frozenset({"FILLED", "CANCELED", "REJECTED", "EXPIRED"})
 
 FOREIGN_MEMORY = 1_000
 """How many client ids of orders not ours are remembered (each is logged once)."""
@@ -96,6 +106,10 @@ class SymbolHost(Protocol):
     def on_governor_changes(self, changes: list[GovernorChange]) -> None: ...
 
     def on_symbol_failed(self, manager: SymbolManager) -> None: ...
+
+    def publish(self, kind: str, symbol: str, data: dict[str, Any]) -> None:
+        """Tell the operator's event stream (fills, state, breakers); never blocks."""
+        ...
 
 
 class SymbolManager:
@@ -160,6 +174,13 @@ class SymbolManager:
         self.bad_quotes = 0
         self.foreign_reports = 0  # reports of orders that are not ours (ignored)
         self._foreign_seen: set[str] = set()
+        self.event_counts: Counter[str] = Counter()  # by kind: quote, order, trade, stream, marker
+        self.reject_classes: Counter[str] = Counter()  # filter, balance, duplicate, ...
+        self.order_outcomes: Counter[tuple[str, str]] = Counter()  # (side, terminal status)
+        self.latency = LatencyHistogram()  # quote queued -> its intents dispatched
+        self.resyncs = 0  # order-state resyncs from the venue (reconnects, overflows)
+        self.paused = False  # an operator's pause: no opening orders, take-profits stay
+        self._shown_state: tuple[SymbolState, str] = (self.lifecycle.state, "")
         self.orders = OrderFlow(
             self.symbol,
             host.exchange,
@@ -241,6 +262,7 @@ class SymbolManager:
         """An order event could not be queued: halt this symbol and resync from REST, loudly."""
         if not self._resyncing:
             self._resyncing = True  # halts opening (see IntentGate.apply_gates) until resynced
+            self.resyncs += 1
             log.error(
                 "%s: order channel overflow; halting and resyncing from the venue", self.symbol
             )
@@ -261,6 +283,7 @@ class SymbolManager:
                             nursery.start_soon(self.orders.cancel, intent)
                         if self.taken_over:  # reports sent while we were recovering
                             self.poke(Marker.RESYNC)
+                        self._note_state()
                         task_status.started()
                         await self._event_loop()
                 except Exception as exc:
@@ -274,6 +297,7 @@ class SymbolManager:
 
     async def _fail(self, exc: BaseException) -> None:
         self.lifecycle.apply(LifecycleEvent.FAIL, _describe(exc))
+        self._note_state()
         log.exception("%s FAILED: %s; cancelling its orders", self.symbol, self.reason)
         with (
             trio.CancelScope(shield=True),
@@ -324,16 +348,19 @@ class SymbolManager:
             return
         self._stopping = True
         self.lifecycle.apply(LifecycleEvent.STOP)
+        self._note_state()
         self.poke(Marker.STOP)
 
     def kill(self, reason: str) -> None:
         """The kill switch: cancel everything and stay stopped until resumed."""
         self.lifecycle.apply(LifecycleEvent.KILL, "kill switch: " + reason)
+        self._note_state()
         self.poke(Marker.STOP)
 
     def removed(self) -> None:
         """Its scope has exited (see the orchestrator's retire)."""
         self.lifecycle.apply(LifecycleEvent.REMOVED)
+        self._note_state()
 
     def resume(self) -> None:
         """An operator resumed after a kill: trade again (unless being removed)."""
@@ -342,6 +369,19 @@ class SymbolManager:
     def refresh_gates(self) -> None:
         """The governor's state changed: recompute this symbol's gates."""
         self.poke(Marker.GATES)
+
+    def pause(self) -> None:
+        """An operator's pause: cancel opening orders and place none; take-profits stay
+        (the same gate as a breaker's ``halt_opening``). State HALTED, reason says paused."""
+        if not self.paused:
+            self.paused = True
+            self.poke(Marker.GATES)
+
+    def unpause(self) -> None:
+        """Lift an operator's pause (breakers and the governor still gate as before)."""
+        if self.paused:
+            self.paused = False
+            self.poke(Marker.GATES)
 
     async def stop(self, timeout: float) -> bool:  # noqa: ASYNC109 - a bound, not a deadline
         """Stop opening, cancel our open orders and wait for the acks, then sweep whatever
@@ -420,6 +460,8 @@ class SymbolManager:
         self.events += 1
         self._now = self._clock()
         kind = type(item)
+        name = "quote" if item is Marker.QUOTE else _EVENT_KINDS.get(kind, "marker")
+        self.event_counts[name] += 1
         if item is Marker.QUOTE:
             reaction = self._on_quote()
         elif kind is OrderUpdate:
@@ -428,6 +470,7 @@ class SymbolManager:
             reaction = [], self.risk.on_trade(item, self._now)
         elif kind is StreamStatus:
             if item.status in ("connected", "resynced"):
+                self.resyncs += 1
                 self._start(self.orders.resync)
             reaction = [], []
         else:
@@ -437,13 +480,17 @@ class SymbolManager:
         intents, changes = reaction
         if changes:
             self._log_breakers(changes)
-        intents += self.gate.apply_gates(self._resyncing)
+        intents += self.gate.apply_gates(self._resyncing, self.paused)
         if self.risk.stopped and not self.loss_latched:
             self.loss_latched = True  # latched in the store: a restart stays stopped
             self._host.on_symbol_changed(self)
         self.gate.dispatch(intents, self.mid, self._now)
+        if intents and item is Marker.QUOTE:
+            self.latency.observe(time.perf_counter() - self.inbox.quote_since)
         if self._stopping and not self.strategy.live_orders():
             self.flat.set()
+        if (self.lifecycle.state, self.lifecycle.reason) != self._shown_state:
+            self._note_state()
 
     def _on_quote(self) -> tuple[list[Intent], list[BreakerChange]] | None:
         quote = self.inbox.take_quote()
@@ -473,14 +520,53 @@ class SymbolManager:
         if self._persist is not None:
             self._persist.report(report)  # persist, then act
         self.exposure.orders_changed()
-        self.position.on_order_update(report)
+        was_live = self.strategy.live_order(report.client_id) is not None
+        if self.position.on_order_update(report):
+            self._publish_fill(report)
         intents = self.strategy.on_order_update(report)
         self.orders.on_report(report)
+        if was_live and report.status in _TERMINAL:
+            self.order_outcomes[(report.side, report.status)] += 1
         changes: list[BreakerChange] = []
         if report.status == "REJECTED":
             self.rejects += 1
+            self.reject_classes[reject_class(report.reason)] += 1
             changes = self.risk.on_reject(report.reason or "rejected", self._now)
         return intents, changes
+
+    def _publish_fill(self, report: OrderUpdate) -> None:
+        fill = self.position.fill_from_update(report)
+        self._host.publish(
+            "fill",
+            self.symbol,
+            {
+                "trade_id": fill.trade_id,
+                "client_id": report.client_id,
+                "side": fill.side,
+                "price": str(fill.price),
+                "qty": str(fill.qty),
+                "fee": str(fill.fee),
+                "fee_asset": fill.fee_asset,
+                "level": fill.level,
+                "maker": report.maker,
+                "ts": fill.ts,
+                "position": str(self.position.position),
+                "realized_pnl": str(self.position.realized_pnl),
+            },
+        )
+
+    def _note_state(self) -> None:
+        """Publish the state (and its reason) when it changed since last shown."""
+        shown = (self.lifecycle.state, self.lifecycle.reason)
+        if shown == self._shown_state:
+            return
+        before = self._shown_state[0]
+        self._shown_state = shown
+        self._host.publish(
+            "state",
+            self.symbol,
+            {"state": str(shown[0]), "reason": shown[1], "from": str(before)},
+        )
 
     def _on_marker(self, marker: Marker) -> list[Intent]:
         if marker is Marker.STOP:
@@ -492,6 +578,7 @@ class SymbolManager:
             self.lifecycle.apply(LifecycleEvent.RESUME)
             return intents
         if marker is Marker.RESYNC:
+            self.resyncs += 1
             self._start(self.orders.resync)
         return []  # GATES: the gates are recomputed below
 
@@ -509,6 +596,11 @@ class SymbolManager:
         for change in changes:
             verb = "TRIPPED" if change.tripped else "cleared"
             log.warning("%s breaker %s %s: %s", self.symbol, change.breaker, verb, change.reason)
+            self._host.publish(
+                "breaker",
+                self.symbol,
+                {"breaker": change.breaker, "tripped": change.tripped, "reason": change.reason},
+            )
 
     # ------------------------------------------------------------------ venue requests
     def _send_intent(self, intent: PlaceOrder | CancelOrder) -> bool:

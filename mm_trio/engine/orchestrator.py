@@ -12,6 +12,7 @@ Use it as an async context manager::
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from decimal import Decimal
@@ -21,7 +22,13 @@ import msgspec
 import trio
 
 from mm_trio.core.risk.governor import ExposureSnapshot, GovernorChange, RiskGovernor
-from mm_trio.domain.config import Config, ConfigError, GridConfig, validate_grid
+from mm_trio.domain.config import (
+    Config,
+    ConfigError,
+    GridConfig,
+    grid_with_overrides,
+    validate_grid,
+)
 from mm_trio.domain.ids import run_generation
 from mm_trio.domain.model import (
     ZERO,
@@ -31,6 +38,7 @@ from mm_trio.domain.model import (
     parse_symbol,
 )
 from mm_trio.engine.demux import Demux
+from mm_trio.engine.events import ControlEvent, EventHub
 from mm_trio.engine.manager import SymbolManager, SymbolSnapshot
 from mm_trio.engine.persistence import KILL_LATCH, LOSS_LIMIT_LATCH, Persistence
 from mm_trio.engine.recovery import Recoverer, Takeover
@@ -40,6 +48,8 @@ from mm_trio.exchange.limiter import Limiter
 log = logging.getLogger("mm_trio.engine.orchestrator")
 TICK_SECONDS = 1.0
 TICK_PHASE = 0.000271828  # seconds; never a whole number of milliseconds
+RECENT_FILLS = 1_000
+"""Fills kept for the control plane's ``/fills`` (the store's ledger keeps them all)."""
 
 
 class Snapshot(msgspec.Struct, kw_only=True):
@@ -68,6 +78,7 @@ class Orchestrator:
         # what recovery found per symbol, taken over when the symbol is added
         self.takeovers: dict[str, Takeover] = {}
         self.stopped_by_latch: dict[str, str] = {}  # symbol -> latched loss-limit reason
+        self.paused_by_registry: set[str] = set()  # paused by an operator before a restart
         self.config = config
         self.limiter = limiter
         self.governor = RiskGovernor(config.governor)
@@ -84,14 +95,21 @@ class Orchestrator:
         # again starts above it even if the venue clock has not moved on (no id reuse)
         self._generations: dict[str, int] = {}
         self.tick_hooks: list[Callable[[], None]] = []  # run once a second after the ticks
+        self.events = EventHub()  # fills, state changes, breakers: the control plane's stream
+        self.recent_fills: deque[ControlEvent] = deque(maxlen=RECENT_FILLS)
+        self.started_at = clock()
+        self.closing = False  # shutdown began: no symbol may be added any more
 
     # ------------------------------------------------------------------ lifecycle
     async def _start(self, nursery: trio.Nursery) -> None:
         self._nursery = nursery
+        # an in-process venue hands its events straight to the demux (one task hop less)
+        direct = self.exchange.attach(self.demux.route)
         await nursery.start(self.exchange.run)
         self.specs = await self.exchange.load_specs()
         self.demux.balances.update(await self.exchange.balances())
-        nursery.start_soon(self.demux.run, self.exchange.events)
+        if not direct:
+            nursery.start_soon(self.demux.run, self.exchange.events)
         nursery.start_soon(self._ticker)
 
     async def shutdown(self) -> None:
@@ -102,6 +120,7 @@ class Orchestrator:
         the order in which trio wakes cancelled tasks, which keeps replays byte-identical.
         """
         timeout = self.config.run.shutdown_timeout
+        self.closing = True
         with trio.CancelScope(shield=True):
             managers = list(self._managers.values())
             for manager in managers:
@@ -194,6 +213,8 @@ class Orchestrator:
     ) -> SymbolManager:
         """Start trading ``symbol`` in its own child nursery. Rejects bad symbols by name."""
         async with self._lock:
+            if self.closing:  # it would be missed by the shutdown's final sweep
+                raise SymbolError(f"cannot add {symbol!r}: shutting down")
             spec = self.check_symbol(symbol)
             if symbol in self._managers:
                 raise SymbolError(f"symbol {symbol!r} is already running")
@@ -252,6 +273,11 @@ class Orchestrator:
             elif symbol in self.stopped_by_latch:
                 manager.loss_latched = True
                 manager.kill(self.stopped_by_latch[symbol])
+            if symbol in self.paused_by_registry:  # paused when the last run ended
+                self.paused_by_registry.discard(symbol)
+                self._persist_symbol(manager, "paused")
+                manager.pause()
+            self.publish("symbol", symbol, {"action": "added"})
             log.info(
                 "%s added (%s grid, step %s, %d below / %d above)",
                 symbol,
@@ -297,12 +323,17 @@ class Orchestrator:
         with trio.move_on_after(1.0):  # its scope is cancelled: it ends at once
             await manager.done.wait()
         manager.removed()
-        self._persist_symbol(manager, "stopped" if manager.loss_latched else state)
+        if manager.loss_latched:
+            state = "stopped"
+        elif manager.paused and state == "stopped":
+            state = "paused"  # an operator's pause outlives a clean stop too
+        self._persist_symbol(manager, state)
         self._note_generation(manager)
         snap = manager.snapshot()
         self._retired[symbol] = snap
         del self._managers[symbol]
         self._on_changes(self.governor.remove(symbol, now=self._clock()))
+        self.publish("symbol", symbol, {"action": "removed", "open_orders": snap.open_orders})
         log.info("%s removed (%d open orders left)", symbol, snap.open_orders)
         return snap
 
@@ -324,18 +355,55 @@ class Orchestrator:
         log.critical("KILL: %s", reason)
         if self.persistence is not None:
             self.persistence.latch(KILL_LATCH, reason)  # a restart stays killed
+        self.publish("control", "", {"action": "kill", "reason": reason})
         self._on_changes(self.governor.kill(reason))
 
-    async def resume(self) -> None:
-        """Resume after a kill (and after latched loss limits): trade again."""
+    async def resume(self, symbol: str | None = None) -> list[str]:
+        """``None``: lift the kill switch (if latched), every pause and every latched loss
+        limit, trade again. A symbol: lift its pause (:class:`SymbolError` if it is not
+        running; the kill switch stays as it is). Returns the symbols concerned."""
+        if symbol is not None:
+            manager = self._running(symbol)
+            self._persist_symbol(manager, "running")  # persist, then act
+            manager.unpause()
+            self.publish("control", symbol, {"action": "resume"})
+            return [symbol]
         if self.persistence is not None:
             self.persistence.latch(KILL_LATCH, None)
-            for symbol in list(self.stopped_by_latch):
-                self.persistence.latch(LOSS_LIMIT_LATCH + symbol, None)
+            for latched in list(self.stopped_by_latch):
+                self.persistence.latch(LOSS_LIMIT_LATCH + latched, None)
+            for manager in self._managers.values():
+                self._persist_symbol(manager, "running")
         self.stopped_by_latch.clear()
+        was_killed = self.governor.killed
+        self.publish("control", "", {"action": "resume", "kill_lifted": was_killed})
         self._on_changes(self.governor.resume())
         for manager in self._managers.values():
+            manager.unpause()
             manager.resume()
+        return self.symbols()
+
+    def pause(self, symbol: str | None = None) -> list[str]:
+        """Stop opening on ``symbol`` (``None``: every running symbol); take-profits stay.
+        :class:`SymbolError` naming it if it is not running. Returns the symbols paused."""
+        managers = [self._running(symbol)] if symbol is not None else list(self._managers.values())
+        for manager in managers:
+            self._persist_symbol(manager, "paused")  # a restart stays paused
+            manager.pause()
+        self.publish("control", symbol or "", {"action": "pause"})
+        return [m.symbol for m in managers]
+
+    def grid_with_overrides(self, symbol: str, overrides: dict[str, Any]) -> GridConfig:
+        """``symbol``'s grid with per-symbol ``overrides`` (any ``[grid]`` key), validated
+        exactly like the config file (:class:`ConfigError` naming the key)."""
+        return grid_with_overrides(self.config, symbol, overrides)
+
+    def _running(self, symbol: str) -> SymbolManager:
+        manager = self._managers.get(symbol)
+        if manager is None:
+            parse_symbol(symbol)  # a malformed one is named as such
+            raise SymbolError(f"symbol {symbol!r} is not running")
+        return manager
 
     # ------------------------------------------------------------------ internals
     def on_symbol_failed(self, manager: SymbolManager) -> None:
@@ -401,7 +469,8 @@ class Orchestrator:
 
     def on_symbol_changed(self, manager: SymbolManager) -> None:
         """A symbol's anchor was set, or its loss limit latched: persist it."""
-        self._persist_symbol(manager, "stopped" if manager.loss_latched else "running")
+        state = "stopped" if manager.loss_latched else "paused" if manager.paused else "running"
+        self._persist_symbol(manager, state)
         if manager.loss_latched and self.persistence is not None:
             self.persistence.latch(LOSS_LIMIT_LATCH + manager.symbol, manager.reason)
 
@@ -415,6 +484,12 @@ class Orchestrator:
                 state,
             )
 
+    def publish(self, kind: str, symbol: str, data: dict[str, Any]) -> None:
+        """Put an event on the operator's stream (never blocks; see :class:`EventHub`)."""
+        event = self.events.publish(kind, symbol, self.exchange.now_ns(), data)
+        if kind == "fill":
+            self.recent_fills.append(event)
+
     def on_governor_changes(self, changes: list[GovernorChange]) -> None:
         self._on_changes(changes)
 
@@ -426,6 +501,11 @@ class Orchestrator:
         everyone = False
         for change in changes:
             log.warning("governor %s -> %s: %s", change.scope, change.state, change.reason)
+            self.publish(
+                "governor",
+                change.scope if change.scope in self._managers else "",
+                {"scope": change.scope, "state": change.state, "reason": change.reason},
+            )
             if change.state == "killed":
                 self._stop_all(change.reason)
             if change.scope in self._managers:

@@ -40,6 +40,7 @@ class SymbolSnapshot(msgspec.Struct, kw_only=True):
     withdrawn: int = 0  # placements cancelled while queued for the limiter: never sent
     foreign_reports: int = 0  # execution reports of orders not ours: ignored
     quotes_absorbed: int = 0  # quotes in the quiet band: they did not wake the symbol
+    paused: bool = False  # an operator's pause (state HALTED, reason says so)
 
 
 def symbol_snapshot(m: SymbolManager) -> SymbolSnapshot:
@@ -72,4 +73,5 @@ def symbol_snapshot(m: SymbolManager) -> SymbolSnapshot:
         withdrawn=m.withdrawn,
         foreign_reports=m.foreign_reports,
         quotes_absorbed=m.inbox.quotes_absorbed,
+        paused=m.paused,
     )

@@ -135,6 +135,12 @@ class Exchange(abc.ABC):
         its own): it stamps the first generation of each symbol's client ids."""
         return time.time_ns()
 
+    def attach(self, sink: Callable[[Event], None]) -> bool:
+        """Deliver every event by calling ``sink`` (it never blocks) instead of through
+        :attr:`events`; ``False`` if this venue cannot (its events come from I/O tasks that
+        must never run the consumer's code: use the channel)."""
+        return False
+
     @property
     @abc.abstractmethod
     def events(self) -> trio.MemoryReceiveChannel[Event]:

@@ -357,6 +357,7 @@ class Limiter:
         self.pauses = 0
         self.bans = 0
         self.last_pause_reason = ""
+        self.paused_seconds = 0.0  # venue-ordered pause time, overlaps counted once
 
     # ------------------------------------------------------------------ metrics
     @property
@@ -504,6 +505,7 @@ class Limiter:
             and (core.banned or not banned)
         ):
             return
+        self.paused_seconds += max(0.0, until - max(now, core.paused_until))
         self.core.pause_until(until, banned)
         self.pauses += 1
         self.last_pause_reason = reason

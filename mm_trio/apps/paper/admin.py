@@ -27,8 +27,9 @@ from starlette.responses import Response
 from mm_trio.apps.paper.config import MAX_BODY_BYTES
 from mm_trio.apps.paper.faults import FaultFieldError
 from mm_trio.apps.paper.params import json_bytes
-from mm_trio.apps.paper.rest import JSON_TYPE, BodyTooLarge, read_body
+from mm_trio.apps.paper.rest import JSON_TYPE
 from mm_trio.apps.paper.venue import PaperVenue
+from mm_trio.apps.web import BodyTooLarge, loads_strict, read_body
 from mm_trio.domain.model import Quote, SymbolSpec, Trade
 
 __all__ = [
@@ -104,32 +105,6 @@ def _denied(request: Request) -> Response | None:
 
 
 # --------------------------------------------------------------------------- strict JSON
-
-
-def _constant(name: str) -> Decimal:
-    # NaN / Infinity are not JSON; kept as Decimals so that the field check refuses them
-    # naming the field, rather than a parse error naming nothing
-    return Decimal(name)
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r}")
-        out[key] = value
-    return out
-
-
-def loads_strict(body: bytes) -> Any:
-    """JSON with fractions as exact Decimals (``NaN`` / ``Infinity`` too: every field check
-    requires finite numbers); a duplicate key is a ``ValueError``."""
-    return json.loads(
-        body.decode("utf-8"),
-        parse_float=Decimal,
-        parse_constant=_constant,
-        object_pairs_hook=_no_duplicates,
-    )
 
 
 async def _json_object(request: Request, *, empty_ok: bool = False) -> dict[str, Any]:

@@ -25,26 +25,22 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from mm_trio.apps.paper.config import ADMIN_TOKEN_ENV, AccountConfig, admin_token_error
+from mm_trio.apps.web import BearerToken
 
 __all__ = ["AdminToken", "Credentials", "split_signature", "ws_payload"]
 
 ADMIN_TOKEN_BYTES = 32
 """Random bytes of a generated admin token (``secrets.token_urlsafe``: 43 characters)."""
-_BEARER = "bearer"
 
 
-class AdminToken:
+class AdminToken(BearerToken):
     """The bearer token of the admin endpoints; never in ``repr``, compared in constant time.
 
     ``generated``: no token was configured, so this one was made at start (the server logs
     it once, for the operator).
     """
 
-    __slots__ = ("_value", "generated")
-
-    def __init__(self, value: str, *, generated: bool = False) -> None:
-        self._value = value.encode("latin-1")
-        self.generated = generated
+    __slots__ = ()
 
     @classmethod
     def resolve(cls, configured: str | None, environ: Mapping[str, str]) -> AdminToken:
@@ -59,26 +55,6 @@ class AdminToken:
                 raise ValueError(f"{ADMIN_TOKEN_ENV} {why}")
             return cls(from_env)
         return cls(secrets.token_urlsafe(ADMIN_TOKEN_BYTES), generated=True)
-
-    def reveal(self) -> str:
-        """The token itself (for the start-up line and for tests' request headers)."""
-        return self._value.decode("latin-1")
-
-    def matches(self, authorization: str | None) -> bool:
-        """True if an ``Authorization`` header value is ``Bearer <this token>``."""
-        if not authorization:
-            return False
-        scheme, _, credentials = authorization.strip().partition(" ")
-        if scheme.lower() != _BEARER:
-            return False
-        try:
-            sent = credentials.strip().encode("latin-1")
-        except UnicodeEncodeError:
-            return False
-        return hmac.compare_digest(sent, self._value)
-
-    def __repr__(self) -> str:
-        return "AdminToken(***)"
 
 
 class Credentials:

@@ -15,6 +15,7 @@ from typing import Any
 
 import attrs
 
+from mm_trio.apps.web import MIN_TOKEN_CHARS, token_error
 from mm_trio.domain.config import SimVenueConfig
 from mm_trio.exchange.binance.protocol import MAX_RECV_WINDOW_MS
 
@@ -25,7 +26,7 @@ DEFAULT_API_SECRET = "mmtrio-test-secret"
 
 ADMIN_TOKEN_ENV = "MM_TRIO_VENUE_ADMIN_TOKEN"
 """Environment variable holding the bearer token of ``/_admin/*`` (generated when unset)."""
-MIN_ADMIN_TOKEN_CHARS = 16
+MIN_ADMIN_TOKEN_CHARS = MIN_TOKEN_CHARS
 """Shortest admin token accepted: anything shorter is guessable by a local process."""
 
 MAX_BODY_BYTES = 64 * 1024
@@ -100,11 +101,7 @@ def fault_value_error(name: str, value: Any) -> str | None:
 
 def admin_token_error(token: str) -> str | None:
     """Why ``token`` cannot be the admin bearer token (None if it can)."""
-    if len(token) < MIN_ADMIN_TOKEN_CHARS:
-        return f"must be at least {MIN_ADMIN_TOKEN_CHARS} characters"
-    if not token.isascii() or not token.isprintable() or any(c.isspace() for c in token):
-        return "must be printable ASCII without spaces (it travels in an HTTP header)"
-    return None
+    return token_error(token)
 
 
 @attrs.frozen(kw_only=True)

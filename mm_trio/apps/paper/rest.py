@@ -27,6 +27,7 @@ from mm_trio.apps.paper.config import MAX_BODY_BYTES
 from mm_trio.apps.paper.ledger import Account
 from mm_trio.apps.paper.params import ApiError, illegal, json_bytes, mandatory, param_int
 from mm_trio.apps.paper.venue import PaperVenue
+from mm_trio.apps.web import BodyTooLarge, read_body
 from mm_trio.exchange.binance.protocol import (
     API_KEY_HEADER,
     DEFAULT_RECV_WINDOW_MS,
@@ -79,30 +80,6 @@ _ORDER_PARAMS = frozenset(
         "pegOffsetType",
     }
 )
-
-
-class BodyTooLarge(Exception):
-    """A request body over the cap (its ``Content-Length`` said so, or it kept coming)."""
-
-    def __init__(self, cap: int) -> None:
-        super().__init__(f"request body over {cap} bytes")
-        self.cap = cap
-
-
-async def read_body(request: Request, cap: int) -> bytes:
-    """The body, read chunk by chunk and given up on as soon as it passes ``cap`` bytes
-    (:class:`BodyTooLarge`): a client cannot make the venue hold more than that."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > cap:
-        raise BodyTooLarge(cap)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > cap:
-            raise BodyTooLarge(cap)
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def parse_params(query: bytes, body: bytes) -> dict[str, str]:

@@ -27,6 +27,7 @@ from hypercorn.trio import serve
 from mm_trio.apps.paper.app import build_app
 from mm_trio.apps.paper.config import ADMIN_TOKEN_ENV, MAX_BODY_BYTES, PaperConfig
 from mm_trio.apps.paper.venue import PaperVenue
+from mm_trio.apps.web import hypercorn_config
 
 __all__ = ["PaperServer", "open_paper_venue", "serve_paper_venue"]
 
@@ -61,14 +62,9 @@ class PaperServer:
 
 
 def _hypercorn_config(config: PaperConfig, host: str, port: int) -> HypercornConfig:
-    hc = HypercornConfig()
-    hc.bind = [f"{host}:{port}"]
-    hc.websocket_ping_interval = config.ws_ping_interval
-    hc.websocket_max_message_size = MAX_BODY_BYTES
-    hc.accesslog = None
-    hc.graceful_timeout = 1.0
-    hc.keep_alive_timeout = 30.0
-    return hc
+    return hypercorn_config(
+        host, port, max_message_bytes=MAX_BODY_BYTES, ws_ping_interval=config.ws_ping_interval
+    )
 
 
 async def _run(

@@ -132,7 +132,11 @@ def iter_recording(
     with open(path, "rb") as raw:
         chunks = _Chunks(raw)
         carry = b""
+        at = 0
         for chunk in chunks:
+            now_at = raw.tell()
+            st.bytes_read += now_at - at
+            at = now_at
             lines = (carry + chunk).split(b"\n")
             carry = lines.pop()  # an incomplete last line waits for the next chunk
             for line in lines:

@@ -31,6 +31,7 @@ class RecordingStats(msgspec.Struct, kw_only=True):
     time_jumps: int = 0  # lines skipped: time far from the neighbours' or jumping ahead
     out_of_order: int = 0  # lines skipped: earlier than the previous good line, by a lot
     late: int = 0  # lines kept at the previous good line's time (a little earlier than it)
+    bytes_read: int = 0  # of the files as stored (compressed): progress, without a count first
     damage: list[FileDamage] = msgspec.field(default_factory=list)
     errors: list[str] = msgspec.field(default_factory=list)  # first few problems
 

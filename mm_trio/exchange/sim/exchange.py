@@ -173,6 +173,13 @@ class SimulatedExchange(Exchange):
         self._closed = False
         self.market_events = 0  # market events passed through the engine
         self.dropped_events = 0  # events not delivered because the stream was closed
+        self._sink: Callable[[Event], None] | None = None
+
+    def attach(self, sink: Callable[[Event], None]) -> bool:
+        """Hand every event to ``sink`` (which never blocks) as it happens, instead of the
+        channel: the venue is in-process, so its consumer need not be a task of its own."""
+        self._sink = sink
+        return True
 
     # ------------------------------------------------------------------ stream
     @property
@@ -321,6 +328,17 @@ class SimulatedExchange(Exchange):
         """Match each market event, then post it followed by the fills it caused."""
         engine = self.engine
         on_quote, on_trade = engine.on_quote, engine.on_trade
+        sink = self._sink
+        if sink is not None:
+            n = 0
+            for ev in events:
+                n += 1
+                fills = on_quote(ev) if type(ev) is Quote else on_trade(ev)  # type: ignore[arg-type]
+                sink(ev)
+                for fill in fills:
+                    sink(fill)
+            self.market_events += n
+            return
         send_nowait = self._send.send_nowait
         outbox = self._outbox
         n = 0
@@ -342,6 +360,11 @@ class SimulatedExchange(Exchange):
 
     def _post(self, events: Sequence[Event]) -> None:
         """Queue ``events`` for the stream in order without ever blocking."""
+        sink = self._sink
+        if sink is not None:
+            for ev in events:
+                sink(ev)
+            return
         if self._closed:
             self.dropped_events += len(events)
             return

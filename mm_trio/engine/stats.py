@@ -1,0 +1,68 @@
+"""Counters the shell keeps for the control plane and the metrics (read at scrape time, so
+the hot path only adds to plain ints)."""
+
+from __future__ import annotations
+
+import bisect
+
+__all__ = ["LATENCY_BUCKETS", "LatencyHistogram", "reject_class"]
+
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.00001,
+    0.000025,
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+)
+"""Upper bounds (seconds) of the event-to-intent latency buckets: 10 µs to 1 s (the decision
+itself takes tens of microseconds; queueing behind a burst can take milliseconds)."""
+
+REJECT_CLASSES = frozenset(
+    {"filter", "balance", "duplicate", "post_only", "max_orders", "rate_limit", "outcome_unknown"}
+)
+"""Reject reasons start with the venue error's kind (``"filter: ..."``); anything else is
+``unknown``."""
+
+
+def reject_class(reason: str) -> str:
+    """The class of a rejected order's ``reason`` (SPEC §12: filter, balance, duplicate,
+    rate limit, unknown...)."""
+    head = reason.split(":", 1)[0].strip()
+    return head if head in REJECT_CLASSES else "unknown"
+
+
+class LatencyHistogram:
+    """Cumulative-ready bucket counts of observed latencies (seconds)."""
+
+    __slots__ = ("bounds", "counts", "total", "count")
+
+    def __init__(self, bounds: tuple[float, ...] = LATENCY_BUCKETS) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
+        self.total = 0.0
+        self.count = 0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, seconds)] += 1
+        self.total += seconds
+        self.count += 1
+
+    def cumulative(self) -> list[tuple[float, int]]:
+        """``(upper bound, observations <= it)`` for every bucket, ``inf`` last."""
+        out: list[tuple[float, int]] = []
+        running = 0
+        for bound, n in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            running += n
+            out.append((bound, running))
+        return out
