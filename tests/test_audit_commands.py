@@ -282,6 +282,30 @@ def test_orders_csv_is_one_row_per_client_id(
     assert rows[1]["updated"] == iso_time(T0 + 11 * MS)  # the cancel request is the last event
 
 
+def test_a_late_report_does_not_undo_an_order_s_end(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Reports arrive out of order: a NEW after the CANCELED (seen in the chaos test) leaves
+    the order CANCELED, as the venue has it; a later final report is the venue's word."""
+    path = tmp_path / "late.sqlite"
+    late, landed = cid(BTC, "BUY", -3, 9), cid(BTC, "BUY", -4, 9)
+    with StateStore.open(path) as store:
+        for n, c in enumerate((late, landed)):
+            store.journal_intent(c, BTC, -3 - n, "BUY", D("99"), D("0.0100"), 9, T0 + n)
+        store.journal_event(late, "cancel", "{}", T0 + 1 * MS)
+        store.journal_event(late, "report", report("NEW", "0", "51"), T0 + 2 * MS)
+        store.journal_event(late, "report", report("CANCELED", "0.0040", "51"), T0 + 3 * MS)
+        store.journal_event(late, "report", report("NEW", "0", "51"), T0 + 4 * MS)
+        # presumed gone by the shell, then the venue's own final word
+        store.journal_event(landed, "report", report("REJECTED", "0", "", "gone"), T0 + 5 * MS)
+        store.journal_event(landed, "report", report("NEW", "0", "52"), T0 + 6 * MS)
+        store.journal_event(landed, "report", report("CANCELED", "0", "52"), T0 + 7 * MS)
+    code, out, _ = run_cli(["orders", "--state", str(path), "--csv"], capsys)
+    assert code == 0
+    got = {r["client_id"]: (r["status"], r["filled"], r["order_id"]) for r in csv_rows(out)}
+    assert got == {late: ("CANCELED", "0.0040", "51"), landed: ("CANCELED", "0", "52")}
+
+
 def test_open_orders_are_those_a_restart_must_resolve(
     journal_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

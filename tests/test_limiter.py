@@ -6,6 +6,7 @@ import random
 from bisect import bisect_left
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 import trio
@@ -422,3 +423,30 @@ def test_asking_about_a_later_time_changes_no_later_answer() -> None:
     assert core.weight.used(30.0) == 88
     core.take(2, 0, 30.0)
     assert core.weight.used(30.0) == 90
+
+
+def test_a_restart_books_the_orders_its_last_process_sent() -> None:
+    """The venue counts orders per 10 s and per day across our restarts; a new process
+    that started with a fresh budget would earn 'Too many new orders' (429)."""
+    core = LimiterCore(LimiterConfig(orders_per_10s=10, safety_margin=Decimal(0)))
+    now = 1000.0
+    core.book_earlier_orders([now - 6.0 + i * 0.1 for i in range(10)])  # 10 orders, 6 s ago
+    assert not core.can_take(1, 1, now)
+    assert core.next_time(1, 1, now) == pytest.approx(now + 4.0)  # the oldest is back at +4 s
+    assert core.orders_day.used(now) == 10
+
+
+async def test_recovery_books_the_journalled_orders_of_the_last_process(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    from mm_trio.exchange.testing import FakeExchange
+    from tests.test_recovery import BALANCES, SYM, buys, quote, session, wait_for
+
+    fake = FakeExchange([SYM], balances=BALANCES)
+    db = tmp_path / "s.db"
+    async with session(fake, db):
+        quote(fake, "10.00", "10.02")
+        await wait_for(lambda: len(fake.orders) == 3)
+    async with session(fake, db) as (orch, _, _):
+        assert orch.limiter.core.orders_day.used(trio.current_time()) >= 3
+        assert len(buys(fake)) == 3

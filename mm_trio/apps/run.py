@@ -38,6 +38,8 @@ EXIT_VENUE = 1
 EXIT_USAGE = 2
 EXIT_RECOVERY = 3
 """Recovery could not make the store and the venue agree: nothing was traded."""
+ORDER_DAY_NS = 86_400 * 1_000_000_000
+"""The venue's longest order-count window (orders per day)."""
 RESUMABLE_STATES = ("running", "paused")
 """Registry states of symbols a restart trades again even if not given on the command line
 (symbols added at runtime)."""
@@ -238,6 +240,11 @@ async def recover_account(
             if stored is not None:
                 log.warning("%s was running when the last run ended: trading it again", rec.symbol)
                 grids[rec.symbol] = attrs.evolve(stored, anchor=None)
+    # the venue still counts the orders our last process sent: so does our limiter
+    now_ns = orch.exchange.now_ns()
+    orch.limiter.book_earlier_orders(
+        [(now_ns - ts) / 1e9 for ts in store.intent_times(now_ns - ORDER_DAY_NS)]
+    )
     result = await Recoverer(orch.exchange, store, override=override).run(
         grids, orch.specs, orch.balances
     )

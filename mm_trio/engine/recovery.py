@@ -124,7 +124,7 @@ class SymbolRecovery:
             "intents_resolved": self.resolved,
             "never_reached_venue": self.never_reached,
             "missed_fills_applied": self.missed_fills,
-            "position": str(self.position),
+            "position": _plain(self.position),
             "levels_held": self.levels_held,
             "stopped": self.stopped,
         }
@@ -158,7 +158,7 @@ class Recovery:
                 f"{s}: adopted {r.adopted}, orphans cancelled {r.orphans_cancelled}"
                 f" (+{r.unfit_cancelled} unfit), intents resolved {r.resolved}"
                 f" ({r.never_reached} never reached the venue), missed fills applied"
-                f" {r.missed_fills}, inventory {r.position} on {r.levels_held} levels"
+                f" {r.missed_fills}, inventory {_plain(r.position)} on {r.levels_held} levels"
                 + (f", STOPPED ({r.stopped})" if r.stopped else "")
             )
         for s, n in sorted(self.unmanaged_cancelled.items()):
@@ -166,6 +166,11 @@ class Recovery:
         if self.kill_reason is not None:
             out.append(f"kill switch is latched ({self.kill_reason}): trading stays stopped")
         return out
+
+
+def _plain(value: Decimal) -> str:
+    """``0E-8`` -> ``0``, ``0.00417000`` -> ``0.00417``: a quantity as a trader writes it."""
+    return f"{value.normalize():f}" if value else "0"
 
 
 def position_fill(f: Fill) -> PositionFill:

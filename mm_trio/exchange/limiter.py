@@ -32,7 +32,7 @@ import enum
 import logging
 import math
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import ROUND_FLOOR, Decimal
 
@@ -253,6 +253,14 @@ class LimiterCore:
             return 0
         self.weight.take(extra, now)
         return extra
+
+    def book_earlier_orders(self, times: Sequence[float]) -> None:
+        """Orders an earlier process of ours sent at ``times`` (ascending, this clock): the
+        venue still counts them in its order windows, so we do too (a restart must not
+        start with a fresh order budget the venue does not give it)."""
+        for t in times:
+            self.orders_short.take(1, t)
+            self.orders_day.take(1, t)
 
     def pause_until(self, t: float, banned: bool = False) -> None:
         """Stop all traffic until ``t`` (429 Retry-After; ``banned`` for a 418 ban)."""
@@ -523,3 +531,9 @@ class Limiter:
     def observe_used_weight(self, used: int) -> None:
         """Feed the venue's X-MBX-USED-WEIGHT(-1M) header value."""
         self.core.observe_used_weight(used, trio.current_time())
+
+    def book_earlier_orders(self, ages: Sequence[float]) -> None:
+        """Orders sent ``ages`` seconds ago by an earlier process (see
+        :meth:`LimiterCore.book_earlier_orders`)."""
+        now = trio.current_time()
+        self.core.book_earlier_orders(sorted(now - age for age in ages))

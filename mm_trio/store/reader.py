@@ -28,6 +28,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from mm_trio.domain.model import TERMINAL_STATUSES
 from mm_trio.store.schema import (
     DEFAULT_BUSY_TIMEOUT_S,
     ENDED_KIND,
@@ -279,7 +280,13 @@ def _decimal_text(value: object) -> str:
 
 
 def _view(intent: Intent, events: list[JournalEvent]) -> OrderView:
+    """An order as its journal tells it. A final status is not undone by a report that is
+    not final: reports arrive out of order (a late NEW after the CANCELED), and the strategy
+    ignores them for an ended order, so the view does too (a later final report, the
+    venue's word on an order we presumed gone, does replace it); filled is the highest
+    reported."""
     status, reason, filled, order_id = SENT_STATUS, "", "", ""
+    final = False
     for ev in events:
         try:
             payload = json.loads(ev.payload_json)
@@ -288,12 +295,20 @@ def _view(intent: Intent, events: list[JournalEvent]) -> OrderView:
         if not isinstance(payload, dict):
             payload = {}
         if ev.kind == ENDED_KIND:
-            status = ENDED_STATUS
-            reason = str(payload.get("reason", ""))
+            if not final:
+                status = ENDED_STATUS
+                reason = str(payload.get("reason", ""))
+            final = True
         elif ev.kind == REPORT_KIND:
-            status = str(payload.get("status") or status)
-            reason = str(payload.get("reason", ""))
-            filled = _decimal_text(payload.get("cum_qty")) or filled
+            reported = str(payload.get("status") or "")
+            ends = reported in TERMINAL_STATUSES
+            if reported and (ends or not final):  # a later final report is the venue's word
+                status = reported
+                reason = str(payload.get("reason", ""))
+                final = final or ends
+            cum = _decimal_text(payload.get("cum_qty"))
+            if cum and (not filled or Decimal(cum) > Decimal(filled)):
+                filled = cum
             order_id = str(payload.get("order_id") or order_id)
     return OrderView(
         intent=intent,

@@ -273,6 +273,13 @@ class StateStore:
             )
         return [_intent(row) for row in rows]
 
+    def intent_times(self, since_ns: int) -> list[int]:
+        """When each order journalled since ``since_ns`` was journalled, oldest first."""
+        rows = self._conn.execute(
+            "SELECT ts_ns FROM intents WHERE ts_ns >= ? ORDER BY ts_ns", (since_ns,)
+        )
+        return [ts for (ts,) in rows]
+
     def intent(self, client_id: str) -> Intent | None:
         """The journalled intent of ``client_id`` (``None``: never journalled)."""
         row = self._conn.execute(
