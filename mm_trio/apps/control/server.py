@@ -7,7 +7,8 @@ two checks before any endpoint runs, in a plain ASGI middleware (so the event st
 
 * the ``Host`` header names a loopback host or the bound host (a page on another site that
   resolves its own name to 127.0.0.1 — DNS rebinding — is refused with 421);
-* ``Authorization: Bearer <token>``, compared in constant time (else 401).
+* ``Authorization: Bearer <token>``, compared in constant time (else 401) — except a GET of
+  the dashboard page or one of its assets, which hold no data (see ``dashboard``).
 
 No CORS headers are ever sent, so no other origin's page can read an answer.
 """
@@ -29,7 +30,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mm_trio.apps.control import api
+from mm_trio.apps.control import api, dashboard
 from mm_trio.apps.control.api import ControlContext, json_response
 from mm_trio.apps.control.metrics import CONTENT_TYPE, OrchestratorCollector, render_off_loop
 from mm_trio.apps.control.token import TOKEN_ENV, remove_token_file, write_token_file
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 
 _AUTH_CHALLENGE = 'Bearer realm="mm-trio control"'
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+_PUBLIC_METHODS = frozenset({"GET", "HEAD"})
 
 
 def _host_name(header: str) -> str:
@@ -56,10 +58,24 @@ def _host_name(header: str) -> str:
 class Guard:
     """The Host check and the bearer token, before anything else runs (see module doc)."""
 
-    def __init__(self, app: ASGIApp, token: BearerToken, allowed_hosts: frozenset[str]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        token: BearerToken,
+        allowed_hosts: frozenset[str],
+        public_paths: frozenset[str] = frozenset(),
+    ) -> None:
         self.app = app
         self.token = token
         self.allowed_hosts = allowed_hosts
+        self.public_paths = public_paths
+
+    def _public(self, scope: Scope) -> bool:
+        return (
+            scope["type"] == "http"
+            and scope.get("method") in _PUBLIC_METHODS
+            and scope["path"] in self.public_paths
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -73,7 +89,7 @@ class Guard:
                 {"error": "Host header not allowed: use 127.0.0.1 or localhost", "field": "Host"},
                 421,
             )
-        elif not self.token.matches(headers.get("authorization")):
+        elif not self._public(scope) and not self.token.matches(headers.get("authorization")):
             log.warning(
                 "control: %s %s refused: no valid bearer token", scope.get("method"), scope["path"]
             )
@@ -121,11 +137,12 @@ def build_app(ctx: ControlContext, token: BearerToken, *, bind_host: str = "127.
         Route("/api/fills", api.fills, methods=["GET"]),
         Route("/api/events", api.events, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        *dashboard.routes(),
     ]
     app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_allowed})
     app.state.control = ctx
     allowed = _LOOPBACK_HOSTS | {bind_host.strip("[]").lower()}
-    return Guard(app, token, frozenset(allowed))
+    return Guard(app, token, frozenset(allowed), dashboard.PUBLIC_PATHS)
 
 
 async def serve_control(
