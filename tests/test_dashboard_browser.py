@@ -239,6 +239,8 @@ def test_dashboard_in_a_real_browser(tmp_path: Path, browser: Any) -> None:
         assert not unexpected, unexpected
         assert proc.poll() is None  # the run trades on
 
+    # the run stopped cleanly on SIGINT with the browser's event stream still open
+    assert proc.returncode == 0
     # the token never reached the run's output (logs, banner)
     assert proc.stdout is not None and proc.stderr is not None
     output = proc.stdout.read() + proc.stderr.read()

@@ -146,9 +146,10 @@
     $("notice").hidden = false;
   }
 
-  function activity(text) {
+  // events carry the venue's clock (ts_ns); the page's own notes, the browser's
+  function activity(text, tsNs) {
     const list = $("activity");
-    const stamp = new Date().toLocaleTimeString();
+    const stamp = clock(tsNs === undefined ? Date.now() * 1e6 : tsNs);
     list.prepend(el("li", {}, `${stamp}  ${text}`));
     while (list.children.length > MAX_ACTIVITY) list.lastElementChild.remove();
   }
@@ -226,7 +227,9 @@
       unrealized: sym.pnl.unrealized,
       fees: sym.pnl.fees,
       total: sym.pnl.total,
-      breakers: breakers.length ? breakers.join(", ") : `none (${sym.breaker_trips} trips)`,
+      breakers:
+        (breakers.length ? breakers.join(", ") : "–") +
+        (sym.breaker_trips ? ` · ${sym.breaker_trips} trip${sym.breaker_trips === 1 ? "" : "s"}` : ""),
       exposure: sym.exposure,
     };
   }
@@ -369,8 +372,8 @@
 
   // ------------------------------------------------------------------ fills and events
 
-  function fillTime(tsNs) {
-    return new Date(tsNs / 1e6).toISOString().slice(11, 23);
+  function clock(tsNs) {
+    return new Date(tsNs / 1e6).toISOString().slice(11, 23); // HH:MM:SS.mmm, UTC
   }
 
   function addFill(seq, symbol, tsNs, fill) {
@@ -378,7 +381,7 @@
     fillsSeen.add(seq);
     const row = el("tr", { class: fill.side, "data-seq": String(seq), "data-symbol": symbol });
     const cells = [
-      ["time", fillTime(tsNs)], ["symbol", symbol], ["side", fill.side],
+      ["time", clock(tsNs)], ["symbol", symbol], ["side", fill.side],
       ["price", fill.price], ["qty", fill.qty], ["fee", `${fill.fee} ${fill.fee_asset}`],
       ["level", String(fill.level)], ["maker", fill.maker ? "maker" : "taker"],
     ];
@@ -419,27 +422,29 @@
     if (id !== null) lastEventId = id;
     const d = message.data || {};
     const sym = message.symbol;
+    const ts = message.ts_ns;
+    const why = d.reason ? ` (${d.reason})` : "";
     switch (kind) {
       case "fill":
         addFill(id, sym, message.ts_ns, d);
-        break;
+        return; // the table's counts follow at the next status refresh
       case "state":
-        activity(`${sym}: ${d.from} → ${d.state}${d.reason ? ` (${d.reason})` : ""}`);
+        activity(`${sym}: ${d.from} → ${d.state}${why}`, ts);
         break;
       case "breaker":
-        activity(`${sym}: breaker ${d.breaker} ${d.tripped ? "tripped" : "cleared"}${d.reason ? ` (${d.reason})` : ""}`);
+        activity(`${sym}: breaker ${d.breaker} ${d.tripped ? "tripped" : "cleared"}${why}`, ts);
         break;
       case "governor":
-        activity(`governor ${d.scope} ${sym}: ${d.state}${d.reason ? ` (${d.reason})` : ""}`);
+        activity(`governor (${[d.scope, sym].filter(Boolean).join(" ")}): ${d.state}${why}`, ts);
         break;
       case "symbol":
-        activity(`${sym} ${d.action}`);
+        activity(`${sym} ${d.action}`, ts);
         break;
       case "control":
-        activity(`operator ${d.action}${sym ? ` ${sym}` : ""}${d.reason ? ` (${d.reason})` : ""}`);
+        activity(`operator ${d.action}${sym ? ` ${sym}` : ""}${why}`, ts);
         break;
       default:
-        activity(`${kind} ${sym}`);
+        activity(`${kind} ${sym}`, ts);
     }
     refreshSoon();
   }
