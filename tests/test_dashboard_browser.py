@@ -155,8 +155,11 @@ def test_dashboard_in_a_real_browser(tmp_path: Path, browser: Any) -> None:
         until(lambda: _symbols(driver) == [BTC, ETH], "BTC and ETH rows")
         until(lambda: _trading(driver, BTC) and _trading(driver, ETH), "BTC and ETH trading")
         assert TOKEN not in driver.current_url
-        assert find(By.ID, "stream-state").get_attribute("data-state") == "live"
-        assert until(lambda: _cell(driver, BTC, "state"), "BTC state").startswith("RUNNING")
+        until(
+            lambda: find(By.ID, "stream-state").get_attribute("data-state") == "live",
+            "the event stream connected",
+        )
+        until(lambda: _cell(driver, BTC, "state") == "RUNNING", "BTC RUNNING")
 
         # a bad symbol: the API's error, naming the field, is shown; nothing is added
         find(By.ID, "add-symbol").send_keys("BTCUSDT")
@@ -176,7 +179,7 @@ def test_dashboard_in_a_real_browser(tmp_path: Path, browser: Any) -> None:
         find(By.ID, "add-submit").click()
         until(lambda: SOL in _symbols(driver), "the SOL/USDT row")
         assert not find(By.ID, "error").is_displayed()
-        assert "added SOL/USDT" in find(By.ID, "notice").text
+        until(lambda: "added SOL/USDT" in find(By.ID, "notice").text, "the added notice")
         until(lambda: _trading(driver, SOL), "SOL/USDT open orders or fills")
 
         # fills arrive in the recent-fills table (the initial load and the live stream)
@@ -212,8 +215,13 @@ def test_dashboard_in_a_real_browser(tmp_path: Path, browser: Any) -> None:
         until(lambda: SOL not in _symbols(driver), "the SOL/USDT row gone")
         assert _symbols(driver) == [BTC, ETH]
         assert not driver.find_elements(By.CSS_SELECTOR, f'#exposure-symbols [data-symbol="{SOL}"]')
-        activity = find(By.ID, "activity").text
-        assert "SOL/USDT added" in activity and "SOL/USDT removed" in activity
+        until(
+            lambda: (
+                {"SOL/USDT added", "SOL/USDT removed"}
+                <= {line.split(" ", 1)[-1] for line in find(By.ID, "activity").text.splitlines()}
+            ),
+            "SOL/USDT added and removed in the activity log (from the event stream)",
+        )
 
         # the chart got points and keeps getting them (one per status refresh)
         first = until(lambda: _chart_points(driver) >= 2 and _chart_points(driver), "chart points")

@@ -222,7 +222,7 @@
       mid: sym.mid === null ? "–" : sym.mid,
       position: sym.position,
       open_orders: String(sym.open_orders),
-      fills: `${sym.fills} (${sym.buys}B/${sym.sells}S)`,
+      fills: String(sym.fills),
       realized: sym.pnl.realized,
       unrealized: sym.pnl.unrealized,
       fees: sym.pnl.fees,
@@ -273,6 +273,7 @@
         cell.textContent = MONEY.has(col) ? money(values[col]) : values[col];
         if (SIGNED.has(col)) signClass(cell, values[col]);
       }
+      row.querySelector('td[data-col="fills"]').title = `${sym.buys} buys, ${sym.sells} sells`;
       const stateCell = row.querySelector('td[data-col="state"]');
       stateCell.className = `state-${sym.state}`;
       row.setAttribute("data-state", sym.state);
