@@ -62,7 +62,8 @@
   }
 
   async function api(method, path, body) {
-    const headers = { Authorization: "Bearer " + token, Accept: "application/json" };
+    const sent = token;
+    const headers = { Authorization: "Bearer " + sent, Accept: "application/json" };
     const init = { method, headers, cache: "no-store", credentials: "omit" };
     if (body !== undefined) {
       headers["Content-Type"] = "application/json";
@@ -81,7 +82,7 @@
       data = null;
     }
     if (response.status === 401) {
-      refused();
+      refused(sent);
       throw new ApiError(401, "the token was refused");
     }
     if (!response.ok) {
@@ -120,8 +121,11 @@
     $("token-input").focus();
   }
 
-  function refused() {
-    if (token !== null) disconnect("The control plane refused that token: enter the run's token.");
+  // only the token that was refused: a late answer to an earlier one changes nothing
+  function refused(sent) {
+    if (token !== null && token === sent) {
+      disconnect("The control plane refused that token: enter the run's token.");
+    }
   }
 
   // ------------------------------------------------------------------ messages
@@ -481,14 +485,15 @@
     while (gen === generation) {
       const abort = new AbortController();
       streamAbort = abort;
+      const sent = token;
       try {
-        const headers = { Authorization: "Bearer " + token, Accept: "text/event-stream" };
+        const headers = { Authorization: "Bearer " + sent, Accept: "text/event-stream" };
         if (lastEventId !== null) headers["Last-Event-ID"] = String(lastEventId);
         const response = await fetch("/api/events", {
           headers, cache: "no-store", credentials: "omit", signal: abort.signal,
         });
         if (response.status === 401) {
-          refused();
+          refused(sent);
           return;
         }
         if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}`);
