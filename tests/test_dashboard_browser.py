@@ -136,7 +136,7 @@ def test_dashboard_in_a_real_browser(tmp_path: Path, browser: Any) -> None:
 
     started = time.monotonic()
     env = _env(tmp_path, TOKEN)
-    with running(tmp_path, ["--symbols", f"{BTC},{ETH}", "--duration", "300"], env) as (
+    with running(tmp_path, ["--symbols", f"{BTC},{ETH}", "--duration", "300", "--quiet"], env) as (
         proc,
         url,
         _note,
@@ -261,7 +261,7 @@ def test_dashboard_token_from_the_address_fragment(tmp_path: Path, browser: Any)
     from selenium.webdriver.common.by import By
 
     env = _env(tmp_path, TOKEN)
-    with running(tmp_path, ["--symbols", BTC], env) as (_proc, url, _note):
+    with running(tmp_path, ["--symbols", BTC, "--quiet"], env) as (_proc, url, _note):
         browser.get(f"{url}/#token={TOKEN}")
         until(lambda: _symbols(browser) == [BTC], "the BTC row")
         assert TOKEN not in browser.current_url
