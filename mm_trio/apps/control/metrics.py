@@ -114,6 +114,11 @@ class OrchestratorCollector(Collector):
             "Quotes replaced by a newer one before the symbol read them",
             labels=lab,
         )
+        absorbed = CounterMetricFamily(
+            P + "quotes_absorbed",
+            "Quotes inside the symbol's quiet band: they did not wake it",
+            labels=lab,
+        )
         trades_dropped = CounterMetricFamily(
             P + "trades_dropped",
             "Public trades dropped because the symbol's channel was full",
@@ -177,6 +182,7 @@ class OrchestratorCollector(Collector):
             for kind in EVENT_KINDS:
                 events.add_metric([s, kind], m.event_counts.get(kind, 0))
             conflated.add_metric([s], snap.quotes_skipped)
+            absorbed.add_metric([s], snap.quotes_absorbed)
             trades_dropped.add_metric([s], snap.trades_dropped)
             for cls in REJECT_LABELS:  # every class from the start: no series appears late
                 rejects.add_metric([s, cls], m.reject_classes.get(cls, 0))
@@ -197,7 +203,7 @@ class OrchestratorCollector(Collector):
             )
         yield from (
             state, paused, position, mid, pnl, fees, open_orders, fills, orders, events,
-            conflated, trades_dropped, rejects, breaker, trips, exposure, reduce_only,
+            conflated, absorbed, trades_dropped, rejects, breaker, trips, exposure, reduce_only,
             resyncs, overflows, foreign, latency,
         )  # fmt: skip
 
