@@ -86,10 +86,16 @@ class ReplayRecorder:
         ts = str(self._exchange.now_ns())
         total = ZERO
         trading = set(orch.symbols())
-        for sym, s in orch.snapshot().symbols.items():
+        snapshot = orch.snapshot()
+        exposure = snapshot.exposure
+        reduce_only = set(exposure.reduce_only_symbols)
+        open_total = 0
+        for sym, s in snapshot.symbols.items():
             if sym not in trading:
                 continue
             total += s.total_pnl
+            open_total += s.open_orders
+            # the report's capital used, time halted / reduce-only come from these columns
             self.equity.append(
                 [
                     ts,
@@ -100,9 +106,30 @@ class ReplayRecorder:
                     str(s.unrealized_pnl),
                     str(s.fees_quote),
                     str(s.total_pnl),
+                    str(exposure.per_symbol.get(sym, ZERO)),
+                    str(s.open_orders),
+                    s.state,
+                    _flag(exposure.reduce_only_total or sym in reduce_only),
+                    "+".join(s.breakers),
                 ]
             )
-        self.equity.append([ts, "TOTAL", "", "", "", "", "", str(total)])
+        self.equity.append(
+            [
+                ts,
+                "TOTAL",
+                "",
+                "",
+                "",
+                "",
+                "",
+                str(total),
+                str(exposure.total),
+                str(open_total),
+                "KILLED" if exposure.killed else "",
+                _flag(exposure.reduce_only_total),
+                "",
+            ]
+        )
 
     def write(self, out: Path, summary: dict[str, Any]) -> None:
         out.mkdir(parents=True, exist_ok=True)
@@ -134,12 +161,23 @@ class ReplayRecorder:
                 "unrealized_pnl",
                 "fees",
                 "total_pnl",
+                *EQUITY_STATE_COLUMNS,
             ],
             self.equity,
         )
         (out / "summary.json").write_bytes(
             msgspec.json.format(msgspec.json.encode(summary)) + b"\n"
         )
+
+
+EQUITY_STATE_COLUMNS = ("exposure", "open_orders", "state", "reduce_only", "breakers")
+"""equity.csv's columns after the PnL: the governor's exposure (|position| x mid + open buy
+notional, quote), our live orders, the symbol's lifecycle state, ``1`` while the governor
+holds it reduce-only, and its tripped breakers joined by ``+``."""
+
+
+def _flag(value: bool) -> str:
+    return "1" if value else "0"
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
