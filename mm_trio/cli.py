@@ -125,6 +125,15 @@ def _build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, help="write orders.jsonl, fills.csv, equity.csv, summary.json here"
     )
     rep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    rpt = sub.add_parser("report", help="one offline HTML report (plots, metrics) of runs")
+    rpt.add_argument(
+        "runs",
+        nargs="+",
+        type=Path,
+        metavar="RUN",
+        help="a replay output directory (replay --out) or a state store (run --state)",
+    )
+    rpt.add_argument("--out", required=True, type=Path, help="the HTML file to write")
     return parser
 
 
@@ -265,6 +274,19 @@ def _paper(args: argparse.Namespace) -> int:
     return _run_trio(main_task)
 
 
+def _report(args: argparse.Namespace) -> int:
+    from mm_trio.apps.report.command import report
+    from mm_trio.apps.report.load import ReportError
+
+    try:
+        table = report(args.runs, args.out)
+    except ReportError as exc:
+        raise UsageError(str(exc)) from None
+    print(table)
+    print(f"mm-trio: report written to {args.out}")
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
@@ -322,6 +344,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for warning in replay_warnings(rp):
                 print(f"mm-trio: warning: {warning}", file=sys.stderr)
             return EXIT_OK
+        if args.command == "report":
+            return _report(args)
     except (UsageError, ConfigError, SymbolError, ReplayInputError) as exc:
         print(f"mm-trio: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
