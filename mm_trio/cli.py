@@ -134,6 +134,24 @@ def _build_parser() -> argparse.ArgumentParser:
         help="a replay output directory (replay --out) or a state store (run --state)",
     )
     rpt.add_argument("--out", required=True, type=Path, help="the HTML file to write")
+    swp = sub.add_parser("sweep", help="replay a grid of configs in parallel, ranked")
+    swp.add_argument("files", nargs="+", type=Path, help="recordings (as for replay)")
+    swp.add_argument(
+        "--grid",
+        action="append",
+        required=True,
+        metavar="KEY=V1,V2,...",
+        help="a parameter and its values, e.g. 'step=0.0005,0.001' (a [grid] key) or "
+        "'risk.jump_pct=0.01,0.03'; repeat for more (every combination is a trial)",
+    )
+    swp.add_argument("--config", type=Path, help="base TOML config of every trial")
+    swp.add_argument("--out", required=True, type=Path, help="sweep directory (resumable)")
+    swp.add_argument("--jobs", type=int, help="worker processes (default: every core)")
+    swp.add_argument("--objective", default="pnl", choices=["pnl", "sharpe", "pnl_per_drawdown"])
+    swp.add_argument("--trials", type=int, help="run only K combinations, drawn at random")
+    swp.add_argument("--seed", type=int, default=0, help="seed of the --trials draw")
+    swp.add_argument("--heatmap", metavar="X,Y", help="the heat map's two --grid keys")
+    swp.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
@@ -287,6 +305,37 @@ def _report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+EXIT_INTERRUPTED = 130
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from mm_trio.apps.sweep import sweep
+
+    base = read_toml(args.config) if args.config is not None else {}
+    try:
+        text, _ = sweep(
+            args.files,
+            args.grid,
+            args.out,
+            base=base,
+            jobs=args.jobs,
+            objective=args.objective,
+            trials=args.trials,
+            seed=args.seed,
+            heatmap_keys=args.heatmap,
+            progress=None if args.no_progress else sys.stderr,
+        )
+    except KeyboardInterrupt:
+        print(
+            "mm-trio: sweep interrupted; finished trials are kept: rerun the same command "
+            "to resume",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    print(text)
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
@@ -346,6 +395,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_OK
         if args.command == "report":
             return _report(args)
+        if args.command == "sweep":
+            return _sweep(args)
     except (UsageError, ConfigError, SymbolError, ReplayInputError) as exc:
         print(f"mm-trio: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
