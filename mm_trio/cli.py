@@ -312,6 +312,8 @@ def _sweep(args: argparse.Namespace) -> int:
     from mm_trio.apps.sweep import sweep
 
     base = read_toml(args.config) if args.config is not None else {}
+    # SIGTERM stops a sweep as Ctrl-C does: finished trials are kept for a rerun
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         text, _ = sweep(
             args.files,
@@ -332,6 +334,8 @@ def _sweep(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(text)
     return EXIT_OK
 

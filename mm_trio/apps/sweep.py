@@ -33,6 +33,7 @@ import multiprocessing
 import os
 import random
 import re
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -186,6 +187,12 @@ def run_trial(trial_dir: str, recordings: list[str], config: dict[str, Any]) -> 
     return result
 
 
+def _worker_init() -> None:
+    """Workers leave Ctrl-C to the parent: it cancels the trials not started, and the ones
+    running finish (each is one bounded replay), so no worker dies half-way."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _context() -> multiprocessing.context.BaseContext:
     methods = multiprocessing.get_all_start_methods()
     return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
@@ -231,24 +238,31 @@ def run_trials(
     if progress:
         progress(finished, len(trials))
     if todo:
-        with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=_context()) as pool:
+        pool = cf.ProcessPoolExecutor(
+            max_workers=jobs, mp_context=_context(), initializer=_worker_init
+        )
+        # not a ``with``: its exit would shut down with cancel_futures=False, overriding ours
+        interrupted = False
+        try:
             futures = {
                 pool.submit(run_trial, str(out / TRIALS_DIR / t.id), paths, t.config): t
                 for t in todo
             }
-            try:
-                for fut in cf.as_completed(futures):
-                    t = futures[fut]
-                    try:
-                        outcomes[t.id] = Outcome(t, fut.result())
-                    except Exception as exc:  # a failed trial is reported, the rest go on
-                        outcomes[t.id] = Outcome(t, None, f"{type(exc).__name__}: {exc}")
-                    finished += 1
-                    if progress:
-                        progress(finished, len(trials))
-            except KeyboardInterrupt:
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
+            for fut in cf.as_completed(futures):
+                t = futures[fut]
+                try:
+                    outcomes[t.id] = Outcome(t, fut.result())
+                except Exception as exc:  # a failed trial is reported, the rest go on
+                    outcomes[t.id] = Outcome(t, None, f"{type(exc).__name__}: {exc}")
+                finished += 1
+                if progress:
+                    progress(finished, len(trials))
+        except KeyboardInterrupt:
+            interrupted = True
+            raise
+        finally:
+            # the trials not started are dropped; the running ones finish and are kept
+            pool.shutdown(wait=True, cancel_futures=interrupted)
     return [outcomes[t.id] for t in trials]
 
 
