@@ -64,12 +64,12 @@ def _ratio(x: float | None, places: int = 2) -> str:
     return "-" if x is None else f"{x:,.{places}f}"
 
 
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{x:.2%}"
+def _pct(x: float | None, places: int = 2) -> str:
+    return "-" if x is None else f"{x:.{places}%}"
 
 
-def _secs(x: float) -> str:
-    return f"{x:,.0f} s"
+def _secs(x: float | None) -> str:
+    return "-" if x is None else f"{x:,.0f} s"
 
 
 def _levels(d: dict[int | None, int]) -> str:
@@ -91,7 +91,7 @@ METRIC_ROWS: list[MetricRow] = [
     ("unrealized PnL", lambda m: _money(m.unrealized_pnl)),
     ("fees", lambda m: _money(m.fees)),
     ("capital used (peak exposure)", lambda m: _money(m.capital_used)),
-    ("return on capital", lambda m: _pct(m.return_on_capital)),
+    ("return on capital", lambda m: _pct(m.return_on_capital, 4)),
     ("max drawdown", lambda m: _money(m.max_drawdown)),
     ("PnL / max drawdown", lambda m: _ratio(m.pnl_per_drawdown)),
     ("Sharpe (annualised)", lambda m: _ratio(m.sharpe)),

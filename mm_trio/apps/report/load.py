@@ -20,7 +20,7 @@ from __future__ import annotations
 import csv
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -173,27 +173,26 @@ def load_replay_dir(path: Path) -> Run:
     return Run(path.name or str(path), "replay", symbols, total, path)
 
 
-def _read_order_log(path: Path, sym: Any) -> None:
+def _read_order_log(path: Path, sym: Callable[[str], SymbolRun]) -> None:
     placed: dict[str, dict[str, Any]] = {}
     ends: dict[str, tuple[int, str]] = {}
-    rejected: dict[str, str] = {}
+    rejected: dict[str, tuple[str, str]] = {}  # key -> (symbol, reason)
     with path.open(encoding="utf-8") as fh:
         for n, line in enumerate(fh, start=1):
             try:
                 entry = json.loads(line)
-                kind, cid = entry["kind"], entry.get("client_id", "")
-            except (ValueError, KeyError, TypeError):
+                kind, cid, status = entry["kind"], entry.get("client_id", ""), entry.get("status")
+                if kind == "place":
+                    placed.setdefault(cid, entry)
+                elif kind == "refused":  # the governor's: never placed, under its own key
+                    reason = entry.get("reason") or "governor:"
+                    rejected.setdefault(cid + "#refused", (entry["symbol"], reason))
+                elif status in TERMINAL_STATUSES and cid not in ends:
+                    ends[cid] = (int(entry["ts"]), status)
+                if status == "REJECTED" and kind != "refused":
+                    rejected.setdefault(cid, (entry.get("symbol", ""), entry.get("reason", "")))
+            except (ValueError, KeyError, TypeError, AttributeError):
                 raise ReportError(f"{path}:{n}: not an order-log entry") from None
-            status = entry.get("status")
-            if kind == "place":
-                placed.setdefault(cid, entry)
-            elif kind == "refused":
-                rejected.setdefault(cid + "#refused", entry.get("reason") or "governor:")
-                sym(entry["symbol"])  # a symbol refused every order still shows
-            elif status in TERMINAL_STATUSES and cid not in ends:
-                ends[cid] = (int(entry["ts"]), status)
-            if status == "REJECTED" and kind != "refused":
-                rejected.setdefault(cid, entry.get("reason") or "")
     for cid, p in placed.items():
         end_ns, status = ends.get(cid, (None, ""))
         try:
@@ -211,23 +210,10 @@ def _read_order_log(path: Path, sym: Any) -> None:
         except (KeyError, ValueError) as exc:
             raise ReportError(f"{path}: placement {cid!r} is incomplete ({exc!r})") from None
         sym(order.symbol).orders.append(order)
-    by_symbol = {cid: p["symbol"] for cid, p in placed.items()}
-    for cid, reason in rejected.items():
-        symbol = by_symbol.get(cid) or _symbol_of(cid, by_symbol)
-        if symbol is not None:
+    for cid, (symbol, reason) in rejected.items():
+        symbol = symbol or placed.get(cid, {}).get("symbol", "")
+        if symbol:
             sym(symbol).reject_reasons.append(reason)
-
-
-def _symbol_of(cid: str, by_symbol: dict[str, str]) -> str | None:
-    """The symbol of a refused (never placed) order: a placed order with the same tag."""
-    parsed = parse_client_id(cid.removesuffix("#refused"))
-    if parsed is None:
-        return None
-    for other, symbol in by_symbol.items():
-        op = parse_client_id(other)
-        if op is not None and op.sym == parsed.sym:
-            return symbol
-    return None
 
 
 def _total_with_parts(total: list[Sample], symbols: dict[str, SymbolRun]) -> list[Sample]:
@@ -372,7 +358,8 @@ def _store_run(
             run.reject_reasons.append(reasons[cid])
     per_symbol = {s: _rebuilt_equity(r.fills, s) for s, r in symbols.items()}
     start = min((f.ts_ns for f in fills), default=0)
-    end = max([f.ts_ns for f in fills] + [o.ts_ns for r in symbols.values() for o in r.orders])
+    end = max([f.ts_ns for f in fills] + [o.ts_ns for r in symbols.values() for o in r.orders],
+              default=0)  # fmt: skip
     step = store_interval(end - start) if fills else NS_PER_S
     grid = list(range(start, end + step, step)) if fills else []
     total: dict[int, Sample] = {}

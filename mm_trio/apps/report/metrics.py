@@ -351,7 +351,7 @@ class Metrics:
     turnover: Decimal
     max_inventory: Decimal | None
     max_inventory_value: Decimal
-    time_at_max_inventory_s: float
+    time_at_max_inventory_s: float | None  # None for a total over several bases
     time_holding_s: float
     time_halted_s: float
     time_reduce_only_s: float
@@ -407,7 +407,7 @@ def metrics(
         turnover=turnover(fills),
         max_inventory=inv.max_qty if per_base else None,
         max_inventory_value=inv.max_value,
-        time_at_max_inventory_s=inv.time_at_max_s,
+        time_at_max_inventory_s=inv.time_at_max_s if per_base else None,
         time_holding_s=inv.time_holding_s,
         time_halted_s=durations(samples, lambda s: s.state in HALTED_STATES),
         time_reduce_only_s=durations(samples, lambda s: s.reduce_only),
