@@ -166,12 +166,20 @@ SWEEP_ARGS = [
 ]
 
 
-@pytest.mark.slow
-def test_a_sweep_ranks_its_trials_and_each_is_a_replay(tmp_path: Path) -> None:
-    out = tmp_path / "sw"
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    out = tmp_path_factory.mktemp("sweep") / "sw"
     proc = mm_trio([*SWEEP_ARGS, "--jobs", "2", "--out", str(out), "--objective", "pnl"])
     assert proc.returncode == 0, proc.stderr
-    assert "2 trials over btcusdt-synth.gz; 0 already done, 2 run on 2 worker" in proc.stdout
+    return out, proc.stdout
+
+
+@pytest.mark.slow
+def test_a_sweep_ranks_its_trials_and_each_is_a_replay(
+    swept: tuple[Path, str], tmp_path: Path
+) -> None:
+    out, stdout = swept
+    assert "2 trials over btcusdt-synth.gz; 0 already done, 2 run on 2 worker" in stdout
     with (out / "results.csv").open() as fh:
         rows = list(csv.DictReader(fh))
     assert [r["grid.step"] for r in rows] and len(rows) == 2
@@ -197,6 +205,34 @@ def test_a_sweep_ranks_its_trials_and_each_is_a_replay(tmp_path: Path) -> None:
         assert proc.returncode == 0, proc.stderr
         for name in OUTPUTS:
             assert (trial / name).read_bytes() == (single / name).read_bytes(), name
+
+
+@pytest.mark.slow
+def test_the_heat_map_renders_in_a_real_browser(swept: tuple[Path, str], tmp_path: Path) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.test_cli_report import PAGE_LOAD_TIMEOUT_S, _browser
+
+    browser = _browser(tmp_path)
+    try:
+        browser.get((swept[0] / "sweep.html").as_uri())
+        WebDriverWait(browser, PAGE_LOAD_TIMEOUT_S).until(
+            lambda b: b.execute_script("const d = document.getElementById('heat');"
+                                       "return d !== null && d._fullLayout !== undefined;")
+        )  # fmt: skip
+        trace = browser.execute_script(
+            "const d = document.getElementById('heat');"
+            "return {type: d.data[0].type, x: d.data[0].x, drawn:"
+            " d.querySelectorAll('.hm, .heatmaplayer image, .heatmaplayer .hm').length};"
+        )
+        errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        rows = browser.find_elements("css selector", "table.metrics tbody tr")
+    finally:
+        browser.quit()
+    assert errors == []
+    assert trace["type"] == "heatmap" and trace["x"] == ["0.001", "0.002"]
+    assert trace["drawn"] >= 1
+    assert len(rows) == 2
 
 
 @pytest.mark.slow
