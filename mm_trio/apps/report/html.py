@@ -12,7 +12,6 @@ import html
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
@@ -47,10 +46,6 @@ FILL_MARKERS = {
 
 def _t(ns: int) -> datetime:
     return datetime.fromtimestamp(ns / NS_PER_S, tz=UTC)
-
-
-def _f(d: Decimal | None) -> float | None:
-    return None if d is None else float(d)
 
 
 # --------------------------------------------------------------------------- formatting
@@ -447,12 +442,3 @@ def _sources(runs: Sequence[Run]) -> str:
             f"<li><b>{html.escape(r.name)}</b>: {html.escape(str(r.source))} ({what})</li>"
         )
     return "<ul>" + "".join(items) + "</ul>"
-
-
-def figure_count(runs: Sequence[Run]) -> int:
-    """How many figures :func:`render_report` draws (the browser test checks them all)."""
-    return (len(runs) > 1) + sum(1 + len(r.symbols) for r in runs)
-
-
-def trace_names(fig: Any) -> list[str]:
-    return [t.name for t in fig.data]
