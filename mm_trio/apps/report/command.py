@@ -6,12 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from mm_trio.apps.report.html import (
-    metrics_table_rows,
-    render_report,
-    side_by_side,
-    text_table,
-)
 from mm_trio.apps.report.load import TOTAL, ReportError, Run, load_run
 from mm_trio.apps.report.metrics import Metrics, inventory_value_total, metrics
 
@@ -54,6 +48,9 @@ def unique_names(runs: Sequence[Run]) -> None:
 def report(paths: Sequence[Path], out: Path) -> str:
     """Write the report of ``paths`` to ``out``; return the terminal's metrics table
     (the total, then each symbol, runs side by side). :class:`ReportError`: a bad RUN."""
+    # here, not at the top: a sweep's workers need run_metrics, not plotly
+    from mm_trio.apps.report.html import metrics_table_rows, render_report, side_by_side, text_table
+
     if out.is_dir():
         raise ReportError(f"--out: {str(out)!r} is a directory; give a file name (report.html)")
     runs = [load_run(p) for p in paths]
