@@ -279,3 +279,19 @@ def test_a_bad_grid_exits_2_before_any_work(tmp_path: Path) -> None:
                     "--objective", "money"])  # fmt: skip
     assert proc.returncode == 2 and "--objective" in proc.stderr
     assert not os.path.exists(out)
+
+
+def test_bad_arguments_are_refused_before_any_work(tmp_path: Path) -> None:
+    from mm_trio.apps.sweep import sweep
+
+    a_file = tmp_path / "taken"
+    a_file.write_text("")
+    with pytest.raises(UsageError, match="is not a directory"):
+        sweep([RECORDING], ["step=0.001"], a_file, base={}, progress=None)
+    with pytest.raises(UsageError, match="does not exist"):
+        sweep([tmp_path / "none.gz"], ["step=0.001"], tmp_path / "o", base={}, progress=None)
+    with pytest.raises(UsageError, match="--jobs"):
+        sweep([RECORDING], ["step=0.001"], tmp_path / "o", base={}, jobs=0, progress=None)
+    with pytest.raises(UsageError, match="--objective"):
+        sweep([RECORDING], ["step=0.001"], tmp_path / "o", base={}, objective="x", progress=None)
+    assert not (tmp_path / "o").exists()

@@ -452,6 +452,8 @@ def sweep(
     for p in recordings:
         if not p.is_file():
             raise UsageError(f"recording {str(p)!r} does not exist")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out: {str(out)!r} is not a directory")
     jobs = jobs if jobs is not None else (os.cpu_count() or 1)
     if jobs < 1:
         raise UsageError(f"--jobs: must be >= 1, got {jobs}")
