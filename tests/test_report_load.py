@@ -187,3 +187,14 @@ def test_a_real_replay_reports_what_its_summary_says(tmp_path: Path) -> None:
     assert len(trips) == m["BTC/USDT"].round_trips > 0
     assert sum((t.gross for t in trips), D(0)) == D(row["realized_pnl"])
     assert m[TOTAL].capital_used is not None and m[TOTAL].capital_used > 0
+
+
+def test_an_older_replay_without_the_state_columns_still_reports(tmp_path: Path) -> None:
+    d = _replay_dir(tmp_path)
+    old = ["ts,symbol,mid,position,realized_pnl,unrealized_pnl,fees,total_pnl"]
+    for line in (d / "equity.csv").read_text().splitlines()[1:]:
+        old.append(",".join(line.split(",")[:8]))
+    (d / "equity.csv").write_text("\n".join(old) + "\n")
+    m = run_metrics(load_run(d))
+    assert m[TOTAL].capital_used is None and m[TOTAL].return_on_capital is None
+    assert m[TOTAL].net_pnl == D("1.8") and m["BTC/USDT"].time_halted_s == 0.0
