@@ -171,6 +171,7 @@ def swept(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     out = tmp_path_factory.mktemp("sweep") / "sw"
     proc = mm_trio([*SWEEP_ARGS, "--jobs", "2", "--out", str(out), "--objective", "pnl"])
     assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""  # no progress bar drawn into a pipe
     return out, proc.stdout
 
 
@@ -295,3 +296,39 @@ def test_bad_arguments_are_refused_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="--objective"):
         sweep([RECORDING], ["step=0.001"], tmp_path / "o", base={}, objective="x", progress=None)
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_the_progress_bar_is_drawn_on_a_terminal_only(tmp_path: Path) -> None:
+    master, slave = os.openpty()
+    try:
+        proc = subprocess.Popen(
+            [
+                *mm_trio_cmd(),
+                "sweep",
+                str(RECORDING),
+                "--grid",
+                "step=0.001,0.002",
+                "--out",
+                str(tmp_path / "sw"),
+            ],  # fmt: skip
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=slave,
+        )
+        os.close(slave)
+        drawn = b""
+        while True:  # read while it draws, so a full terminal buffer never blocks it
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # every writer closed the terminal: all read
+                break
+            if not chunk:
+                break
+            drawn += chunk
+        stdout, _ = proc.communicate(timeout=300)
+    finally:
+        os.close(master)
+    assert proc.returncode == 0
+    assert b"sweep" in drawn and b"2/2" in drawn
+    assert b"2/2" not in stdout  # the table goes to stdout, the bar to the terminal
