@@ -148,8 +148,14 @@ def _build_parser() -> argparse.ArgumentParser:
     swp.add_argument("--out", required=True, type=Path, help="sweep directory (resumable)")
     swp.add_argument("--jobs", type=int, help="worker processes (default: every core)")
     swp.add_argument("--objective", default="pnl", choices=["pnl", "sharpe", "pnl_per_drawdown"])
-    swp.add_argument("--trials", type=int, help="run only K combinations, drawn at random")
-    swp.add_argument("--seed", type=int, default=0, help="seed of the --trials draw")
+    swp.add_argument("--trials", type=int, help="run only K of the combinations")
+    swp.add_argument(
+        "--sampler",
+        default="tpe",
+        choices=["tpe", "random"],
+        help="how --trials picks them: tpe (optuna, guided by the objective; default) or random",
+    )
+    swp.add_argument("--seed", type=int, default=0, help="seed of the --trials choice")
     swp.add_argument("--heatmap", metavar="X,Y", help="the heat map's two --grid keys")
     swp.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
@@ -323,6 +329,7 @@ def _sweep(args: argparse.Namespace) -> int:
             jobs=args.jobs,
             objective=args.objective,
             trials=args.trials,
+            sampler=args.sampler,
             seed=args.seed,
             heatmap_keys=args.heatmap,
             progress=None if args.no_progress else sys.stderr,

@@ -332,3 +332,25 @@ def test_the_progress_bar_is_drawn_on_a_terminal_only(tmp_path: Path) -> None:
     assert proc.returncode == 0
     assert b"sweep" in drawn and b"2/2" in drawn
     assert b"2/2" not in stdout  # the table goes to stdout, the bar to the terminal
+
+
+@pytest.mark.slow
+def test_tpe_picks_k_distinct_trials_reproducibly_and_resumes(tmp_path: Path) -> None:
+    pytest.importorskip("optuna")
+    from mm_trio.apps.sweep import sweep
+
+    grid = ["step=0.001,0.002,0.003", "levels_below=3,5"]
+
+    def picked(out: Path, k: int) -> tuple[list[str], str]:
+        text, ranked = sweep([RECORDING], grid, out, base={}, jobs=1, trials=k,
+                             sampler="tpe", seed=5, progress=None)  # fmt: skip
+        return sorted(o.trial.id for o in ranked), text
+
+    first, text = picked(tmp_path / "a", 3)
+    assert len(set(first)) == 3 and "3 trials over" in text
+    every = {t.id for t in plan({}, parse_grid(grid), [RECORDING])}
+    assert set(first) <= every
+    again, _ = picked(tmp_path / "b", 3)
+    assert again == first  # one worker: the same seed makes the same choices
+    more, text = picked(tmp_path / "a", 4)  # the three are told to TPE and not redone
+    assert set(first) < set(more) and "4 trials over btcusdt-synth.gz; 3 already done" in text

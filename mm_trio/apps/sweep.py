@@ -47,6 +47,9 @@ from mm_trio.domain.config import ConfigError, config_from_dict
 from mm_trio.domain.errors import UsageError
 
 OBJECTIVES = ("pnl", "sharpe", "pnl_per_drawdown")
+SAMPLERS = ("tpe", "random")
+"""How ``--trials K`` picks its K trials: optuna's TPE, guided by the finished trials'
+objective, or a seeded random draw."""
 RESULT_FILE = "result.json"
 TRIALS_DIR = "trials"
 TRIAL_ID_CHARS = 12
@@ -131,16 +134,13 @@ def plan(
     trials: int | None = None,
     seed: int = 0,
 ) -> list[Trial]:
-    """Every trial, validated (:class:`ConfigError` names the bad key and value)."""
-    combos = combinations(params)
-    if trials is not None:
-        if trials < 1:
-            raise UsageError(f"--trials: must be >= 1, got {trials}")
-        if trials < len(combos):
-            combos = random.Random(seed).sample(combos, trials)
+    """Every combination as a validated trial (:class:`ConfigError` names the bad key and
+    value), or ``trials`` of them drawn at random with ``seed``."""
+    if trials is not None and trials < 1:
+        raise UsageError(f"--trials: must be >= 1, got {trials}")
     files = [[str(p.resolve()), p.stat().st_size] for p in recordings]
     out = []
-    for combo in combos:
+    for combo in combinations(params):
         data = with_params(base, combo)
         try:
             config_from_dict(data)
@@ -150,6 +150,8 @@ def plan(
         key = json.dumps({"config": data, "recordings": files}, sort_keys=True)
         digest = hashlib.sha256(key.encode()).hexdigest()[:TRIAL_ID_CHARS]
         out.append(Trial(digest, combo, data))
+    if trials is not None and trials < len(out):
+        out = random.Random(seed).sample(out, trials)
     return out
 
 
@@ -214,6 +216,49 @@ def _done(trial_dir: Path) -> dict[str, Any] | None:
     return result if isinstance(result, dict) else None
 
 
+class _Workers:
+    """The worker processes of one sweep. Leaving on Ctrl-C drops the trials not started;
+    the running ones finish (and are kept)."""
+
+    def __init__(self, recordings: Sequence[Path], out: Path, jobs: int) -> None:
+        # as given, not resolved: the replay's problem list names files as the user did, so
+        # a trial stays byte-identical to ``mm-trio replay`` run with the same arguments
+        self._paths = [str(p) for p in recordings]
+        self._out = out
+        self._pool = cf.ProcessPoolExecutor(
+            max_workers=jobs, mp_context=_context(), initializer=_worker_init
+        )
+
+    def submit(self, t: Trial) -> cf.Future[dict[str, Any]]:
+        return self._pool.submit(run_trial, str(self._out / TRIALS_DIR / t.id), self._paths,
+                                 t.config)  # fmt: skip
+
+    def __enter__(self) -> _Workers:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        # not the executor's own ``with``: it would never cancel the trials not started
+        interrupted = kind is not None and issubclass(kind, KeyboardInterrupt)
+        self._pool.shutdown(wait=True, cancel_futures=interrupted)
+
+
+def _finished(t: Trial, fut: cf.Future[dict[str, Any]]) -> Outcome:
+    try:
+        return Outcome(t, fut.result())
+    except Exception as exc:  # a failed trial is reported, the rest go on
+        return Outcome(t, None, f"{type(exc).__name__}: {exc}")
+
+
+def _resumed(trials: Sequence[Trial], out: Path) -> dict[str, Outcome]:
+    """The trials that have their ``result.json`` (finished by an earlier run)."""
+    found = {}
+    for t in trials:
+        done = _done(out / TRIALS_DIR / t.id)
+        if done is not None:
+            found[t.id] = Outcome(t, done, resumed=True)
+    return found
+
+
 def run_trials(
     trials: Sequence[Trial],
     recordings: Sequence[Path],
@@ -223,47 +268,94 @@ def run_trials(
     progress: Callable[[int, int], None] | None = None,
 ) -> list[Outcome]:
     """Run the trials not done yet on ``jobs`` worker processes; finished ones are read."""
-    outcomes: dict[str, Outcome] = {}
-    todo = []
-    for t in trials:
-        done = _done(out / TRIALS_DIR / t.id)
-        if done is not None:
-            outcomes[t.id] = Outcome(t, done, resumed=True)
-        else:
-            todo.append(t)
-    # as given, not resolved: the replay's problem list names files as the user did, so a
-    # trial stays byte-identical to ``mm-trio replay`` run with the same arguments
-    paths = [str(p) for p in recordings]
-    finished = len(outcomes)
+    outcomes = _resumed(trials, out)
+    todo = [t for t in trials if t.id not in outcomes]
     if progress:
-        progress(finished, len(trials))
+        progress(len(outcomes), len(trials))
     if todo:
-        pool = cf.ProcessPoolExecutor(
-            max_workers=jobs, mp_context=_context(), initializer=_worker_init
-        )
-        # not a ``with``: its exit would shut down with cancel_futures=False, overriding ours
-        interrupted = False
-        try:
-            futures = {
-                pool.submit(run_trial, str(out / TRIALS_DIR / t.id), paths, t.config): t
-                for t in todo
-            }
+        with _Workers(recordings, out, jobs) as workers:
+            futures = {workers.submit(t): t for t in todo}
             for fut in cf.as_completed(futures):
                 t = futures[fut]
-                try:
-                    outcomes[t.id] = Outcome(t, fut.result())
-                except Exception as exc:  # a failed trial is reported, the rest go on
-                    outcomes[t.id] = Outcome(t, None, f"{type(exc).__name__}: {exc}")
-                finished += 1
+                outcomes[t.id] = _finished(t, fut)
                 if progress:
-                    progress(finished, len(trials))
-        except KeyboardInterrupt:
-            interrupted = True
-            raise
-        finally:
-            # the trials not started are dropped; the running ones finish and are kept
-            pool.shutdown(wait=True, cancel_futures=interrupted)
+                    progress(len(outcomes), len(trials))
     return [outcomes[t.id] for t in trials]
+
+
+def run_tpe(
+    trials: Sequence[Trial],
+    params: Sequence[Param],
+    count: int,
+    recordings: Sequence[Path],
+    out: Path,
+    *,
+    jobs: int,
+    objective: str,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Outcome]:
+    """``count`` of ``trials`` chosen by optuna's TPE sampler, ``jobs`` at a time: each
+    finished trial's objective guides the next choice. Trials finished by an earlier run of
+    the sweep are told to the sampler first and count towards ``count``."""
+    try:
+        import optuna
+    except ImportError:
+        raise UsageError(
+            "--sampler tpe needs optuna (pip install 'mm-trio[tune]'), or use --sampler random"
+        ) from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    dists: dict[str, optuna.distributions.BaseDistribution] = {
+        p.key: optuna.distributions.CategoricalDistribution(list(p.values)) for p in params
+    }
+    by_combo = {json.dumps(t.params, sort_keys=True): t for t in trials}
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    fail = optuna.trial.TrialState.FAIL
+
+    def tell(asked: Any, result: dict[str, Any] | None) -> None:
+        value = _objective(result, objective)
+        if value is None:
+            study.tell(asked, state=fail)
+        else:
+            study.tell(asked, value)
+
+    outcomes = _resumed(trials, out)
+    for o in outcomes.values():
+        value = _objective(o.result, objective)
+        study.add_trial(optuna.trial.create_trial(
+            params=o.trial.params, distributions=dists, value=value,
+            state=optuna.trial.TrialState.COMPLETE if value is not None else fail))  # fmt: skip
+    count = min(count, len(trials))
+    rng = random.Random(seed)
+    if progress:
+        progress(min(len(outcomes), count), count)
+    with _Workers(recordings, out, jobs) as workers:
+        flight: dict[cf.Future[dict[str, Any]], tuple[Any, Trial]] = {}
+        while True:
+            while len(outcomes) + len(flight) < count:
+                asked = study.ask(dists)
+                t = by_combo[json.dumps(asked.params, sort_keys=True)]
+                running = {x.id for _, x in flight.values()}
+                if t.id in outcomes or t.id in running:
+                    # proposed again: tell what is known, and try one never tried instead
+                    if t.id in outcomes:
+                        tell(asked, outcomes[t.id].result)
+                    else:
+                        study.tell(asked, state=optuna.trial.TrialState.PRUNED)
+                    fresh = [x for x in trials if x.id not in outcomes and x.id not in running]
+                    study.enqueue_trial(rng.choice(fresh).params)
+                    continue
+                flight[workers.submit(t)] = (asked, t)
+            if not flight:
+                break
+            done, _ = cf.wait(flight, return_when=cf.FIRST_COMPLETED)
+            for fut in done:
+                asked, t = flight.pop(fut)
+                outcomes[t.id] = _finished(t, fut)
+                tell(asked, outcomes[t.id].result)
+                if progress:
+                    progress(min(len(outcomes), count), count)
+    return list(outcomes.values())
 
 
 # --------------------------------------------------------------------------- results
@@ -442,6 +534,7 @@ def sweep(
     jobs: int | None = None,
     objective: str = "pnl",
     trials: int | None = None,
+    sampler: str = "tpe",
     seed: int = 0,
     heatmap_keys: str | None = None,
     progress: TextIO | None = sys.stderr,
@@ -457,14 +550,28 @@ def sweep(
     jobs = jobs if jobs is not None else (os.cpu_count() or 1)
     if jobs < 1:
         raise UsageError(f"--jobs: must be >= 1, got {jobs}")
+    if sampler not in SAMPLERS:
+        raise UsageError(f"--sampler: {sampler!r} is not one of {', '.join(SAMPLERS)}")
     params = parse_grid(grid)
     axes = heatmap_axes(params, heatmap_keys)
-    planned = plan(base, params, recordings, trials=trials, seed=seed)
+    tpe = trials is not None and sampler == "tpe"
+    planned = plan(base, params, recordings, trials=None if tpe else trials, seed=seed)
+    if tpe:
+        import importlib.util
+
+        if importlib.util.find_spec("optuna") is None:
+            raise UsageError(
+                "--sampler tpe needs optuna (pip install 'mm-trio[tune]'); or use --sampler random"
+            )
     out.mkdir(parents=True, exist_ok=True)
     update, stop = _bar(progress) if progress is not None else (None, lambda: None)
     started = time.perf_counter()
     try:
-        outcomes = run_trials(planned, recordings, out, jobs=jobs, progress=update)
+        if tpe and trials is not None:
+            outcomes = run_tpe(planned, params, trials, recordings, out, jobs=jobs,
+                               objective=objective, seed=seed, progress=update)  # fmt: skip
+        else:
+            outcomes = run_trials(planned, recordings, out, jobs=jobs, progress=update)
     finally:
         stop()
     wall = time.perf_counter() - started
