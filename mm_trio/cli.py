@@ -12,7 +12,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -239,6 +239,39 @@ def _build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="journal orders and fills into this NEW state store, as a live run does",
     )
+    rpt = sub.add_parser("report", help="one offline HTML report (plots, metrics) of runs")
+    rpt.add_argument(
+        "runs",
+        nargs="+",
+        type=Path,
+        metavar="RUN",
+        help="a replay output directory (replay --out) or a state store (run --state)",
+    )
+    rpt.add_argument("--out", required=True, type=Path, help="the HTML file to write")
+    swp = sub.add_parser("sweep", help="replay a grid of configs in parallel, ranked")
+    swp.add_argument("files", nargs="+", type=Path, help="recordings (as for replay)")
+    swp.add_argument(
+        "--grid",
+        action="append",
+        required=True,
+        metavar="KEY=V1,V2,...",
+        help="a parameter and its values, e.g. 'step=0.0005,0.001' (a [grid] key) or "
+        "'risk.jump_pct=0.01,0.03'; repeat for more (every combination is a trial)",
+    )
+    swp.add_argument("--config", type=Path, help="base TOML config of every trial")
+    swp.add_argument("--out", required=True, type=Path, help="sweep directory (resumable)")
+    swp.add_argument("--jobs", type=int, help="worker processes (default: every core)")
+    swp.add_argument("--objective", default="pnl", choices=["pnl", "sharpe", "pnl_per_drawdown"])
+    swp.add_argument("--trials", type=int, help="run only K of the combinations")
+    swp.add_argument(
+        "--sampler",
+        default="tpe",
+        choices=["tpe", "random"],
+        help="how --trials picks them: tpe (optuna, guided by the objective; default) or random",
+    )
+    swp.add_argument("--seed", type=int, default=0, help="seed of the --trials choice")
+    swp.add_argument("--heatmap", metavar="X,Y", help="the heat map's two --grid keys")
+    swp.add_argument("--no-progress", action="store_true", help="no progress bar")
     for subparser in {id(p): p for p in sub.choices.values()}.values():  # aliases: once
         _add_logging_options(subparser, top=False)
     return parser
@@ -489,67 +522,116 @@ def _replay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _report(args: argparse.Namespace) -> int:
+    from mm_trio.apps.report.command import report
+    from mm_trio.apps.report.load import ReportError
+
+    try:
+        table = report(args.runs, args.out)
+    except ReportError as exc:
+        raise UsageError(str(exc)) from None
+    print(table)
+    print(f"mm-trio: report written to {args.out}")
+    return EXIT_OK
+
+
+EXIT_INTERRUPTED = 130
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from mm_trio.apps.sweep import sweep
+
+    base = read_toml(args.config) if args.config is not None else {}
+    # SIGTERM stops a sweep as Ctrl-C does: finished trials are kept for a rerun
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        text, _ = sweep(
+            args.files,
+            args.grid,
+            args.out,
+            base=base,
+            jobs=args.jobs,
+            objective=args.objective,
+            trials=args.trials,
+            sampler=args.sampler,
+            seed=args.seed,
+            heatmap_keys=args.heatmap,
+            progress=None if args.no_progress else sys.stderr,
+        )
+    except KeyboardInterrupt:
+        print(
+            "mm-trio: sweep interrupted; finished trials are kept: rerun the same command "
+            "to resume",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print(text)
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    symbols = _parse_symbols(args.symbols)
+    config = load_config(args.config)
+    if args.seed is not None:
+        config = validate(attrs.evolve(config, venue=attrs.evolve(config.venue, seed=args.seed)))
+    check_seconds("--status-interval", args.status_interval)
+    if args.status_interval is not None:
+        config = validate(
+            attrs.evolve(config, run=attrs.evolve(config.run, status_interval=args.status_interval))
+        )
+    check_seconds("--duration", args.duration)
+    if args.base_url is not None and args.venue == "sim":
+        raise UsageError("--base-url needs --venue binance or binance-testnet")
+    from mm_trio.exchange.binance.adapter import ENV_API_KEY
+
+    if args.state is not None and args.no_state:
+        raise UsageError("--state and --no-state exclude each other")
+    state = state_path(
+        given=args.state,
+        configured=config.run.state,
+        disabled=args.no_state,
+        venue=args.venue,
+        base_url=args.base_url,
+        api_key=os.environ.get(ENV_API_KEY),
+    )
+    control = _control_options(args.control, args.control_allow_remote)
+    if args.summary_json is not None:
+        check_output_file("--summary-json", args.summary_json)
+    return _run_trio(
+        lambda: run_command(
+            config,
+            symbols,
+            duration=args.duration,
+            summary_json=args.summary_json,
+            venue=args.venue,
+            base_url=args.base_url,
+            state=state,
+            override_recovery=args.override_recovery,
+            quiet=args.quiet,
+            control=control,
+        )
+    )
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.log_level, json_lines=args.json_logs)
     try:
-        if args.command == "run":
-            symbols = _parse_symbols(args.symbols)
-            config = load_config(args.config)
-            if args.seed is not None:
-                config = validate(
-                    attrs.evolve(config, venue=attrs.evolve(config.venue, seed=args.seed))
-                )
-            check_seconds("--status-interval", args.status_interval)
-            if args.status_interval is not None:
-                config = validate(
-                    attrs.evolve(
-                        config, run=attrs.evolve(config.run, status_interval=args.status_interval)
-                    )
-                )
-            check_seconds("--duration", args.duration)
-            if args.base_url is not None and args.venue == "sim":
-                raise UsageError("--base-url needs --venue binance or binance-testnet")
-            from mm_trio.exchange.binance.adapter import ENV_API_KEY
-
-            if args.state is not None and args.no_state:
-                raise UsageError("--state and --no-state exclude each other")
-            state = state_path(
-                given=args.state,
-                configured=config.run.state,
-                disabled=args.no_state,
-                venue=args.venue,
-                base_url=args.base_url,
-                api_key=os.environ.get(ENV_API_KEY),
-            )
-            control = _control_options(args.control, args.control_allow_remote)
-            if args.summary_json is not None:
-                check_output_file("--summary-json", args.summary_json)
-            return _run_trio(
-                lambda: run_command(
-                    config,
-                    symbols,
-                    duration=args.duration,
-                    summary_json=args.summary_json,
-                    venue=args.venue,
-                    base_url=args.base_url,
-                    state=state,
-                    override_recovery=args.override_recovery,
-                    quiet=args.quiet,
-                    control=control,
-                )
-            )
+        handler = _COMMANDS.get(args.command)
+        if handler is not None:
+            return handler(args)
         if args.command in VERBS:
             return _verb(args)
-        if args.command == "record":
-            return _record(args)
         if args.command in ("trades", "orders"):
             return _audit(args)
         if args.command == PAPER_COMMAND or args.command in PAPER_ALIASES:
             return _paper(args)
-        if args.command == "replay":
-            return _replay(args)
     except (UsageError, ConfigError, SymbolError, ReplayInputError) as exc:
         print(f"mm-trio: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -582,6 +664,11 @@ def _internal_error(exc: BaseException) -> int:
         file=sys.stderr,
     )
     return EXIT_VENUE
+
+
+_COMMANDS.update(
+    {"run": _run, "record": _record, "replay": _replay, "report": _report, "sweep": _sweep}
+)
 
 
 if __name__ == "__main__":  # pragma: no cover

