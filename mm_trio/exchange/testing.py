@@ -47,6 +47,7 @@ from decimal import Decimal
 from typing import Literal
 
 import trio
+from msgspec.structs import replace
 
 from mm_trio.core.orders import from_open_order
 from mm_trio.domain.model import (
@@ -173,17 +174,7 @@ class FakeExchange(Exchange):
         status: Literal["PARTIALLY_FILLED", "FILLED"] = (
             "FILLED" if cum == order.qty else "PARTIALLY_FILLED"
         )
-        after = OpenOrder(
-            symbol=order.symbol,
-            client_id=client_id,
-            order_id=order.order_id,
-            side=order.side,
-            price=order.price,
-            qty=order.qty,
-            cum_qty=cum,
-            status=status,
-            ts=order.ts,
-        )
+        after = replace(order, cum_qty=cum, status=status)
         self.history[client_id] = after
         if status == "FILLED":
             del self.orders[client_id]
@@ -215,17 +206,7 @@ class FakeExchange(Exchange):
         order = self.orders.pop(client_id, None)
         if order is None:
             raise UnknownOrder(f"expire: {client_id!r} is not an open order")
-        ended = self.history[client_id] = OpenOrder(
-            symbol=order.symbol,
-            client_id=client_id,
-            order_id=order.order_id,
-            side=order.side,
-            price=order.price,
-            qty=order.qty,
-            cum_qty=order.cum_qty,
-            status="EXPIRED",
-            ts=order.ts,
-        )
+        ended = self.history[client_id] = replace(order, status="EXPIRED")
         self.inject(from_open_order(ended))
         return ended
 
@@ -305,17 +286,7 @@ class FakeExchange(Exchange):
         order = self.orders.pop(client_id, None)
         if order is None:
             raise UnknownOrder("Unknown order sent.")
-        order = self.history[client_id] = OpenOrder(
-            symbol=order.symbol,
-            client_id=client_id,
-            order_id=order.order_id,
-            side=order.side,
-            price=order.price,
-            qty=order.qty,
-            cum_qty=order.cum_qty,
-            status="CANCELED",
-            ts=order.ts,
-        )
+        order = self.history[client_id] = replace(order, status="CANCELED")
         self.inject(
             OrderUpdate(
                 symbol=symbol,
