@@ -267,6 +267,22 @@ async def test_bad_input_is_4xx_naming_the_field_and_changes_nothing() -> None:
             ),  # fmt: skip
             ("POST", "/api/symbols", {"symbol": SOL, "grid": {"mode": "up"}}, 400, "grid.mode"),
             ("POST", "/api/symbols", {"symbol": SOL, "grid": [1]}, 400, "grid"),
+            # the start checks of `mm-trio run` hold at runtime too: a step below one tick,
+            # an order the account cannot pay
+            (
+                "POST",
+                "/api/symbols",
+                {"symbol": SOL, "grid": {"spacing": "geometric", "step": "0.0000001"}},
+                400,
+                "grid",
+            ),  # fmt: skip
+            (
+                "POST",
+                "/api/symbols",
+                {"symbol": SOL, "grid": {"order_size": "100000000"}},
+                400,
+                "grid",
+            ),  # fmt: skip
             ("DELETE", "/api/symbols/ETH/USDT", None, 404, "symbol"),
             ("DELETE", "/api/symbols/ETHUSDT", None, 400, "symbol"),
             ("POST", "/api/pause", {"symbol": "XRP/USDT"}, 404, "symbol"),

@@ -20,6 +20,7 @@ import trio
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from mm_trio.apps.funding import funding_problems
 from mm_trio.apps.summary import plain
 from mm_trio.apps.web import BodyTooLarge, loads_strict, read_body
 from mm_trio.domain.config import ConfigError, GridConfig
@@ -302,6 +303,10 @@ async def add_symbol(request: Request) -> Response:
         grid = orch.grid_with_overrides(symbol, _plain_numbers(overrides))
     except ConfigError as exc:
         raise ControlError(400, str(exc), _grid_field(exc.key)) from None
+    # the start checks of `mm-trio run`: the grid fits the symbol, and the account pays
+    problems = await funding_problems(orch, {symbol: grid})
+    if problems:
+        raise ControlError(400, problems[0], "grid")
     try:
         await _shielded(ctx, lambda: orch.add_symbol(symbol, grid))
     except SymbolError as exc:
