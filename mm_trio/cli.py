@@ -21,9 +21,8 @@ import trio
 
 from mm_trio import __version__
 from mm_trio.apps.config_file import load_config, read_toml
-from mm_trio.apps.control.client import URL_ENV
-from mm_trio.apps.control.token import DEFAULT_PORT as CONTROL_PORT
-from mm_trio.apps.control.token import TOKEN_ENV
+from mm_trio.apps.control.names import DEFAULT_PORT as CONTROL_PORT
+from mm_trio.apps.control.names import TOKEN_ENV, URL_ENV
 from mm_trio.apps.logs import LEVELS, setup_logging
 from mm_trio.apps.output_paths import check_output_dir, check_output_file, check_seconds
 from mm_trio.apps.run import EXIT_OK, EXIT_USAGE, EXIT_VENUE, run_command

@@ -9,13 +9,12 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import attrs
 import msgspec
 import trio
 
-from mm_trio.apps.control.server import ControlOptions, open_control
 from mm_trio.apps.fills import FillPrinter, clock_text
 from mm_trio.apps.funding import funding_problems
 from mm_trio.apps.state_file import open_state
@@ -30,6 +29,9 @@ from mm_trio.exchange.base import Exchange
 from mm_trio.exchange.limiter import Limiter, Priority, priority
 from mm_trio.exchange.sim.exchange import SimulatedExchange
 from mm_trio.store import StateStore, StoreError, StoreLock
+
+if TYPE_CHECKING:  # the server (hypercorn, starlette) is imported when a run serves it
+    from mm_trio.apps.control.server import ControlOptions
 
 log = logging.getLogger("mm_trio")
 
@@ -163,6 +165,8 @@ async def _trade(
     fills: FillPrinter,
     control: ControlOptions | None,
 ) -> int:
+    from mm_trio.apps.control.server import open_control
+
     persistence = None if store is None else Persistence(store, exchange.now_ns)
     run_scope = trio.CancelScope()
     rc = EXIT_OK

@@ -17,13 +17,13 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
+from mm_trio.apps.control.names import URL_ENV
 from mm_trio.apps.control.token import DEFAULT_URL, TOKEN_ENV, read_token_file, token_path
 from mm_trio.domain.errors import UsageError
 from mm_trio.domain.model import SymbolError, parse_symbol
 
 __all__ = ["ControlClient", "URL_ENV", "VerbError", "parse_overrides", "run_verb"]
 
-URL_ENV = "MM_TRIO_CONTROL_URL"
 EXIT_OK = 0
 EXIT_UNREACHABLE = 1
 EXIT_USAGE = 2

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import platformdirs
 
+from mm_trio.apps.control.names import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_URL, TOKEN_ENV
 from mm_trio.apps.web import BearerToken, is_loopback, token_error
 
 __all__ = [
@@ -31,11 +32,6 @@ __all__ = [
     "write_token_file",
 ]
 
-TOKEN_ENV = "MM_TRIO_CONTROL_TOKEN"
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8766
-"""The control plane's port (the paper venue's is 8765)."""
-DEFAULT_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
 TOKEN_BYTES = 32
 """Random bytes of a generated token (``secrets.token_urlsafe``: 43 characters)."""
 _DIR_MODE = 0o700
