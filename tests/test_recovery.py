@@ -367,3 +367,52 @@ async def test_a_restarted_failed_symbol_takes_over_its_inventory(
         await wait_for(lambda: any(o.side == "SELL" for o in fake.orders.values()))
         sell = next(o for o in fake.orders.values() if o.side == "SELL")
         assert sell.qty == top.qty and sell.price > top.price  # its take-profit
+
+
+async def test_a_failed_symbol_comes_back_paused_if_it_was(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    fake = FakeExchange([SYM], balances=BALANCES)
+    config = make_config(restart_failed=True, restart_backoff=1.0)
+    async with session(fake, tmp_path / "s.db", config) as (orch, _, store):
+        quote(fake, "10.00", "10.02")
+        await wait_for(lambda: len(fake.orders) == 3)
+        orch.pause(SYM)
+        await wait_for(lambda: not fake.orders)  # opening buys cancelled
+        failed: SymbolManager = orch.manager(SYM)
+
+        def boom(q: Any) -> list[Any]:
+            raise RuntimeError("strategy bug")
+
+        failed.strategy.on_quote = boom  # type: ignore[method-assign]
+        quote(fake, "10.00", "10.02")
+        await wait_for(lambda: orch.manager(SYM) is not failed)
+        again = orch.manager(SYM)
+        assert again.paused
+        quote(fake, "9.99", "10.01")
+        await trio.sleep(2)
+        assert not fake.orders  # still no opening order: the pause held
+        assert {r.symbol: r.state for r in store.symbols()}[SYM] == "paused"
+
+
+async def test_a_symbol_added_again_takes_over_what_it_holds(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """Removed at runtime with a lot held, then added again: the ledger's lot is taken over
+    on the stored anchor and gets its take-profit (not a fresh grid on top of it)."""
+    fake = FakeExchange([SYM], balances=BALANCES)
+    async with session(fake, tmp_path / "s.db") as (orch, _, _):
+        quote(fake, "10.00", "10.02")
+        await wait_for(lambda: len(fake.orders) == 3)
+        top = buys(fake)[0]
+        fake.fill(top.client_id, top.qty)
+        await wait_for(lambda: any(o.side == "SELL" for o in fake.orders.values()))
+        tp_price = next(o.price for o in fake.orders.values() if o.side == "SELL")
+        await orch.remove_symbol(SYM)
+        assert not fake.orders
+        again = await orch.add_symbol(SYM)
+        assert again.strategy.position == top.qty
+        quote(fake, "9.95", "9.97")  # another price: the levels must not move with it
+        await wait_for(lambda: any(o.side == "SELL" for o in fake.orders.values()))
+        sells = [o for o in fake.orders.values() if o.side == "SELL"]
+        assert [(o.price, o.qty) for o in sells] == [(tp_price, top.qty)]

@@ -89,8 +89,9 @@ class Inbox:
                 self.send.send_nowait(Marker.QUOTE)
                 self._quote_pending = True
                 self.quote_since = time.perf_counter()
-            except trio.WouldBlock:
+            except trio.WouldBlock:  # waits as if absorbed: the ticker hands it over
                 self.quotes_skipped += 1
+                self.absorbed_at = self._clock()
             except (trio.ClosedResourceError, trio.BrokenResourceError):
                 pass
             return

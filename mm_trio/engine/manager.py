@@ -215,8 +215,9 @@ class SymbolManager:
         for order in takeover.orders:
             if order.client_id not in self.unfit:
                 self.orders.taken_over[order.client_id] = order.not_before_ns
-                if self._persist is not None:
-                    self._persist.seed(order.client_id, order.filled)
+                if self._persist is not None:  # what the ledger holds (not the venue's cum)
+                    traded = order.filled if order.traded is None else order.traded
+                    self._persist.seed(order.client_id, traded)
 
     @property
     def state(self) -> SymbolState:

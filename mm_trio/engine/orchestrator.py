@@ -41,7 +41,7 @@ from mm_trio.engine.demux import Demux
 from mm_trio.engine.events import ControlEvent, EventHub
 from mm_trio.engine.manager import SymbolManager, SymbolSnapshot
 from mm_trio.engine.persistence import KILL_LATCH, LOSS_LIMIT_LATCH, Persistence
-from mm_trio.engine.recovery import Recoverer, Takeover
+from mm_trio.engine.recovery import Recoverer, RecoveryError, Takeover
 from mm_trio.exchange.base import Exchange
 from mm_trio.exchange.limiter import Limiter
 
@@ -225,7 +225,7 @@ class Orchestrator:
                 raise SymbolError(str(exc)) from None
             assert self._nursery is not None, "orchestrator is not running"
             if takeover is None:
-                takeover = self.takeovers.pop(symbol, None)
+                takeover = await self._takeover_for(symbol, grid)
             start_position = ZERO  # a take-over brings the earlier run's own
             if takeover is None and grid.mode == "neutral":
                 start_position = unclaimed_base(spec.base, self.balances, self._managers.values())
@@ -238,11 +238,7 @@ class Orchestrator:
                         spec.base,
                     )
             started_ns = self.exchange.now_ns()
-            generation = max(
-                run_generation(started_ns),
-                self._generations.get(symbol, 0),
-                0 if takeover is None else takeover.generation,
-            )
+            generation = self._first_generation(symbol, started_ns, takeover)
             manager = SymbolManager(
                 self,
                 spec,
@@ -255,12 +251,25 @@ class Orchestrator:
                 started_ns=started_ns,
                 takeover=takeover,
             )
-            self._persist_symbol(manager, "running")  # before any of its orders is sent
-            self._managers[symbol] = manager
+            latched = self.stopped_by_latch.get(symbol)
+            paused = symbol in self.paused_by_registry
+            self.paused_by_registry.discard(symbol)
+            if latched is not None:
+                manager.loss_latched = True
+            if paused:  # paused when the last run (or the failed symbol) ended
+                manager.pause()
+            state = "stopped" if latched is not None else "paused" if paused else "running"
+            self._persist_symbol(manager, state)  # before any of its orders is sent
             self._retired.pop(symbol, None)
             self.governor.add(symbol)  # its fair share is kept for it from now on
             try:
                 await self._nursery.start(manager.run)
+                # stopped before it can see any event: it is routed to only from now on
+                if self.governor.killed:  # stays stopped until an operator resumes
+                    manager.kill(self.governor.kill_reason)
+                elif latched is not None:
+                    manager.kill(latched)
+                self._managers[symbol] = manager
                 if subscribe:
                     await self.exchange.subscribe([symbol])
             except BaseException:
@@ -268,15 +277,6 @@ class Orchestrator:
                 self._on_changes(self.governor.remove(symbol, now=self._clock()))
                 manager.close()
                 raise
-            if self.governor.killed:  # stays stopped until an operator resumes
-                manager.kill(self.governor.kill_reason)
-            elif symbol in self.stopped_by_latch:
-                manager.loss_latched = True
-                manager.kill(self.stopped_by_latch[symbol])
-            if symbol in self.paused_by_registry:  # paused when the last run ended
-                self.paused_by_registry.discard(symbol)
-                self._persist_symbol(manager, "paused")
-                manager.pause()
             self.publish("symbol", symbol, {"action": "added"})
             log.info(
                 "%s added (%s grid, step %s, %d below / %d above)",
@@ -427,6 +427,11 @@ class Orchestrator:
             self._on_changes(self.governor.remove(failed.symbol, now=self._clock()))
         try:
             takeover = await self._takeover_of(failed)
+            # it comes back as it was: a latched loss limit or an operator's pause holds
+            if failed.loss_latched:
+                self.stopped_by_latch[failed.symbol] = "loss limit (latched before it failed)"
+            if failed.paused:
+                self.paused_by_registry.add(failed.symbol)
             await self.add_symbol(failed.symbol, failed.grid_config, takeover=takeover)
         except Exception as exc:
             log.error("%s: restart failed: %s", failed.symbol, exc)
@@ -436,12 +441,7 @@ class Orchestrator:
         and the ledger say (as at start); without one, the failed symbol's own position."""
         symbol = failed.symbol
         if self.persistence is not None:
-            recoverer = Recoverer(self.exchange, self.persistence.store, override=False)
-            balances = await self.exchange.balances()
-            result = await recoverer.run(
-                {symbol: failed.grid_config}, self.specs, balances, account_wide=False
-            )
-            return result.takeovers[symbol]
+            return await self._recover_one(symbol, failed.grid_config)
         return Takeover(
             position=failed.position,
             held=failed.position.level_inventory(),
@@ -449,6 +449,38 @@ class Orchestrator:
             generation=failed.strategy.generation,
             start_position=failed.start_position,
         )
+
+    async def _takeover_for(self, symbol: str, grid: GridConfig) -> Takeover | None:
+        """What ``symbol`` takes over when added: recovery's (at start), or, for a symbol
+        added again with a store, whatever the ledger says it holds (on the levels of its
+        stored anchor), exactly as a restart would."""
+        takeover = self.takeovers.pop(symbol, None)
+        if takeover is None and self.persistence is not None:
+            if self.persistence.store.fills(symbol):
+                try:
+                    takeover = await self._recover_one(symbol, grid)
+                except RecoveryError as exc:
+                    raise SymbolError(f"{symbol}: cannot take over its inventory: {exc}") from None
+        return takeover
+
+    def _first_generation(self, symbol: str, started_ns: int, takeover: Takeover | None) -> int:
+        """Above every client-id generation the symbol ever used: the venue clock's, this
+        process's, and the store's (no id is ever reused on an account)."""
+        stored = self.persistence.store.last_generation(symbol) if self.persistence else 0
+        return max(
+            run_generation(started_ns),
+            self._generations.get(symbol, 0),
+            0 if takeover is None else takeover.generation,
+            stored,
+        )
+
+    async def _recover_one(self, symbol: str, grid: GridConfig) -> Takeover:
+        """Recovery of one symbol while the others trade (a restart of it, or its re-add)."""
+        assert self.persistence is not None
+        recoverer = Recoverer(self.exchange, self.persistence.store, override=False)
+        balances = await self.exchange.balances()
+        result = await recoverer.run({symbol: grid}, self.specs, balances, account_wide=False)
+        return result.takeovers[symbol]
 
     def _note_generation(self, manager: SymbolManager) -> None:
         symbol = manager.symbol

@@ -173,10 +173,19 @@ def _plain(value: Decimal) -> str:
     return f"{value.normalize():f}" if value else "0"
 
 
+def _trade_id(f: Fill) -> int:
+    try:
+        return int(f.trade_id)
+    except ValueError:
+        raise RecoveryError(
+            f"{f.symbol}: the ledger holds a fill with trade id {f.trade_id!r}, not a number"
+        ) from None
+
+
 def position_fill(f: Fill) -> PositionFill:
     parsed = parse_client_id(f.client_id)
     return PositionFill(
-        trade_id=int(f.trade_id),
+        trade_id=_trade_id(f),
         symbol=f.symbol,
         side=f.side,
         price=f.price,
@@ -228,6 +237,9 @@ class Recoverer:
                 return await call()
             except UnknownOrder:
                 raise
+            except (ValueError, TypeError, AttributeError, KeyError) as exc:
+                # msgspec.ValidationError is a ValueError: an answer of a shape we cannot read
+                raise RecoveryError(f"unexpected venue answer to {what}: {exc}") from None
             except ExchangeError as exc:
                 if attempt == ATTEMPTS:
                     raise RecoveryError(
@@ -347,8 +359,10 @@ class Recoverer:
             else:
                 self._confirm(intent, found, known, sr)
         if unresolved:
-            wait_ns = max(i.ts_ns for i in unresolved) + self.exchange.request_lifetime_ns
-            delay = (wait_ns - self.exchange.now_ns()) / NS
+            lifetime = self.exchange.request_lifetime_ns
+            wait_ns = max(i.ts_ns for i in unresolved) + lifetime
+            # bounded: an intent stamped in the future (a clock step) must not stall us
+            delay = min((wait_ns - self.exchange.now_ns()) / NS, lifetime / NS)
             if delay > 0:
                 log.info(
                     "%s: %d journalled orders unknown to the venue; waiting %.1fs until "
@@ -488,7 +502,19 @@ class Recoverer:
                     await self._complete_fills(final, sr)
                 sr.unfit_cancelled += 1
             if round_ == PLAN_ROUNDS:
-                adopted = []  # what is left is adopted by nobody: the manager cancels it
+                # the fills keep moving the plan: take over nothing, cancel what is left,
+                # and start from the ledger as it is once every order has ended
+                for cid in list(resting):
+                    final = await self._cancel(resting.pop(cid))
+                    if final is not None:
+                        await self._complete_fills(final, sr)
+                    sr.unfit_cancelled += 1
+                adopted = []
+                fills = tuple(position_fill(f) for f in self.store.fills(symbol))
+                pm = replay_ledger(symbol, spec, fills, start)
+                held = {k: v for k, v in pm.level_inventory().items() if v != 0}
+                if anchor is None:
+                    held = {}
         sr.adopted = len(adopted)
         sr.position = pm.position
         sr.levels_held = len(held)
@@ -506,6 +532,7 @@ class Recoverer:
         parsed = parse_client_id(order.client_id)
         assert parsed is not None  # only our ids get here
         intent = self.store.intent(order.client_id)
+        ledger = self.store.order_fills(order.client_id)
         return RestingOrder(
             client_id=order.client_id,
             side=order.side,
@@ -514,7 +541,8 @@ class Recoverer:
             qty=order.qty,
             filled=order.cum_qty,
             status=order.status,
-            trade_ids=frozenset(int(f.trade_id) for f in self.store.order_fills(order.client_id)),
+            trade_ids=frozenset(_trade_id(f) for f in ledger),
+            traded=_traded(ledger),
             not_before_ns=0 if intent is None else intent.ts_ns - CLOCK_TOLERANCE_NS,
         )
 

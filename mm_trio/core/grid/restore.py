@@ -42,6 +42,7 @@ class RestingOrder(msgspec.Struct, frozen=True, kw_only=True):
     filled: Decimal = ZERO
     status: OrderStatus = "NEW"
     trade_ids: frozenset[int] = frozenset()
+    traded: Decimal | None = None  # what the ledger holds of it (``None``: ``filled``)
     not_before_ns: int = 0  # the venue time it was journalled: older venue records are not it
 
 
