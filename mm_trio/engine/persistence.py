@@ -86,7 +86,6 @@ class Persistence:
         # journalled trade quantity per live order (seeded for orders taken over)
         self._traded: dict[str, Decimal] = {}
         self._pending: dict[str, Decimal] = {}  # ended orders still missing fills: cum
-        self.writes = 0
 
     def seed(self, client_id: str, traded: Decimal) -> None:
         """An order taken over from an earlier run has ``traded`` in the ledger already."""
@@ -106,11 +105,9 @@ class Persistence:
             generation,
             self._now_ns(),
         )
-        self.writes += 1
 
     def cancel(self, client_id: str) -> None:
         self.store.journal_event(client_id, "cancel", "{}", self._now_ns())
-        self.writes += 1
 
     def report(self, update: OrderUpdate) -> None:
         cid = update.client_id
@@ -123,7 +120,6 @@ class Persistence:
         new = self.store.record_report(
             cid, report_payload(update, fills_pending=pending), fill, self._now_ns()
         )
-        self.writes += 1
         if new:
             traded = after
         if ended_cum is not None:  # ended earlier, waiting for its trades
@@ -154,15 +150,6 @@ class Persistence:
         self.store.put_symbol(
             symbol, symbol_record(grid, anchor, start_position), state, self._now_ns()
         )
-        self.writes += 1
-
-    def symbol_state(self, symbol: str, state: str) -> None:
-        """Change only the registry state of a known symbol."""
-        for rec in self.store.symbols():
-            if rec.symbol == symbol:
-                self.store.put_symbol(symbol, rec.config_json, state, self._now_ns())
-                self.writes += 1
-                return
 
     def latch(self, name: str, reason: str | None) -> None:
         """Set (``reason``) or clear (``None``) a latch that must survive a restart."""
@@ -170,4 +157,3 @@ class Persistence:
             self.store.clear_latch(name)
         else:
             self.store.set_latch(name, reason, self._now_ns())
-        self.writes += 1

@@ -57,6 +57,12 @@ from mm_trio.store.schema import (
     _signed,
 )
 
+_INSERT_FILL = (
+    "INSERT INTO fills VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (symbol, trade_id) DO NOTHING"
+)
+"""A fill into the ledger, once per ``(symbol, trade_id)`` (a repeat changes nothing)."""
+
 
 class StateStore:
     """An open state store. Use :meth:`open`; close with :meth:`close` or ``with``."""
@@ -308,8 +314,7 @@ class StateStore:
         """:meth:`add_fill` of a :class:`Fill` record."""
         with self._tx() as conn:
             cur = conn.execute(
-                "INSERT INTO fills VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (symbol, trade_id) DO NOTHING",
+                _INSERT_FILL,
                 _fill_row(fill),
             )
             return cur.rowcount == 1
@@ -328,18 +333,11 @@ class StateStore:
         ts_ns: int,
     ) -> bool:
         """Record a fill; ``False`` (and no change) if ``(symbol, trade_id)`` is already in."""
-        row = _fill_row(
+        return self.put_fill(
             Fill(
                 symbol, str(trade_id), order_id, client_id, side, price, qty, fee, fee_asset, ts_ns
             )
         )
-        with self._tx() as conn:
-            cur = conn.execute(
-                "INSERT INTO fills VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (symbol, trade_id) DO NOTHING",
-                row,
-            )
-            return cur.rowcount == 1
 
     def record_report(
         self, client_id: str, payload_json: str, fill: Fill | None, ts_ns: int
@@ -357,8 +355,7 @@ class StateStore:
             if row is None:
                 return False
             cur = conn.execute(
-                "INSERT INTO fills VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (symbol, trade_id) DO NOTHING",
+                _INSERT_FILL,
                 row,
             )
             return cur.rowcount == 1
