@@ -238,7 +238,8 @@ async def recover_account(
 ) -> Recovery:
     """Recover the account before the first order; ``grids`` gains the symbols the store
     says were running (added at runtime) with their stored grid."""
-    for rec in store.symbols():
+    registry = store.symbols()
+    for rec in registry:
         if rec.state in RESUMABLE_STATES and rec.symbol not in grids and rec.symbol in orch.specs:
             stored, _ = registry_grid(rec)
             if stored is not None:
@@ -255,7 +256,7 @@ async def recover_account(
     for problem in result.problems:  # only with the override: else recovery raised
         log.error("recovery (overridden): %s", problem)
     orch.takeovers.update(result.takeovers)
-    orch.paused_by_registry.update(r.symbol for r in store.symbols() if r.state == "paused")
+    orch.paused_by_registry.update(r.symbol for r in registry if r.state == "paused")
     orch.stopped_by_latch.update({s: r.stopped for s, r in result.symbols.items() if r.stopped})
     if result.kill_reason is not None:
         await orch.kill(result.kill_reason)

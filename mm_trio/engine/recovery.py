@@ -461,29 +461,24 @@ class Recoverer:
     ) -> None:
         stored, start = registry_grid(rec)
         anchor = None if stored is None else stored.anchor
+        fills, pm, held = self._ledger(symbol, spec, start)
         geometry = grid
         adopted: list[RestingOrder] = []
-        for round_ in range(1, PLAN_ROUNDS + 1):
-            fills = tuple(position_fill(f) for f in self.store.fills(symbol))
-            pm = replay_ledger(symbol, spec, fills, start)
-            held = {k: v for k, v in pm.level_inventory().items() if v != 0}
-            if not held and not resting:
-                anchor = None  # flat: the grid anchors afresh at the market
-                break
+        if not held and not resting:
+            anchor = None  # flat: the grid anchors afresh at the market
+        elif anchor is None:
+            self.result.problems.append(
+                f"{symbol}: the store has inventory or orders but no grid anchor for them"
+            )
+            await self._drop(list(resting), resting, sr)
+            fills, pm, _ = self._ledger(symbol, spec, start)
+            held = {}
+        else:
             geometry = self._geometry(symbol, grid, stored)
-            if anchor is None:
-                self.result.problems.append(
-                    f"{symbol}: the store has inventory or orders but no grid anchor for them"
-                )
-                held = {}
-                unfit = list(resting)
-            else:
-                levels = LevelGrid(
-                    spacing=geometry.spacing,
-                    step=geometry.step,
-                    anchor=anchor,
-                    tick=spec.tick_size,
-                )
+            levels = LevelGrid(
+                spacing=geometry.spacing, step=geometry.step, anchor=anchor, tick=spec.tick_size
+            )
+            for round_ in range(1, PLAN_ROUNDS + 1):
                 plan, misfits = plan_adoption(
                     [self._resting(o) for o in resting.values()],
                     held,
@@ -492,29 +487,15 @@ class Recoverer:
                     neutral=geometry.mode == "neutral",
                 )
                 adopted = [o for o, _ in plan]
-                unfit = [o.client_id for o in misfits]
-            if not unfit:
-                break
-            for cid in unfit:
-                log.info("%s: order %s does not fit the grid; cancelling it", symbol, cid)
-                final = await self._cancel(resting.pop(cid))
-                if final is not None:
-                    await self._complete_fills(final, sr)
-                sr.unfit_cancelled += 1
-            if round_ == PLAN_ROUNDS:
-                # the fills keep moving the plan: take over nothing, cancel what is left,
-                # and start from the ledger as it is once every order has ended
-                for cid in list(resting):
-                    final = await self._cancel(resting.pop(cid))
-                    if final is not None:
-                        await self._complete_fills(final, sr)
-                    sr.unfit_cancelled += 1
-                adopted = []
-                fills = tuple(position_fill(f) for f in self.store.fills(symbol))
-                pm = replay_ledger(symbol, spec, fills, start)
-                held = {k: v for k, v in pm.level_inventory().items() if v != 0}
-                if anchor is None:
-                    held = {}
+                if not misfits:
+                    break
+                await self._drop([o.client_id for o in misfits], resting, sr)
+                if round_ == PLAN_ROUNDS:
+                    # the fills keep moving the plan: take over nothing, cancel what is left,
+                    # and start from the ledger as it is once every order has ended
+                    await self._drop(list(resting), resting, sr)
+                    adopted = []
+                fills, pm, held = self._ledger(symbol, spec, start)
         sr.adopted = len(adopted)
         sr.position = pm.position
         sr.levels_held = len(held)
@@ -527,6 +508,26 @@ class Recoverer:
             start_position=start,
             geometry=None if geometry is grid else geometry,
         )
+
+    def _ledger(
+        self, symbol: str, spec: SymbolSpec, start: Decimal
+    ) -> tuple[tuple[PositionFill, ...], PositionManager, dict[int, Decimal]]:
+        """The ledger's fills of ``symbol``, the position they give, and its held lots."""
+        fills = tuple(position_fill(f) for f in self.store.fills(symbol))
+        pm = replay_ledger(symbol, spec, fills, start)
+        return fills, pm, {k: v for k, v in pm.level_inventory().items() if v != 0}
+
+    async def _drop(
+        self, client_ids: list[str], resting: dict[str, OpenOrder], sr: SymbolRecovery
+    ) -> None:
+        """Cancel resting orders the grid will not take over; their last fills go to the
+        ledger."""
+        for cid in client_ids:
+            log.info("%s: order %s does not fit the grid; cancelling it", sr.symbol, cid)
+            final = await self._cancel(resting.pop(cid))
+            if final is not None:
+                await self._complete_fills(final, sr)
+            sr.unfit_cancelled += 1
 
     def _resting(self, order: OpenOrder) -> RestingOrder:
         parsed = parse_client_id(order.client_id)
