@@ -494,14 +494,25 @@ async def test_order_placed_while_user_stream_down_is_resolved() -> None:
 
 
 async def test_place_timeout_is_resolved_by_query_and_never_replaced() -> None:
-    """The first placement is applied by the venue but never answered (client timeout):
-    OutcomeUnknown -> the manager queries it by client id and adopts it; no second POST."""
+    """The first placement the venue applies is never answered (client timeout):
+    OutcomeUnknown -> the manager queries it by client id and adopts it; no second POST.
+    In a moving market an earlier post-only buy may be refused as 'would take' (answered,
+    not applied, so it does not use up the fault): the lost call is the one left hanging."""
     with trio.fail_after(40):
         async with rig(rest_timeout=1.5) as r:
             await r.faults(timeout_next_orders=1, timeout_hang_s=4.0)
             btc = await r.orch.add_symbol(BTC)
-            await wait_until(lambda: any(c.is_place for c in r.http.calls), "a placement")
-            lost = next(c for c in r.http.calls if c.is_place)
+
+            def hanging() -> list[Any]:
+                now = trio.current_time()
+                return [
+                    c
+                    for c in r.http.calls
+                    if c.is_place and c.status is None and now > c.sent + 0.5
+                ]
+
+            await wait_until(lambda: bool(hanging()), "a placement left unanswered")
+            lost = hanging()[0]
             cid = lost.cid
             assert cid is not None
             await wait_until(
@@ -526,7 +537,14 @@ async def test_place_timeout_is_resolved_by_query_and_never_replaced() -> None:
                 )
 
             await wait_until(adopted, "the order queried and adopted", 10)
-            await wait_until(lambda: len(resting(btc)) >= 3, "the whole grid resting")
+            await wait_until(
+                lambda: len(resting(btc)) >= 3,
+                "the whole grid resting",
+                seen=lambda: (
+                    [(o.client_id, o.side, o.status) for o in btc.strategy.live_orders()],
+                    [(c.method, c.cid, c.status) for c in r.http.calls if c.path == ORDER],
+                ),
+            )
             await trio.sleep(1.0)  # trade on
             assert_no_orphan_while_trading(r, btc)
             assert len(r.http.places(cid)) == 1, "an order of unknown outcome was re-placed"
