@@ -167,7 +167,10 @@ def test_the_inbox_absorbs_quiet_quotes_and_hands_them_over_first() -> None:
 def test_the_replay_makes_the_same_fills_with_fewer_wakeups(tmp_path: Path) -> None:
     paths = sorted(SHARED_DATA.glob("*.gz"))
     config = Config()
-    off = attrs.evolve(config, run=attrs.evolve(config.run, absorb_quiet_quotes=False))
+    off = attrs.evolve(
+        config,
+        run=attrs.evolve(config.run, absorb_quiet_quotes=False, absorb_quiet_trades=False),
+    )
     fast = run_replay(paths, config, out=tmp_path / "fast", progress=None)
     slow = run_replay(paths, off, out=tmp_path / "slow", progress=None)
     assert (tmp_path / "fast" / "fills.csv").read_bytes() == (

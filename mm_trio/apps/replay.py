@@ -277,6 +277,7 @@ async def replay_session(
         engine=engine,
         epoch_ns=feed.first_ts,
         feed_quantum=config.replay.quantum_ms / 1000.0,
+        advance_clock=_idle_jump(),
     )
     recorder = ReplayRecorder(exchange)
     persistence = None if store is None else Persistence(store, exchange.now_ns)
@@ -419,6 +420,16 @@ def run_replay(
     if out is not None:
         recorder.write(out, summary)
     return summary
+
+
+def _idle_jump() -> Callable[[float], None] | None:
+    """The clock's ``jump`` when the replay runs as fast as it can (a ``MockClock`` that
+    autojumps at once): the venue may then move the clock itself while every other task
+    waits (see :mod:`mm_trio.exchange.sim.exchange`). ``None`` on any other clock."""
+    clock = trio.lowlevel.current_clock()
+    if isinstance(clock, MockClock) and clock.rate == 0 and clock.autojump_threshold == 0:
+        return clock.jump
+    return None
 
 
 async def _no_signals(finished: trio.Event, received: list[str] | None) -> None:

@@ -131,6 +131,9 @@ class RunConfig:
     order_channel_size: int = 10000
     # a quote inside the symbol's quiet band (no decision can change) does not wake it
     absorb_quiet_quotes: bool = True
+    # a public trade that cannot trip a breaker does not wake it either (handled in order,
+    # before the next event it handles, or within a second)
+    absorb_quiet_trades: bool = True
     # the state store (SQLite) of this account; "" : the default (see ``mm-trio run --state``)
     state: str = ""
 

@@ -12,6 +12,13 @@ latest quote, with the time it arrived, without waking the symbol's task. The ta
 it first thing when anything else wakes it (and the orchestrator's ticker wakes it within a
 second), so nothing is decided on a stale quote. Any marker clears the band until the task
 has looked again.
+
+Public trades get the same treatment with :attr:`Inbox.trade_band` (the risk monitor's
+``trade_band``: the prices, and the time, within which no trade can trip a breaker): such a
+trade is kept, with its arrival time, in :attr:`Inbox.trades` and handed over, in arrival
+order, before anything else the task handles, or by the ticker. Whatever goes into the
+channel clears the trade band, so a kept trade is never handled after one that arrived
+later.
 """
 
 from __future__ import annotations
@@ -56,6 +63,11 @@ class Inbox:
         self.absorbed_at: float | None = None  # arrival of the absorbed latest quote
         self.taken_at: float | None = None  # ... of the quote :meth:`take_quote` returned
         self.quotes_absorbed = 0
+        # trades that cannot trip a breaker (see the module doc): (low, high, until)
+        self.trade_band: tuple[Decimal, Decimal, float] | None = None
+        self.trades: list[tuple[Trade, float]] = []  # kept trades and their arrival times
+        self._trades_cap = capacity
+        self.trades_absorbed = 0
         self.quotes_skipped = 0
         self.trades_dropped = 0
         self.overflows = 0
@@ -69,9 +81,27 @@ class Inbox:
         self.taken_at, self.absorbed_at = self.absorbed_at, None
         return self.latest_quote
 
+    def take_trades(self) -> list[tuple[Trade, float]]:
+        """The kept trades with their arrival times, oldest first (and forget them)."""
+        trades, self.trades = self.trades, []
+        return trades
+
     def deliver(self, event: Any) -> None:
         """Hand one routed event to the symbol. Never blocks."""
-        if type(event) is Quote:
+        kind = type(event)
+        if kind is Trade:
+            keep = self.trade_band
+            if (
+                keep is not None
+                and keep[0] <= event.price <= keep[1]
+                and len(self.trades) < self._trades_cap
+            ):
+                now = self._clock()
+                if now < keep[2]:
+                    self.trades.append((event, now))
+                    self.trades_absorbed += 1
+                    return
+        if kind is Quote:
             if self._quote_pending or self.absorbed_at is not None:
                 self.quotes_skipped += 1  # the waiting quote is replaced unseen
             self.latest_quote = event
@@ -85,6 +115,7 @@ class Inbox:
                     self.quotes_absorbed += 1
                     return
             self.absorbed_at = None
+            self.trade_band = None
             try:
                 self.send.send_nowait(Marker.QUOTE)
                 self._quote_pending = True
@@ -95,10 +126,11 @@ class Inbox:
             except (trio.ClosedResourceError, trio.BrokenResourceError):
                 pass
             return
+        self.trade_band = None
         try:
             self.send.send_nowait(event)
         except trio.WouldBlock:
-            if type(event) is Trade:
+            if kind is Trade:
                 self.trades_dropped += 1
             else:
                 self._overflow()
@@ -106,7 +138,8 @@ class Inbox:
             pass
 
     def poke(self, marker: Marker) -> None:
-        self.band = None  # the symbol's state may change: absorb nothing until it looked
+        # the symbol's state may change: absorb nothing until it looked
+        self.band = self.trade_band = None
         if marker is Marker.QUOTE and self._quote_pending:
             return  # its marker is already waiting
         try:

@@ -330,6 +330,8 @@ class SymbolManager:
         """
         if self.state is SymbolState.FAILED:
             return
+        if self.inbox.trades:
+            self._take_trades()
         now = self._clock()
         absorbed = self.inbox.absorbed_at
         if absorbed is not None:  # a quote is waiting: it is no stale market, and it is due
@@ -436,6 +438,29 @@ class SymbolManager:
                     break
                 handle(item)
             self.inbox.band = self.quiet_band()
+            self.inbox.trade_band = self.trade_band()
+
+    def trade_band(self) -> tuple[Decimal, Decimal, float] | None:
+        """The trades this symbol may keep for later (see :mod:`.inbox`): the risk
+        monitor's trade band, while the symbol simply runs."""
+        if (
+            not self._run_config.absorb_quiet_trades
+            or self.lifecycle.state is not SymbolState.RUNNING
+            or self._resyncing
+        ):
+            return None
+        return self.risk.trade_band()
+
+    def _take_trades(self) -> None:
+        """Hand the kept trades to the risk monitor, each at its arrival time."""
+        counts = self.event_counts
+        for trade, at in self.inbox.take_trades():
+            self.events += 1
+            counts["trade"] += 1
+            changes = self.risk.on_trade(trade, at)
+            if changes:  # the trade band says this cannot happen; act on it all the same
+                self._log_breakers(changes)
+                self.poke(Marker.GATES)
 
     def quiet_band(self) -> tuple[Decimal, Decimal] | None:
         """The mids a quote may have without waking this symbol (see :mod:`.inbox`): the
@@ -456,6 +481,8 @@ class SymbolManager:
         return (lo, hi) if lo < hi else None
 
     def _handle(self, item: Any) -> None:
+        if self.inbox.trades:
+            self._take_trades()  # they arrived before anything still queued
         if self.inbox.absorbed_at is not None and item is not Marker.QUOTE:
             self._handle(Marker.QUOTE)  # the absorbed quote comes first, as it arrived
         self.events += 1

@@ -40,6 +40,7 @@ class SymbolSnapshot(msgspec.Struct, kw_only=True):
     withdrawn: int = 0  # placements cancelled while queued for the limiter: never sent
     foreign_reports: int = 0  # execution reports of orders not ours: ignored
     quotes_absorbed: int = 0  # quotes in the quiet band: they did not wake the symbol
+    trades_absorbed: int = 0  # trades in the trade band: kept for later, no wake-up
     paused: bool = False  # an operator's pause (state HALTED, reason says so)
 
 
@@ -73,5 +74,6 @@ def symbol_snapshot(m: SymbolManager) -> SymbolSnapshot:
         withdrawn=m.withdrawn,
         foreign_reports=m.foreign_reports,
         quotes_absorbed=m.inbox.quotes_absorbed,
+        trades_absorbed=m.inbox.trades_absorbed,
         paused=m.paused,
     )

@@ -119,6 +119,12 @@ class OrchestratorCollector(Collector):
             "Quotes inside the symbol's quiet band: they did not wake it",
             labels=lab,
         )
+        trades_absorbed = CounterMetricFamily(
+            P + "trades_absorbed",
+            "Public trades inside the symbol's trade band (no breaker can trip): "
+            "handled later, without waking it",
+            labels=lab,
+        )
         trades_dropped = CounterMetricFamily(
             P + "trades_dropped",
             "Public trades dropped because the symbol's channel was full",
@@ -183,6 +189,7 @@ class OrchestratorCollector(Collector):
                 events.add_metric([s, kind], m.event_counts.get(kind, 0))
             conflated.add_metric([s], snap.quotes_skipped)
             absorbed.add_metric([s], snap.quotes_absorbed)
+            trades_absorbed.add_metric([s], snap.trades_absorbed)
             trades_dropped.add_metric([s], snap.trades_dropped)
             for cls in REJECT_LABELS:  # every class from the start: no series appears late
                 rejects.add_metric([s, cls], m.reject_classes.get(cls, 0))
@@ -203,8 +210,8 @@ class OrchestratorCollector(Collector):
             )
         yield from (
             state, paused, position, mid, pnl, fees, open_orders, fills, orders, events,
-            conflated, absorbed, trades_dropped, rejects, breaker, trips, exposure, reduce_only,
-            resyncs, overflows, foreign, latency,
+            conflated, absorbed, trades_absorbed, trades_dropped, rejects, breaker, trips,
+            exposure, reduce_only, resyncs, overflows, foreign, latency,
         )  # fmt: skip
 
         # ------------------------------------------------------------ aggregate

@@ -100,6 +100,9 @@ class RiskMonitor:
         self._recent_vol = ZERO
         self._older: deque[tuple[float, Decimal, Decimal]] = deque()
         self._older_vol = ZERO
+        # the highest trade price in both windows (monotonic deque of (t, price)): the
+        # largest reference price a volume-spike drop can be measured from
+        self._pmax: deque[tuple[float, Decimal]] = deque()
         self._first_trade: float | None = None
         self._last_spike: float | None = None
         # rejects
@@ -229,6 +232,30 @@ class RiskMonitor:
         if self._last_quote is None or now > self._last_quote:
             self._last_quote = now
 
+    def trade_band(self) -> tuple[Decimal, Decimal, float] | None:
+        """``(lo, hi, until)``: a trade priced in ``[lo, hi]`` that arrives before ``until``
+        can trip nothing, nor can any number of them, whatever their size, so they may be
+        handled late, in arrival order (``None``: every trade must be handled at once).
+
+        Why: with no breaker tripped, a trade only feeds the volume windows and checks
+        staleness (``until`` stays short of ``stale_after`` after the last quote). A volume
+        spike also needs the price ``drop_pct`` under its reference, which is a trade
+        still in the windows, so priced at most their highest price ``M``; a trade at or
+        above ``M * (1 - drop_pct)`` and not above ``M`` leaves every possible reference
+        within ``drop_pct`` of it. Before the baseline is full nothing can trip at all.
+        """
+        if self._tripped or self._last_quote is None or self._first_trade is None:
+            return None
+        c = self.config
+        until = self._last_quote + c.stale_after
+        history = self._first_trade + (c.volume_baseline_windows + 1) * c.volume_window
+        if until <= history:
+            return _NEG_INF, _POS_INF, until
+        if not self._pmax:
+            return None
+        top = self._pmax[0][1]
+        return top * (1 - c.volume_drop_pct), top, until
+
     def on_quote(self, quote: Quote, now: float) -> list[BreakerChange]:
         out = self._timers(now)
         c = self.config
@@ -296,7 +323,13 @@ class RiskMonitor:
         cut_old = now - (n + 1) * window
         while older and older[0][0] <= cut_old:
             self._older_vol -= older.popleft()[1]
-        recent.append((now, trade.qty, trade.price))
+        pmax, price = self._pmax, trade.price
+        while pmax and pmax[0][0] <= cut_old:
+            pmax.popleft()
+        while pmax and pmax[-1][1] <= price:
+            pmax.pop()
+        pmax.append((now, price))
+        recent.append((now, trade.qty, price))
         self._recent_vol += trade.qty
         if now - self._first_trade < (n + 1) * window:
             return out  # not enough history for a baseline yet
