@@ -32,6 +32,7 @@ first timed line's for lines before any). Then, as ``convert`` does,
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import json
 import sys
@@ -326,13 +327,12 @@ def _symbol(lines: Sequence[bytes]) -> str:
 
 
 def main(argv: Sequence[str]) -> int:
-    repeats = 3
-    args = list(argv)
-    if "--repeats" in args:
-        i = args.index("--repeats")
-        repeats = int(args[i + 1])
-        del args[i : i + 2]
-    out, paths = Path(args[0]), [Path(p) for p in args[1:]]
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("out", type=Path, help="the JSON report to write")
+    parser.add_argument("paths", type=Path, nargs="+", help="one recording per symbol")
+    parser.add_argument("--repeats", type=int, default=3, help="timed loops per recording")
+    args = parser.parse_args(argv)
+    out, paths, repeats = args.out, args.paths, args.repeats
     _check_constants()
     loop = _build_loop()
     assets = []
