@@ -1,6 +1,6 @@
-"""Benchmarks of mm-trio: decode vs full replay, symbol scaling, demux latency, idle memory.
+"""Benchmarks of mm-trio: decode vs replay, scaling, latency, memory, vs hftbacktest.
 
-    python scripts/bench.py [--quick] [--write] [--profile] [--only abcd] [--strict]
+    python scripts/bench.py [--quick] [--write] [--profile] [--only abcde] [--strict]
 
 Runs, in one process run (the memory measurement in a subprocess of its own):
 
@@ -13,7 +13,10 @@ Runs, in one process run (the memory measurement in a subprocess of its own):
 (c) the latency from an event entering the demux channel to the intent it causes reaching
     the orchestrator's limiter (``Limiter.acquire``), at an offered rate of 10,000 events/s
     on the real clock (``bench_latency.py``);
-(d) the resident memory per idle symbol with 1,000 symbols added (``bench_memory.py``).
+(d) the resident memory per idle symbol with 1,000 symbols added (``bench_memory.py``);
+(e) the whole-process ``mm-trio replay`` of the real recordings against hftbacktest 2.4.4's
+    compiled every-message grid loop over the same files, installed into a cached venv of
+    its own (``bench_hftbacktest.py``; skipped, with the reason, when that cannot be done).
 
 (c) and (d) run on the test double the package ships (``mm_trio.exchange.testing``). It
 prints a markdown table (metric, value, target, pass/fail); ``--write`` records the run in
@@ -37,12 +40,13 @@ from pathlib import Path
 # bench_common first: it puts the checkout's mm_trio on sys.path
 from bench_common import BENCHMARKS_MD, Results
 from bench_decode import bench_decode_vs_replay
+from bench_hftbacktest import bench_hftbacktest
 from bench_latency import bench_latency
 from bench_memory import bench_memory
 from bench_report import render_markdown
 from bench_scaling import bench_scaling
 
-PARTS = "abcd"
+PARTS = "abcde"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -77,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "b": lambda: bench_scaling(res, tmp),
             "c": lambda: bench_latency(res),
             "d": lambda: bench_memory(res),
+            "e": lambda: bench_hftbacktest(res, tmp),
         }
         for key, part in parts.items():
             if key in args.only:

@@ -41,6 +41,7 @@ METHOD_TITLES = {
     "b": "(b) scaling over symbols",
     "c": "(c) latency, event to limiter",
     "d": "(d) memory per idle symbol",
+    "e": "(e) mm-trio replay vs hftbacktest's grid loop",
 }
 
 
