@@ -11,8 +11,8 @@ Runs, in one process run (the memory measurement in a subprocess of its own):
 (b) the full replay of one synthetic recording with the same total event count spread over
     2, 10, 100 and 1,000 symbols (``bench_scaling.py``);
 (c) the latency from an event entering the demux channel to the intent it causes reaching
-    the orchestrator's limiter (``Limiter.acquire``), at an offered rate of 10,000 events/s
-    on the real clock (``bench_latency.py``);
+    the orchestrator's limiter (``Limiter.acquire``), at an offered rate of 50,000 events/s
+    across 1,000 symbols (and 10,000 across 10) on the real clock (``bench_latency.py``);
 (d) the resident memory per idle symbol with 1,000 symbols added (``bench_memory.py``);
 (e) the whole-process ``mm-trio replay`` of the real recordings against hftbacktest 2.4.4's
     compiled every-message grid loop over the same files, installed into a cached venv of
