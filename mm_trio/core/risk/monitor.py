@@ -25,6 +25,7 @@ start of every call, so :meth:`RiskMonitor.tick` only has to run when no events 
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from decimal import Decimal
 
@@ -104,6 +105,7 @@ class RiskMonitor:
         # largest reference price a volume-spike drop can be measured from
         self._pmax: deque[tuple[float, Decimal]] = deque()
         self._first_trade: float | None = None
+        self._baseline_at = math.inf  # from then on the baseline windows are full
         self._last_spike: float | None = None
         # rejects
         self._rejects: deque[float] = deque(maxlen=max(1, config.reject_storm_count))
@@ -248,8 +250,7 @@ class RiskMonitor:
             return None
         c = self.config
         until = self._last_quote + c.stale_after
-        history = self._first_trade + (c.volume_baseline_windows + 1) * c.volume_window
-        if until <= history:
+        if until <= self._baseline_at:
             return _NEG_INF, _POS_INF, until
         if not self._pmax:
             return None
@@ -308,10 +309,11 @@ class RiskMonitor:
     def on_trade(self, trade: Trade, now: float) -> list[BreakerChange]:
         out = self._timers(now)
         c = self.config
-        if self._first_trade is None:
-            self._first_trade = now
         window = c.volume_window
         n = c.volume_baseline_windows
+        if self._first_trade is None:
+            self._first_trade = now
+            self._baseline_at = now + (n + 1) * window
         recent, older = self._recent, self._older
         # age the windows: current window is (now - W, now], baseline (now - (n+1)W, now - W]
         cut = now - window
@@ -331,7 +333,7 @@ class RiskMonitor:
         pmax.append((now, price))
         recent.append((now, trade.qty, price))
         self._recent_vol += trade.qty
-        if now - self._first_trade < (n + 1) * window:
+        if now < self._baseline_at:
             return out  # not enough history for a baseline yet
         volume = self._recent_vol
         baseline = self._older_vol / n
