@@ -202,3 +202,33 @@ async def test_kept_trades_reach_the_risk_monitor_in_order_before_the_next_event
         assert [t for t, _ in handled] == [1, 2, 3, 4, 9]  # kept again ...
         await trio.sleep(1.5)
         assert [t for t, _ in handled] == [1, 2, 3, 4, 9, 5]  # ... the ticker hands it over
+
+
+async def test_the_tick_hands_an_absorbed_quote_over_without_waking_the_symbol(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    from mm_trio.domain.config import config_from_dict
+    from mm_trio.engine.orchestrator import open_orchestrator
+    from mm_trio.exchange.limiter import Limiter
+    from tests.fakes import QuotingFake, symbol_quote
+
+    sym = "AAA/USDT"
+    config = config_from_dict({})
+    fake = QuotingFake([sym])
+    async with open_orchestrator(fake, config, limiter=Limiter(config.limiter)) as orch:
+        m = await orch.add_symbol(sym)
+        await trio.sleep(0.5)  # the first quote built the grid; the band is set
+        assert m.inbox.band is not None
+        lo, hi = m.inbox.band
+        quiet = symbol_quote(sym, "10.00", "10.02")
+        assert lo < quiet.mid < hi and quiet.mid != m.mid
+        fake.inject(quiet)
+        await trio.sleep(0.01)
+        assert m.inbox.absorbed_at is not None and m.mid != quiet.mid
+        orders = [o.client_id for o in m.strategy.live_orders()]
+        m.tick()  # what the orchestrator's ticker does each second
+        assert m.mid == quiet.mid and m.inbox.absorbed_at is None
+        with pytest.raises(trio.WouldBlock):
+            m.inbox.receive.receive_nowait()  # the symbol's task was not woken
+        assert [o.client_id for o in m.strategy.live_orders()] == orders  # nothing decided
+        assert m.inbox.band is not None  # and the band is set again

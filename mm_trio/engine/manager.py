@@ -335,8 +335,15 @@ class SymbolManager:
         now = self._clock()
         absorbed = self.inbox.absorbed_at
         if absorbed is not None:  # a quote is waiting: it is no stale market, and it is due
-            self.risk.quote_seen(absorbed)
-            self.poke(Marker.QUOTE)
+            if self.inbox.band is not None:
+                # nothing reached the symbol since it set the band, so the quote decides
+                # nothing (the band's invariant): handled right here, no task woken
+                self._handle(Marker.QUOTE)
+                self.inbox.band = self.quiet_band()
+                self.inbox.trade_band = self.trade_band()
+            else:
+                self.risk.quote_seen(absorbed)
+                self.poke(Marker.QUOTE)
         changes = self.risk.tick(now)
         mid = self.market_mid
         if mid is not None:
