@@ -177,9 +177,14 @@ def _bare_msgspec(paths: Sequence[Path]) -> tuple[float, int]:
     return best, len(raw)
 
 
+PEAK_RSS_KIB: dict[str, int] = {}
+"""The peak resident memory (KiB) of the last :func:`whole_process_seconds` run, by tag."""
+
+
 def whole_process_seconds(paths: Sequence[Path], tmp: Path, tag: str) -> float:
     """Wall time of ``mm-trio replay <paths> --no-progress --out <tmp>/<tag><i>`` as a user
-    runs it (process start to exit; this checkout's ``mm_trio``), best of ``WHOLE_REPEATS``."""
+    runs it (process start to exit; this checkout's ``mm_trio``), best of ``WHOLE_REPEATS``;
+    the run's peak RSS goes to :data:`PEAK_RSS_KIB` (the kernel's ``ru_maxrss`` of it)."""
     import os
     import subprocess
 
@@ -190,8 +195,17 @@ def whole_process_seconds(paths: Sequence[Path], tmp: Path, tag: str) -> float:
     for i in range(WHOLE_REPEATS):
         out = ["--out", str(tmp / f"{tag}{i}")]
         t0 = time.perf_counter()
-        subprocess.run([*cmd, *out], check=True, capture_output=True, env=env)
+        proc = subprocess.Popen(
+            [*cmd, *out], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
+        )
+        assert proc.stderr is not None
+        err = proc.stderr.read()
+        _, status, usage = os.wait4(proc.pid, 0)
         best = min(best, time.perf_counter() - t0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            raise SystemExit(f"bench: mm-trio replay failed ({proc.returncode}): {err[-500:]!r}")
+        PEAK_RSS_KIB[tag] = max(PEAK_RSS_KIB.get(tag, 0), usage.ru_maxrss)
     return best
 
 
@@ -202,6 +216,7 @@ def _whole_process(res: Results, paths: Sequence[Path], tmp: Path, events: int) 
     ratio = bare / best
     res.add("(a) bare msgspec decode + int(ts) (issue 12)", f"{lines / bare:,.0f} lines/s")
     res.add("(a) whole-process `mm-trio replay`", f"{best:.2f} s ({events / best:,.0f} ev/s)")
+    res.add("(d) peak RSS of the whole-process replay", f"{PEAK_RSS_KIB['whole'] / 1024:,.1f} MiB")
     res.add(
         "(a) whole process / bare msgspec",
         f"{ratio:.1%}",
