@@ -31,7 +31,7 @@ The JSON shapes are in :mod:`~mm_trio.exchange.binance.wire`; the encoders that 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 import msgspec
@@ -173,14 +173,22 @@ NUMBER_CACHE_SIZE = 65_536
 and a dictionary hit costs a small fraction of checking and building a ``Decimal``."""
 
 
+_DIGITS_AND_POINT = "0123456789."
+
+
 class _NumberCache(dict[str, Decimal]):
     """Number string -> Decimal; ``cache[text]`` checks and converts only a string it has
     not seen (``__missing__``), so a hit is one dictionary lookup with no Python call."""
 
     def __missing__(self, text: str) -> Decimal:
-        if not (text.isascii() and text.replace(".", "", 1).isdigit()):
+        # only ASCII digits and points (Decimal alone would take signs, exponents, spaces,
+        # "_", "NaN" and non-ASCII digits); Decimal itself then refuses "", "." and "1.2.3"
+        if not text or text.strip(_DIGITS_AND_POINT):
             raise MalformedMessage(f"bad number {text[:40]!r}")
-        value = Decimal(text)
+        try:
+            value = Decimal(text)
+        except InvalidOperation:
+            raise MalformedMessage(f"bad number {text[:40]!r}") from None
         if value and abs(value.adjusted()) > MAX_EXPONENT:
             raise MalformedMessage(f"number out of range {text[:40]!r}")
         if len(self) >= NUMBER_CACHE_SIZE:
