@@ -19,10 +19,12 @@ hftbacktest recordings contain) are counted in :class:`DecodeStats` and skipped;
 ``stats.last_error`` keeps the latest problem for rate-limited logging by the caller.
 
 Hot path: a combined-stream message whose first key is ``"stream"`` (how Binance sends it) is
-dispatched by sniffing the stream name from the bytes and decoded in ONE typed msgspec pass;
-anything else goes through a generic envelope (``msgspec.Raw`` for the payload) and a second
-typed pass. Prices and quantities must be Binance's decimal strings (``"61837.63000000"``):
-a JSON number, a sign, an exponent, or a magnitude beyond 1e±30 makes the message malformed.
+dispatched by the stream name sniffed from its bytes (each name is parsed once and its handler
+remembered) and decoded in ONE typed msgspec pass; anything else goes through a generic
+envelope (``msgspec.Raw`` for the payload) and a second typed pass. Each distinct number
+string is checked and made a ``Decimal`` once (a bounded cache). Prices and quantities must be
+Binance's decimal strings (``"61837.63000000"``): a JSON number, a sign, an exponent, or a
+magnitude beyond 1e±30 makes the message malformed.
 
 The JSON shapes are in :mod:`~mm_trio.exchange.binance.wire`; the encoders that produce them
 (for the paper venue and the fixture generator) in :mod:`~mm_trio.exchange.binance.encode`.
@@ -146,7 +148,7 @@ _EVENT_KINDS: dict[str, str] = {
 }
 _PREFIX = b'{"stream":"'
 _PREFIX_LEN = len(_PREFIX)
-_MAX_STREAM_NAMES = 1024  # stream names whose kind is remembered (a connection has a few)
+_MAX_STREAM_NAMES = 1024  # stream names whose handler is remembered (a connection has a few)
 
 
 class MalformedMessage(ValueError):
