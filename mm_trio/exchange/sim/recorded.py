@@ -139,7 +139,6 @@ class RecordedMarket:
     def __init__(
         self, paths: Sequence[Path], config: Config, stats: RecordingStats | None = None
     ) -> None:
-        self.paths = list(paths)
         self.stats = stats if stats is not None else RecordingStats()
         reading = RecordingPass(paths, self.stats, head_lines=DISCOVERY_LINES)
         unknown: dict[str, str] = {}
