@@ -233,6 +233,9 @@ def test_the_recording_package_exports_each_name_from_its_module() -> None:
 
     homes = {
         "merge_recordings": "merge",
+        "merge_streams": "merge",
+        "RecordingPass": "onepass",
+        "SpecGuesser": "specs",
         "iter_recording": "reader",
         "parse_line": "reader",
         "recording_paths": "reader",

@@ -50,9 +50,9 @@ from mm_trio.exchange.recording import RecordingStats
 from mm_trio.exchange.sim.exchange import SimulatedExchange
 from mm_trio.exchange.sim.matching import MatchingEngine
 from mm_trio.exchange.sim.recorded import (
+    RecordedMarket,
     ReplayError,
     ReplayFeed,
-    recorded_market,
 )
 from mm_trio.store import StateStore, StoreError
 
@@ -260,11 +260,11 @@ async def replay_session(
     out of a rate. Reading the wall clock changes nothing in the replay.
     """
 
-    native_map, specs, mids = recorded_market(paths, config)
-    symbols = [s for s in native_map.values() if s in specs]
-    decoder = StreamDecoder(native_map, clock="recv")
-    stats = RecordingStats()
-    feed = ReplayFeed(paths, decoder, stats)
+    # one read of the files: what they hold first, then the feed reads on from there
+    market = RecordedMarket(paths, config)
+    specs, mids, decoder, stats = market.specs, market.mids, market.decoder, market.stats
+    symbols = [s for s in market.native_map.values() if s in specs]
+    feed = ReplayFeed(market)
     bar = Progress(progress, paths, stats)
     engine = MatchingEngine(config.venue)
     for sym in symbols:

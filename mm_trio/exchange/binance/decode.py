@@ -19,10 +19,12 @@ hftbacktest recordings contain) are counted in :class:`DecodeStats` and skipped;
 ``stats.last_error`` keeps the latest problem for rate-limited logging by the caller.
 
 Hot path: a combined-stream message whose first key is ``"stream"`` (how Binance sends it) is
-dispatched by sniffing the stream name from the bytes and decoded in ONE typed msgspec pass;
-anything else goes through a generic envelope (``msgspec.Raw`` for the payload) and a second
-typed pass. Prices and quantities must be Binance's decimal strings (``"61837.63000000"``):
-a JSON number, a sign, an exponent, or a magnitude beyond 1e±30 makes the message malformed.
+dispatched by the stream name sniffed from its bytes (each name is parsed once and its handler
+remembered) and decoded in ONE typed msgspec pass; anything else goes through a generic
+envelope (``msgspec.Raw`` for the payload) and a second typed pass. Each distinct number
+string is checked and made a ``Decimal`` once (a bounded cache). Prices and quantities must be
+Binance's decimal strings (``"61837.63000000"``): a JSON number, a sign, an exponent, or a
+magnitude beyond 1e±30 makes the message malformed.
 
 The JSON shapes are in :mod:`~mm_trio.exchange.binance.wire`; the encoders that produce them
 (for the paper venue and the fixture generator) in :mod:`~mm_trio.exchange.binance.encode`.
@@ -30,8 +32,8 @@ The JSON shapes are in :mod:`~mm_trio.exchange.binance.wire`; the encoders that 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from decimal import Decimal
+from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 import msgspec
@@ -146,6 +148,7 @@ _EVENT_KINDS: dict[str, str] = {
 }
 _PREFIX = b'{"stream":"'
 _PREFIX_LEN = len(_PREFIX)
+_MAX_STREAM_NAMES = 1024  # stream names whose handler is remembered (a connection has a few)
 
 
 class MalformedMessage(ValueError):
@@ -170,27 +173,56 @@ MAX_EXPONENT = 30  # |log10| of any price or quantity we accept; beyond it is no
 NUMBER_CACHE_SIZE = 65_536
 """Decoded number strings kept: a market repeats the same prices and sizes all the time,
 and a dictionary hit costs a small fraction of checking and building a ``Decimal``."""
-_numbers: dict[str, Decimal] = {}
+
+
+_DIGITS_AND_POINT = "0123456789."
+
+
+class _NumberCache(dict[str, Decimal]):
+    """Number string -> Decimal; ``cache[text]`` checks and converts only a string it has
+    not seen (``__missing__``), so a hit is one dictionary lookup with no Python call."""
+
+    def __missing__(self, text: str) -> Decimal:
+        # only ASCII digits and points (Decimal alone would take signs, exponents, spaces,
+        # "_", "NaN" and non-ASCII digits); Decimal itself then refuses "", "." and "1.2.3"
+        if not text or text.strip(_DIGITS_AND_POINT):
+            raise MalformedMessage(f"bad number {text[:40]!r}")
+        try:
+            value = Decimal(text)
+        except InvalidOperation:
+            raise MalformedMessage(f"bad number {text[:40]!r}") from None
+        if value and abs(value.adjusted()) > MAX_EXPONENT:
+            raise MalformedMessage(f"number out of range {text[:40]!r}")
+        if len(self) >= NUMBER_CACHE_SIZE:
+            self.clear()  # bounded memory; the hot prices come back at once
+        self[text] = value  # Decimals are immutable: one object serves every message
+        return value
+
+
+_numbers = _NumberCache()
 
 
 def _num(text: str) -> Decimal:
     """A Binance decimal string (ASCII digits, at most one point) as a Decimal."""
-    value = _numbers.get(text)
-    if value is not None:
-        return value  # Decimals are immutable: one object serves every message
-    if not (text.isascii() and text.replace(".", "", 1).isdigit()):
-        raise MalformedMessage(f"bad number {text[:40]!r}")
-    value = Decimal(text)
-    if value and abs(value.adjusted()) > MAX_EXPONENT:
-        raise MalformedMessage(f"number out of range {text[:40]!r}")
-    if len(_numbers) >= NUMBER_CACHE_SIZE:
-        _numbers.clear()  # bounded memory; the hot prices come back at once
-    _numbers[text] = value
-    return value
+    return _numbers[text]
 
 
 def _level(level: tuple[str, str]) -> Level:
     return _num(level[0]), _num(level[1])
+
+
+_Handler = Callable[[bytes, int | None], list[Any]]
+
+
+def _combined_handler(
+    decode: Callable[[bytes], Any], convert: Callable[[Any, int | None], list[Any]]
+) -> _Handler:
+    """Decode a combined-stream message in one typed pass, then convert its ``data``."""
+
+    def handle(raw: bytes, recv_ts: int | None) -> list[Any]:
+        return convert(decode(raw).data, recv_ts)
+
+    return handle
 
 
 class StreamDecoder:
@@ -213,9 +245,50 @@ class StreamDecoder:
         if clock not in ("venue", "recv"):
             raise ValueError(f"clock must be 'venue' or 'recv', not {clock!r}")
         self._symbols: dict[str, str] = dict(symbols or {})
-        self.decode_depth = decode_depth
         self._use_recv = clock == "recv"
         self.stats = DecodeStats()
+        self._converters: dict[str, Callable[[Any, int | None], list[Any]]] = {
+            "bookTicker": self._book_ticker,
+            "trade": self._trade,
+            "aggTrade": self._agg_trade,
+            "depth": self._depth,
+            "depth_skip": self._depth_skip,
+            "executionReport": self._execution_report,
+            "account": self._account,
+        }
+        # combined-stream name (the bytes between its quotes) -> what decodes its messages:
+        # the name is sniffed once, not once per message
+        self._routes: dict[bytes, _Handler] = {}
+        self.decode_depth = decode_depth
+
+    @property
+    def decode_depth(self) -> bool:
+        """Whether depth diffs become :class:`DepthUpdate` (else validated and skipped)."""
+        return self._decode_depth
+
+    @decode_depth.setter
+    def decode_depth(self, value: bool) -> None:
+        self._decode_depth = value
+        self._routes.clear()  # their handlers decode depth one way or the other
+
+    def _payload_kind(self, kind: str) -> str:
+        return "depth_skip" if kind == "depth" and not self._decode_depth else kind
+
+    def _learn(self, name: bytes) -> _Handler:
+        """The handler of a combined stream's messages by its name (remembered)."""
+        try:
+            kind = _stream_kind(name.decode())
+        except UnicodeDecodeError:
+            kind = None
+        handler: _Handler
+        if kind is None:  # the name says nothing: the envelope's contents decide
+            handler = self._generic
+        else:
+            kind = self._payload_kind(kind)
+            handler = _combined_handler(_COMBINED_DECODERS[kind].decode, self._converters[kind])
+        if len(self._routes) < _MAX_STREAM_NAMES:
+            self._routes[name] = handler
+        return handler
 
     # ------------------------------------------------------------------ symbol map
     @property
@@ -239,29 +312,16 @@ class StreamDecoder:
         stats = self.stats
         stats.messages += 1
         try:
-            if isinstance(raw, str):
-                raw = raw.encode()
-            elif not isinstance(raw, bytes):
-                raw = bytes(raw)
-            kind: str | None = None
-            payload: Any = None
-            if raw.startswith(_PREFIX):
-                end = raw.find(b'"', _PREFIX_LEN)
-                if end > 0:
-                    try:
-                        kind = _stream_kind(raw[_PREFIX_LEN:end].decode())
-                    except UnicodeDecodeError:
-                        kind = None
-                    if kind is not None:
-                        if kind == "depth" and not self.decode_depth:
-                            kind = "depth_skip"
-                        payload = _COMBINED_DECODERS[kind].decode(raw).data
-            if payload is None:
-                kind, payload = self._decode_generic(raw)
-                if kind is None:
-                    return []
-            assert kind is not None  # a payload was decoded for a known kind
-            events = self._convert(kind, payload, recv_ts)
+            if type(raw) is not bytes:
+                raw = raw.encode() if isinstance(raw, str) else bytes(raw)
+            # how Binance sends a combined stream: its name first, so it can be sniffed
+            end = raw.find(b'"', _PREFIX_LEN) if raw.startswith(_PREFIX) else -1
+            if end > 0:
+                name = raw[_PREFIX_LEN:end]
+                handler = self._routes.get(name) or self._learn(name)
+                events = handler(raw, recv_ts)
+            else:
+                events = self._generic(raw, recv_ts)
         except Exception as exc:  # decode never raises (SPEC §12)
             stats.malformed += 1
             stats.last_error = f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_LEN]
@@ -288,6 +348,13 @@ class StreamDecoder:
         elif len(names) < _MAX_UNKNOWN_NAMES:
             names[name] = 1
         stats.last_error = f"unknown stream/event {name!r}"[:_MAX_ERROR_LEN]
+
+    def _generic(self, raw: bytes, recv_ts: int | None) -> list[Any]:
+        """Any message: its envelope says what it is (a second typed pass decodes it)."""
+        kind, payload = self._decode_generic(raw)
+        if kind is None:
+            return []
+        return self._converters[kind](payload, recv_ts)
 
     def _decode_generic(self, raw: bytes) -> tuple[str | None, Any]:
         env = _ENVELOPE.decode(raw)
@@ -331,8 +398,7 @@ class StreamDecoder:
         else:
             self._unknown(env.stream or "<no stream>")
             return None, None
-        if kind == "depth" and not self.decode_depth:
-            kind = "depth_skip"
+        kind = self._payload_kind(kind)
         return kind, _PAYLOAD_DECODERS[kind].decode(body)
 
     def _ts(self, venue_ms: int | None, recv_ts: int | None) -> int:
@@ -342,92 +408,110 @@ class StreamDecoder:
             return venue_ms * _MS
         return recv_ts if recv_ts is not None else 0
 
-    def _route(self, native: str) -> str | None:
-        unified = self._symbols.get(native)
-        if unified is None:
-            stats = self.stats
-            stats.unrouted += 1
-            name = native[:_MAX_NAME_LEN]
-            names = stats.unrouted_names
-            if name in names:
-                names[name] += 1
-            elif len(names) < _MAX_UNKNOWN_NAMES:
-                names[name] = 1
-        return unified
-
-    def _convert(self, kind: str, p: Any, recv_ts: int | None) -> list[Any]:
+    def _unrouted(self, native: str) -> None:
         stats = self.stats
-        if kind == "bookTicker":
-            bid, bid_qty, ask, ask_qty = _num(p.b), _num(p.B), _num(p.a), _num(p.A)
-            stats.book_ticker += 1
-            sym = self._route(p.s)
-            if sym is None:
-                return []
-            return [
-                Quote(
-                    symbol=sym,
-                    bid=bid,
-                    bid_qty=bid_qty,
-                    ask=ask,
-                    ask_qty=ask_qty,
-                    ts=self._ts(p.E, recv_ts),
-                )
-            ]
-        if kind == "trade" or kind == "aggTrade":
-            price, qty = _num(p.p), _num(p.q)
-            if kind == "trade":
-                stats.trade += 1
-                trade_id = p.t
-            else:
-                stats.agg_trade += 1
-                trade_id = p.a
-            sym = self._route(p.s)
-            if sym is None:
-                return []
-            return [
-                Trade(
-                    symbol=sym,
-                    price=price,
-                    qty=qty,
-                    buyer_maker=p.m,
-                    trade_id=trade_id,
-                    ts=self._ts(p.E if p.E is not None else p.T, recv_ts),
-                )
-            ]
-        if kind == "depth_skip":
-            stats.depth += 1
-            stats.depth_skipped += 1
-            self._route(p.s)  # counted if unrouted
+        stats.unrouted += 1
+        name = native[:_MAX_NAME_LEN]
+        names = stats.unrouted_names
+        if name in names:
+            names[name] += 1
+        elif len(names) < _MAX_UNKNOWN_NAMES:
+            names[name] = 1
+
+    # Converters, one per kind: numbers first (a bad one makes the message malformed, counted
+    # as nothing else), then the kind's counter, then the route (unrouted: counted, no event).
+    def _book_ticker(self, p: BookTickerJson, recv_ts: int | None) -> list[Any]:
+        num = _numbers
+        bid, bid_qty, ask, ask_qty = num[p.b], num[p.B], num[p.a], num[p.A]
+        self.stats.book_ticker += 1
+        sym = self._symbols.get(p.s)
+        if sym is None:
+            self._unrouted(p.s)
             return []
-        if kind == "depth":
-            bids = tuple(map(_level, p.b))
-            asks = tuple(map(_level, p.a))
-            stats.depth += 1
-            sym = self._route(p.s)
-            if sym is None:
-                return []
-            return [
-                DepthUpdate(
-                    symbol=sym,
-                    first_id=p.U,
-                    last_id=p.u,
-                    bids=bids,
-                    asks=asks,
-                    ts=self._ts(p.E, recv_ts),
-                    prev_last_id=p.pu,
-                )
-            ]
-        if kind == "executionReport":
-            return self._execution_report(p, recv_ts)
-        if kind == "account":
-            balances = [(entry.a, _num(entry.f), _num(entry.l)) for entry in p.B]
-            stats.account_position += 1
-            ts = self._ts(p.E, recv_ts)
-            return [
-                BalanceUpdate(asset=asset, free=free, locked=locked, ts=ts)
-                for asset, free, locked in balances
-            ]
-        raise MalformedMessage(f"no converter for {kind}")  # pragma: no cover
+        return [
+            Quote(
+                symbol=sym,
+                bid=bid,
+                bid_qty=bid_qty,
+                ask=ask,
+                ask_qty=ask_qty,
+                ts=recv_ts if self._use_recv and recv_ts is not None else self._ts(p.E, recv_ts),
+            )
+        ]
+
+    def _trade(self, p: TradeJson, recv_ts: int | None) -> list[Any]:
+        num = _numbers
+        price, qty = num[p.p], num[p.q]
+        self.stats.trade += 1
+        return self._trade_event(p, p.t, price, qty, recv_ts)
+
+    def _agg_trade(self, p: AggTradeJson, recv_ts: int | None) -> list[Any]:
+        num = _numbers
+        price, qty = num[p.p], num[p.q]
+        self.stats.agg_trade += 1
+        return self._trade_event(p, p.a, price, qty, recv_ts)
+
+    def _trade_event(
+        self,
+        p: TradeJson | AggTradeJson,
+        trade_id: int,
+        price: Decimal,
+        qty: Decimal,
+        recv_ts: int | None,
+    ) -> list[Any]:
+        sym = self._symbols.get(p.s)
+        if sym is None:
+            self._unrouted(p.s)
+            return []
+        return [
+            Trade(
+                symbol=sym,
+                price=price,
+                qty=qty,
+                buyer_maker=p.m,
+                trade_id=trade_id,
+                ts=recv_ts
+                if self._use_recv and recv_ts is not None
+                else self._ts(p.E if p.E is not None else p.T, recv_ts),
+            )
+        ]
+
+    def _depth_skip(self, p: DepthSkipJson, recv_ts: int | None) -> list[Any]:
+        stats = self.stats
+        stats.depth += 1
+        stats.depth_skipped += 1
+        if p.s not in self._symbols:
+            self._unrouted(p.s)  # counted, as any message for a symbol not routed
+        return []
+
+    def _depth(self, p: DepthJson, recv_ts: int | None) -> list[Any]:
+        bids = tuple(map(_level, p.b))
+        asks = tuple(map(_level, p.a))
+        self.stats.depth += 1
+        sym = self._symbols.get(p.s)
+        if sym is None:
+            self._unrouted(p.s)
+            return []
+        return [
+            DepthUpdate(
+                symbol=sym,
+                first_id=p.U,
+                last_id=p.u,
+                bids=bids,
+                asks=asks,
+                ts=self._ts(p.E, recv_ts),
+                prev_last_id=p.pu,
+            )
+        ]
+
+    def _account(self, p: AccountPositionJson, recv_ts: int | None) -> list[Any]:
+        balances = [(entry.a, _num(entry.f), _num(entry.l)) for entry in p.B]
+        self.stats.account_position += 1
+        ts = self._ts(p.E, recv_ts)
+        return [
+            BalanceUpdate(asset=asset, free=free, locked=locked, ts=ts)
+            for asset, free, locked in balances
+        ]
 
     def _execution_report(self, p: ExecutionReportJson, recv_ts: int | None) -> list[Any]:
         status = ORDER_STATUS.get(p.X)
@@ -443,8 +527,9 @@ class StreamDecoder:
         )
         fee = _num(p.n) if p.n is not None else Decimal(0)
         self.stats.execution_report += 1
-        sym = self._route(p.s)
+        sym = self._symbols.get(p.s)
         if sym is None:
+            self._unrouted(p.s)
             return []
         client_id = p.C if p.X == "CANCELED" and p.C else p.c
         venue_ms = p.E if p.E is not None else p.T

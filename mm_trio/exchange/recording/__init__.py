@@ -21,17 +21,20 @@ name. Reading never fails on content; everything below is counted in :class:`Rec
 
 :func:`merge_recordings` k-way merges files by receive time with a stable tie-break (file
 order, then line order), so a replay of the same files is deterministic.
-:func:`infer_specs` guesses each symbol's tick and step sizes from the decimals it sees.
+:func:`infer_specs` (or a :class:`SpecGuesser` fed decoded events) guesses each symbol's tick
+and step sizes from the decimals it sees. :class:`RecordingPass` reads the files once: their
+first lines ahead (to look at before replaying), then the merge, which reads on from there.
 Everything here is pure except file access.
 
 Modules: :mod:`~.reader` (files, gzip damage, lines), :mod:`~.timeguard` (receive times),
-:mod:`~.stats` (the counters), :mod:`~.merge`, :mod:`~.writer` and :mod:`~.specs`; every
-public name is importable from this package.
+:mod:`~.stats` (the counters), :mod:`~.merge`, :mod:`~.onepass`, :mod:`~.writer` and
+:mod:`~.specs`; every public name is importable from this package.
 """
 
-from mm_trio.exchange.recording.merge import merge_recordings
+from mm_trio.exchange.recording.merge import merge_recordings, merge_streams
+from mm_trio.exchange.recording.onepass import RecordingPass
 from mm_trio.exchange.recording.reader import iter_recording, parse_line, recording_paths
-from mm_trio.exchange.recording.specs import DEFAULT_MIN_NOTIONAL, infer_specs
+from mm_trio.exchange.recording.specs import DEFAULT_MIN_NOTIONAL, SpecGuesser, infer_specs
 from mm_trio.exchange.recording.stats import FileDamage, RecordingStats
 from mm_trio.exchange.recording.timeguard import (
     MAX_TIME_GAP_NS,
@@ -47,11 +50,14 @@ __all__ = [
     "MAX_TIME_JITTER_NS",
     "TIME_WINDOW_HALF",
     "FileDamage",
+    "RecordingPass",
     "RecordingStats",
+    "SpecGuesser",
     "TimeGuard",
     "infer_specs",
     "iter_recording",
     "merge_recordings",
+    "merge_streams",
     "parse_line",
     "recording_paths",
     "write_raw_lines",

@@ -24,11 +24,20 @@ def merge_recordings(
     counted in ``time_jumps``, like a jump inside one file.
     """
     st = stats if stats is not None else RecordingStats()
-    if len(paths) == 1:
-        yield from iter_recording(paths[0], st)
+    return merge_streams([iter_recording(p, st) for p in paths], st)
+
+
+def merge_streams(
+    streams: Sequence[Iterator[tuple[int, bytes]]], stats: RecordingStats
+) -> Iterator[tuple[int, bytes]]:
+    """:func:`merge_recordings` of files already open as ``(receive_ns, payload)`` streams
+    (one per file, in file order, each non-decreasing in time)."""
+    st = stats
+    if len(streams) == 1:
+        yield from streams[0]
         return
     # heapq.merge breaks ties by iterable index and preserves each iterable's order.
-    merged = heapq.merge(*(iter_recording(p, st) for p in paths), key=itemgetter(0))
+    merged = heapq.merge(*streams, key=itemgetter(0))
     first = next(merged, None)
     if first is None:
         return

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from os import PathLike
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -115,18 +115,27 @@ def _salvage(d: Any, data: bytes) -> tuple[bytes, int]:
 
 
 def iter_recording(
-    path: StrPath, stats: RecordingStats | None = None
+    path: StrPath,
+    stats: RecordingStats | None = None,
+    *,
+    note: Callable[[str], None] | None = None,
+    on_damage: Callable[[FileDamage], None] | None = None,
 ) -> Iterator[tuple[int, bytes]]:
     """Yield ``(receive_ns, payload)`` for every good line of one recording, in file order.
 
-    Times never decrease (see :class:`TimeGuard`); problems are counted in ``stats``.
+    Times never decrease (see :class:`TimeGuard`); problems are counted in ``stats``. The
+    problems noted, and the file's damage, go to ``stats.errors`` and ``stats.damage``, or
+    to ``note`` and ``on_damage`` when given (a reader running ahead of the merge holds them
+    back until the merge reaches the lines they came with).
     """
     st = stats if stats is not None else RecordingStats()
+    note_problem = st.note if note is None else note
+    add_damage = st.damage.append if on_damage is None else on_damage
     st.files += 1
     name = str(path)
     lineno = 0
     bad = 0
-    guard = TimeGuard(name, st)
+    guard = TimeGuard(name, st, note=note_problem)
     ready = guard.ready
     push = guard.push
     with open(path, "rb") as raw:
@@ -153,7 +162,7 @@ def iter_recording(
                     continue
                 bad += 1
                 st.malformed += 1
-                st.note(f"{name}:{lineno}: malformed line {line[:60]!r}")
+                note_problem(f"{name}:{lineno}: malformed line {line[:60]!r}")
         damage = chunks.damage
         if carry.strip():
             lineno += 1
@@ -161,7 +170,7 @@ def iter_recording(
             if rec is None or damage is not None:  # a line cut by the damage is not trusted
                 bad += 1
                 st.malformed += 1
-                st.note(
+                note_problem(
                     f"{name}:{lineno}: malformed line {carry[:60]!r}"
                     + (" (cut short by the damage)" if damage is not None else "")
                 )
@@ -180,7 +189,7 @@ def iter_recording(
                 st.corrupt += 1
             last = lineno - 1 if carry.strip() else lineno
             # recorded in full (not in the capped notes): the user must hear of every one
-            st.damage.append(
+            add_damage(
                 FileDamage(file=name, problem=problem, after_line=last, at_byte=at, detail=detail)
             )
         st.lines += lineno

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Literal
 
 import msgspec
@@ -32,6 +33,7 @@ class TimeGuard:
 
     :meth:`push` each parseable line, then :meth:`finish`; good lines come out (returned by
     ``push``, or left in :attr:`ready`) in file order, ``half`` lines behind the input.
+    Counters go to ``stats``, the problems it notes to ``note`` (default ``stats.note``).
 
     A line is judged against the median time of a window of 2 * ``half`` + 1 neighbouring
     lines (centred, or the file's first / last lines at its ends), so a single absurd line,
@@ -56,9 +58,11 @@ class TimeGuard:
         half: int = TIME_WINDOW_HALF,
         jitter: int = MAX_TIME_JITTER_NS,
         gap: int = MAX_TIME_GAP_NS,
+        note: Callable[[str], None] | None = None,
     ) -> None:
         self._name = name
         self._stats = stats
+        self._note = stats.note if note is None else note
         self._half = half
         self._jitter = jitter
         self._gap = gap
@@ -182,9 +186,9 @@ class TimeGuard:
             return
         self._run = None
         if run.count == 1:
-            self._stats.note(f"{self._name}:{run.first}: {run.why}: skipped")
+            self._note(f"{self._name}:{run.first}: {run.why}: skipped")
         else:
-            self._stats.note(
+            self._note(
                 f"{self._name}:{run.first}-{run.last}: {run.count} lines skipped "
                 f"(line {run.first}: {run.why})"
             )
