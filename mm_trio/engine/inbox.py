@@ -40,9 +40,10 @@ class Marker(enum.Enum):
     STOP = "stop"  # cancel everything and place nothing more
     RESUME = "resume"
     RESYNC = "resync"  # query the venue for every live order and apply what it says
+    FAIL = "fail"  # the ticker met an error in this symbol's logic: raise it in its task
 
 
-_MUST_ARRIVE = (Marker.STOP, Marker.RESYNC, Marker.GATES)
+_MUST_ARRIVE = (Marker.STOP, Marker.RESYNC, Marker.GATES, Marker.FAIL)
 
 
 class Inbox:

@@ -162,6 +162,7 @@ class SymbolManager:
             self.symbol, self.strategy, self.position, host.governor, host.on_governor_changes
         )
         self._now = 0.0
+        self._tick_error: Exception | None = None  # met by the ticker, raised in our task
         self._stopping = False
         self._resyncing = False
         self.flat = trio.Event()  # set when stopping and no live orders remain
@@ -328,22 +329,15 @@ class SymbolManager:
         The time-driven risk checks only read the position, so they run right here, without
         waking the symbol's task; it is woken only when a breaker trips or clears.
         """
-        if self.state is SymbolState.FAILED:
+        if self.state is SymbolState.FAILED or self._tick_error is not None:
             return
-        if self.inbox.trades:
-            self._take_trades()
+        try:
+            self._hand_over()
+        except Exception as exc:  # this symbol's logic failed: it fails alone, in its task
+            self._tick_error = exc
+            self.poke(Marker.FAIL)
+            return
         now = self._clock()
-        absorbed = self.inbox.absorbed_at
-        if absorbed is not None:  # a quote is waiting: it is no stale market, and it is due
-            if self.inbox.band is not None:
-                # nothing reached the symbol since it set the band, so the quote decides
-                # nothing (the band's invariant): handled right here, no task woken
-                self._handle(Marker.QUOTE)
-                self.inbox.band = self.quiet_band()
-                self.inbox.trade_band = self.trade_band()
-            else:
-                self.risk.quote_seen(absorbed)
-                self.poke(Marker.QUOTE)
         changes = self.risk.tick(now)
         mid = self.market_mid
         if mid is not None:
@@ -351,6 +345,23 @@ class SymbolManager:
         if changes:
             self._log_breakers(changes)
             self.poke(Marker.GATES)
+
+    def _hand_over(self) -> None:
+        """The ticker's part of the fast path: what the inbox kept is due."""
+        if self.inbox.trades:
+            self._take_trades()
+        absorbed = self.inbox.absorbed_at
+        if absorbed is None:
+            return
+        if self.inbox.band is not None:
+            # nothing reached the symbol since it set the band, so the quote decides
+            # nothing (the band's invariant): handled right here, no task woken
+            self._handle(Marker.QUOTE)
+            self.inbox.band = self.quiet_band()
+            self.inbox.trade_band = self.trade_band()
+        else:  # it is no stale market; the symbol's task takes it
+            self.risk.quote_seen(absorbed)
+            self.poke(Marker.QUOTE)
 
     def begin_stop(self) -> None:
         """Stop opening and cancel our open orders (the acks arrive later: see ``flat``)."""
@@ -604,6 +615,8 @@ class SymbolManager:
         )
 
     def _on_marker(self, marker: Marker) -> list[Intent]:
+        if marker is Marker.FAIL and self._tick_error is not None:
+            raise self._tick_error
         if marker is Marker.STOP:
             return self.strategy.stop()
         if marker is Marker.RESUME:
