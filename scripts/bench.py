@@ -13,7 +13,10 @@ Runs, in one process run (the memory measurement in a subprocess of its own):
 (c) the latency from an event entering the demux channel to the intent it causes reaching
     the orchestrator's limiter (``Limiter.acquire``), at an offered rate of 10,000 events/s
     on the real clock (``bench_latency.py``);
-(d) the resident memory per idle symbol with 1,000 symbols added (``bench_memory.py``).
+(d) the resident memory per idle symbol with 1,000 symbols added (``bench_memory.py``);
+(f) live ingest: market events/s a ``mm-trio run --venue binance`` takes from the paper
+    venue's combined stream (``--replay-speed`` ramp), with no loss and no trade later than
+    100 ms, and each process's CPU (``bench_ingest.py``).
 
 (c) and (d) run on the test double the package ships (``mm_trio.exchange.testing``). It
 prints a markdown table (metric, value, target, pass/fail); ``--write`` records the run in
@@ -37,12 +40,13 @@ from pathlib import Path
 # bench_common first: it puts the checkout's mm_trio on sys.path
 from bench_common import BENCHMARKS_MD, Results
 from bench_decode import bench_decode_vs_replay
+from bench_ingest import bench_ingest
 from bench_latency import bench_latency
 from bench_memory import bench_memory
 from bench_report import render_markdown
 from bench_scaling import bench_scaling
 
-PARTS = "abcd"
+PARTS = "abcdf"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -77,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "b": lambda: bench_scaling(res, tmp),
             "c": lambda: bench_latency(res),
             "d": lambda: bench_memory(res),
+            "f": lambda: bench_ingest(res, tmp, args.profile),
         }
         for key, part in parts.items():
             if key in args.only:

@@ -41,6 +41,7 @@ METHOD_TITLES = {
     "b": "(b) scaling over symbols",
     "c": "(c) latency, event to limiter",
     "d": "(d) memory per idle symbol",
+    "f": "(f) live ingest over the paper venue's websocket",
 }
 
 
