@@ -61,6 +61,12 @@ log = logging.getLogger(__name__)
 CONTROL_INTERVAL = 0.25
 """Seconds between our control messages (Binance allows 5 incoming messages per second)."""
 MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+MESSAGE_QUEUE = 4096
+"""Messages trio-websocket's reader may hold for us (its default, 1, makes the reader wait for
+the consumer after every message: two task switches per message and a TCP read stalled
+behind each). Bounded, so a consumer that falls behind still pushes back on the socket."""
+RECEIVE_BYTES = 64 * 1024
+"""Bytes per socket read (trio-websocket's default 4 KiB is ~25 market messages a read)."""
 
 OnMessage = Callable[[str | bytes, int], Awaitable[None]]
 OnStatus = Callable[[StreamStatus], Awaitable[None]]
@@ -171,6 +177,8 @@ class ReconnectingStream:
                     connect_timeout=self.connect_timeout,
                     disconnect_timeout=min(5.0, self.connect_timeout),
                     max_message_size=MAX_MESSAGE_SIZE,
+                    message_queue_size=MESSAGE_QUEUE,
+                    receive_buffer_size=RECEIVE_BYTES,
                 ) as ws:
                     await self._handshake(ws)
                     opened_at = trio.current_time()
