@@ -41,14 +41,16 @@ def encode_frames(messages: list[str]) -> bytes:
 class ServerConn:
     """One accepted websocket connection (server side)."""
 
-    def __init__(self, stream: trio.abc.Stream, path: str, ws: WSConnection) -> None:
+    def __init__(self, stream: trio.abc.Stream, request: Request, ws: WSConnection) -> None:
         self.stream = stream
-        self.path = path
+        self.path = request.target
+        self.host = request.host  # the client's Host header
         self.ws = ws
         self.received: list[str | bytes] = []  # complete client messages, in order
         self.pongs: list[bytes] = []  # payloads of the client's pongs
         self.pings: list[bytes] = []  # payloads of the client's pings (answered)
-        self.closed: CloseConnection | None = None
+        self.closed: CloseConnection | None = None  # the client's close frame
+        self.closed_event = trio.Event()
         self._text: list[str] = []
         self._bytes: list[bytes] = []
         self._wake = trio.Event()
@@ -58,6 +60,13 @@ class ServerConn:
 
     async def send_text(self, message: str) -> None:
         await self.stream.send_all(self.ws.send(TextMessage(data=message)))
+
+    async def send_text_part(self, part: str, last: bool) -> None:
+        """One frame of a (possibly fragmented) text message."""
+        await self.stream.send_all(self.ws.send(TextMessage(data=part, message_finished=last)))
+
+    async def send_bytes(self, message: bytes) -> None:
+        await self.stream.send_all(self.ws.send(BytesMessage(data=message)))
 
     async def send_fragments(self, parts: list[str]) -> None:
         """One text message split into ``len(parts)`` frames, in one socket write."""
@@ -77,6 +86,12 @@ class ServerConn:
         """A close frame written directly (works whatever wsproto's state)."""
         proto = FrameProtocol(client=False, extensions=[])
         await self.stream.send_all(proto.close(code=code))
+
+    async def wait_closed(self) -> CloseConnection:
+        """The client's close frame (read by a task draining this connection)."""
+        await self.closed_event.wait()
+        assert self.closed is not None
+        return self.closed
 
     async def recv(self) -> str | bytes:
         """The next complete client message (pings answered, pongs recorded meanwhile)."""
@@ -125,6 +140,7 @@ class ServerConn:
             self.pongs.append(bytes(event.payload))
         elif isinstance(event, CloseConnection):
             self.closed = event
+            self.closed_event.set()
             if self.ws.state.name == "REMOTE_CLOSING":
                 await self.stream.send_all(self.ws.send(event.response()))
             raise trio.ClosedResourceError("client closed the websocket")
@@ -136,7 +152,9 @@ Script = Callable[[ServerConn], Awaitable[None]]
 class WsServer:
     """Accepts websocket connections on 127.0.0.1; runs ``script(conn)`` for each.
 
-    ``reject`` (an HTTP status) refuses every handshake; ``ssl_context`` serves TLS.
+    ``reject`` (an HTTP status) refuses every handshake, ``reject_next`` only the next one;
+    ``greeting`` messages go out in the same write as the handshake's answer;
+    ``ssl_context`` serves TLS.
     """
 
     def __init__(
@@ -145,10 +163,14 @@ class WsServer:
         *,
         ssl_context: ssl.SSLContext | None = None,
         reject: int | None = None,
+        greeting: list[str] | None = None,
     ) -> None:
         self.script = script
         self.ssl_context = ssl_context
         self.reject = reject
+        self.reject_next: int | None = None
+        self.refused = 0
+        self.greeting = greeting or []
         self.conns: list[ServerConn] = []
         self.port = 0
         self.errors: list[BaseException] = []
@@ -177,13 +199,16 @@ class WsServer:
             request = await self._request(stream, ws)
             if request is None:
                 return
-            if self.reject is not None:
-                await stream.send_all(
-                    ws.send(RejectConnection(status_code=self.reject, has_body=False))
-                )
+            status = self.reject if self.reject is not None else self.reject_next
+            if status is not None:
+                self.reject_next = None
+                self.refused += 1
+                await stream.send_all(ws.send(RejectConnection(status_code=status)))
                 return
-            await stream.send_all(ws.send(AcceptConnection()))
-            conn = ServerConn(stream, request.target, ws)
+            answer = ws.send(AcceptConnection())
+            answer += b"".join(ws.send(TextMessage(data=m)) for m in self.greeting)
+            await stream.send_all(answer)
+            conn = ServerConn(stream, request, ws)
             self.conns.append(conn)
             await self.script(conn)
         except (trio.BrokenResourceError, trio.ClosedResourceError):

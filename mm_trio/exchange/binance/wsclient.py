@@ -180,11 +180,13 @@ class WsConnection:
                     # the usual case: a whole message in one frame, in one read
                     if len(data_) > self._max:
                         await self._too_big()
+                        break
                     out.append(data_ if kind is TextMessage else bytes(data_))
                     continue
                 self._size += len(data_)
                 if self._size > self._max:
                     await self._too_big()
+                    break
                 self._parts.append(data_ if kind is TextMessage else bytes(data_))
                 if event.message_finished:  # type: ignore[attr-defined]
                     joined = "" if kind is TextMessage else b""
@@ -197,6 +199,9 @@ class WsConnection:
                 self._on_pong(event.payload)  # type: ignore[attr-defined]
             elif kind is CloseConnection:
                 await self._on_close(event)  # type: ignore[arg-type]
+                break
+        # messages before a close (or an oversized message) are still delivered; the next
+        # read raises ``self.closed``
         return out
 
     async def _too_big(self) -> None:
@@ -204,7 +209,6 @@ class WsConnection:
         await self._close_quietly(CLOSE_TOO_BIG, reason)
         self.closed = ConnectionClosed(CLOSE_TOO_BIG, reason)
         self._wake_pings()
-        raise self.closed
 
     async def _on_close(self, event: CloseConnection) -> None:
         if self._ws.state is ConnectionState.REMOTE_CLOSING:
@@ -214,7 +218,6 @@ class WsConnection:
                 pass  # the server may not wait for our answer
         self.closed = ConnectionClosed(event.code, event.reason or "")
         self._wake_pings()
-        raise self.closed
 
     # ------------------------------------------------------------------ sending
     async def _send(
