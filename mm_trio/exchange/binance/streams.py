@@ -48,7 +48,12 @@ from mm_trio.exchange.binance.protocol import MAX_STREAMS, ErrorCode, Weights
 from mm_trio.exchange.binance.rest import LimiterLike, classify
 from mm_trio.exchange.binance.signing import Signer, ws_payload
 from mm_trio.exchange.binance.wire import WsApiResponseJson
-from mm_trio.exchange.binance.wsclient import RECEIVE_BYTES, WsConnection, open_websocket
+from mm_trio.exchange.binance.wsclient import (
+    MAX_MESSAGE_SIZE,
+    RECEIVE_BYTES,
+    WsConnection,
+    open_websocket,
+)
 
 __all__ = [
     "MAX_STREAMS",
@@ -63,7 +68,6 @@ log = logging.getLogger(__name__)
 
 CONTROL_INTERVAL = 0.25
 """Seconds between our control messages (Binance allows 5 incoming messages per second)."""
-MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 
 OnMessage = Callable[[str | bytes, int], Awaitable[None]]
 OnStatus = Callable[[StreamStatus], Awaitable[None]]
