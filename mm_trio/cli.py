@@ -195,6 +195,20 @@ def _build_parser() -> argparse.ArgumentParser:
         "instead of the synthetic feed",
     )
     ven.add_argument(
+        "--replay-speed",
+        type=float,
+        metavar="X",
+        help="serve the --replay recordings X times faster than real time (overrides "
+        "server.replay_speed; default 1)",
+    )
+    ven.add_argument(
+        "--replay-repeat",
+        type=int,
+        metavar="N",
+        help="play the --replay recordings N times in a row, 0: until stopped (overrides "
+        "server.replay_repeat; default 1)",
+    )
+    ven.add_argument(
         "--state",
         type=Path,
         help="keep every account's balances, orders, trades and ids in this SQLite file, so a "
@@ -412,6 +426,24 @@ def load_server_config(path: Path | None, seed: int | None) -> Any:
     return attrs.evolve(server, venue=venue)
 
 
+def _replay_pace(cfg: Any, speed: float | None, repeat: int | None) -> Any:
+    """``--replay-speed`` / ``--replay-repeat`` into the venue config, validated."""
+    from mm_trio.apps.paper.config import replay_speed_error
+
+    if speed is not None:
+        why = replay_speed_error(speed)
+        if why is not None:
+            raise UsageError(f"--replay-speed: {why}, got {speed:g}")
+        cfg = attrs.evolve(cfg, replay_speed=speed)
+    if repeat is not None:
+        if repeat < 0:
+            raise UsageError(f"--replay-repeat: must be >= 0 (0: until stopped), got {repeat}")
+        cfg = attrs.evolve(cfg, replay_repeat=repeat)
+    if (cfg.replay_speed != 1 or cfg.replay_repeat != 1) and not cfg.replay:
+        raise UsageError("--replay-speed and --replay-repeat need recordings (--replay FILE...)")
+    return cfg
+
+
 def _paper(args: argparse.Namespace) -> int:
     import os
 
@@ -428,6 +460,7 @@ def _paper(args: argparse.Namespace) -> int:
             if not path.is_file():
                 raise UsageError(f"--replay: recording {str(path)!r} does not exist")
         cfg = attrs.evolve(cfg, replay=tuple(str(p) for p in args.replay))
+    cfg = _replay_pace(cfg, args.replay_speed, args.replay_repeat)
     if args.state is not None:
         cfg = attrs.evolve(cfg, state=str(args.state))
     secret = args.api_secret or os.environ.get("MM_TRIO_VENUE_API_SECRET")

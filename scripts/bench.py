@@ -16,7 +16,10 @@ Runs, in one process run (the memory measurement in a subprocess of its own):
 (d) the resident memory per idle symbol with 1,000 symbols added (``bench_memory.py``);
 (e) the whole-process ``mm-trio replay`` of the real recordings against hftbacktest 2.4.4's
     compiled every-message grid loop over the same files, installed into a cached venv of
-    its own (``bench_hftbacktest.py``; skipped, with the reason, when that cannot be done).
+    its own (``bench_hftbacktest.py``; skipped, with the reason, when that cannot be done);
+(f) live ingest: market events/s a ``mm-trio run --venue binance`` takes from the paper
+    venue's combined stream (``--replay-speed`` ramp), with no loss and no trade later than
+    100 ms, and each process's CPU (``bench_ingest.py``).
 
 (c) and (d) run on the test double the package ships (``mm_trio.exchange.testing``). It
 prints a markdown table (metric, value, target, pass/fail); ``--write`` records the run in
@@ -41,12 +44,13 @@ from pathlib import Path
 from bench_common import BENCHMARKS_MD, Results
 from bench_decode import bench_decode_vs_replay
 from bench_hftbacktest import bench_hftbacktest
+from bench_ingest import bench_ingest
 from bench_latency import bench_latency
 from bench_memory import bench_memory
 from bench_report import render_markdown
 from bench_scaling import bench_scaling
 
-PARTS = "abcde"
+PARTS = "abcdef"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -82,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "c": lambda: bench_latency(res),
             "d": lambda: bench_memory(res),
             "e": lambda: bench_hftbacktest(res, tmp),
+            "f": lambda: bench_ingest(res, tmp, args.profile),
         }
         for key, part in parts.items():
             if key in args.only:

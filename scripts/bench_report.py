@@ -42,6 +42,7 @@ METHOD_TITLES = {
     "c": "(c) latency, event to limiter",
     "d": "(d) memory per idle symbol",
     "e": "(e) mm-trio replay vs hftbacktest's grid loop",
+    "f": "(f) live ingest over the paper venue's websocket",
 }
 
 

@@ -3,7 +3,7 @@ the hot path only adds to plain ints)."""
 
 from __future__ import annotations
 
-import bisect
+from mm_trio.core.histogram import Histogram
 
 __all__ = ["LATENCY_BUCKETS", "LatencyHistogram", "reject_class"]
 
@@ -42,27 +42,10 @@ def reject_class(reason: str) -> str:
     return head if head in REJECT_CLASSES else "unknown"
 
 
-class LatencyHistogram:
-    """Cumulative-ready bucket counts of observed latencies (seconds)."""
+class LatencyHistogram(Histogram):
+    """A :class:`~mm_trio.core.histogram.Histogram` on :data:`LATENCY_BUCKETS` by default."""
 
-    __slots__ = ("bounds", "counts", "total", "count")
+    __slots__ = ()
 
     def __init__(self, bounds: tuple[float, ...] = LATENCY_BUCKETS) -> None:
-        self.bounds = bounds
-        self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
-        self.total = 0.0
-        self.count = 0
-
-    def observe(self, seconds: float) -> None:
-        self.counts[bisect.bisect_left(self.bounds, seconds)] += 1
-        self.total += seconds
-        self.count += 1
-
-    def cumulative(self) -> list[tuple[float, int]]:
-        """``(upper bound, observations <= it)`` for every bucket, ``inf`` last."""
-        out: list[tuple[float, int]] = []
-        running = 0
-        for bound, n in zip((*self.bounds, float("inf")), self.counts, strict=True):
-            running += n
-            out.append((bound, running))
-        return out
+        super().__init__(bounds)

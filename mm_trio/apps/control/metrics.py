@@ -30,6 +30,7 @@ from mm_trio.core.lifecycle import SymbolState
 from mm_trio.core.risk.monitor import BREAKERS
 from mm_trio.engine.orchestrator import Orchestrator
 from mm_trio.engine.stats import REJECT_CLASSES
+from mm_trio.exchange.ingest import IngestStats
 
 __all__ = [
     "CONTENT_TYPE",
@@ -318,6 +319,33 @@ class OrchestratorCollector(Collector):
             reconnects.add_metric([stream], demux.stream_statuses.get((stream, "resynced"), 0))
             disconnects.add_metric([stream], demux.stream_statuses.get((stream, "disconnected"), 0))
         yield from (up, reconnects, disconnects)
+        yield from self._ingest()
+
+    def _ingest(self) -> Iterator[Metric]:
+        """Market events taken off a network venue's stream, and their event-time lag."""
+        ingest = getattr(self.orch.exchange, "market_ingest", None)
+        if not isinstance(ingest, IngestStats):  # the in-process venue has no wire
+            return
+        received = CounterMetricFamily(
+            P + "market_events_received",
+            "Market events decoded off the venue's market stream, by kind",
+            labels=["kind"],
+        )
+        received.add_metric(["quote"], ingest.quotes)
+        received.add_metric(["trade"], ingest.trades)
+        lag = HistogramMetricFamily(
+            P + "market_event_lag_seconds",
+            "From a trade's venue event time (E) to its local receipt, on the venue's clock",
+        )
+        lag.add_metric(
+            [], [(_le(b), n) for b, n in ingest.lag.cumulative()], sum_value=ingest.lag.total
+        )
+        yield from (received, lag)
+        yield GaugeMetricFamily(
+            P + "market_event_lag_max_seconds",
+            "The largest market_event_lag_seconds observed since the start",
+            value=ingest.max_lag,
+        )
 
 
 def _le(bound: float) -> str:

@@ -1,4 +1,5 @@
-"""The paper venue's admin endpoints ``/_admin/*``: fault injection, limit reset, market events.
+"""The paper venue's admin endpoints ``/_admin/*``: fault injection, limit reset, market events,
+and the venue's stream counters (``/_admin/stats``).
 
 Every request must come from loopback (else 403) and carry ``Authorization: Bearer <token>``,
 the venue's :class:`~mm_trio.apps.paper.auth.AdminToken` (else 401), both checked before the body
@@ -37,6 +38,7 @@ __all__ = [
     "admin_faults",
     "admin_market",
     "admin_reset_limits",
+    "admin_stats",
     "parse_market_event",
 ]
 
@@ -280,6 +282,15 @@ async def admin_reset_limits(request: Request) -> Response:
         return exc.response()
     request.app.state.venue.limiter.reset()
     return Response(json_bytes({}), media_type=JSON_TYPE)
+
+
+async def admin_stats(request: Request) -> Response:
+    """``GET``: what the venue published and sent (:meth:`PaperVenue.stats`)."""
+    denied = _denied(request)
+    if denied is not None:
+        return denied
+    venue: PaperVenue = request.app.state.venue
+    return Response(json_bytes(venue.stats()), media_type=JSON_TYPE)
 
 
 async def admin_market(request: Request) -> Response:

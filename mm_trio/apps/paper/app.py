@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 
-from mm_trio.apps.paper.admin import admin_faults, admin_market, admin_reset_limits
+from mm_trio.apps.paper.admin import admin_faults, admin_market, admin_reset_limits, admin_stats
 from mm_trio.apps.paper.rest import api_endpoint
 from mm_trio.apps.paper.streams import market_ws
 from mm_trio.apps.paper.venue import PaperVenue
@@ -28,6 +28,7 @@ def build_app(venue: PaperVenue) -> Starlette:
             Route("/_admin/faults", admin_faults, methods=["GET", "POST"]),
             Route("/_admin/reset-limits", admin_reset_limits, methods=["POST"]),
             Route("/_admin/market", admin_market, methods=["POST"]),
+            Route("/_admin/stats", admin_stats, methods=["GET"]),
         ]
     app = Starlette(routes=routes)
     app.state.venue = venue

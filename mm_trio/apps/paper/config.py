@@ -35,6 +35,22 @@ body limit, but its largest request (a signed order with every optional paramete
 under 1 KiB and a 1024-stream SUBSCRIBE about 30 KiB; a body over the cap is answered 413
 before it is read further or any signature or token work is done."""
 
+MAX_REPLAY_SPEED = 100_000.0
+"""Fastest accepted ``replay_speed``: the two shared recordings (346 s) in about 3.5 ms."""
+
+
+def replay_speed_error(speed: object) -> str | None:
+    """Why ``speed`` is not a replay speed (None if it is): a finite number > 0 and at most
+    :data:`MAX_REPLAY_SPEED`."""
+    if isinstance(speed, bool) or not isinstance(speed, (int, float)):
+        return "expected a number"
+    if not math.isfinite(speed) or speed <= 0:
+        return "must be a finite number > 0"
+    if speed > MAX_REPLAY_SPEED:
+        return f"must be at most {MAX_REPLAY_SPEED:g}"
+    return None
+
+
 # Bounds of the runtime faults: a fault that outlives a test run (a delay of hours, a count of
 # 10^30) is a hung or dead venue, not a fault.
 MAX_FAULT_DELAY_S = 60.0
@@ -215,6 +231,10 @@ class PaperConfig:
     # recordings (SPEC §10) to serve as market data instead of the synthetic feed, played in
     # real time from start-up; only their symbols then have data
     replay: tuple[str, ...] = ()
+    # ... that many times faster than recorded (issue 12 (f): a controlled, high event rate),
+    # and that many times in a row (0: until the venue stops)
+    replay_speed: float = 1.0
+    replay_repeat: int = 1
     depth_levels: int = 20
     ws_ping_interval: float | None = 20.0
     max_recv_window_ms: int = MAX_RECV_WINDOW_MS
@@ -234,6 +254,14 @@ class PaperConfig:
             raise ValueError("api keys must be unique")
         if self.depth_levels < 1:
             raise ValueError("depth_levels must be >= 1")
+        why = replay_speed_error(self.replay_speed)
+        if why is not None:
+            raise ValueError(f"replay_speed = {self.replay_speed!r}: {why}")
+        if isinstance(self.replay_repeat, bool) or self.replay_repeat < 0:
+            raise ValueError(
+                f"replay_repeat = {self.replay_repeat!r}: must be a whole number >= 0 "
+                "(0: repeat until stopped)"
+            )
         if self.admin_token is not None:
             why = admin_token_error(self.admin_token)
             if why is not None:  # never echo the token itself

@@ -31,21 +31,36 @@ def _level_factor(symbol: str, price_units: int) -> int:
 
 
 class SymbolBook:
-    """Synthetic order book of one symbol, built from its quotes, with Binance update ids."""
+    """Synthetic order book of one symbol, built from its quotes, with Binance update ids.
+
+    The levels are built lazily, when they are read (REST depth, a depth-stream flush, at
+    most a few times a second) rather than on every quote: a replay at many times real speed
+    sends tens of thousands of quotes a second, and building 2 x ``levels`` levels each time
+    was most of the venue's time. A depth diff is the difference between the book when its
+    batch began and the book at the flush (what changed, in its final state).
+    """
 
     def __init__(self, spec: SymbolSpec, levels: int) -> None:
         self.spec = spec
         self.native = native_symbol(spec.symbol)
         self.levels = levels
         self.update_id = 0
-        self.bids: dict[Decimal, Decimal] = {}
-        self.asks: dict[Decimal, Decimal] = {}
+        self._bids: dict[Decimal, Decimal] = {}
+        self._asks: dict[Decimal, Decimal] = {}
+        self._built: Quote | None = None  # the quote _bids / _asks were built from
         self.last_quote: Quote | None = None
         self.base_steps = 0
-        # pending depth-diff batches per speed: first update id and changed prices
-        self.pending: dict[str, tuple[int, set[Decimal], set[Decimal]] | None] = {
-            speed: None for speed in DEPTH_SPEEDS
-        }
+        self._factors: dict[int, int] = {}  # price units -> level factor (deterministic)
+        # pending depth-diff batches per speed: first update id and the book it began from
+        self.pending: dict[
+            str, tuple[int, dict[Decimal, Decimal], dict[Decimal, Decimal]] | None
+        ] = {speed: None for speed in DEPTH_SPEEDS}
+
+    def _factor(self, units: int) -> int:
+        factor = self._factors.get(units)
+        if factor is None:
+            factor = self._factors[units] = _level_factor(self.native, units)
+        return factor
 
     def _side(self, top: Decimal, top_qty: Decimal, sign: int) -> dict[Decimal, Decimal]:
         tick, step = self.spec.tick_size, self.spec.step_size
@@ -55,27 +70,34 @@ class SymbolBook:
             if price <= 0:
                 break
             units = int(price / tick)
-            out[price] = step * max(
-                1, (self.base_steps * _level_factor(self.native, units)) // _QUARTERS
-            )
+            out[price] = step * max(1, (self.base_steps * self._factor(units)) // _QUARTERS)
         return out
+
+    def _build(self) -> None:
+        q = self.last_quote
+        if q is not None and q is not self._built:
+            self._bids = self._side(q.bid, q.bid_qty, -1)
+            self._asks = self._side(q.ask, q.ask_qty, 1)
+            self._built = q
+
+    @property
+    def bids(self) -> dict[Decimal, Decimal]:
+        self._build()
+        return self._bids
+
+    @property
+    def asks(self) -> dict[Decimal, Decimal]:
+        self._build()
+        return self._asks
 
     def apply_quote(self, q: Quote) -> int:
         if self.base_steps == 0:
             self.base_steps = max(1, int(q.bid_qty / self.spec.step_size))
-        bids = self._side(q.bid, q.bid_qty, -1)
-        asks = self._side(q.ask, q.ask_qty, 1)
-        changed_b = {p for p in bids.keys() | self.bids.keys() if bids.get(p) != self.bids.get(p)}
-        changed_a = {p for p in asks.keys() | self.asks.keys() if asks.get(p) != self.asks.get(p)}
-        self.bids, self.asks = bids, asks
+        for speed, batch in self.pending.items():
+            if batch is None:  # a batch begins: remember the book it starts from
+                self.pending[speed] = (self.update_id + 1, self.bids, self.asks)
         self.last_quote = q
         self.update_id += 1
-        for speed, batch in self.pending.items():
-            if batch is None:
-                self.pending[speed] = (self.update_id, changed_b, changed_a)
-            else:
-                batch[1].update(changed_b)
-                batch[2].update(changed_a)
         return self.update_id
 
     def flush(self, speed: str, ts: int) -> DepthUpdate | None:
@@ -83,13 +105,16 @@ class SymbolBook:
         if batch is None:
             return None
         self.pending[speed] = None
-        first, cb, ca = batch
+        first, bids0, asks0 = batch
+        bids, asks = self.bids, self.asks
+        cb = {p for p in bids.keys() | bids0.keys() if bids.get(p) != bids0.get(p)}
+        ca = {p for p in asks.keys() | asks0.keys() if asks.get(p) != asks0.get(p)}
         return DepthUpdate(
             symbol=self.spec.symbol,
             first_id=first,
             last_id=self.update_id,
-            bids=tuple((p, self.bids.get(p, ZERO)) for p in sorted(cb, reverse=True)),
-            asks=tuple((p, self.asks.get(p, ZERO)) for p in sorted(ca)),
+            bids=tuple((p, bids.get(p, ZERO)) for p in sorted(cb, reverse=True)),
+            asks=tuple((p, asks.get(p, ZERO)) for p in sorted(ca)),
             ts=ts,
         )
 

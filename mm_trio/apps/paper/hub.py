@@ -9,6 +9,7 @@ symbol's :class:`~mm_trio.apps.paper.depth.SymbolBook` and go out on ``@bookTick
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 
 import trio
@@ -80,6 +81,7 @@ class MarketHub:
         self.subs: dict[str, set[StreamSink]] = {}
         self._agg_ids: dict[str, int] = {}
         self._quoted: dict[str, trio.Event] = {}
+        self.published: Counter[str] = Counter()  # market events by kind ("quote", "trade")
 
     async def wait_quote(self, symbol: str) -> None:
         """Wait until ``symbol`` has had a quote (market data is flowing)."""
@@ -115,6 +117,7 @@ class MarketHub:
             self._on_trade(ev)
 
     def _on_quote(self, ev: Quote) -> None:
+        self.published["quote"] += 1
         book = self.book(ev.symbol)
         u = book.apply_quote(ev)
         if u == 1 and ev.symbol in self._quoted:
@@ -126,6 +129,7 @@ class MarketHub:
             )
 
     def _on_trade(self, ev: Trade) -> None:
+        self.published["trade"] += 1
         native = native_symbol(ev.symbol)
         low = native.lower()
         name = f"{low}@trade"

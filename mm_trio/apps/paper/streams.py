@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -30,6 +31,8 @@ from mm_trio.exchange.binance.protocol import MAX_STREAMS
 log = logging.getLogger(__name__)
 
 SEND_QUEUE = 10_000
+MAX_CONNECTION_STATS = 64
+"""Market-stream connections whose counters ``/_admin/stats`` keeps (the latest ones)."""
 CONTROL_METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY", "GET_PROPERTY")
 # error codes of market-stream control requests (their own numbering, not the REST codes)
 _UNKNOWN_PROPERTY = 0
@@ -57,6 +60,7 @@ class Connection:
         self.send_ch, self.recv_ch = trio.open_memory_channel[bytes](SEND_QUEUE)
         self.scope = trio.CancelScope()
         self.overflowed = False
+        self.sent = 0  # messages handed to the websocket
 
     def send_nowait(self, message: bytes) -> None:
         try:
@@ -71,6 +75,7 @@ class Connection:
 async def _sender(websocket: WebSocket, conn: Connection) -> None:
     async for message in conn.recv_ch:
         await websocket.send_text(message.decode())
+        conn.sent += 1
 
 
 async def run_connection(
@@ -112,18 +117,49 @@ async def _guard(coro: Awaitable[None], scope: trio.CancelScope) -> None:
 
 
 class StreamConnection(Connection):
-    """A market-stream client: its subscriptions and payload wrapping."""
+    """A market-stream client: its subscriptions and payload wrapping.
+
+    It counts the market messages queued for it (``market_messages``, with the wall-clock
+    times of the first and the last) and those its sender handed to the socket (``sent``,
+    control replies included): ``GET /_admin/stats`` shows them, so a client can check it
+    lost nothing.
+    """
 
     def __init__(self, venue: PaperVenue, combined: bool) -> None:
         super().__init__(venue)
         self.combined = combined
         self.streams: dict[str, None] = {}
+        self.market_messages = 0
+        self.first_market_ns = 0
+        self.last_market_ns = 0
+        self.closed = False
+        venue.stream_connections.append(self)
+        del venue.stream_connections[:-MAX_CONNECTION_STATS]
 
     def sink(self, stream: str, payload: bytes) -> None:
+        now = time.time_ns()
+        if not self.market_messages:
+            self.first_market_ns = now
+        self.last_market_ns = now
+        self.market_messages += 1
         if self.combined:
             self.send_nowait(b'{"stream":"' + stream.encode() + b'","data":' + payload + b"}")
         else:
             self.send_nowait(payload)
+
+    def stats(self) -> dict[str, Any]:
+        """This connection's counters (see the class doc)."""
+        return {
+            "streams": list(self.streams),
+            "combined": self.combined,
+            "open": not self.closed,
+            "market_messages": self.market_messages,
+            "first_market_ns": self.first_market_ns,
+            "last_market_ns": self.last_market_ns,
+            "sent": self.sent,
+            "queued": self.send_ch.statistics().current_buffer_used,
+            "overflowed": self.overflowed,
+        }
 
     async def subscribe(self, streams: list[str]) -> None:
         new = [s for s in streams if s not in self.streams]
@@ -143,7 +179,7 @@ class StreamConnection(Connection):
 
     def close(self) -> None:
         self.venue.hub.unsubscribe(self.sink, list(self.streams))
-        self.streams.clear()
+        self.closed = True
 
     def _error(self, code: int, msg: str, req_id: Any = None) -> None:
         body: dict[str, Any] = {"code": code, "msg": msg}

@@ -42,6 +42,7 @@ from mm_trio.apps.paper.orders import NewOrder, validate_order
 from mm_trio.apps.paper.params import param_symbol, param_symbols
 from mm_trio.apps.paper.ratelimit import RateLimiter
 from mm_trio.apps.paper.state import VenueState, VenueStateError
+from mm_trio.domain.errors import ReplayInputError
 from mm_trio.domain.model import Event, SymbolSpec, native_symbol
 
 __all__ = ["PaperVenue"]
@@ -58,12 +59,27 @@ def replay_feed(config: PaperConfig) -> tuple[Any, dict[str, tuple[SymbolSpec, D
     {})`` without recordings (the synthetic feed)."""
     if not config.replay:
         return None, {}
+    from mm_trio.apps.paper.replay import scaled_replay
     from mm_trio.domain.config import Config
-    from mm_trio.exchange.sim.recorded import replay_market
+    from mm_trio.exchange.sim.recorded import recorded_market, replay_market
 
-    feed, specs, mids = replay_market(
-        [Path(p) for p in config.replay], Config(venue=config.venue), time.time_ns()
-    )
+    paths = [Path(p) for p in config.replay]
+    cfg = Config(venue=config.venue)
+    feed: Any
+    if config.replay_speed == 1 and config.replay_repeat == 1:
+        feed, specs, mids = replay_market(paths, cfg, time.time_ns())
+    else:
+        for p in paths:
+            if not p.is_file():
+                raise ReplayInputError(f"recording {str(p)!r} does not exist")
+        native_map, specs, mids = recorded_market(paths, cfg)
+        feed = scaled_replay(
+            paths,
+            native_map,
+            start_ns=time.time_ns(),
+            speed=config.replay_speed,
+            repeat=config.replay_repeat,
+        )
     return feed, {s: (spec, mids.get(s, Decimal(1))) for s, spec in specs.items()}
 
 
@@ -100,6 +116,8 @@ class PaperVenue:
         self.natives: dict[str, str] = {native_symbol(s): s for s in self.engine_specs}
         self.hub = MarketHub(self.engine_specs, config.depth_levels)
         self.ws_scopes: set[trio.CancelScope] = set()
+        # market-stream connections (apps.paper.streams.StreamConnection), latest last
+        self.stream_connections: list[Any] = []
         self._started = trio.Event()
         self._failed = trio.Event()
         self._failure: VenueStateError | None = None
@@ -175,6 +193,9 @@ class PaperVenue:
         symbols = (*symbols, *sorted(resting - set(symbols)))
         try:
             await self.primary.sim.subscribe(list(symbols))
+            start_at = getattr(self.primary.sim.feed, "start_at", None)
+            if start_at is not None:  # a scaled replay starts with the clock, not before it
+                start_at(self.primary.sim.now_ns())
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.primary.sim.run)
                 for speed, interval in _DEPTH_INTERVALS.items():
@@ -208,6 +229,28 @@ class PaperVenue:
         """Start market data for a listed symbol (idempotent)."""
         if symbol not in self.primary.sim.subscribed and symbol in self.engine_specs:
             await self.primary.sim.subscribe([symbol])
+
+    def stats(self) -> dict[str, Any]:
+        """What the venue published and sent (``GET /_admin/stats``): market events through
+        the hub by kind, the replay's progress, and each market-stream connection's counters
+        (see :class:`~mm_trio.apps.paper.streams.StreamConnection`)."""
+        feed = self.primary.sim.feed
+        replay: dict[str, Any] | None = None
+        if self.config.replay:
+            replay = {
+                "speed": self.config.replay_speed,
+                "repeat": self.config.replay_repeat,
+                "passes": getattr(feed, "passes", 1),
+                "records": getattr(feed, "records", 0),
+                "events": getattr(feed, "events", 0),
+                "exhausted": bool(getattr(feed, "exhausted", False)),
+                "max_lag_ms": getattr(feed, "max_lag_ns", 0) / _NS_PER_MS,
+            }
+        return {
+            "market_events": dict(self.hub.published),
+            "replay": replay,
+            "connections": [c.stats() for c in self.stream_connections],
+        }
 
     def drop_websockets(self) -> int:
         scopes = list(self.ws_scopes)

@@ -40,9 +40,11 @@ from mm_trio.domain.model import (
     OpenOrder,
     OrderRequest,
     OrderUpdate,
+    Quote,
     StreamStatus,
     SymbolError,
     SymbolSpec,
+    Trade,
     native_symbol,
 )
 from mm_trio.exchange.base import (
@@ -71,6 +73,7 @@ from mm_trio.exchange.binance.trades import (
     my_trades_from_json,
     my_trades_params,
 )
+from mm_trio.exchange.ingest import IngestStats
 from mm_trio.exchange.limiter import Limiter, Withdrawn
 
 __all__ = ["VENUES", "BinanceExchange", "MyTrade", "derive_ws_urls"]
@@ -78,6 +81,7 @@ __all__ = ["VENUES", "BinanceExchange", "MyTrade", "derive_ws_urls"]
 log = logging.getLogger(__name__)
 
 EVENT_BUFFER = 100_000
+_NS_PER_MS = 1_000_000
 
 VENUES: dict[str, tuple[str, str, str]] = {
     "binance": (
@@ -233,6 +237,7 @@ class BinanceExchange(Exchange):
             )
         self._running = False
         self.dropped_events = 0
+        self.market_ingest = IngestStats()  # market events received, their lag (metrics)
         self._decode_log = _DecodeProblemLog(name)
 
     def now_ns(self) -> int:
@@ -333,10 +338,23 @@ class BinanceExchange(Exchange):
             self.dropped_events += 1
 
     async def _on_frame(self, message: str | bytes, recv_ns: int) -> None:
+        ingest = self.market_ingest
         for event in self.decoder.decode(message, recv_ns):
-            if type(event) is DepthUpdate:
+            kind = type(event)
+            if kind is Quote:
+                ingest.quotes += 1
+            elif kind is Trade:
+                ingest.trades += 1
+                offset_ns = self.rest.time_offset_ms * _NS_PER_MS
+                ingest.observe_lag(recv_ns + offset_ns, event.ts)
+            elif kind is DepthUpdate:
                 continue
-            await self._emit(event)  # type: ignore[arg-type]
+            try:  # no checkpoint per event: the demux drains what is queued in one go
+                self._send.send_nowait(event)  # type: ignore[arg-type]
+            except trio.WouldBlock:
+                await self._emit(event)  # type: ignore[arg-type]
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self.dropped_events += 1
         self._decode_log.check(self.decoder.stats)
 
     # ------------------------------------------------------------------ symbols

@@ -3,10 +3,12 @@
 Both are long-running trio tasks (``await nursery.start(stream.run)``) built on
 :class:`ReconnectingStream`, which owns the reconnect loop:
 
-* connect (trio-websocket answers the venue's pings itself), run the stream's handshake,
+* connect (:mod:`~mm_trio.exchange.binance.wsclient`: wsproto over trio, TLS for
+  ``wss://``; it answers the venue's pings itself), run the stream's handshake,
   then report ``connected`` (first time) or ``resynced`` (after an outage) through
   ``on_status``; the shell reconciles orders over REST on both (SPEC §7);
-* pump frames to ``on_message(frame, recv_ns)`` until the connection drops; a heartbeat
+* pump frames to ``on_message(frame, recv_ns)`` until the connection drops (every message
+  of one socket read in one go, stamped with that read's time); a heartbeat
   task pings every ``heartbeat`` seconds and drops a connection whose pong does not come
   within ``heartbeat_timeout`` (a half-open TCP connection would otherwise hang forever);
 * on any failure report ``disconnected`` (once per outage) and retry after a jittered
@@ -32,13 +34,13 @@ from __future__ import annotations
 import itertools
 import logging
 import random
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import msgspec
 import trio
-from trio_websocket import WebSocketConnection, open_websocket_url
 
 from mm_trio.domain.model import StreamState, StreamStatus
 from mm_trio.exchange.base import ExchangeError, RateLimited
@@ -46,6 +48,12 @@ from mm_trio.exchange.binance.protocol import MAX_STREAMS, ErrorCode, Weights
 from mm_trio.exchange.binance.rest import LimiterLike, classify
 from mm_trio.exchange.binance.signing import Signer, ws_payload
 from mm_trio.exchange.binance.wire import WsApiResponseJson
+from mm_trio.exchange.binance.wsclient import (
+    MAX_MESSAGE_SIZE,
+    RECEIVE_BYTES,
+    WsConnection,
+    open_websocket,
+)
 
 __all__ = [
     "MAX_STREAMS",
@@ -60,7 +68,6 @@ log = logging.getLogger(__name__)
 
 CONTROL_INTERVAL = 0.25
 """Seconds between our control messages (Binance allows 5 incoming messages per second)."""
-MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 
 OnMessage = Callable[[str | bytes, int], Awaitable[None]]
 OnStatus = Callable[[StreamStatus], Awaitable[None]]
@@ -106,6 +113,7 @@ class ReconnectingStream:
         stable_after: float = 30.0,
         max_initial_attempts: int | None = None,
         rng: random.Random | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._on_message = on_message
         self._on_status = on_status
@@ -117,7 +125,8 @@ class ReconnectingStream:
         self.stable_after = stable_after
         self.max_initial_attempts = max_initial_attempts
         self._rng = rng or random.Random()
-        self._ws: WebSocketConnection | None = None
+        self.ssl_context = ssl_context  # for wss:// (None: the system's trusted CAs)
+        self._ws: WsConnection | None = None
         self.connects = 0
         self.disconnects = 0
         self.messages = 0
@@ -131,7 +140,7 @@ class ReconnectingStream:
         """Wait until there is a reason to connect (default: connect at once)."""
         await trio.lowlevel.checkpoint()
 
-    async def _handshake(self, ws: WebSocketConnection) -> None:
+    async def _handshake(self, ws: WsConnection) -> None:
         """Run after the websocket opens, before the connection counts as up."""
         await trio.lowlevel.checkpoint()
 
@@ -166,11 +175,13 @@ class ReconnectingStream:
             opened_at: float | None = None
             try:
                 url = self._url()
-                async with open_websocket_url(
+                async with open_websocket(
                     url,
                     connect_timeout=self.connect_timeout,
                     disconnect_timeout=min(5.0, self.connect_timeout),
+                    ssl_context=self.ssl_context,
                     max_message_size=MAX_MESSAGE_SIZE,
+                    receive_bytes=RECEIVE_BYTES,
                 ) as ws:
                     await self._handshake(ws)
                     opened_at = trio.current_time()
@@ -214,14 +225,18 @@ class ReconnectingStream:
                 await self._status("disconnected", f"{self.name}: {self.last_error}")
             await trio.sleep(self.backoff(failures))
 
-    async def _pump(self, ws: WebSocketConnection) -> None:
+    async def _pump(self, ws: WsConnection) -> None:
+        # a socket read's worth of messages is handled with no checkpoint between them
+        # (``_handle`` does not checkpoint unless the event channel is full): the read is the
+        # one checkpoint per batch, so the consumer gets them in one go
+        handle = self._handle
         while True:
-            message = await ws.get_message()
-            recv_ns = time.time_ns()
-            self.messages += 1
-            await self._handle(message, recv_ns)
+            batch, recv_ns = await ws.receive_batch()
+            for message in batch:
+                self.messages += 1
+                await handle(message, recv_ns)
 
-    async def _heartbeat(self, ws: WebSocketConnection) -> None:
+    async def _heartbeat(self, ws: WsConnection) -> None:
         while True:
             await trio.sleep(self.heartbeat)
             try:
@@ -261,7 +276,7 @@ class MarketStream(ReconnectingStream):
             self._changed = trio.Event()
             await self._changed.wait()
 
-    async def _handshake(self, ws: WebSocketConnection) -> None:
+    async def _handshake(self, ws: WsConnection) -> None:
         self._ws = ws
         try:
             await self._sync(ws)
@@ -295,7 +310,7 @@ class MarketStream(ReconnectingStream):
         except Exception as exc:  # the pump sees the broken connection and reconnects
             log.info("market stream: live (un)subscribe not sent: %s", exc)
 
-    async def _sync(self, ws: WebSocketConnection) -> None:
+    async def _sync(self, ws: WsConnection) -> None:
         """Send SUBSCRIBE / UNSUBSCRIBE for the difference between wanted and live."""
         async with self._send_lock:
             add = [s for s in self._wanted if s not in self._live]
@@ -376,7 +391,7 @@ class UserDataStream(ReconnectingStream):
             "params": params,
         }
 
-    async def _handshake(self, ws: WebSocketConnection) -> None:
+    async def _handshake(self, ws: WsConnection) -> None:
         if self._limiter is not None:
             await self._limiter.acquire(Weights.WS_USER_STREAM_SUBSCRIBE)
         request = self.subscribe_request()
