@@ -22,7 +22,7 @@ from mm_trio.exchange.binance.decode import StreamDecoder
 from mm_trio.exchange.ingest import IngestStats
 from mm_trio.exchange.limiter import Limiter
 from mm_trio.exchange.recording import merge_recordings
-from mm_trio.exchange.sim.recorded import recorded_market
+from mm_trio.exchange.sim.recorded import RecordedMarket
 from tests.conftest import ROOT
 
 ETHBTC = ROOT / "fixtures" / "ethbtc-synth.gz"
@@ -39,8 +39,8 @@ def recorded_events(path: Path) -> list[tuple[int, Quote | Trade]]:
 
 
 def feed(speed: float, repeat: int = 1):  # type: ignore[no-untyped-def]
-    native_map, _specs, _mids = recorded_market([ETHBTC], Config())
-    f = scaled_replay([ETHBTC], native_map, start_ns=START_NS, speed=speed, repeat=repeat)
+    market = RecordedMarket([ETHBTC], Config())
+    f = scaled_replay(market, [ETHBTC], Config(), start_ns=START_NS, speed=speed, repeat=repeat)
     f.add("ETH/BTC", Decimal(1))
     return f
 

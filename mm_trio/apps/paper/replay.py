@@ -30,10 +30,9 @@ from pathlib import Path
 
 import msgspec
 
+from mm_trio.domain.config import Config
 from mm_trio.domain.model import Event, Trade
-from mm_trio.exchange.binance.decode import StreamDecoder
-from mm_trio.exchange.recording import RecordingStats
-from mm_trio.exchange.sim.recorded import ReplayFeed
+from mm_trio.exchange.sim.recorded import RecordedMarket, ReplayFeed
 
 __all__ = ["PUBLISH_QUANTUM_NS", "ScaledReplayFeed", "scaled_replay"]
 
@@ -171,16 +170,20 @@ class ScaledReplayFeed:
 
 
 def scaled_replay(
+    market: RecordedMarket,
     paths: Sequence[Path],
-    native_map: dict[str, str],
+    config: Config,
     *,
     start_ns: int,
     speed: float,
     repeat: int,
 ) -> ScaledReplayFeed:
-    """A :class:`ScaledReplayFeed` of ``paths`` starting at venue time ``start_ns``."""
+    """A :class:`ScaledReplayFeed` of ``paths`` starting at venue time ``start_ns``; its
+    first pass replays ``market`` (the read that found the symbols, specs and prices),
+    every later pass reads the files again."""
+    first: list[RecordedMarket] = [market]
 
     def make() -> ReplayFeed:
-        return ReplayFeed(paths, StreamDecoder(native_map, clock="recv"), RecordingStats())
+        return ReplayFeed(first.pop() if first else RecordedMarket(paths, config))
 
     return ScaledReplayFeed(make, start_ns=start_ns, speed=speed, repeat=repeat)

@@ -61,7 +61,7 @@ def replay_feed(config: PaperConfig) -> tuple[Any, dict[str, tuple[SymbolSpec, D
         return None, {}
     from mm_trio.apps.paper.replay import scaled_replay
     from mm_trio.domain.config import Config
-    from mm_trio.exchange.sim.recorded import recorded_market, replay_market
+    from mm_trio.exchange.sim.recorded import RecordedMarket, replay_market
 
     paths = [Path(p) for p in config.replay]
     cfg = Config(venue=config.venue)
@@ -72,10 +72,12 @@ def replay_feed(config: PaperConfig) -> tuple[Any, dict[str, tuple[SymbolSpec, D
         for p in paths:
             if not p.is_file():
                 raise ReplayInputError(f"recording {str(p)!r} does not exist")
-        native_map, specs, mids = recorded_market(paths, cfg)
+        market = RecordedMarket(paths, cfg)
+        specs, mids = market.specs, market.mids
         feed = scaled_replay(
+            market,
             paths,
-            native_map,
+            cfg,
             start_ns=time.time_ns(),
             speed=config.replay_speed,
             repeat=config.replay_repeat,
