@@ -5,6 +5,8 @@ connection to hypercorn on the same port."""
 from __future__ import annotations
 
 import json
+import socket
+import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -193,7 +195,7 @@ async def test_a_too_slow_client_is_dropped_and_others_keep_streaming(
             assert not isinstance(ev, TextMessage)  # nothing went out before the drop
         assert [(await fast.message())["n"] for _ in range(3)] == [0, 1, 2]
     stats = [c.stats() for c in server.venue.stream_connections[-2:]]
-    assert stats[0]["overflowed"] and not stats[0]["open"]
+    assert stats[0]["overflowed"] and not stats[0]["open"] and stats[0]["queued"] == 0
     assert not stats[1]["overflowed"] and stats[1]["sent"] == 3
 
 
@@ -215,3 +217,17 @@ async def test_rest_and_a_late_upgrade_share_the_port(server: PaperServer) -> No
     assert isinstance(await client.event(), AcceptConnection)
     assert (await client.message())["s"] == "BTCUSDT"
     await sock.aclose()
+
+
+async def test_a_client_reset_mid_stream_ends_only_its_connection(server: PaperServer) -> None:
+    async with raw_client(server, "/ws/btcusdt@trade") as gone:
+        await trio.sleep(0.05)
+        # close with a reset (linger 0): the venue's read or write fails, not ends
+        gone.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    for i in range(100):
+        server.venue.hub._publish("btcusdt@trade", b'{"n":%d}' % i)
+    with trio.fail_after(WAIT_S):
+        while server.venue.stream_connections[-1].stats()["open"]:  # noqa: ASYNC110 -- no event to wait on
+            await trio.sleep(0.01)
+    async with raw_client(server, "/ws/btcusdt@bookTicker") as client:  # the server goes on
+        assert (await client.message())["s"] == "BTCUSDT"

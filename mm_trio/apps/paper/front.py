@@ -49,6 +49,7 @@ from wsproto.events import (
 from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import RemoteProtocolError
 
+from mm_trio.apps.paper import streams
 from mm_trio.apps.paper.config import MAX_BODY_BYTES
 from mm_trio.apps.paper.streams import StreamConnection, stream_request
 from mm_trio.apps.paper.venue import PaperVenue
@@ -209,11 +210,11 @@ async def _serve_market(stream: trio.SocketStream, head: bytes, venue: PaperVenu
         return
     target = urlsplit(request.target)
     path = unquote(target.path)
-    streams = stream_request(path, parse_qs(target.query).get("streams", [""])[-1], venue)
-    if streams is None:
+    asked = stream_request(path, parse_qs(target.query).get("streams", [""])[-1], venue)
+    if asked is None:
         await sock.send_event(RejectConnection(status_code=_FORBIDDEN))
         return
-    combined, canon = streams
+    combined, canon = asked
     await sock.send_event(AcceptConnection())
     conn = StreamConnection(venue, combined)
     venue.ws_scopes.add(conn.scope)
@@ -228,13 +229,12 @@ async def _serve_market(stream: trio.SocketStream, head: bytes, venue: PaperVenu
                 await _reader(sock, conn.on_text)
                 nursery.cancel_scope.cancel()
     finally:
-        conn.ended = True
+        conn.end()
         venue.ws_scopes.discard(conn.scope)
         conn.close()
     if conn.overflowed:
         log.warning(
-            "market-stream client too slow (over %d messages queued): disconnected",
-            conn.queued,
+            "market-stream client too slow (%d messages queued): disconnected", streams.SEND_QUEUE
         )
 
 
@@ -275,8 +275,9 @@ async def serve_front(
                 # hypercorn types its stream as SSL but serves a plain one (it duck-types)
                 prefixed: Any = _Prefixed(stream, head)
                 await TCPServer(wrapped, hc_config, context, ConnectionState({}), prefixed)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            log.debug("connection ended: %r", exc)
+        except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as group:
+            # the peer went away mid-read or mid-write (from any task of the connection)
+            log.debug("connection ended: %r", group.exceptions[0])
         finally:
             await trio.aclose_forcefully(stream)
 

@@ -92,6 +92,12 @@ class Connection:
             self._wake = None
             wake.set()
 
+    def end(self) -> None:
+        """The connection is over: queue nothing more, drop what is queued."""
+        self.ended = True
+        self.outbox.clear()
+        self.in_flight = 0
+
     @property
     def queued(self) -> int:
         """Messages queued or being written."""
@@ -153,7 +159,7 @@ async def run_connection(
     except Exception as exc:  # the peer went away mid-send/receive: just end
         log.debug("websocket ended: %r", exc)
     finally:
-        conn.ended = True
+        conn.end()
         venue.ws_scopes.discard(conn.scope)
     if conn.overflowed:
         log.warning("websocket client too slow: disconnected")
