@@ -62,7 +62,7 @@ STARTUP_S = 6.0  # allowance for the trader to start and subscribe
 MIN_WINDOW_S = 1.0  # a step that streamed less than this says so
 TARGET_RATE = 20_000.0
 LAG_BOUND = 0.1  # seconds: "no event delayed past 100 ms"
-STEP_TIMEOUT_S = 60.0
+STEP_TIMEOUT_S = 20.0  # after the replay's end: a trader that has not drained by then failed
 READY_TIMEOUT_S = 30.0
 POLL_S = 0.25
 SETTLE_S = 0.5  # after the venue's queue drained: let the trader decode the last bytes
@@ -113,6 +113,7 @@ class Step:
     venue_behind_ms: float  # how far the venue's publication ran behind its schedule
     overflowed: bool
     trader_cpu_s: float
+    drained: bool = True  # the venue's queue emptied before the step's timeout
 
     @property
     def us_per_event(self) -> float:
@@ -129,7 +130,7 @@ class Step:
 
     @property
     def clean(self) -> bool:
-        return self.lost == 0 and self.delayed == 0 and not self.overflowed
+        return self.lost == 0 and self.delayed == 0 and not self.overflowed and self.drained
 
 
 def recordings() -> list[Path]:
@@ -243,6 +244,7 @@ def _measure(
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     with httpx.Client(timeout=10) as http:
         deadline = time.monotonic() + timeout
+        drained = True
         cpu0: tuple[float, float, float] | None = None
         conns: list[dict[str, Any]] = []
         while time.monotonic() < deadline:
@@ -256,7 +258,7 @@ def _measure(
                 break
             time.sleep(POLL_S)
         else:
-            raise RuntimeError(f"speed {speed:g}: the replay did not end in {timeout:g}s")
+            drained = False  # measured as it stands: not clean
         t1, v1, r1 = time.monotonic(), cpu_seconds(venue_pid), cpu_seconds(trader_pid)
         time.sleep(SETTLE_S)
         metrics = http.get(
@@ -286,6 +288,7 @@ def _measure(
         venue_behind_ms=stats["replay"]["max_lag_ms"],
         overflowed=any(c["overflowed"] for c in conns),
         trader_cpu_s=r1 - r0,
+        drained=drained,
     )
 
 
@@ -461,7 +464,7 @@ def describe(s: Step) -> str:
         f"lost {s.lost}, {s.delayed}/{s.trades_timed} trades > 100 ms (max "
         f"{s.max_lag_s * 1000:.0f} ms), CPU venue {s.venue_cpu:.0f} % / trader "
         f"{s.trader_cpu:.0f} % ({s.us_per_event:.0f} µs/event)"
-        f"{', OVERFLOWED' if s.overflowed else ''}"
+        f"{', OVERFLOWED' if s.overflowed else ''}{'' if s.drained else ', NOT DRAINED'}"
     )
 
 
