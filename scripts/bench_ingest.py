@@ -21,6 +21,11 @@ venue's send queue is empty, the step compares:
 
 The result is the highest rate of a step with zero loss and zero delayed trades. ``--profile``
 reruns the top step with the trader under pyinstrument and prints its profile.
+
+A "venue only" step first measures what the venue alone can send: the same replay, faster
+than the venue can publish, to a lean client in this process that only counts frames (a
+trio socket read 64 KiB at a time, frame headers walked by hand, pings answered); lost =
+the venue's count for the connection - frames counted.
 """
 
 from __future__ import annotations
@@ -42,14 +47,22 @@ import httpx
 # bench_common first: it puts the checkout's mm_trio on sys.path
 from bench_common import DATA_DIR, REPO, Results, fmt_rate
 
-SPEEDS = (10.0, 25.0, 50.0, 100.0)
-SPEEDS_QUICK = (25.0, 100.0)
+SPEEDS = (25.0, 75.0, 150.0)  # the two recordings' bookTicker + trade: ~196 events/s at x1
+SPEEDS_QUICK = (150.0,)
 WINDOW_S = 4.0  # seconds of streaming wanted on the trader's connection
+VENUE_SPEED = 300.0  # venue only: beyond what the venue can publish, so it runs flat out
+VENUE_WINDOW_S = 6.0  # seconds of replay the venue-only client is offered
+VENUE_WINDOW_QUICK_S = 3.0
+VENUE_TARGET_RATE = 25_000.0
+READ_BYTES = 64 * 1024
+IDLE_S = 1.0  # the venue-only client asks whether the replay ended after this long idle
+CPU_BOUND_PCT = 85.0  # a process this busy is the bottleneck
+STREAMS = "btcusdt@bookTicker/btcusdt@trade/ethusdt@bookTicker/ethusdt@trade"
 STARTUP_S = 6.0  # allowance for the trader to start and subscribe
 MIN_WINDOW_S = 1.0  # a step that streamed less than this says so
 TARGET_RATE = 20_000.0
 LAG_BOUND = 0.1  # seconds: "no event delayed past 100 ms"
-STEP_TIMEOUT_S = 60.0
+STEP_TIMEOUT_S = 20.0  # after the replay's end: a trader that has not drained by then failed
 READY_TIMEOUT_S = 30.0
 POLL_S = 0.25
 SETTLE_S = 0.5  # after the venue's queue drained: let the trader decode the last bytes
@@ -100,6 +113,7 @@ class Step:
     venue_behind_ms: float  # how far the venue's publication ran behind its schedule
     overflowed: bool
     trader_cpu_s: float
+    drained: bool = True  # the venue's queue emptied before the step's timeout
 
     @property
     def us_per_event(self) -> float:
@@ -116,7 +130,7 @@ class Step:
 
     @property
     def clean(self) -> bool:
-        return self.lost == 0 and self.delayed == 0 and not self.overflowed
+        return self.lost == 0 and self.delayed == 0 and not self.overflowed and self.drained
 
 
 def recordings() -> list[Path]:
@@ -230,6 +244,7 @@ def _measure(
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     with httpx.Client(timeout=10) as http:
         deadline = time.monotonic() + timeout
+        drained = True
         cpu0: tuple[float, float, float] | None = None
         conns: list[dict[str, Any]] = []
         while time.monotonic() < deadline:
@@ -243,7 +258,7 @@ def _measure(
                 break
             time.sleep(POLL_S)
         else:
-            raise RuntimeError(f"speed {speed:g}: the replay did not end in {timeout:g}s")
+            drained = False  # measured as it stands: not clean
         t1, v1, r1 = time.monotonic(), cpu_seconds(venue_pid), cpu_seconds(trader_pid)
         time.sleep(SETTLE_S)
         metrics = http.get(
@@ -273,7 +288,174 @@ def _measure(
         venue_behind_ms=stats["replay"]["max_lag_ms"],
         overflowed=any(c["overflowed"] for c in conns),
         trader_cpu_s=r1 - r0,
+        drained=drained,
     )
+
+
+@dataclass
+class VenueStep:
+    speed: float
+    counted: int  # frames the lean client counted
+    messages: int  # market messages the venue queued on its connection
+    window_s: float  # first to last frame, client side
+    venue_cpu: float
+    venue_cpu_s: float
+    behind_ms: float
+    overflowed: bool
+
+    @property
+    def rate(self) -> float:
+        return self.counted / self.window_s if self.window_s > 0 else 0.0
+
+    @property
+    def lost(self) -> int:
+        return self.messages - self.counted
+
+    @property
+    def us_per_message(self) -> float:
+        return 1e6 * self.venue_cpu_s / self.counted if self.counted else 0.0
+
+
+def _frames(buf: bytearray) -> tuple[int, int, list[bytes], bool]:
+    """Walk the whole server frames at the start of ``buf``: (bytes used, data frames ended,
+    ping payloads, close seen)."""
+    pos = count = 0
+    pings: list[bytes] = []
+    end = len(buf)
+    while end - pos >= 2:  # noqa: PLR2004 -- the shortest frame header
+        b0, n = buf[pos], buf[pos + 1] & 0x7F
+        head = 2
+        if n == 126:  # noqa: PLR2004 -- RFC 6455 16-bit length
+            head, n = 4, int.from_bytes(buf[pos + 2 : pos + 4], "big")
+        elif n == 127:  # noqa: PLR2004 -- 64-bit length
+            head, n = 10, int.from_bytes(buf[pos + 2 : pos + 10], "big")
+        if end - pos < head + n:
+            break
+        opcode = b0 & 0x0F
+        if opcode == 0x9:  # noqa: PLR2004 -- ping
+            pings.append(bytes(buf[pos + head : pos + head + n]))
+        elif opcode == 0x8:  # noqa: PLR2004 -- close
+            return pos + head + n, count, pings, True
+        elif b0 & 0x80:  # the final frame of a text/binary message
+            count += 1
+        pos += head + n
+    return pos, count, pings, False
+
+
+async def _count_frames(base: str, admin: dict[str, str]) -> tuple[int, float, float]:
+    """Count the frames of a combined-stream connection until the replay ended and the
+    venue's queue is empty: (frames, first frame time, last frame time) (monotonic s)."""
+    import trio
+    from wsproto import ConnectionType, WSConnection
+    from wsproto.events import AcceptConnection, Ping, Request
+
+    host, port = base.removeprefix("http://").rsplit(":", 1)
+    sock = await trio.open_tcp_stream(host, int(port))
+    ws = WSConnection(ConnectionType.CLIENT)  # writes the request and the pongs
+    await sock.send_all(
+        ws.send(Request(host=f"{host}:{port}", target=f"/stream?streams={STREAMS}"))
+    )
+    buf = bytearray()
+    while b"\r\n\r\n" not in buf:
+        data = await sock.receive_some(READ_BYTES)
+        if not data:
+            raise RuntimeError("venue only: the venue closed the stream before accepting it")
+        buf += data
+    head, _, rest = bytes(buf).partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 101"):
+        raise RuntimeError(f"venue only: the stream was refused: {head[:80]!r}")
+    ws.receive_data(head + b"\r\n\r\n")  # wsproto takes the handshake; frames are ours
+    if not any(isinstance(ev, AcceptConnection) for ev in ws.events()):
+        raise RuntimeError("venue only: bad handshake reply")
+    buf = bytearray(rest)
+    count, first, last = 0, 0.0, 0.0
+    async with httpx.AsyncClient(base_url=base, headers=admin, timeout=10) as http:
+        while True:
+            with trio.move_on_after(IDLE_S) as idle:
+                data = await sock.receive_some(READ_BYTES)
+            if idle.cancelled_caught:
+                stats = (await http.get("/_admin/stats")).json()
+                conn = stats["connections"][-1]
+                if stats["replay"]["exhausted"] and not conn["queued"]:
+                    break
+                continue
+            if not data:
+                break
+            buf += data
+            used, n, pings, closed = _frames(buf)
+            del buf[:used]
+            if n:
+                last = time.monotonic()
+                first = first or last
+                count += n
+            for payload in pings:
+                await sock.send_all(ws.send(Ping(payload=payload).response()))
+            if closed:
+                break
+    await sock.aclose()
+    return count, first, last
+
+
+def run_venue_only(files: list[Path], span_s: float, tmp: Path, window_s: float) -> VenueStep:
+    """The venue alone, flat out, to the lean counting client."""
+    import trio
+
+    speed = VENUE_SPEED
+    repeat = max(1, math.ceil(window_s * speed / span_s))
+    venue = subprocess.Popen(
+        [*_mm_trio(), "--log-level", "WARNING", "venue", "--port", "0", "--replay",
+         *map(str, files), "--replay-speed", f"{speed:g}", "--replay-repeat", str(repeat)],
+        stdout=subprocess.PIPE, stderr=(tmp / "venue-only.err").open("w"), text=True,
+        env=_env({"MM_TRIO_VENUE_ADMIN_TOKEN": ADMIN_TOKEN}),
+    )  # fmt: skip
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    try:
+        base = _wait_line(venue, _BANNER, "the venue")
+        cpu0 = cpu_seconds(venue.pid)
+        count, first, last = trio.run(_count_frames, base, admin)
+        cpu1 = cpu_seconds(venue.pid)
+        stats = httpx.get(f"{base}/_admin/stats", headers=admin, timeout=10).json()
+    finally:
+        _stop(venue)
+    conn = stats["connections"][-1]
+    window = last - first
+    return VenueStep(
+        speed=speed,
+        counted=count,
+        messages=conn["market_messages"],
+        window_s=window,
+        # the client connected as the replay began: the venue's CPU is the window's
+        venue_cpu=100 * (cpu1 - cpu0) / window if window > 0 else 0.0,
+        venue_cpu_s=cpu1 - cpu0,
+        behind_ms=stats["replay"]["max_lag_ms"],
+        overflowed=conn["overflowed"],
+    )
+
+
+def bottleneck(v: VenueStep | None, s: Step | None) -> str:
+    """Which process limits the rate, from the CPU each used."""
+    parts = []
+    if v is not None:
+        limit = (
+            f"publishing is the limit: {v.behind_ms:.0f} ms behind its schedule"
+            if v.behind_ms > LAG_BOUND * 1000
+            else "kept its schedule"
+        )
+        parts.append(
+            f"venue alone {fmt_rate(v.rate)} at {v.venue_cpu:.0f} % CPU, {limit} "
+            f"({v.us_per_message:.0f} µs/message: replay decode + JSON encode + send)"
+        )
+    if s is not None:
+        busy = [
+            n for n, c in (("venue", s.venue_cpu), ("trader", s.trader_cpu)) if c >= CPU_BOUND_PCT
+        ]
+        parts.append(
+            f"top trader step x{s.speed:g}: "
+            + (f"{' and '.join(busy)} CPU-bound" if busy else "neither process CPU-bound")
+            + f" (venue {s.venue_cpu:.0f} %, trader {s.trader_cpu:.0f} %, "
+            f"{s.us_per_event:.0f} µs/event in the trader)"
+        )
+    return "; ".join(parts)
 
 
 def describe(s: Step) -> str:
@@ -282,13 +464,32 @@ def describe(s: Step) -> str:
         f"lost {s.lost}, {s.delayed}/{s.trades_timed} trades > 100 ms (max "
         f"{s.max_lag_s * 1000:.0f} ms), CPU venue {s.venue_cpu:.0f} % / trader "
         f"{s.trader_cpu:.0f} % ({s.us_per_event:.0f} µs/event)"
-        f"{', OVERFLOWED' if s.overflowed else ''}"
+        f"{', OVERFLOWED' if s.overflowed else ''}{'' if s.drained else ', NOT DRAINED'}"
     )
 
 
 def bench_ingest(res: Results, tmp: Path, profile: bool) -> None:
     files = recordings()
     span = recording_span_s(files)
+    v = run_venue_only(files, span, tmp, VENUE_WINDOW_QUICK_S if res.quick else VENUE_WINDOW_S)
+    print(
+        f"(f) venue only x{v.speed:g}: {fmt_rate(v.rate)} over {v.window_s:.1f} s, "
+        f"{v.counted:,} counted, lost {v.lost}, venue CPU {v.venue_cpu:.0f} % "
+        f"({v.us_per_message:.0f} µs/message), behind schedule {v.behind_ms:.0f} ms"
+        f"{', OVERFLOWED' if v.overflowed else ''}",
+        file=sys.stderr,
+        flush=True,
+    )
+    res.add(
+        "(f) venue only: market messages/s to one lean client, zero loss",
+        fmt_rate(v.rate) if v.lost == 0 and not v.overflowed else f"lost {v.lost}",
+        f">= {fmt_rate(VENUE_TARGET_RATE)}",
+        v.lost == 0 and not v.overflowed and v.rate >= VENUE_TARGET_RATE,
+    )
+    res.add(
+        "(f) venue only: CPU (per message)",
+        f"{v.venue_cpu:.0f} % ({v.us_per_message:.0f} µs)",
+    )
     steps: list[Step] = []
     for speed in SPEEDS_QUICK if res.quick else SPEEDS:
         step = run_step(speed, files, span, tmp, None)
@@ -311,6 +512,7 @@ def bench_ingest(res: Results, tmp: Path, profile: bool) -> None:
             f"(f) x{s.speed:g}: CPU venue / trader (trader CPU per event)",
             f"{s.venue_cpu:.0f} % / {s.trader_cpu:.0f} % ({s.us_per_event:.0f} µs)",
         )
+    res.add("(f) bottleneck", bottleneck(v, best or (steps[-1] if steps else None)))
     if profile and steps:
         top = best or steps[0]
         out = tmp / "trader-profile.txt"
@@ -332,7 +534,10 @@ def bench_ingest(res: Results, tmp: Path, profile: bool) -> None:
         "spot but share the connection's order). Rate = messages / (last - first message's "
         "publication time) on that connection. CPU% = process CPU time (`/proc/<pid>/stat`) "
         "over the streaming window, 100 % = one core. The result is the highest rate with "
-        "zero loss and zero late trades."
+        "zero loss and zero late trades. The venue-only row: the same replay at "
+        f"x{VENUE_SPEED:g} (faster than the venue can publish) to a lean client that only "
+        "counts frames (raw socket, 64 KiB reads, headers walked by hand); rate = frames / "
+        "(last - first frame's arrival), lost = the venue's count - frames counted."
     )
 
 

@@ -11,8 +11,9 @@ import httpx
 import pytest
 import trio
 
+from mm_trio.apps.paper import replay
 from mm_trio.apps.paper.config import PaperConfig
-from mm_trio.apps.paper.replay import PUBLISH_QUANTUM_NS, scaled_replay
+from mm_trio.apps.paper.replay import PUBLISH_QUANTUM_NS, ScaledReplayFeed, scaled_replay
 from mm_trio.apps.paper.server import open_paper_venue
 from mm_trio.cli import main
 from mm_trio.domain.config import Config, LimiterConfig
@@ -100,6 +101,41 @@ def test_repeat_zero_never_ends() -> None:
         assert due is not None
         f.advance(due + 10**12)
     assert f.passes >= 2 and not f.exhausted
+
+
+def _play(f: ScaledReplayFeed, step_ns: int = 0) -> list[Quote | Trade]:
+    events: list[Quote | Trade] = []
+    while (due := f.next_ts()) is not None:
+        events += f.advance(due + step_ns)  # type: ignore[arg-type]
+    return events
+
+
+def test_later_passes_replay_the_first_passs_events_not_the_files(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    kept = feed(50.0, repeat=3)
+    from_kept = _play(kept)
+    monkeypatch.setattr(replay, "MAX_CACHED_EVENTS", 0)  # too small to keep: decodes each pass
+    decoded = feed(50.0, repeat=3)
+    assert from_kept == _play(decoded)
+    assert isinstance(kept._inner, replay._CachedPass)  # pass 3 came from the kept events
+    assert not isinstance(decoded._inner, replay._CachedPass)
+    assert kept.records == decoded.records and kept.events == decoded.events
+
+
+def test_subscribing_during_a_kept_pass_goes_on_from_the_files() -> None:
+    f = feed(50.0, repeat=3)
+    reference = _play(feed(50.0, repeat=3))
+    got: list[Quote | Trade] = []
+    while not (isinstance(f._inner, replay._CachedPass) and f._inner.records > 100):
+        due = f.next_ts()
+        assert due is not None
+        got += f.advance(due)  # type: ignore[arg-type]
+    served = f._inner.records
+    f.add("ETH/BTC", Decimal(1))  # the kept events are dropped; the pass goes on from there
+    assert not isinstance(f._inner, replay._CachedPass) and f._inner.records == served
+    got += _play(f)
+    assert got == reference
 
 
 # --------------------------------------------------------------------------- validation

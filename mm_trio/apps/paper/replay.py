@@ -44,10 +44,56 @@ batches this size, so its stream senders run in between (a batch far beyond a cl
 send queue would disconnect it as too slow when it is not)."""
 
 
+class _CachedPass:
+    """A pass replayed from the events a previous pass decoded (same interface as
+    :class:`ReplayFeed`): groups of (recording time, records, events)."""
+
+    def __init__(self, groups: list[tuple[int, int, list[Event]]], stats: RecordingStats) -> None:
+        self._groups = groups
+        self._i = 0
+        self.stats = stats
+        self.first_ts = groups[0][0] if groups else 0
+        self.last_ts = self.first_ts
+        self.records = 0
+        self.events = 0
+
+    def next_ts(self) -> int | None:
+        return self._groups[self._i][0] if self._i < len(self._groups) else None
+
+    @property
+    def exhausted(self) -> bool:
+        return self._i >= len(self._groups)
+
+    def advance(self, to_ts: int) -> list[Event]:
+        out: list[Event] = []
+        groups = self._groups
+        i = self._i
+        while i < len(groups) and groups[i][0] <= to_ts:
+            ts, records, events = groups[i]
+            out += events
+            self.records += records
+            self.last_ts = ts
+            i += 1
+        self._i = i
+        self.events += len(out)
+        return out
+
+
+MAX_CACHED_EVENTS = 1_000_000
+"""Decoded events a replay keeps to serve its later passes (~0.4 KB each in memory); a
+longer recording is decoded again on every pass."""
+
+
 class ScaledReplayFeed:
     """A venue feed replaying recordings ``speed`` times faster, ``repeat`` times (0: ever).
 
     ``make`` builds a fresh :class:`ReplayFeed` on recording time (one per pass).
+
+    The first pass keeps the events it decodes (up to :data:`MAX_CACHED_EVENTS`) and the
+    following passes replay them instead of reading and decoding the files again: decoding
+    is about half the venue's cost per event. Subscribing or unsubscribing a symbol drops
+    the kept events (a pass being replayed from them goes on from the files, from where it
+    was) and the next pass keeps its own.
     """
 
     def __init__(
@@ -61,7 +107,7 @@ class ScaledReplayFeed:
         self._make = make
         self.speed = Fraction(str(speed))  # exact: "1.5" is 3/2, not a binary float
         self.repeat = repeat
-        self._inner = make()
+        self._inner: ReplayFeed | _CachedPass = make()
         self.first_ts = self._inner.first_ts
         self._pass_start = start_ns  # venue time of the current pass's first record
         self._symbols: dict[str, Decimal] = {}
@@ -73,6 +119,10 @@ class ScaledReplayFeed:
         # trade id spans of the first pass (symbol -> [first id, last id])
         self._ids: dict[str, list[int]] = {}
         self._id_shift: dict[str, int] = {}
+        # the current pass's decoded events while it keeps them (None: it does not)
+        self._keeping: list[tuple[int, int, list[Event]]] | None = []
+        self._kept_events = 0
+        self._cache: list[tuple[int, int, list[Event]]] | None = None
 
     def start_at(self, venue_ns: int) -> None:
         """Play the first pass from venue time ``venue_ns`` (the venue calls this as its
@@ -106,11 +156,30 @@ class ScaledReplayFeed:
 
     def add(self, symbol: str, start_price: Decimal) -> None:
         self._symbols[symbol] = start_price
-        self._inner.add(symbol, start_price)
+        self._forget_cache().add(symbol, start_price)
 
     def remove(self, symbol: str) -> None:
         self._symbols.pop(symbol, None)
-        self._inner.remove(symbol)
+        self._forget_cache().remove(symbol)
+
+    def _forget_cache(self) -> ReplayFeed:
+        """The kept events no longer match the subscribed symbols: drop them, and go on
+        from the files if this pass is being replayed from them (the pass's feed)."""
+        self._cache = None
+        self._kept_events = 0
+        cached = self._inner
+        # a pass that has served nothing yet can still keep all it decodes
+        self._keeping = [] if not cached.records and not isinstance(cached, _CachedPass) else None
+        if isinstance(cached, _CachedPass):
+            self._inner = self._make()
+            for symbol, price in self._symbols.items():
+                self._inner.add(symbol, price)
+            if cached.records:  # skip what the cached pass already served
+                self._inner.advance(cached.last_ts)
+            self._inner.records = cached.records
+            self.stats = self._inner.stats
+        assert isinstance(self._inner, ReplayFeed)
+        return self._inner
 
     def advance(self, to_ts: int) -> list[Event]:
         """The events due by venue time ``to_ts``, at most about :data:`MAX_BATCH_RECORDS`
@@ -134,13 +203,25 @@ class ScaledReplayFeed:
             if due > rec_to:
                 break
             before = inner.records
-            out += inner.advance(due)  # every record at this one recording time
-            taken += inner.records - before
+            group = inner.advance(due)  # every record at this one recording time
+            out += group
+            records = inner.records - before
+            taken += records
+            if self._keeping is not None:
+                self._keep(due, records, group)
         self.records += taken
         self.events += len(out)
         return [self._stamp(ev, to_ts) for ev in out]
 
     # ------------------------------------------------------------------ helpers
+    def _keep(self, ts: int, records: int, events: list[Event]) -> None:
+        assert self._keeping is not None
+        self._kept_events += len(events)
+        if self._kept_events > MAX_CACHED_EVENTS:  # too big to keep: decode every pass
+            self._keeping = None
+            return
+        self._keeping.append((ts, records, events))
+
     def _stamp(self, ev: Event, ts: int) -> Event:
         if type(ev) is Trade:
             ids = self._ids.get(ev.symbol)
@@ -162,10 +243,16 @@ class ScaledReplayFeed:
         self.passes += 1
         for symbol, (first, last_id) in self._ids.items():
             self._id_shift[symbol] = (self.passes - 1) * (last_id - first + 1)
+        if self._keeping is not None:  # this pass kept all its events: replay them
+            self._cache, self._keeping = self._keeping, None
+        if self._cache is not None:
+            self._inner = _CachedPass(self._cache, self.stats)
+            return not self._inner.exhausted
         self._inner = self._make()
         for symbol, price in self._symbols.items():
             self._inner.add(symbol, price)
         self.stats = self._inner.stats
+        self._keeping, self._kept_events = [], 0
         return not self._inner.exhausted
 
 

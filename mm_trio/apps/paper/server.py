@@ -1,8 +1,10 @@
-"""Serve the paper venue with hypercorn's trio worker.
+"""Serve the paper venue: market streams on a lean websocket server, the rest with hypercorn.
 
 ``await nursery.start(serve_paper_venue, config)`` starts the simulated exchange(s), the market
 data tasks and the HTTP/websocket server on ``host:port`` (port 0 picks a free one) and returns
-the bound port. :func:`open_paper_venue` is the same as an async context manager that yields a
+the bound port. One port serves everything: :mod:`~mm_trio.apps.paper.front` takes the
+market-stream websockets itself and hands every other connection to hypercorn.
+:func:`open_paper_venue` is the same as an async context manager that yields a
 :class:`PaperServer` (port, base URLs, the admin headers and the
 :class:`~mm_trio.apps.paper.venue.PaperVenue` itself, for tests).
 
@@ -17,15 +19,14 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from functools import partial
 
 import attrs
 import trio
 from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve
 
 from mm_trio.apps.paper.app import build_app
 from mm_trio.apps.paper.config import ADMIN_TOKEN_ENV, MAX_BODY_BYTES, PaperConfig
+from mm_trio.apps.paper.front import serve_front
 from mm_trio.apps.paper.venue import PaperVenue
 from mm_trio.apps.web import hypercorn_config
 
@@ -74,15 +75,9 @@ async def _run(
     async with trio.open_nursery() as nursery:
         await nursery.start(venue.run)
         app = build_app(venue)
-        binds: list[str] = await nursery.start(
-            partial(
-                serve,
-                app,  # type: ignore[arg-type]
-                _hypercorn_config(config, host, port),
-                shutdown_trigger=trio.sleep_forever,
-            )
+        bound: int = await nursery.start(
+            serve_front, app, _hypercorn_config(config, host, port), venue, host, port
         )
-        bound = int(binds[0].rsplit(":", 1)[1])
         log.info(
             "venue listening on http://%s:%d (%d account(s))", host, bound, len(config.accounts)
         )

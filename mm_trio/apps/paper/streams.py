@@ -14,9 +14,11 @@ queue, the handler reads; the connection's cancel scope is registered with the v
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -31,6 +33,12 @@ from mm_trio.exchange.binance.protocol import MAX_STREAMS
 log = logging.getLogger(__name__)
 
 SEND_QUEUE = 10_000
+"""Messages a connection may have queued: one more and it is dropped as too slow."""
+MAX_WRITE_BYTES = 256 * 1024
+"""A sender's batch: messages taken at once, up to about this many bytes (one socket write
+on the lean stream server)."""
+MAX_CACHED_STREAMS = 4096
+"""Stream names whose combined-message prefix is kept encoded."""
 MAX_CONNECTION_STATS = 64
 """Market-stream connections whose counters ``/_admin/stats`` keeps (the latest ones)."""
 CONTROL_METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY", "GET_PROPERTY")
@@ -53,29 +61,79 @@ class _Refused(Exception):
 
 
 class Connection:
-    """Outgoing queue and cancel scope of one websocket connection."""
+    """Outgoing queue and cancel scope of one websocket connection.
+
+    The queue holds at most :data:`SEND_QUEUE` messages: one more and the connection is
+    cancelled as too slow (``overflowed``). Its sender takes everything queued at once
+    (:meth:`take`), so a fast transport writes many messages per wake-up.
+    """
 
     def __init__(self, venue: PaperVenue) -> None:
         self.venue = venue
-        self.send_ch, self.recv_ch = trio.open_memory_channel[bytes](SEND_QUEUE)
+        self.outbox: deque[bytes] = deque()
+        self.in_flight = 0  # messages taken by the sender and not yet written
+        self._wake: trio.Event | None = None  # set while the sender waits for messages
         self.scope = trio.CancelScope()
         self.overflowed = False
+        self.ended = False
         self.sent = 0  # messages handed to the websocket
 
     def send_nowait(self, message: bytes) -> None:
-        try:
-            self.send_ch.send_nowait(message)
-        except trio.WouldBlock:
+        if self.ended:
+            return
+        if len(self.outbox) >= SEND_QUEUE:
             self.overflowed = True
+            self.ended = True
             self.scope.cancel()
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
+            return
+        self.outbox.append(message)
+        wake = self._wake
+        if wake is not None:
+            self._wake = None
+            wake.set()
+
+    def end(self) -> None:
+        """The connection is over: queue nothing more, drop what is queued."""
+        self.ended = True
+        self.outbox.clear()
+        self.in_flight = 0
+
+    @property
+    def queued(self) -> int:
+        """Messages queued or being written."""
+        return len(self.outbox) + self.in_flight
+
+    async def take(self, max_bytes: int = MAX_WRITE_BYTES) -> list[bytes]:
+        """Wait for queued messages and take them all (oldest first), up to about
+        ``max_bytes`` (at least one); :meth:`done` reports them written."""
+        while not self.outbox:
+            self._wake = wake = trio.Event()
+            await wake.wait()
+        outbox = self.outbox
+        if len(outbox) <= 1:
+            batch = [outbox.popleft()]
+        else:
+            batch = []
+            size = 0
+            while outbox and size < max_bytes:
+                message = outbox.popleft()
+                batch.append(message)
+                size += len(message)
+        self.in_flight = len(batch)
+        return batch
+
+    def done(self, count: int) -> None:
+        """``count`` messages taken by :meth:`take` were written."""
+        self.sent += count
+        self.in_flight = 0
 
 
 async def _sender(websocket: WebSocket, conn: Connection) -> None:
-    async for message in conn.recv_ch:
-        await websocket.send_text(message.decode())
-        conn.sent += 1
+    while True:
+        for i, message in enumerate(batch := await conn.take()):
+            await websocket.send_text(message.decode())
+            conn.sent += 1
+            conn.in_flight = len(batch) - i - 1
 
 
 async def run_connection(
@@ -101,6 +159,7 @@ async def run_connection(
     except Exception as exc:  # the peer went away mid-send/receive: just end
         log.debug("websocket ended: %r", exc)
     finally:
+        conn.end()
         venue.ws_scopes.discard(conn.scope)
     if conn.overflowed:
         log.warning("websocket client too slow: disconnected")
@@ -114,6 +173,31 @@ async def _guard(coro: Awaitable[None], scope: trio.CancelScope) -> None:
         log.debug("websocket send failed: %r", exc)
     finally:
         scope.cancel()
+
+
+@functools.lru_cache(maxsize=MAX_CACHED_STREAMS)
+def _combined_prefix(stream: str) -> bytes:
+    return b'{"stream":"' + stream.encode() + b'","data":'
+
+
+class _CombinedCache:
+    """The combined-stream message of the payload last published: the hub hands the same
+    payload object to every subscriber, so each event is wrapped once, not once per
+    connection."""
+
+    def __init__(self) -> None:
+        self._payload: bytes | None = None
+        self._stream = ""
+        self._message = b""
+
+    def wrap(self, stream: str, payload: bytes) -> bytes:
+        if payload is not self._payload or stream != self._stream:
+            self._payload, self._stream = payload, stream
+            self._message = _combined_prefix(stream) + payload + b"}"
+        return self._message
+
+
+_COMBINED = _CombinedCache()
 
 
 class StreamConnection(Connection):
@@ -143,7 +227,7 @@ class StreamConnection(Connection):
         self.last_market_ns = now
         self.market_messages += 1
         if self.combined:
-            self.send_nowait(b'{"stream":"' + stream.encode() + b'","data":' + payload + b"}")
+            self.send_nowait(_COMBINED.wrap(stream, payload))
         else:
             self.send_nowait(payload)
 
@@ -157,7 +241,7 @@ class StreamConnection(Connection):
             "first_market_ns": self.first_market_ns,
             "last_market_ns": self.last_market_ns,
             "sent": self.sent,
-            "queued": self.send_ch.statistics().current_buffer_used,
+            "queued": self.queued,
             "overflowed": self.overflowed,
         }
 
@@ -259,25 +343,39 @@ class StreamConnection(Connection):
         self.combined = params[1]
 
 
-async def market_ws(websocket: WebSocket) -> None:
-    """Starlette websocket endpoint for ``/ws``, ``/ws/...`` and ``/stream``."""
-    venue: PaperVenue = websocket.app.state.venue
-    path = websocket.url.path
+def stream_request(path: str, streams: str, venue: PaperVenue) -> tuple[bool, list[str]] | None:
+    """(combined, canonical stream names) a market-stream request asks for, or None if it
+    asks for a stream we do not serve (or too many): ``path`` is the request's (decoded)
+    path, ``streams`` its ``streams`` query parameter."""
     if path.rstrip("/") == "/stream":
         combined = True
-        raw = websocket.query_params.get("streams", "")
+        raw = streams
     else:
         combined = False
         raw = path[len("/ws") :].strip("/")
     names = [n for n in raw.split("/") if n]
     canon = [parse_stream(n, venue.natives) for n in names]
-    if any(c is None for c in canon) or len(canon) > MAX_STREAMS:
+    if len(canon) > MAX_STREAMS:
+        return None
+    valid = [c for c in canon if c is not None]
+    if len(valid) != len(canon):
+        return None
+    return combined, valid
+
+
+async def market_ws(websocket: WebSocket) -> None:
+    """Starlette websocket endpoint for ``/ws``, ``/ws/...`` and ``/stream`` (the lean
+    server of :mod:`~mm_trio.apps.paper.front` serves them first; this one answers an
+    upgrade on a connection hypercorn already serves, e.g. after a REST request)."""
+    venue: PaperVenue = websocket.app.state.venue
+    request = stream_request(websocket.url.path, websocket.query_params.get("streams", ""), venue)
+    if request is None:
         await websocket.close(code=POLICY_VIOLATION)
         return
     await websocket.accept()
-    conn = StreamConnection(venue, combined)
+    conn = StreamConnection(venue, request[0])
     try:
-        await conn.subscribe([c for c in canon if c is not None])
+        await conn.subscribe(request[1])
         await run_connection(websocket, conn, conn.on_text)
     finally:
         conn.close()
