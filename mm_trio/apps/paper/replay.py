@@ -32,6 +32,7 @@ import msgspec
 
 from mm_trio.domain.config import Config
 from mm_trio.domain.model import Event, Trade
+from mm_trio.exchange.recording import RecordingStats
 from mm_trio.exchange.sim.recorded import RecordedMarket, ReplayFeed
 
 __all__ = ["PUBLISH_QUANTUM_NS", "ScaledReplayFeed", "scaled_replay"]
