@@ -8,6 +8,7 @@ The verbs (``status``, ``symbols``, ``pause``, ``resume``, ``kill``) talk to a r
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import signal
@@ -447,6 +448,7 @@ def _replay_pace(cfg: Any, speed: float | None, repeat: int | None) -> Any:
 def _paper(args: argparse.Namespace) -> int:
     import os
 
+    from mm_trio.apps.heap import freeze_heap
     from mm_trio.apps.paper.auth import AdminToken
     from mm_trio.apps.paper.config import ADMIN_TOKEN_ENV, with_credentials
     from mm_trio.apps.paper.server import serve_paper_venue
@@ -480,6 +482,7 @@ def _paper(args: argparse.Namespace) -> int:
                         cfg, port=args.port, task_status=task_status
                     )
                 )
+                freeze_heap()  # see mm_trio.apps.heap; unfrozen when the venue stops
                 keys = ", ".join(a.api_key for a in cfg.accounts)
                 print(
                     f"mm-trio {args.command}: Binance spot API on http://127.0.0.1:{port} "
@@ -514,6 +517,8 @@ def _paper(args: argparse.Namespace) -> int:
         print(f"mm-trio: error: {failure}", file=sys.stderr)
         # a file refused at start is bad input; a write that failed while serving is not
         return EXIT_VENUE if isinstance(failure, VenueStateWriteError) else EXIT_USAGE
+    finally:
+        gc.unfreeze()
 
 
 def _replay(args: argparse.Namespace) -> int:

@@ -47,8 +47,8 @@ import httpx
 # bench_common first: it puts the checkout's mm_trio on sys.path
 from bench_common import DATA_DIR, REPO, Results, fmt_rate
 
-SPEEDS = (25.0, 75.0, 150.0)  # the two recordings' bookTicker + trade: ~196 events/s at x1
-SPEEDS_QUICK = (150.0,)
+SPEEDS = (25.0, 75.0, 110.0, 150.0)  # the two recordings' bookTicker + trade: ~196 events/s at x1
+SPEEDS_QUICK = (110.0,)
 WINDOW_S = 4.0  # seconds of streaming wanted on the trader's connection
 VENUE_SPEED = 300.0  # venue only: beyond what the venue can publish, so it runs flat out
 VENUE_WINDOW_S = 6.0  # seconds of replay the venue-only client is offered

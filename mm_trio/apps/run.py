@@ -3,6 +3,7 @@ status lines and an exit summary."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import sys
@@ -17,6 +18,7 @@ import trio
 
 from mm_trio.apps.fills import FillPrinter, clock_text
 from mm_trio.apps.funding import funding_problems
+from mm_trio.apps.heap import freeze_heap
 from mm_trio.apps.state_file import open_state
 from mm_trio.apps.summary import limiter_summary, status_lines, summary_dict, summary_table
 from mm_trio.domain.config import Config, GridConfig
@@ -201,6 +203,7 @@ async def _trade(
                                 orch, store, grids, override_recovery, out
                             )
                         await orch.add_symbols(list(grids), configs=grids)
+                        freeze_heap()
                         traded = True
                         print(
                             f"mm-trio: trading {', '.join(grids)} on {exchange.name}"
@@ -226,6 +229,7 @@ async def _trade(
                 if not written and rc == EXIT_OK:
                     rc = EXIT_VENUE
         outer.cancel_scope.cancel()
+    gc.unfreeze()  # an in-process caller (a test, a script) gets its collector back
     return rc
 
 

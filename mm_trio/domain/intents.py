@@ -6,8 +6,10 @@ import msgspec
 
 from mm_trio.domain.model import OrderRequest
 
+# gc=False as for the model's structs: frozen, and nothing in them can refer back to them
 
-class PlaceOrder(msgspec.Struct, frozen=True, tag="place"):
+
+class PlaceOrder(msgspec.Struct, frozen=True, gc=False, tag="place"):
     """Send this new order.
 
     ``opening`` is False for take-profits and buy-backs (they close held inventory).
@@ -17,7 +19,7 @@ class PlaceOrder(msgspec.Struct, frozen=True, tag="place"):
     opening: bool = True
 
 
-class CancelOrder(msgspec.Struct, frozen=True, tag="cancel"):
+class CancelOrder(msgspec.Struct, frozen=True, gc=False, tag="cancel"):
     symbol: str
     client_id: str
 
