@@ -20,6 +20,7 @@ import trio
 # bench_common first: it puts the checkout's mm_trio on sys.path
 from bench_common import UNTHROTTLED, Results
 
+from mm_trio.apps.heap import freeze_heap
 from mm_trio.domain.config import Config, LimiterConfig, config_from_dict
 from mm_trio.domain.intents import PlaceOrder
 from mm_trio.domain.model import Balance, Event, OpenOrder, OrderRequest, Quote, Trade
@@ -159,6 +160,7 @@ async def _latency_session(
             manager = await orch.add_symbol(sym)
             manager.quote_observer = observe
             manager.inbox.deliver = absorbing(manager)  # type: ignore[method-assign]
+        freeze_heap()  # as `mm-trio run` does once its symbols are added
         seq = 0
         count = dict.fromkeys(symbols, 0)
         region = dict.fromkeys(symbols, 0)
@@ -237,7 +239,10 @@ def bench_latency(res: Results) -> None:
     notes = []
     for k, (rate, n_symbols) in enumerate(LATENCY_RUNS):
         gc.collect()
-        out = trio.run(_latency_session, duration, warmup, rate, n_symbols)
+        try:
+            out = trio.run(_latency_session, duration, warmup, rate, n_symbols)
+        finally:
+            gc.unfreeze()
         lat = sorted(out["latencies"])
         if not lat:
             raise SystemExit("bench: (c) no intent was matched to an event")

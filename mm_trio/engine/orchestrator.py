@@ -48,6 +48,8 @@ from mm_trio.exchange.limiter import Limiter
 log = logging.getLogger("mm_trio.engine.orchestrator")
 TICK_SECONDS = 1.0
 TICK_PHASE = 0.000271828  # seconds; never a whole number of milliseconds
+TICK_SLICE = 50
+"""Symbols ticked between two checkpoints of the ticker (about a millisecond of work)."""
 RECENT_FILLS = 1_000
 """Fills kept for the control plane's ``/fills`` (the store's ledger keeps them all)."""
 
@@ -563,8 +565,14 @@ class Orchestrator:
         while True:
             await trio.sleep_until(wake)
             wake += TICK_SECONDS
-            for manager in list(self._managers.values()):
-                manager.tick()
+            managers = self._managers
+            for i, manager in enumerate(list(managers.values())):
+                if i and i % TICK_SLICE == 0:
+                    # with many symbols one tick is milliseconds of work: let the market
+                    # through between slices instead of holding every event up behind it
+                    await trio.lowlevel.checkpoint()
+                if managers.get(manager.symbol) is manager:  # not removed meanwhile
+                    manager.tick()
             # a reduce-only hold that ended is released even if no symbol reports
             self._on_changes(self.governor.tick(self._clock()))
             for hook in self.tick_hooks:
