@@ -69,65 +69,73 @@ def render_markdown(res: Results, started: dt.datetime, elapsed: float, load: fl
     for key, title in METHOD_TITLES.items():
         if key in res.notes:
             out += [f"**{title}.** {res.notes[key]}", ""]
-    out += ["## Where the time goes, and why (a) and (b) miss", "", ANALYSIS, ""]
+    out += ["## Where the time goes, and why (a), (b), (c) and (e) miss", "", ANALYSIS, ""]
     return "\n".join(out)
 
 
 ANALYSIS = """\
 Profiles (cProfile and py-spy of `run_replay` on the real recordings; `--profile` reruns
-pyinstrument) give the same picture for every configuration:
+pyinstrument), December 2026, after issue 12's fast path:
 
-* **The fast path (issue 12, first part).** A quote inside the symbol's quiet band (where
-  neither the grid nor a breaker can react; `GridStrategy.quiet_band`,
-  `RiskMonitor.quiet_band`) is absorbed by the inbox and does not wake the symbol's task: on
-  the two shared recordings ~40 % fewer symbol wake-ups, byte-identical fills. The simulated
-  venue hands its events straight to the demux (`Exchange.attach`), so the demux is no task
-  of its own for it any more. What is left per record is the venue clock's pass (one per
-  10 ms tick with events), decode (~3.2 µs a line against bare msgspec's ~1.7 µs), gzip and
-  the merge (~2 µs a line), and the symbol tasks trades still wake (a trade always reaches
-  the risk monitor's volume breaker). The whole-process row adds interpreter start-up and
-  imports (~0.25 s). The analysis below predates that change; its shape still holds.
-* **The trio scheduler is the floor.** Replaying with every event at its own recorded time
-  (`replay.quantum_ms = 0`) needs one clock jump per record: the venue's clock task wakes
-  (a `move_on_at` deadline: a cancel scope raised and caught), posts the event, the demux
-  task wakes, the symbol's task wakes. One pass of trio's run loop with the MockClock costs
-  about 20 µs, and the bare skeleton of that path -- decode, jump, two channel hops, no
-  application logic -- tops out at about 23k events/s, ~7 % of bare decode (the
-  "ceiling" row). No application code can make the per-event path beat it, so (a) at
-  0 ms cannot reach 40 %; the full pipeline reaches ~4.5 %.
-* **Batching is the lever.** With `replay.quantum_ms` the venue takes all events of a
-  10 ms (default) or 100 ms window at once, and the demux and the symbol tasks drain what is
-  queued without yielding between events: 13-14 % and ~23-25 % of bare decode. The rest of
-  the time is then spread thinly: decoding (the same msgspec work as the bare loop), gzip
-  reading and the k-way merge, the risk monitor and grid on each quote, the governor's
-  exposure bookkeeping and the order path (each intent is a task, a limiter grant and a
-  venue request). Reaching 40 % would need either windows of several hundred ms (events
-  that late change what a market maker would have done) or a replay that bypasses the trio
-  tasks, which would no longer be the live code path the replay exists to exercise.
-* **(b) scaling** is measured with every event handled on its own so that conflation does
-  not flatter small symbol counts, on symbols that are alike (one price band), so that each
-  symbol count gets the same kind of market. The gap is in the per-event path, not in the
-  orders: the "no orders" row (every grid level out of bounds, so no order at all) loses as
-  much between 10 and 1,000 symbols as the full run does. What grows is the cost of the same
-  calls, not their number:
-  - cProfile, 100,000 events, no orders, 10 vs 1,000 symbols: the same call counts (100,010
-    vs 101,000 manager `_handle` calls, 75,217 vs 75,076 quote handlers, 200,001 vs 200,001
-    venue clock passes), yet each takes longer: trio's `reschedule` 0.49 -> 0.81 s,
-    `RiskMonitor.on_quote` 0.35 -> 0.56 s, `dict.get` 0.08 -> 0.28 s.
-  - Not the garbage collector: with `gc.disable()` both runs get ~10 % faster and the ratio
-    between them stays the same (0.75).
-  - What is left is memory locality. With 1,000 symbols each event touches a different
-    symbol's task, channel, manager, strategy, risk monitor and book: ~18 KiB per symbol,
-    ~18 MB in all, against 1 MiB of L2 per core and a 32 MiB L3 shared with everything
-    else on this machine, so most of those objects come from L3 or main memory; with 10
-    symbols (~180 KiB) they stay in L1/L2. That is the price of the one-task-and-one-
-    channel-per-symbol design (SPEC §2); CPython offers no way to pack those objects closer.
-  Nothing in the per-event path grows with the symbol count: the demux is one dict lookup,
-  and one ticker per second (not per event) runs the time-driven checks of all symbols.
-  The first quote of every symbol builds its grid (two buys placed and acknowledged, the one
-  at the touch usually filled at once and followed by its take-profit); that order work is
-  real but small next to the above.
-* **(c)** is about three scheduler passes (demux, symbol task, the intent's task reaching
-  the limiter): p50 ~250 µs, p99 ~600 µs at 10,000 events/s.
-* **(d)** an idle symbol is its channel, its pure objects and its child nursery: ~18 KiB.
+* **What changed the shape.** Most market events cannot change what a grid does, and now
+  cost a dictionary update instead of task switches:
+  - a quote inside the symbol's quiet band (`GridStrategy.quiet_band`,
+    `RiskMonitor.quiet_band`) and a public trade inside the risk monitor's trade band
+    (`RiskMonitor.trade_band`: priced within the volume breaker's drop of the highest trade
+    in its windows, before staleness could trip) are kept by the inbox and wake no task;
+    they are handed over, in order and at their arrival times, before the next event the
+    symbol handles, or by the one-second ticker, which handles a kept quote in place;
+  - at full replay speed the simulated venue moves the MockClock itself across ticks that
+    wake nobody, to exactly the times autojump would give (`SimulatedExchange(
+    advance_clock=...)`): on the shared recordings the replay's passes of trio's run loop
+    fell from 45,995 to about 2,800;
+  - one read of the recordings (the symbol, spec and first-price look-ups use the head of
+    that same read), a decoder that dispatches each stream name once, event structs the
+    garbage collector does not track (`gc=False`).
+  Same fills, byte for byte; the equity curve differs only in the governor's exposure
+  column (it hears of a kept quote's mid within a second); simultaneous placements may get
+  their venue order ids in another order (trio breaks those ties from its seeded RNG, which
+  draws once per pass, and there are fewer passes).
+* **(a) where the time goes now.** In-process, about half of the replay is its input side:
+  gunzip, line splitting, the time guard and the k-way merge (~1.9 µs a record) and the
+  decode (~2.2 µs a line against bare msgspec's ~1.7 µs, which gets its lines in memory,
+  already unzipped and split). The rest is the venue's matching (O(1) per event against
+  the best resting buy and sell), the demux and inbox (~3 µs an event), the symbol wake-ups
+  of the events that can change a decision, and the order path. The whole-process row
+  adds the interpreter's start and the imports, ~0.26 s (trio alone ~0.1 s). The 40 %
+  target leaves the whole process 2.5x bare decode, ~0.43 s: start-up plus reading the
+  files already take longer than that, before any event reaches a strategy. It is out of
+  reach for a CPython program that starts, reads gzip and runs the live pipeline.
+* **(e) hftbacktest** runs its grid loop as numba-compiled code over arrays converted in
+  advance (its conversion and JIT, ~12 s, are not timed): ~0.19 s for the two recordings.
+  mm-trio's interpreter start and imports alone take longer. The ratio fell from ~12-21
+  (before this change, measured the same way) to the table's value.
+* **(b) scaling.** The per-event path got ~3-4x cheaper, so the costs that grow with the
+  number of symbols rather than with events now weigh more: each symbol's first quote
+  builds its grid (orders placed and acknowledged), the ticker visits every symbol once a
+  second (risk timers, PnL for the loss limit, the kept quote), the replay's equity sample
+  snapshots every symbol, and memory locality: with 1,000 symbols each event touches
+  another symbol's objects (~20 KiB each, ~20 MB in all, against 1 MiB of L2 per core), so
+  the same calls take longer (`dict.get`, the inbox, the risk monitor). The "no orders" row
+  shows the same loss without any order work.
+* **(c)** at 10,000 events/s across 10 symbols: three scheduler passes (demux, symbol task,
+  the intent's task reaching the limiter), p50 ~0.5 ms. At 50,000 across 1,000 the
+  benchmark's market moves a grid window 3,750 times a second (every 10th quote of every
+  symbol); each move is a cancel and a placement with their acknowledgements and the
+  reports that follow (about 7 events handled per move), ~650 µs of CPU (measured: the
+  same 1,000-symbol run at 5,000 events/s with and without window moves), so 3,750 moves a
+  second need more than two cores: the queues grow and the latency is the backlog. No single
+  function dominates that path (a profile spreads it over the strategy's reconcile, the
+  order flow's request tasks, the limiter, the exposure reports and trio's scheduling).
+  The ticker now yields every 50 symbols, so a tick is no stall of its own.
+* **(d)** an idle symbol is its channel, its pure objects and its child nursery: ~20 KiB.
+* **(f)** the trader's market stream is a lean wsproto-over-trio client that hands every
+  socket read's messages on at once (~20 µs of CPU a message, ~40,000 messages/s on its
+  own, `scripts/bench_ws_reader.py`); the paper venue's market streams are a lean
+  wsproto server writing many frames per socket write (~60,000 messages/s to one client).
+  Late trades at ~20,000 events/s came from garbage-collector pauses: both processes now
+  freeze their start-up heap and the event structs are untracked. At the top step (~29,500
+  events/s) neither process is CPU-bound; the two share two cores with the benchmark, and
+  the venue's publication (decode of the recording, JSON encoding, the send) is the first
+  limit (`venue only` row).
 """
