@@ -7,7 +7,17 @@ from __future__ import annotations
 
 import bisect
 
-__all__ = ["Histogram"]
+__all__ = ["Histogram", "steps_1_25_5"]
+
+_STEPS = ("1", "2.5", "5")
+
+
+def steps_1_25_5(lowest: int, highest: int) -> tuple[float, ...]:
+    """Bucket bounds 1, 2.5, 5 per decade, from ``10**lowest`` to ``10**highest`` seconds
+    (the usual latency buckets): ``steps_1_25_5(-3, 1)`` is 0.001, 0.0025, 0.005, ..., 10.
+    Parsed from text, so every bound is the float its literal would be."""
+    out = [float(f"{step}e{e}") for e in range(lowest, highest) for step in _STEPS]
+    return (*out, float(f"1e{highest}"))
 
 
 class Histogram:

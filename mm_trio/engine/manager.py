@@ -357,8 +357,7 @@ class SymbolManager:
             # nothing reached the symbol since it set the band, so the quote decides
             # nothing (the band's invariant): handled right here, no task woken
             self._handle(Marker.QUOTE)
-            self.inbox.band = self.quiet_band()
-            self.inbox.trade_band = self.trade_band()
+            self._set_bands()
         else:  # it is no stale market; the symbol's task takes it
             self.risk.quote_seen(absorbed)
             self.poke(Marker.QUOTE)
@@ -455,17 +454,21 @@ class SymbolManager:
                 except (trio.WouldBlock, trio.EndOfChannel):
                     break
                 handle(item)
-            self.inbox.band = self.quiet_band()
-            self.inbox.trade_band = self.trade_band()
+            self._set_bands()
+
+    def _set_bands(self) -> None:
+        """Tell the inbox what it may keep without waking us, now that we have looked."""
+        self.inbox.band = self.quiet_band()
+        self.inbox.trade_band = self.trade_band()
+
+    def _simply_running(self, absorb: bool) -> bool:
+        """Nothing but the market can change our decisions (no resync, no other state)."""
+        return absorb and self.lifecycle.state is SymbolState.RUNNING and not self._resyncing
 
     def trade_band(self) -> tuple[Decimal, Decimal, float] | None:
         """The trades this symbol may keep for later (see :mod:`.inbox`): the risk
         monitor's trade band, while the symbol simply runs."""
-        if (
-            not self._run_config.absorb_quiet_trades
-            or self.lifecycle.state is not SymbolState.RUNNING
-            or self._resyncing
-        ):
+        if not self._simply_running(self._run_config.absorb_quiet_trades):
             return None
         return self.risk.trade_band()
 
@@ -483,11 +486,7 @@ class SymbolManager:
     def quiet_band(self) -> tuple[Decimal, Decimal] | None:
         """The mids a quote may have without waking this symbol (see :mod:`.inbox`): the
         strategy's and the risk monitor's quiet bands, while the symbol simply runs."""
-        if (
-            not self._run_config.absorb_quiet_quotes
-            or self.lifecycle.state is not SymbolState.RUNNING
-            or self._resyncing
-        ):
+        if not self._simply_running(self._run_config.absorb_quiet_quotes):
             return None
         grid = self.strategy.quiet_band()
         if grid is None:

@@ -3,28 +3,11 @@ the hot path only adds to plain ints)."""
 
 from __future__ import annotations
 
-from mm_trio.core.histogram import Histogram
+from mm_trio.core.histogram import Histogram, steps_1_25_5
 
 __all__ = ["LATENCY_BUCKETS", "LatencyHistogram", "reject_class"]
 
-LATENCY_BUCKETS: tuple[float, ...] = (
-    0.00001,
-    0.000025,
-    0.00005,
-    0.0001,
-    0.00025,
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-)
+LATENCY_BUCKETS: tuple[float, ...] = steps_1_25_5(-5, 0)
 """Upper bounds (seconds) of the event-to-intent latency buckets: 10 µs to 1 s (the decision
 itself takes tens of microseconds; queueing behind a burst can take milliseconds)."""
 

@@ -10,25 +10,11 @@ the times in.
 
 from __future__ import annotations
 
-from mm_trio.core.histogram import Histogram
+from mm_trio.core.histogram import Histogram, steps_1_25_5
 
 __all__ = ["LAG_BUCKETS", "IngestStats"]
 
-LAG_BUCKETS: tuple[float, ...] = (
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-)
+LAG_BUCKETS: tuple[float, ...] = steps_1_25_5(-3, 1)
 """Upper bounds (seconds) of the lag buckets: 1 ms (``E``'s resolution) to 10 s; 0.1 s is
 one of them, the bound issue 12 (f) holds an event to."""
 _NS_PER_S = 1e9
