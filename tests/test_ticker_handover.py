@@ -1,0 +1,92 @@
+"""The ticker's part of the fast path (``SymbolManager.tick`` / ``_hand_over``).
+
+* Arrival order: once something is queued in the symbol's channel, no trade that arrives
+  later may be handed to the risk monitor before it -- not even after the ticker handed an
+  absorbed quote over in place.
+* An error the ticker meets in a symbol's logic fails that symbol, even when its channel
+  is full at that moment (the FAIL marker must not be lost with the symbol left running
+  and never ticked again).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import trio
+
+from mm_trio.core.lifecycle import SymbolState
+from mm_trio.domain.config import config_from_dict
+from mm_trio.domain.model import Trade
+from mm_trio.engine.inbox import Marker
+from mm_trio.engine.orchestrator import open_orchestrator
+from mm_trio.exchange.limiter import Limiter
+from tests.fakes import QuotingFake, symbol_quote
+
+D = Decimal
+SYM = "AAA/USDT"
+
+
+def _trade(n: int, price: str) -> Trade:
+    return Trade(symbol=SYM, price=D(price), qty=D(1), buyer_maker=True, trade_id=n, ts=n)
+
+
+async def test_a_kept_trade_never_overtakes_a_trade_queued_before_it(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    config = config_from_dict(
+        {"risk": {"stale_after": 30.0, "volume_window": 0.05, "volume_baseline_windows": 2}}
+    )
+    fake = QuotingFake([SYM])
+    async with open_orchestrator(fake, config, limiter=Limiter(config.limiter)) as orch:
+        m = await orch.add_symbol(SYM)
+        handled: list[int] = []
+        on_trade = m.risk.on_trade
+
+        def spy(trade: Trade, now: float) -> list[object]:
+            handled.append(trade.trade_id)
+            return on_trade(trade, now)  # type: ignore[return-value]
+
+        m.risk.on_trade = spy  # type: ignore[method-assign]
+        m.deliver(_trade(1, "10.005"))  # starts the volume history
+        await trio.sleep(0.25)  # the baseline is full: a price band
+        assert m.inbox.band is not None and m.inbox.trade_band is not None
+        assert m.inbox.trade_band[1] == D("10.005")
+        # no checkpoint from here on: the symbol's task does not run in between
+        m.deliver(_trade(2, "10.02"))  # above the band: queued, clears the trade band
+        assert m.inbox.trade_band is None
+        lo, hi = m.inbox.band
+        quiet = symbol_quote(SYM, "10.00", "10.02")
+        assert lo < quiet.mid < hi
+        m.deliver(quiet)  # absorbed (an order event or trade does not clear `band`)
+        assert m.inbox.absorbed_at is not None
+        m.tick()  # the ticker hands the quote over in place ...
+        m.deliver(_trade(3, "10.005"))  # ... a later trade arrives
+        await trio.sleep(0.01)
+        assert handled == [1, 2, 3]  # in arrival order (actual: [1, 3, 2])
+
+
+async def test_a_ticker_error_fails_the_symbol_even_when_its_channel_is_full(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    config = config_from_dict({"run": {"order_channel_size": 4}})
+    fake = QuotingFake([SYM])
+    async with open_orchestrator(fake, config, limiter=Limiter(config.limiter)) as orch:
+        m = await orch.add_symbol(SYM)
+        await trio.sleep(0.5)
+        assert m.state is SymbolState.RUNNING
+        lo, hi = m.inbox.band  # type: ignore[misc]
+        m.deliver(symbol_quote(SYM, "10.00", "10.02"))  # absorbed: the ticker handles it
+        assert m.inbox.absorbed_at is not None
+
+        def broken(*_: object) -> list[object]:
+            raise RuntimeError("bug in the strategy")
+
+        m.strategy.on_quote = broken  # type: ignore[method-assign]
+        while True:  # a burst fills the channel just before the tick
+            try:
+                m.inbox.send.send_nowait(Marker.RESUME)
+            except trio.WouldBlock:
+                break
+        m.tick()  # meets the error; its FAIL marker does not fit
+        await trio.sleep(5.0)
+        assert m.state is SymbolState.FAILED  # actual: still RUNNING, never ticked again
