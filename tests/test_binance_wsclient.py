@@ -5,6 +5,7 @@ delivered in order and in batches, TLS with a throw-away CA, reconnect after a d
 
 from __future__ import annotations
 
+import functools
 import ssl
 from decimal import Decimal
 from typing import Any
@@ -90,6 +91,30 @@ async def test_a_refused_handshake_raises_with_the_status() -> None:
                     pass  # pragma: no cover
             assert err.value.status_code == 429 and "HTTP 429" in str(err.value)
             assert isinstance(err.value, HandshakeError)
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_wrong_accept_key_is_a_handshake_error() -> None:
+    """A ``101`` whose ``Sec-WebSocket-Accept`` does not answer our key is refused as a
+    :class:`HandshakeError` (the reconnect loop's kind), not wsproto's own error."""
+
+    async def answer(stream: trio.SocketStream) -> None:
+        await stream.receive_some(4096)
+        await stream.send_all(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Accept: d3Jvbmc=\r\n\r\n"
+        )
+        await trio.sleep(TIMEOUT)
+
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(
+                functools.partial(trio.serve_tcp, answer, 0, host="127.0.0.1")
+            )
+            port = listeners[0].socket.getsockname()[1]
+            with pytest.raises(HandshakeError, match="bad websocket handshake answer"):
+                async with open_websocket(f"ws://127.0.0.1:{port}/"):
+                    pass  # pragma: no cover
             nursery.cancel_scope.cancel()
 
 

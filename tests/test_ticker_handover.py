@@ -51,18 +51,19 @@ async def test_a_kept_trade_never_overtakes_a_trade_queued_before_it(
         await trio.sleep(0.25)  # the baseline is full: a price band
         assert m.inbox.band is not None and m.inbox.trade_band is not None
         assert m.inbox.trade_band[1] == D("10.005")
-        # no checkpoint from here on: the symbol's task does not run in between
-        m.deliver(_trade(2, "10.02"))  # above the band: queued, clears the trade band
-        assert m.inbox.trade_band is None
         lo, hi = m.inbox.band
         quiet = symbol_quote(SYM, "10.00", "10.02")
-        assert lo < quiet.mid < hi
-        m.deliver(quiet)  # absorbed (an order event or trade does not clear `band`)
-        assert m.inbox.absorbed_at is not None
-        m.tick()  # the ticker hands the quote over in place ...
-        m.deliver(_trade(3, "10.005"))  # ... a later trade arrives
+        assert lo < quiet.mid < hi  # a quote the band would absorb ...
+        # no checkpoint from here on: the symbol's task does not run in between
+        m.deliver(_trade(2, "10.02"))  # above the band: queued, clears both bands
+        assert m.inbox.trade_band is None and m.inbox.band is None
+        m.deliver(quiet)  # ... is queued behind it, not absorbed
+        assert m.inbox.absorbed_at is None
+        m.tick()  # so the ticker has nothing to hand over in place
+        m.deliver(_trade(3, "10.005"))  # a later trade, inside the old trade band: queued
+        assert m.inbox.trades == []
         await trio.sleep(0.01)
-        assert handled == [1, 2, 3]  # in arrival order (actual: [1, 3, 2])
+        assert handled == [1, 2, 3]  # in arrival order
 
 
 async def test_a_ticker_error_fails_the_symbol_even_when_its_channel_is_full(

@@ -145,6 +145,7 @@ async def run_command(
             control=control,
         )
     finally:
+        gc.unfreeze()  # frozen once trading began: an in-process caller gets it back
         if store is not None:
             store.close()
         if lock is not None:
@@ -229,7 +230,6 @@ async def _trade(
                 if not written and rc == EXIT_OK:
                     rc = EXIT_VENUE
         outer.cancel_scope.cancel()
-    gc.unfreeze()  # an in-process caller (a test, a script) gets its collector back
     return rc
 
 

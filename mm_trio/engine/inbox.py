@@ -17,8 +17,9 @@ Public trades get the same treatment with :attr:`Inbox.trade_band` (the risk mon
 ``trade_band``: the prices, and the time, within which no trade can trip a breaker): such a
 trade is kept, with its arrival time, in :attr:`Inbox.trades` and handed over, in arrival
 order, before anything else the task handles, or by the ticker. Whatever goes into the
-channel clears the trade band, so a kept trade is never handled after one that arrived
-later.
+channel clears both bands until the task has looked again, so nothing is kept while anything
+is queued: a kept trade is never handled before one that arrived earlier, and a kept quote
+is always the newest thing the symbol has not seen.
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ class Inbox:
                     self.quotes_absorbed += 1
                     return
             self.absorbed_at = None
-            self.trade_band = None
+            self.band = self.trade_band = None
             try:
                 self.send.send_nowait(Marker.QUOTE)
                 self._quote_pending = True
@@ -127,7 +128,7 @@ class Inbox:
             except (trio.ClosedResourceError, trio.BrokenResourceError):
                 pass
             return
-        self.trade_band = None
+        self.band = self.trade_band = None
         try:
             self.send.send_nowait(event)
         except trio.WouldBlock:
@@ -138,7 +139,14 @@ class Inbox:
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass
 
-    def poke(self, marker: Marker) -> None:
+    async def put(self, item: Any) -> None:
+        """Queue ``item`` (a report the shell learnt itself), waiting for room if need be."""
+        self.band = self.trade_band = None
+        await self.send.send(item)
+
+    def poke(self, marker: Marker, *, must_arrive: bool | None = None) -> None:
+        """Queue ``marker``; one that must arrive (STOP, RESYNC, GATES, FAIL, unless
+        ``must_arrive=False``) and does not fit calls ``on_overflow``."""
         # the symbol's state may change: absorb nothing until it looked
         self.band = self.trade_band = None
         if marker is Marker.QUOTE and self._quote_pending:
@@ -148,7 +156,7 @@ class Inbox:
             if marker is Marker.QUOTE:
                 self._quote_pending = True
         except trio.WouldBlock:
-            if marker in _MUST_ARRIVE:
+            if marker in _MUST_ARRIVE if must_arrive is None else must_arrive:
                 self._overflow()
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass

@@ -262,6 +262,8 @@ class SymbolManager:
 
     def _overflow(self) -> None:
         """An order event could not be queued: halt this symbol and resync from REST, loudly."""
+        if self.state is SymbolState.FAILED:
+            return  # the task reads its channel no more: a resync would find it full again
         if not self._resyncing:
             self._resyncing = True  # halts opening (see IntentGate.apply_gates) until resynced
             self.resyncs += 1
@@ -333,18 +335,17 @@ class SymbolManager:
             return
         try:
             self._hand_over()
+            now = self._clock()
+            changes = self.risk.tick(now)
+            mid = self.market_mid
+            if mid is not None:
+                changes += self.risk.on_pnl(self.position.total_pnl(mid), now)
+            if changes:
+                self._log_breakers(changes)
+                self.poke(Marker.GATES)
         except Exception as exc:  # this symbol's logic failed: it fails alone, in its task
             self._tick_error = exc
             self.poke(Marker.FAIL)
-            return
-        now = self._clock()
-        changes = self.risk.tick(now)
-        mid = self.market_mid
-        if mid is not None:
-            changes += self.risk.on_pnl(self.position.total_pnl(mid), now)
-        if changes:
-            self._log_breakers(changes)
-            self.poke(Marker.GATES)
 
     def _hand_over(self) -> None:
         """The ticker's part of the fast path: what the inbox kept is due."""
@@ -498,6 +499,8 @@ class SymbolManager:
         return (lo, hi) if lo < hi else None
 
     def _handle(self, item: Any) -> None:
+        if self._tick_error is not None:  # whatever wakes us (its FAIL marker may be lost)
+            raise self._tick_error
         if self.inbox.trades:
             self._take_trades()  # they arrived before anything still queued
         if self.inbox.absorbed_at is not None and item is not Marker.QUOTE:
@@ -664,14 +667,16 @@ class SymbolManager:
     async def _feedback(self, update: OrderUpdate) -> None:
         """A venue outcome learnt by the shell (reject, query result) goes to the strategy."""
         self._host.journal("outcome", update)
-        await self.inbox.send.send(update)
+        await self.inbox.put(update)
 
     async def _resync_after_overflow(self) -> None:
         try:
             await self.orders.resync()
         finally:
             self._resyncing = False
-            self.poke(Marker.GATES)  # lift the halt
+            # lift the halt: with the channel still full, the queued events recompute the
+            # gates anyway (every event does), so this marker may be left out
+            self.inbox.poke(Marker.GATES, must_arrive=False)
 
     # ------------------------------------------------------------------ views
     def snapshot(self) -> SymbolSnapshot:

@@ -47,7 +47,7 @@ from wsproto.events import (
     TextMessage,
 )
 from wsproto.frame_protocol import CloseReason
-from wsproto.utilities import RemoteProtocolError
+from wsproto.utilities import ProtocolError, RemoteProtocolError
 
 from mm_trio.apps.paper import streams
 from mm_trio.apps.paper.config import MAX_BODY_BYTES
@@ -150,14 +150,28 @@ class _Sockets:
         async with self.lock:
             await self.stream.send_all(data)
 
+    async def write_frames(self, data: bytes) -> None:
+        """Market frames (framed by hand): only while the websocket is open."""
+        async with self.lock:
+            if self.ws.state is WsState.OPEN:
+                await self.stream.send_all(data)
+
     async def send_event(self, event: Any) -> None:
-        await self.write(self.ws.send(event))
+        """A wsproto event, if the state still allows it when our turn to write comes: once
+        a close has begun only the close frame may go out (a ping that fell due while the
+        close answer waited for the lock is dropped, not an error)."""
+        async with self.lock:
+            state = self.ws.state
+            if state in (WsState.OPEN, WsState.CONNECTING) or (
+                state is WsState.REMOTE_CLOSING and isinstance(event, CloseConnection)
+            ):
+                await self.stream.send_all(self.ws.send(event))
 
 
 async def _market_sender(sock: _Sockets, conn: StreamConnection) -> None:
     while True:
         batch = await conn.take()
-        await sock.write(b"".join([text_frame(m) for m in batch]))
+        await sock.write_frames(b"".join([text_frame(m) for m in batch]))
         conn.done(len(batch))
 
 
@@ -275,7 +289,12 @@ async def serve_front(
                 # hypercorn types its stream as SSL but serves a plain one (it duck-types)
                 prefixed: Any = _Prefixed(stream, head)
                 await TCPServer(wrapped, hc_config, context, ConnectionState({}), prefixed)
-        except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as group:
+        except* (
+            trio.BrokenResourceError,
+            trio.ClosedResourceError,
+            OSError,
+            ProtocolError,
+        ) as group:
             # the peer went away mid-read or mid-write (from any task of the connection)
             log.debug("connection ended: %r", group.exceptions[0])
         finally:

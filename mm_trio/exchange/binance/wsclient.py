@@ -24,8 +24,9 @@ import os
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from typing import Any
 from urllib.parse import urlsplit
 
 import trio
@@ -42,7 +43,7 @@ from wsproto.events import (
     Request,
     TextMessage,
 )
-from wsproto.utilities import LocalProtocolError
+from wsproto.utilities import LocalProtocolError, ProtocolError
 
 __all__ = [
     "ConnectionClosed",
@@ -311,6 +312,21 @@ async def _connect(
     return conn
 
 
+def _handshake_events(ws: WSConnection) -> Iterator[Any]:
+    """``ws.events()``, lazily (what follows the ``101`` stays buffered for the connection),
+    with a malformed answer (e.g. a wrong ``Sec-WebSocket-Accept``) as :class:`HandshakeError`
+    like every other handshake failure."""
+    events = ws.events()
+    while True:
+        try:
+            event = next(events)
+        except StopIteration:
+            return
+        except ProtocolError as exc:
+            raise HandshakeError(f"bad websocket handshake answer: {exc}") from None
+        yield event
+
+
 async def _await_accept(stream: trio.abc.Stream, ws: WSConnection, receive_bytes: int) -> None:
     """Read the handshake's answer. Frames that came in the same read as the ``101`` stay in
     ``ws``'s buffer: the connection's first read parses them before it reads the socket."""
@@ -324,9 +340,9 @@ async def _await_accept(stream: trio.abc.Stream, ws: WSConnection, receive_bytes
             raise HandshakeError("connection closed during the websocket handshake")
         try:
             ws.receive_data(bytes(data))  # bytes(b) is b itself: no copy
-        except LocalProtocolError as exc:
+        except ProtocolError as exc:
             raise HandshakeError(f"bad websocket handshake answer: {exc}") from None
-        for event in ws.events():
+        for event in _handshake_events(ws):
             if isinstance(event, AcceptConnection):
                 return
             if isinstance(event, RejectConnection):
