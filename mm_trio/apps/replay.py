@@ -33,7 +33,6 @@ from typing import Any, TextIO
 
 import msgspec
 import trio
-from tqdm import tqdm
 
 # trio.testing re-exports MockClock, but importing that package also imports pytest when it
 # is installed (~0.1 s of every replay's start-up): take the class from where it lives
@@ -206,26 +205,25 @@ class Progress:
     def __init__(self, out: TextIO | None, paths: Sequence[Path], stats: RecordingStats) -> None:
         self._stats = stats
         self._total = total = sum(p.stat().st_size for p in paths)
-        self._bar = tqdm(
-            total=total,
-            file=out,
-            disable=out is None or not out.isatty(),
-            desc="replay",
-            unit="B",
-            unit_scale=True,
-            leave=True,
-        )
+        self._bar: Any = None
+        if out is not None and out.isatty():
+            from tqdm import tqdm  # only for a terminal: its import is ~25 ms of a replay
+
+            self._bar = tqdm(
+                total=total, file=out, desc="replay", unit="B", unit_scale=True, leave=True
+            )
 
     def update(self, records: int) -> None:
         bar = self._bar
-        if bar.disable:
+        if bar is None:
             return
         bar.set_postfix_str(f"{records:,} records", refresh=False)
         bar.update(min(self._stats.bytes_read, self._total) - bar.n)
 
     def close(self, records: int) -> None:
-        self.update(records)
-        self._bar.close()
+        if self._bar is not None:
+            self.update(records)
+            self._bar.close()
 
 
 # --------------------------------------------------------------------------- session
