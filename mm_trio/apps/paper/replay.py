@@ -49,7 +49,9 @@ class _CachedPass:
     """A pass replayed from the events a previous pass decoded (same interface as
     :class:`ReplayFeed`): groups of (recording time, records, events)."""
 
-    def __init__(self, groups: list[tuple[int, int, list[Event]]], stats: RecordingStats) -> None:
+    def __init__(
+        self, groups: list[tuple[int, int, tuple[Event, ...]]], stats: RecordingStats
+    ) -> None:
         self._groups = groups
         self._i = 0
         self.stats = stats
@@ -121,9 +123,9 @@ class ScaledReplayFeed:
         self._ids: dict[str, list[int]] = {}
         self._id_shift: dict[str, int] = {}
         # the current pass's decoded events while it keeps them (None: it does not)
-        self._keeping: list[tuple[int, int, list[Event]]] | None = []
+        self._keeping: list[tuple[int, int, tuple[Event, ...]]] | None = []
         self._kept_events = 0
-        self._cache: list[tuple[int, int, list[Event]]] | None = None
+        self._cache: list[tuple[int, int, tuple[Event, ...]]] | None = None
 
     def start_at(self, venue_ns: int) -> None:
         """Play the first pass from venue time ``venue_ns`` (the venue calls this as its
@@ -221,7 +223,9 @@ class ScaledReplayFeed:
         if self._kept_events > MAX_CACHED_EVENTS:  # too big to keep: decode every pass
             self._keeping = None
             return
-        self._keeping.append((ts, records, events))
+        # a tuple of the (untracked) event structs: the collector stops tracking it, and
+        # it does not walk a million kept events at every full collection
+        self._keeping.append((ts, records, tuple(events)))
 
     def _stamp(self, ev: Event, ts: int) -> Event:
         if type(ev) is Trade:
