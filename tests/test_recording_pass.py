@@ -21,13 +21,14 @@ from hypothesis import strategies as st
 import mm_trio.exchange.recording.reader as reader_module
 from mm_trio.apps.config_file import load_config
 from mm_trio.apps.replay import run_replay
-from mm_trio.domain.config import config_from_dict
-from mm_trio.domain.model import Quote, Trade
+from mm_trio.domain.config import Config, config_from_dict
+from mm_trio.domain.model import Quote, SymbolSpec, Trade
 from mm_trio.exchange.binance.decode import StreamDecoder
 from mm_trio.exchange.recording import (
     MAX_TIME_GAP_NS,
     RecordingPass,
     RecordingStats,
+    infer_specs,
     iter_recording,
     merge_recordings,
     write_raw_lines,
@@ -35,10 +36,10 @@ from mm_trio.exchange.recording import (
 from mm_trio.exchange.sim.recorded import (
     DISCOVERY_LINES,
     MID_LINES,
+    SPEC_LINES,
     RecordedMarket,
     ReplayError,
     ReplayFeed,
-    build_specs,
     discover_symbols,
     replay_market,
 )
@@ -174,12 +175,21 @@ def reference_mids(paths: list[Path], native_map: dict[str, str], symbols: set[s
     return mids
 
 
+def reference_specs(
+    paths: list[Path], config: Config, native_map: dict[str, str]
+) -> dict[str, SymbolSpec]:
+    """What the spec inference gives on a read of its own (the one pass must agree)."""
+    overrides = {sym: dict(values) for sym, values in config.replay.specs.items()}
+    decoder = StreamDecoder(native_map, clock="recv")
+    return infer_specs(paths, decoder, overrides=overrides, max_lines=SPEC_LINES)
+
+
 def check_market(paths: list[Path]) -> None:
     config = load_config(None)
     market = RecordedMarket(paths, config)
     native_map = discover_symbols(paths, dict(config.replay.symbols))
     assert market.native_map == native_map
-    assert market.specs == build_specs(paths, config, native_map)
+    assert market.specs == reference_specs(paths, config, native_map)
     assert market.mids == reference_mids(paths, native_map, set(market.specs))
     # the replay's records: every merged record with what a fresh decoder makes of it
     stats = RecordingStats()

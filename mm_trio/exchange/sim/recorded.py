@@ -15,7 +15,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from decimal import Decimal
 from itertools import islice
 from pathlib import Path
-from typing import Any
 
 import msgspec
 
@@ -27,7 +26,6 @@ from mm_trio.exchange.recording import (
     RecordingPass,
     RecordingStats,
     SpecGuesser,
-    infer_specs,
     iter_recording,
 )
 
@@ -287,26 +285,3 @@ def replay_market(
     feed = ShiftedReplayFeed(market, 0)
     feed.shift_ns = start_ns - feed.first_ts
     return feed, market.specs, market.mids
-
-
-def recorded_market(
-    paths: Sequence[Path],
-    config: Config,
-) -> tuple[dict[str, str], dict[str, SymbolSpec], dict[str, Decimal]]:
-    """What the recordings hold: native -> unified names, a spec per recorded symbol
-    (inferred, then ``[replay.specs]`` overrides) and each symbol's first price. Reads only
-    the start of the files (see :class:`RecordedMarket`, which can replay them on)."""
-    market = RecordedMarket(paths, config)
-    return market.native_map, market.specs, market.mids
-
-
-def build_specs(
-    paths: Sequence[Path], config: Config, native_map: dict[str, str]
-) -> dict[str, SymbolSpec]:
-    """Specs for every recorded symbol: inferred from the data, then config overrides
-    (what :class:`RecordedMarket` infers, on a read of its own)."""
-    decoder = StreamDecoder(native_map, clock="recv")
-    overrides: dict[str, dict[str, Any]] = {
-        sym: dict(values) for sym, values in config.replay.specs.items()
-    }
-    return infer_specs(paths, decoder, overrides=overrides, max_lines=SPEC_LINES)
