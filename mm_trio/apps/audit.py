@@ -195,13 +195,7 @@ def trades_command(state: Path, symbol: str | None, *, as_csv: bool, out: TextIO
             fills = reader.fills(symbol)
         except StoreError as exc:
             raise UsageError(str(exc)) from None
-    rows = trade_rows(fills)
-    if as_csv:
-        write_csv(TRADE_COLUMNS, rows, out)
-        return
-    if rows:
-        print(table(TRADE_COLUMNS, rows), file=out)
-    print(trades_total(fills), file=out)
+    _print_rows(TRADE_COLUMNS, trade_rows(fills), trades_total(fills), as_csv, out)
 
 
 def orders_command(
@@ -214,10 +208,20 @@ def orders_command(
             views = reader.orders(symbol, open_only=open_only)
         except StoreError as exc:
             raise UsageError(str(exc)) from None
-    rows = order_rows(views)
+    _print_rows(ORDER_COLUMNS, order_rows(views), orders_total(views), as_csv, out)
+
+
+def _print_rows(
+    columns: Sequence[str],
+    rows: list[list[str]],
+    total: str,
+    as_csv: bool,
+    out: TextIO,
+) -> None:
+    """The rows as CSV, or as a table (when there are any) followed by the total line."""
     if as_csv:
-        write_csv(ORDER_COLUMNS, rows, out)
+        write_csv(columns, rows, out)
         return
     if rows:
-        print(table(ORDER_COLUMNS, rows), file=out)
-    print(orders_total(views), file=out)
+        print(table(columns, rows), file=out)
+    print(total, file=out)
