@@ -7,8 +7,10 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
+import secrets
+from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, Self
 
 from hypercorn.config import Config as HypercornConfig
 from starlette.requests import Request
@@ -25,6 +27,8 @@ __all__ = [
 
 _BEARER = "bearer"
 MIN_TOKEN_CHARS = 16
+GENERATED_TOKEN_BYTES = 32
+"""Random bytes of a generated token (``secrets.token_urlsafe``: 43 characters)."""
 """Shortest bearer token accepted: anything shorter is guessable by a local process."""
 GRACEFUL_TIMEOUT_S = 1.0
 """How long hypercorn lets open requests finish once the server is told to stop."""
@@ -51,6 +55,18 @@ class BearerToken:
     def __init__(self, value: str, *, generated: bool = False) -> None:
         self._value = value.encode("latin-1")
         self.generated = generated
+
+    @classmethod
+    def from_environ(cls, name: str, environ: Mapping[str, str]) -> Self:
+        """``environ[name]`` (``ValueError`` naming ``name`` if unusable; empty counts as
+        unset), else a fresh random token (``generated``)."""
+        from_env = environ.get(name, "")
+        if from_env:
+            why = token_error(from_env)
+            if why is not None:  # never echo the token itself
+                raise ValueError(f"{name} {why}")
+            return cls(from_env)
+        return cls(secrets.token_urlsafe(GENERATED_TOKEN_BYTES), generated=True)
 
     def reveal(self) -> str:
         """The token itself (for a start-up line, a token file, tests' request headers)."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -18,7 +17,7 @@ from urllib.parse import urlsplit
 import platformdirs
 
 from mm_trio.apps.control.names import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_URL, TOKEN_ENV
-from mm_trio.apps.web import BearerToken, is_loopback, token_error
+from mm_trio.apps.web import BearerToken, is_loopback
 
 __all__ = [
     "DEFAULT_HOST",
@@ -32,8 +31,6 @@ __all__ = [
     "write_token_file",
 ]
 
-TOKEN_BYTES = 32
-"""Random bytes of a generated token (``secrets.token_urlsafe``: 43 characters)."""
 _DIR_MODE = 0o700
 _FILE_MODE = 0o600
 APP_NAME = "mm-trio"
@@ -49,13 +46,7 @@ class ControlToken(BearerToken):
     def resolve(cls, environ: Mapping[str, str]) -> ControlToken:
         """:data:`TOKEN_ENV` (``ValueError`` naming it if unusable; empty counts as unset),
         else a fresh random token (``generated``)."""
-        from_env = environ.get(TOKEN_ENV, "")
-        if from_env:
-            why = token_error(from_env)
-            if why is not None:  # never echo the token itself
-                raise ValueError(f"{TOKEN_ENV} {why}")
-            return cls(from_env)
-        return cls(secrets.token_urlsafe(TOKEN_BYTES), generated=True)
+        return cls.from_environ(TOKEN_ENV, environ)
 
 
 def _directory() -> Path:

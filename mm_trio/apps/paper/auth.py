@@ -15,7 +15,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import secrets
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote_plus
@@ -24,13 +23,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from mm_trio.apps.paper.config import ADMIN_TOKEN_ENV, AccountConfig, admin_token_error
+from mm_trio.apps.paper.config import ADMIN_TOKEN_ENV, AccountConfig
 from mm_trio.apps.web import BearerToken
 
 __all__ = ["AdminToken", "Credentials", "split_signature", "ws_payload"]
-
-ADMIN_TOKEN_BYTES = 32
-"""Random bytes of a generated admin token (``secrets.token_urlsafe``: 43 characters)."""
 
 
 class AdminToken(BearerToken):
@@ -48,13 +44,7 @@ class AdminToken(BearerToken):
         naming it if unusable; empty counts as unset), else a fresh random token."""
         if configured is not None:
             return cls(configured)
-        from_env = environ.get(ADMIN_TOKEN_ENV, "")
-        if from_env:
-            why = admin_token_error(from_env)
-            if why is not None:  # never echo the token itself
-                raise ValueError(f"{ADMIN_TOKEN_ENV} {why}")
-            return cls(from_env)
-        return cls(secrets.token_urlsafe(ADMIN_TOKEN_BYTES), generated=True)
+        return cls.from_environ(ADMIN_TOKEN_ENV, environ)
 
 
 class Credentials:
