@@ -104,6 +104,53 @@ def latency_config() -> Config:
 _REGIONS = ((Decimal("100.01"), Decimal("100.03")), (Decimal("100.06"), Decimal("100.08")))
 
 
+def _make_events(symbols: Sequence[str], n_events: int, measured_from: int) -> tuple[list[Event], int]:
+    """The feed: ``n_events`` events, 75 % quotes and 25 % trades, the symbols taking turns;
+    every :data:`LATENCY_TRIGGER_EVERY`-th quote of a symbol moves it to the other region.
+    Also the number of moves from event ``measured_from`` on."""
+    n_symbols = len(symbols)
+    count = dict.fromkeys(symbols, 0)
+    region = dict.fromkeys(symbols, 0)
+    sizes = [Decimal(k) for k in range(1, 100)]
+    qty = Decimal("0.01")
+    rng = random.Random(5)
+    out: list[Event] = []
+    triggers = 0
+    trade_id = 0
+    for i in range(n_events):
+        sym = symbols[i % n_symbols]
+        if rng.random() < 0.25:
+            trade_id += 1
+            out.append(
+                Trade(
+                    symbol=sym,
+                    price=_REGIONS[region[sym]][0],
+                    qty=qty,
+                    buyer_maker=True,
+                    trade_id=trade_id,
+                    ts=i + 1,
+                )
+            )
+            continue
+        count[sym] += 1
+        if count[sym] % LATENCY_TRIGGER_EVERY == 0:
+            region[sym] ^= 1
+            if i >= measured_from:
+                triggers += 1
+        bid, ask = _REGIONS[region[sym]]
+        out.append(
+            Quote(
+                symbol=sym,
+                bid=bid,
+                bid_qty=rng.choice(sizes),
+                ask=ask,
+                ask_qty=rng.choice(sizes),
+                ts=i + 1,
+            )
+        )
+    return out, triggers
+
+
 async def _latency_session(
     duration: float, warmup: float, rate: int, n_symbols: int
 ) -> dict[str, Any]:
@@ -118,7 +165,6 @@ async def _latency_session(
     latencies: list[int] = []
     decided: dict[str, int] = {}  # client id -> when the symbol handled the quote
     queued: list[int] = []  # per measured intent: entry -> the symbol handling its quote
-    triggers = 0
 
     def on_request(client_id: str) -> None:
         t = arrivals.pop(trio.lowlevel.current_task(), None)
@@ -160,47 +206,15 @@ async def _latency_session(
             manager = await orch.add_symbol(sym)
             manager.quote_observer = observe
             manager.inbox.deliver = absorbing(manager)  # type: ignore[method-assign]
+        # the events are made before the clock starts: the feeder only injects them, so
+        # the rate measured is the engine's, not the cost of building test events
+        n_events = int((warmup + duration) * rate)
+        events, triggers = _make_events(symbols, n_events, int(warmup * rate))
         freeze_heap()  # as `mm-trio run` does once its symbols are added
-        seq = 0
-        count = dict.fromkeys(symbols, 0)
-        region = dict.fromkeys(symbols, 0)
-        trade_id = 0
-        rng = random.Random(5)
-
-        def make_event(i: int) -> Event:
-            nonlocal seq, trade_id, triggers
-            seq += 1
-            sym = symbols[i % n_symbols]
-            bid, ask = _REGIONS[region[sym]]
-            if rng.random() < 0.25:
-                trade_id += 1
-                return Trade(
-                    symbol=sym,
-                    price=bid,
-                    qty=Decimal("0.01"),
-                    buyer_maker=True,
-                    trade_id=trade_id,
-                    ts=seq,
-                )
-            count[sym] += 1
-            if count[sym] % LATENCY_TRIGGER_EVERY == 0:
-                region[sym] ^= 1
-                bid, ask = _REGIONS[region[sym]]
-                if measuring:
-                    triggers += 1
-            return Quote(
-                symbol=sym,
-                bid=bid,
-                bid_qty=Decimal(rng.randrange(1, 100)),
-                ask=ask,
-                ask_qty=Decimal(rng.randrange(1, 100)),
-                ts=seq,
-            )
-
         inject = exchange.inject
         perf = time.perf_counter_ns
-        n_events = int((warmup + duration) * rate)
         start = trio.current_time()
+        cpu = time.process_time()
         sent = 0
         late_ms = 0
         gc.collect()
@@ -212,14 +226,17 @@ async def _latency_session(
             if not measuring and sent >= warmup * rate:
                 measuring = True
             while sent < due:
-                ev = make_event(sent)
+                ev = events[sent]
                 t = perf()
                 inject(ev)
                 if type(ev) is Quote:
                     pending_since.setdefault(ev.symbol, t)
                 sent += 1
-            await trio.sleep_until(start + sent / rate)
+            # the next whole millisecond: events arrive in ~1 ms batches, as a socket's
+            # reads bring them (waking per event would measure the feeder's wake-ups)
+            await trio.sleep_until(start + (int((now - start) * 1000) + 1) / 1000)
         feed_wall = trio.current_time() - start
+        feed_cpu = time.process_time() - cpu
         await trio.sleep(0.2)
         measuring = False
         unrouted = orch.unrouted_events
@@ -229,6 +246,7 @@ async def _latency_session(
         "triggers": triggers,
         "events": n_events,
         "feed_wall": feed_wall,
+        "feed_cpu": feed_cpu,
         "late_ms": late_ms,
         "unrouted": unrouted,
     }
