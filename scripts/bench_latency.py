@@ -104,12 +104,18 @@ def latency_config() -> Config:
 _REGIONS = ((Decimal("100.01"), Decimal("100.03")), (Decimal("100.06"), Decimal("100.08")))
 
 
-def _make_events(symbols: Sequence[str], n_events: int, measured_from: int) -> tuple[list[Event], int]:
+def _make_events(
+    symbols: Sequence[str], n_events: int, measured_from: int
+) -> tuple[list[Event], int]:
     """The feed: ``n_events`` events, 75 % quotes and 25 % trades, the symbols taking turns;
     every :data:`LATENCY_TRIGGER_EVERY`-th quote of a symbol moves it to the other region.
-    Also the number of moves from event ``measured_from`` on."""
+    Also the number of moves from event ``measured_from`` on.
+
+    Each symbol's count starts at its own phase (its index), so the moves are spread evenly
+    over time: with one common phase, the symbols taking turns would all move within the
+    same round of quotes, a storm of ``len(symbols)`` moves at once every ten rounds."""
     n_symbols = len(symbols)
-    count = dict.fromkeys(symbols, 0)
+    count = {sym: k % LATENCY_TRIGGER_EVERY for k, sym in enumerate(symbols)}
     region = dict.fromkeys(symbols, 0)
     sizes = [Decimal(k) for k in range(1, 100)]
     qty = Decimal("0.01")

@@ -165,6 +165,8 @@ class SymbolManager:
         self._tick_error: Exception | None = None  # met by the ticker, raised in our task
         self._stopping = False
         self._resyncing = False
+        # the gates must be recomputed by the next event, even one that changes nothing
+        self._regate = False
         self.flat = trio.Event()  # set when stopping and no live orders remain
         self.done = trio.Event()  # set when the manager's scope has exited
         self.cancel_scope = trio.CancelScope()
@@ -524,10 +526,16 @@ class SymbolManager:
         else:
             reaction = self._on_marker(item), []
         if reaction is None:
-            return  # nothing the symbol trades on changed
-        intents, changes = reaction
+            if not self._regate:
+                return  # nothing the symbol trades on changed
+            reaction = [], []
+        self._act(item, *reaction)
+
+    def _act(self, item: Any, intents: list[Intent], changes: list[BreakerChange]) -> None:
+        """What one handled event changed: breakers, gates, then the intents sent."""
         if changes:
             self._log_breakers(changes)
+        self._regate = False
         intents += self.gate.apply_gates(self._resyncing, self.paused)
         if self.risk.stopped and not self.loss_latched:
             self.loss_latched = True  # latched in the store: a restart stays stopped
@@ -569,10 +577,20 @@ class SymbolManager:
             self._persist.report(report)  # persist, then act
         self.exposure.orders_changed()
         was_live = self.strategy.live_order(report.client_id) is not None
-        if self.position.on_order_update(report):
+        unchanged = self.strategy.unchanged_reports
+        filled = self.position.on_order_update(report)
+        if filled:
             self._publish_fill(report)
         intents = self.strategy.on_order_update(report)
         self.orders.on_report(report)
+        if (
+            self.strategy.unchanged_reports != unchanged
+            and not filled
+            and report.status != "REJECTED"
+        ):
+            # the same outcome again (both the stream and the request's answer report it):
+            # nothing the symbol trades on changed, so no gate or governor work either
+            return None
         if was_live and report.status in _TERMINAL:
             self.order_outcomes[(report.side, report.status)] += 1
         changes: list[BreakerChange] = []
@@ -674,8 +692,9 @@ class SymbolManager:
             await self.orders.resync()
         finally:
             self._resyncing = False
-            # lift the halt: with the channel still full, the queued events recompute the
-            # gates anyway (every event does), so this marker may be left out
+            # lift the halt: with the channel still full, the next event it holds recomputes
+            # the gates (``_regate``), so this marker may be left out
+            self._regate = True
             self.inbox.poke(Marker.GATES, must_arrive=False)
 
     # ------------------------------------------------------------------ views

@@ -58,7 +58,9 @@ Model
   :data:`DONE_MEMORY`) so late fills on them still count; a report of another status for a
   terminal order is counted in ``stale_reports``. Reports for unknown client ids (or other
   symbols) are counted in ``ignored_updates``; crossed or non-positive quotes in
-  ``ignored_quotes``.
+  ``ignored_quotes``. A report of ours that changes nothing (no fill, no new status: the
+  second report of one outcome, or a stale one) returns ``[]`` without reconciling and is
+  counted in ``unchanged_reports``.
 * **Unconfirmed fills**: a cum-only increase (a status or query report, e.g. ``CANCELED``
   with ``cum_qty``, overtaking or replacing its trade report) counts for the position at
   once, but its fee (maybe in base) is not known yet: closing orders and opening SELLs keep
@@ -153,6 +155,9 @@ class GridStrategy:
         self.ignored_quotes = 0
         self.cancel_rejects = 0
         self.stale_reports = 0  # reports the order table ignores (terminal order, other status)
+        # reports of our orders that changed nothing (most often the second of the two
+        # reports of one outcome: the stream's and the request's own answer)
+        self.unchanged_reports = 0
 
     def _make_grid(self, anchor: Decimal) -> LevelGrid:
         return LevelGrid(
@@ -314,6 +319,7 @@ class GridStrategy:
             self.ignored_updates += 1
             return []
         if not self._apply(order, update):
+            self.unchanged_reports += 1
             return []
         return self._reconcile()
 
