@@ -172,6 +172,36 @@ def _bare_msgspec(paths: Sequence[Path]) -> tuple[float, int]:
     return best, len(raw)
 
 
+_FLOOR = (
+    "import sys, zlib\n"
+    "import msgspec, trio\n"
+    "decode = msgspec.json.Decoder().decode\n"
+    "for path in sys.argv[1:]:\n"
+    "    with open(path, 'rb') as fh:\n"
+    "        data = zlib.decompress(fh.read(), 31)\n"
+    "    for line in data.splitlines():\n"
+    "        if line.strip():\n"
+    "            ts, _, js = line.partition(b' ')\n"
+    "            int(ts)\n"
+    "            decode(js)\n"
+)
+"""The least a process replaying these files through any trio pipeline must do: start the
+interpreter, import trio and msgspec, read and gunzip the files, and decode every line (the
+bare decode) -- with no pipeline, no venue, no strategy and no output at all."""
+
+
+def floor_seconds(paths: Sequence[Path]) -> float:
+    """Wall time of the :data:`_FLOOR` process over ``paths``, best of ``WHOLE_REPEATS``."""
+    import subprocess
+
+    best = math.inf
+    for _ in range(WHOLE_REPEATS):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", _FLOOR, *map(str, paths)], check=True)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
 PEAK_RSS_KIB: dict[str, int] = {}
 """The peak resident memory (KiB) of a :func:`whole_process_seconds` run, by tag."""
 
@@ -234,6 +264,12 @@ def _whole_process(res: Results, paths: Sequence[Path], tmp: Path, events: int) 
         f"{ratio:.1%}",
         f">= {TARGET_RATIO:.0%}",
         ratio >= TARGET_RATIO,
+    )
+    floor = floor_seconds(paths)
+    res.add(
+        "(a) floor: start, import trio + msgspec, gunzip, bare decode; no pipeline",
+        f"{floor:.3f} s (bare msgspec / floor {bare / floor:.1%}; "
+        f"{(bare / TARGET_RATIO - floor) * 1e3:,.0f} ms left for the rest at {TARGET_RATIO:.0%})",
     )
 
 
