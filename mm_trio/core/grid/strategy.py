@@ -308,6 +308,17 @@ class GridStrategy:
             return []
         return self._reconcile()
 
+    def note_quote(self, quote: Quote) -> None:
+        """Take a quote whose mid is strictly inside :meth:`quiet_band` (and uncrossed): the
+        same state :meth:`on_quote` would leave, which would return ``[]`` (the band's
+        invariant), without tracking the window again: only the latest quote and the
+        window's bounds move. The caller vouches for the band (the inbox checked it)."""
+        bid, ask = quote.bid, quote.ask
+        mid = (bid + ask) / 2
+        self._bid, self._ask, self._mid = bid, ask, mid
+        # inside the band there is no skew to apply (quiet_band is None otherwise)
+        self._window.note(mid, bid, ask)
+
     def on_order_update(self, update: OrderUpdate) -> list[Intent]:
         order = self._book.find(update.client_id)
         if order is None or update.symbol != self._symbol:
