@@ -8,6 +8,7 @@
   and never ticked again).
 * A kept quote the ticker hands over the quiet way (``_note_quiet_quote``) leaves the
   symbol, its strategy, risk monitor and the governor exactly as ``_handle`` would.
+* The equity sample's per-symbol read (``equity_row``) holds the snapshot's values.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from mm_trio.domain.config import config_from_dict
 from mm_trio.domain.model import Trade
 from mm_trio.engine.inbox import Marker
 from mm_trio.engine.orchestrator import open_orchestrator
+from mm_trio.engine.snapshot import equity_row
 from mm_trio.exchange.limiter import Limiter
 from tests.fakes import QuotingFake, symbol_quote
 from tests.test_note_quote import dump
@@ -153,3 +155,28 @@ def _hand_over_once(*, full: bool) -> tuple[object, ...]:
 def test_the_quiet_hand_over_leaves_what_the_full_handle_leaves() -> None:
     """The ticker's cheap way for a kept quote changes exactly what ``_handle`` would."""
     assert _hand_over_once(full=False) == _hand_over_once(full=True)
+
+
+async def test_an_equity_row_holds_the_snapshot_values(autojump_clock: trio.abc.Clock) -> None:
+    """The equity sample's light read (``equity_row``) gives what the full snapshot shows,
+    open orders counted without building their views."""
+    config = config_from_dict({})
+    fake = QuotingFake([SYM])
+    async with open_orchestrator(fake, config, limiter=Limiter(config.limiter)) as orch:
+        m = await orch.add_symbol(SYM)
+        await trio.sleep(0.5)
+        m.deliver(symbol_quote(SYM, "10.00", "10.02"))  # kept: the row reads the latest mid
+        snap, row = m.snapshot(), equity_row(m)
+        assert row.open_orders == len(m.strategy.live_orders()) > 0
+        assert row.mid == D("10.01")
+        assert row == (
+            snap.mid,
+            snap.position,
+            snap.realized_pnl,
+            snap.unrealized_pnl,
+            snap.fees_quote,
+            snap.total_pnl,
+            snap.open_orders,
+            snap.state,
+            snap.breakers,
+        )

@@ -191,6 +191,11 @@ class GridStrategy:
     def live_orders(self) -> list[LiveOrder]:
         return self._book.views()
 
+    @property
+    def live_count(self) -> int:
+        """How many orders are live (``len(live_orders())``, without building the views)."""
+        return len(self._book)
+
     def knows(self, client_id: str) -> bool:
         """``client_id`` is an order this strategy emitted (live, or among the remembered
         terminal ones): only such orders' reports and fills are ours."""
