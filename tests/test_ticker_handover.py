@@ -6,6 +6,9 @@
 * An error the ticker meets in a symbol's logic fails that symbol, even when its channel
   is full at that moment (the FAIL marker must not be lost with the symbol left running
   and never ticked again).
+* A kept quote the ticker hands over the quiet way (``_note_quiet_quote``) leaves the
+  symbol, its strategy, risk monitor and the governor exactly as ``_handle`` would.
+* The equity sample's per-symbol read (``equity_row``) holds the snapshot's values.
 """
 
 from __future__ import annotations
@@ -13,17 +16,21 @@ from __future__ import annotations
 from decimal import Decimal
 
 import trio
+from trio.testing import MockClock
 
 from mm_trio.core.lifecycle import SymbolState
 from mm_trio.domain.config import config_from_dict
 from mm_trio.domain.model import Trade
 from mm_trio.engine.inbox import Marker
 from mm_trio.engine.orchestrator import open_orchestrator
+from mm_trio.engine.snapshot import equity_row
 from mm_trio.exchange.limiter import Limiter
 from tests.fakes import QuotingFake, symbol_quote
+from tests.test_note_quote import dump
 
 D = Decimal
 SYM = "AAA/USDT"
+FIXED_NS = 1_767_225_600_000_000_000
 
 
 def _trade(n: int, price: str) -> Trade:
@@ -83,6 +90,7 @@ async def test_a_ticker_error_fails_the_symbol_even_when_its_channel_is_full(
             raise RuntimeError("bug in the strategy")
 
         m.strategy.on_quote = broken  # type: ignore[method-assign]
+        m.strategy.note_quote = broken  # type: ignore[method-assign]  # the ticker's way in
         while True:  # a burst fills the channel just before the tick
             try:
                 m.inbox.send.send_nowait(Marker.RESUME)
@@ -91,3 +99,84 @@ async def test_a_ticker_error_fails_the_symbol_even_when_its_channel_is_full(
         m.tick()  # meets the error; its FAIL marker does not fit
         await trio.sleep(5.0)
         assert m.state is SymbolState.FAILED  # actual: still RUNNING, never ticked again
+
+
+def _hand_over_once(*, full: bool) -> tuple[object, ...]:
+    """Run one symbol, keep a quiet quote, let the ticker hand it over; what it left.
+    ``full``: through the whole ``_handle(Marker.QUOTE)`` instead of the quiet path."""
+
+    async def main() -> tuple[object, ...]:
+        config = config_from_dict({"risk": {"stale_after": 30.0}})
+        fake = QuotingFake([SYM])
+        fake.now_ns = lambda: FIXED_NS  # type: ignore[method-assign]  # the same client ids
+        async with open_orchestrator(fake, config, limiter=Limiter(config.limiter)) as orch:
+            m = await orch.add_symbol(SYM)
+            await trio.sleep(0.5)
+            assert m.inbox.band is not None
+            m.deliver(symbol_quote(SYM, "10.00", "10.02"))
+            assert m.inbox.absorbed_at is not None
+            await trio.sleep(0.3)  # the kept quote waits for the ticker ...
+            paths: list[str] = []
+            handle, note = m._handle, m._note_quiet_quote
+
+            def full_handle(item: object) -> None:
+                paths.append("handle")
+                handle(item)
+
+            def quiet(*_: object) -> None:
+                paths.append("quiet")
+                note()
+
+            m._handle = full_handle  # type: ignore[method-assign]
+            m._note_quiet_quote = quiet  # type: ignore[method-assign]
+            if full:
+                m.risk.quiet_at = lambda now: False  # type: ignore[method-assign]
+            m.tick()  # ... and is handed over in place
+            assert paths == (["handle"] if full else ["quiet"])
+            assert m.inbox.absorbed_at is None
+            if full:
+                del m.risk.quiet_at  # the monitor as it was, for the comparison
+            return (
+                m.snapshot(),
+                m.events,
+                dict(m.event_counts),
+                m.mid,
+                m.inbox.band,
+                m.inbox.trade_band,
+                dump(m.strategy),
+                dump(m.risk),
+                orch.governor.exposure(),
+                fake.orders,
+            )
+
+    return trio.run(main, clock=MockClock(autojump_threshold=0))
+
+
+def test_the_quiet_hand_over_leaves_what_the_full_handle_leaves() -> None:
+    """The ticker's cheap way for a kept quote changes exactly what ``_handle`` would."""
+    assert _hand_over_once(full=False) == _hand_over_once(full=True)
+
+
+async def test_an_equity_row_holds_the_snapshot_values(autojump_clock: trio.abc.Clock) -> None:
+    """The equity sample's light read (``equity_row``) gives what the full snapshot shows,
+    open orders counted without building their views."""
+    config = config_from_dict({})
+    fake = QuotingFake([SYM])
+    async with open_orchestrator(fake, config, limiter=Limiter(config.limiter)) as orch:
+        m = await orch.add_symbol(SYM)
+        await trio.sleep(0.5)
+        m.deliver(symbol_quote(SYM, "10.00", "10.02"))  # kept: the row reads the latest mid
+        snap, row = m.snapshot(), equity_row(m)
+        assert row.open_orders == len(m.strategy.live_orders()) > 0
+        assert row.mid == D("10.01")
+        assert row == (
+            snap.mid,
+            snap.position,
+            snap.realized_pnl,
+            snap.unrealized_pnl,
+            snap.fees_quote,
+            snap.total_pnl,
+            snap.open_orders,
+            snap.state,
+            snap.breakers,
+        )

@@ -43,6 +43,7 @@ from mm_trio.domain.config import Config
 from mm_trio.domain.model import ZERO, OrderUpdate
 from mm_trio.engine.orchestrator import Orchestrator, open_orchestrator
 from mm_trio.engine.persistence import Persistence
+from mm_trio.engine.snapshot import equity_row
 from mm_trio.exchange.binance.decode import StreamDecoder
 from mm_trio.exchange.limiter import Limiter
 from mm_trio.exchange.recording import RecordingStats
@@ -94,14 +95,11 @@ class ReplayRecorder:
     def sample(self, orch: Orchestrator) -> None:
         ts = str(self._exchange.now_ns())
         total = ZERO
-        trading = set(orch.symbols())
-        snapshot = orch.snapshot()
-        exposure = snapshot.exposure
+        exposure = orch.governor.exposure()
         reduce_only = set(exposure.reduce_only_symbols)
         open_total = 0
-        for sym, s in snapshot.symbols.items():
-            if sym not in trading:
-                continue
+        for sym in orch.symbols():  # the running ones, by name (as in orch.snapshot())
+            s = equity_row(orch.manager(sym))  # only what a sample records
             total += s.total_pnl
             open_total += s.open_orders
             # the report's capital used, time halted / reduce-only come from these columns

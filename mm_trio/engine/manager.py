@@ -359,7 +359,10 @@ class SymbolManager:
         if self.inbox.band is not None:
             # nothing reached the symbol since it set the band, so the quote decides
             # nothing (the band's invariant): handled right here, no task woken
-            self._handle(Marker.QUOTE)
+            if self.risk.quiet_at(absorbed):
+                self._note_quiet_quote()
+            else:  # a breaker may change (staleness): the whole way
+                self._handle(Marker.QUOTE)
             self._set_bands()
         else:  # it is no stale market; the symbol's task takes it
             self.risk.quote_seen(absorbed)
@@ -700,3 +703,26 @@ class SymbolManager:
     # ------------------------------------------------------------------ views
     def snapshot(self) -> SymbolSnapshot:
         return symbol_snapshot(self)
+
+    # ------------------------------------------------------------------ ticker fast path
+    def _note_quiet_quote(self) -> None:
+        """What ``_handle(Marker.QUOTE)`` does with a kept quote inside the band while no
+        breaker can change (:meth:`RiskMonitor.quiet_at`), without the parts that cannot
+        act: the strategy notes it (no reconcile: it would emit nothing), the gates stay as
+        they are, and the only outcome left is the exposure report (the mark to market)."""
+        inbox = self.inbox
+        self.events += 1
+        self._now = now = self._clock()
+        self.event_counts["quote"] += 1
+        quote = inbox.take_quote()
+        at = inbox.taken_at
+        assert quote is not None and at is not None  # kept quotes are uncrossed, timed
+        self.mid = quote.mid
+        changes = self.risk.on_quote(quote, at)
+        self.strategy.note_quote(quote)
+        if self.quote_observer is not None:
+            self.quote_observer(quote, [])
+        if changes:  # quiet_at says this cannot happen; act on it all the same
+            self._log_breakers(changes)
+            self.poke(Marker.GATES)
+        self.exposure.report(self.mid, now)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import msgspec
 
@@ -44,26 +44,67 @@ class SymbolSnapshot(msgspec.Struct, kw_only=True):
     paused: bool = False  # an operator's pause (state HALTED, reason says so)
 
 
-def symbol_snapshot(m: SymbolManager) -> SymbolSnapshot:
-    """What one running symbol shows (status line, control plane, summary)."""
+class EquityRow(NamedTuple):
+    """The part of a :class:`SymbolSnapshot` an equity-curve sample records: read once a
+    sample for every symbol, so only what it needs is computed."""
+
+    mid: Decimal | None
+    position: Decimal
+    realized_pnl: Decimal
+    unrealized_pnl: Decimal
+    fees_quote: Decimal
+    total_pnl: Decimal
+    open_orders: int
+    state: str
+    breakers: list[str]
+
+
+def _marked(m: SymbolManager) -> tuple[Decimal | None, Decimal, Decimal, Decimal]:
+    """``(mid, unrealized PnL, fees in quote, total PnL)`` at the latest mid."""
     mid = m.market_mid
     pos = m.position
     fees_quote = pos.fees_in_quote(mid) if mid is not None else pos.fees.get(m.spec.quote, ZERO)
+    if mid is None:
+        return mid, ZERO, fees_quote, pos.realized_pnl - fees_quote
+    return mid, pos.unrealized_pnl(mid), fees_quote, pos.total_pnl(mid)
+
+
+def equity_row(m: SymbolManager) -> EquityRow:
+    """What an equity sample records of one running symbol (the same values as in
+    :func:`symbol_snapshot`)."""
+    mid, unrealized, fees_quote, total = _marked(m)
+    return EquityRow(
+        mid,
+        m.strategy.position,
+        m.position.realized_pnl,
+        unrealized,
+        fees_quote,
+        total,
+        m.strategy.live_count,
+        str(m.state),
+        sorted(m.risk.tripped()),
+    )
+
+
+def symbol_snapshot(m: SymbolManager) -> SymbolSnapshot:
+    """What one running symbol shows (status line, control plane, summary)."""
+    pos = m.position
+    mid, unrealized, fees_quote, total = _marked(m)
     return SymbolSnapshot(
         symbol=m.symbol,
         state=str(m.state),
         reason=m.reason,
         mid=mid,
         position=m.strategy.position,
-        open_orders=len(m.strategy.live_orders()),
+        open_orders=m.strategy.live_count,
         fills=pos.fills,
         buys=pos.buys,
         sells=pos.sells,
         realized_pnl=pos.realized_pnl,
-        unrealized_pnl=pos.unrealized_pnl(mid) if mid is not None else ZERO,
+        unrealized_pnl=unrealized,
         fees=dict(pos.fees),
         fees_quote=fees_quote,
-        total_pnl=pos.total_pnl(mid) if mid is not None else pos.realized_pnl - fees_quote,
+        total_pnl=total,
         max_inventory=pos.max_inventory,
         breakers=sorted(m.risk.tripped()),
         breaker_trips=m.risk.trips,

@@ -196,6 +196,11 @@ class GridStrategy:
     def live_orders(self) -> list[LiveOrder]:
         return self._book.views()
 
+    @property
+    def live_count(self) -> int:
+        """How many orders are live (``len(live_orders())``, without building the views)."""
+        return len(self._book)
+
     def knows(self, client_id: str) -> bool:
         """``client_id`` is an order this strategy emitted (live, or among the remembered
         terminal ones): only such orders' reports and fills are ours."""
@@ -312,6 +317,17 @@ class GridStrategy:
         if self._window.settled:
             return []
         return self._reconcile()
+
+    def note_quote(self, quote: Quote) -> None:
+        """Take a quote whose mid is strictly inside :meth:`quiet_band` (and uncrossed): the
+        same state :meth:`on_quote` would leave, which would return ``[]`` (the band's
+        invariant), without tracking the window again: only the latest quote and the
+        window's bounds move. The caller vouches for the band (the inbox checked it)."""
+        bid, ask = quote.bid, quote.ask
+        mid = (bid + ask) / 2
+        self._bid, self._ask, self._mid = bid, ask, mid
+        # inside the band there is no skew to apply (quiet_band is None otherwise)
+        self._window.note(mid, bid, ask)
 
     def on_order_update(self, update: OrderUpdate) -> list[Intent]:
         order = self._book.find(update.client_id)

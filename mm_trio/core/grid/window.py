@@ -146,6 +146,14 @@ class TrailingWindow:
         self._key_now = (top, bottom)
         return self._key_now
 
+    def note(self, ref: Decimal, bid: Decimal, ask: Decimal) -> None:
+        """The latest bounds for a reference inside :meth:`quiet_band`: what :meth:`track`
+        records there (the edges, their bands and the keys stay as they are)."""
+        if self._buy is not None:
+            self._buy.bound = min(ref, ask)
+        if self._sell is not None:
+            self._sell.bound = max(ref, bid)
+
     def quiet_band(self) -> tuple[Decimal, Decimal] | None:
         """The open interval of bounds (``x`` and ``y`` alike) inside which tracking gives
         the committed window again, unchanged; ``None`` if there is none (not settled, or

@@ -147,7 +147,8 @@ class RiskGovernor:
         self.config = config
         self._symbols: dict[str, _SymbolState] = {}
         self._total = ZERO
-        self._claims = ZERO  # Σ claim
+        self._claims = ZERO  # Σ claim (read it through _claimed)
+        self._claims_stale = False  # the share changed since the claims were summed
         self._cancelling = ZERO  # Σ cancelling
         self._share = config.max_symbol_exposure
         self._total_ro = False
@@ -212,20 +213,35 @@ class RiskGovernor:
         if st is None:
             st = self._symbols[symbol] = _SymbolState()
             self._reshare()
+            if not self._claims_stale:  # the same share: only its own claim is new
+                st.claim = self._claim(st)
+                self._claims += st.claim
         return st
 
     def _reshare(self) -> None:
-        """The fair share changed with the number of symbols: every claim follows."""
+        """The number of symbols changed, so may the fair share: when it did, every claim
+        follows it, at the next read (:meth:`_claimed`). Adding or removing many symbols in
+        a row then costs O(1) each instead of O(symbols) each."""
         cfg = self.config
         n = len(self._symbols)
         share = cfg.max_total_exposure / n if n else cfg.max_total_exposure
-        self._share = min(share, cfg.max_symbol_exposure)
-        claims = ZERO
-        for st in self._symbols.values():
-            st.claim = self._claim(st)
-            claims += st.claim
-        self._claims = claims
+        share = min(share, cfg.max_symbol_exposure)
+        if share != self._share:
+            self._share = share
+            self._claims_stale = True
         self._version += 1
+
+    def _claimed(self) -> Decimal:
+        """Σ claim, every claim at the current fair share (recomputed once after the share
+        changed; kept up to date symbol by symbol otherwise)."""
+        if self._claims_stale:
+            claims = ZERO
+            for st in self._symbols.values():
+                st.claim = self._claim(st)
+                claims += st.claim
+            self._claims = claims
+            self._claims_stale = False
+        return self._claims
 
     def _claim(self, st: _SymbolState) -> Decimal:
         e, share = st.exposure, self._share
@@ -239,9 +255,10 @@ class RiskGovernor:
         new = st.compute()
         self._total += new - st.exposure
         st.exposure = new
-        claim = self._claim(st)
-        self._claims += claim - st.claim
-        st.claim = claim
+        if not self._claims_stale:  # else every claim is recomputed at the next read
+            claim = self._claim(st)
+            self._claims += claim - st.claim
+            st.claim = claim
         self._version += 1
 
     def _advance(self, now: float) -> None:
@@ -370,6 +387,8 @@ class RiskGovernor:
         self._cancelling -= st.cancelling
         self._pnl -= st.pnl
         self._removed_pnl += st.pnl
+        if not self._claims_stale:
+            self._claims -= st.claim
         self._reshare()
         if st.reduce_only:
             out.append(GovernorChange(symbol, "normal", f"{symbol} removed"))
@@ -420,7 +439,7 @@ class RiskGovernor:
                 f"(cap {_m(total_cap)})"
             )
         elif after > self._share:
-            others = self._claims - st.claim
+            others = self._claimed() - st.claim
             if st.exposure > self._share:
                 reason = (
                     f"{symbol} exposure {_m(st.exposure)} is already above its fair "

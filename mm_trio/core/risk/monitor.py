@@ -228,6 +228,13 @@ class RiskMonitor:
         lo, hi = self._maxq[0][1] * (1 - j), self._minq[0][1] * (1 + j)
         return (lo, hi) if lo < hi else None
 
+    def quiet_at(self, now: float) -> bool:
+        """A quote inside :meth:`quiet_band` handled at ``now`` changes no breaker: none is
+        tripped (so none can clear) and staleness cannot trip before it (the band already
+        rules out a jump)."""
+        last = self._last_quote
+        return not self._tripped and last is not None and now - last < self.config.stale_after
+
     def quote_seen(self, now: float) -> None:
         """A quote inside :meth:`quiet_band` arrived at ``now`` and will be handled later:
         it already counts against staleness."""
