@@ -358,6 +358,8 @@ async def test_a_restarted_failed_symbol_takes_over_its_inventory(
             raise RuntimeError("strategy bug")
 
         failed.strategy.on_quote = boom  # type: ignore[method-assign]
+        # the same quote is inside the quiet band: the ticker hands it over in place
+        failed.strategy.note_quote = boom  # type: ignore[method-assign,assignment]
         quote(fake, "10.00", "10.02")
         await wait_for(lambda: failed.state is SymbolState.FAILED)
         await wait_for(lambda: orch.manager(SYM) is not failed)
@@ -385,6 +387,8 @@ async def test_a_failed_symbol_comes_back_paused_if_it_was(
             raise RuntimeError("strategy bug")
 
         failed.strategy.on_quote = boom  # type: ignore[method-assign]
+        # the same quote is inside the quiet band: the ticker hands it over in place
+        failed.strategy.note_quote = boom  # type: ignore[method-assign,assignment]
         quote(fake, "10.00", "10.02")
         await wait_for(lambda: orch.manager(SYM) is not failed)
         again = orch.manager(SYM)
