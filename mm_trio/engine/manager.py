@@ -165,7 +165,8 @@ class SymbolManager:
         self._tick_error: Exception | None = None  # met by the ticker, raised in our task
         self._stopping = False
         self._resyncing = False
-        # the gates must be recomputed by the next event, even one that changes nothing
+        # the next event must run the gates (and the flat and state checks), even one that
+        # changes nothing: after an overflow, and when its resync ends
         self._regate = False
         self.flat = trio.Event()  # set when stopping and no live orders remain
         self.done = trio.Event()  # set when the manager's scope has exited
@@ -266,6 +267,9 @@ class SymbolManager:
         """An order event could not be queued: halt this symbol and resync from REST, loudly."""
         if self.state is SymbolState.FAILED:
             return  # the task reads its channel no more: a resync would find it full again
+        # no marker fits to bring the halt (or a lost STOP/GATES marker's work) to the
+        # strategy: the next event does, even one that changes nothing
+        self._regate = True
         if not self._resyncing:
             self._resyncing = True  # halts opening (see IntentGate.apply_gates) until resynced
             self.resyncs += 1
