@@ -74,4 +74,3 @@ async def test_unchanged_reports_after_an_overflow_still_halt_opening(
         await trio.sleep(RESYNC_TIME * (live + 1))
         assert not m._resyncing
         assert not m._regate  # the resync's end recomputed the gates
-
