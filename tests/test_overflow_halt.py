@@ -74,3 +74,31 @@ async def test_unchanged_reports_after_an_overflow_still_halt_opening(
         await trio.sleep(RESYNC_TIME * (live + 1))
         assert not m._resyncing
         assert not m._regate  # the resync's end recomputed the gates
+
+
+async def test_a_kill_whose_stop_marker_did_not_fit_still_stops_the_strategy(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """The kill switch pokes STOP; on a full channel that marker is lost (an overflow). The
+    next event the symbol handles stops the strategy all the same, and it stays stopped
+    once the resync has ended (before, the symbol traded on after the resync)."""
+    config = config_from_dict({"run": {"order_channel_size": CHANNEL}})
+    fake = SlowQuery([SYM])
+    async with open_orchestrator(fake, config, limiter=Limiter(config.limiter)) as orch:
+        m = await orch.add_symbol(SYM)
+        await trio.sleep(0.5)
+        order = ours(fake, SYM)[0]
+        fake.slow = True
+        for _ in range(CHANNEL + 1):  # fills the channel (the waiting task takes one at once)
+            m.deliver(_same_again(fake, order.client_id))
+        overflows = m.overflows
+        m.kill("test")  # no checkpoint since the burst: its STOP marker does not fit
+        assert m.overflows == overflows + 1
+        await trio.sleep(1)
+        assert m.strategy.stopped
+        assert not [o for o in m.strategy.live_orders() if not o.cancel_requested]
+        await trio.sleep(RESYNC_TIME * 10)
+        assert not m._resyncing
+        assert m.strategy.stopped
+        assert m.state is SymbolState.STOPPED and "kill switch" in m.reason, m.reason
+        assert not ours(fake, SYM)  # nothing was placed again
