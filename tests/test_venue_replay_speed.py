@@ -96,7 +96,8 @@ def test_a_repeated_replay_plays_again_with_increasing_trade_ids() -> None:
 
 def test_repeat_zero_never_ends() -> None:
     f = feed(100_000.0, repeat=0)
-    for _ in range(5 * len(recorded_events(ETHBTC)) // 400):
+    # each advance takes at most MAX_BATCH_RECORDS records: enough advances for 4 passes
+    for _ in range(5 * len(recorded_events(ETHBTC)) // (replay.MAX_BATCH_RECORDS * 4 // 5)):
         due = f.next_ts()
         assert due is not None
         f.advance(due + 10**12)

@@ -39,7 +39,7 @@ __all__ = ["PUBLISH_QUANTUM_NS", "ScaledReplayFeed", "scaled_replay"]
 
 PUBLISH_QUANTUM_NS = 1_000_000
 """Scheduled times are rounded up to this grid (1 ms, the resolution of Binance's ``E``)."""
-MAX_BATCH_RECORDS = 500
+MAX_BATCH_RECORDS = 50
 """Records one clock tick publishes at most: a venue behind its schedule catches up in
 batches this size, so its stream senders run in between (a batch far beyond a client's
 send queue would disconnect it as too slow when it is not)."""
