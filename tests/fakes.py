@@ -1,12 +1,15 @@
 """Test-only helpers on top of the shipped test double (:mod:`mm_trio.exchange.testing`):
-a venue that quotes each symbol once on subscription, and the orders it holds per symbol."""
+a venue that quotes each symbol once on subscription, the orders it holds per symbol, and
+an order's report as the venue would send it again."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from decimal import Decimal
 
-from mm_trio.domain.model import OpenOrder, Quote
+import msgspec
+
+from mm_trio.domain.model import OpenOrder, OrderUpdate, Quote
 from mm_trio.exchange.testing import FakeExchange
 
 D = Decimal
@@ -32,3 +35,20 @@ class QuotingFake(FakeExchange):
 def ours(fake: FakeExchange, symbol: str) -> list[OpenOrder]:
     """The orders open on ``fake`` for ``symbol``."""
     return [o for o in fake.orders.values() if o.symbol == symbol]
+
+
+def report_again(fake: FakeExchange, client_id: str, **changes: object) -> OrderUpdate:
+    """The venue's report of ``client_id`` as it stands (one the symbol already applied),
+    with ``changes`` applied."""
+    o = fake.history[client_id]
+    update = OrderUpdate(
+        symbol=o.symbol,
+        client_id=o.client_id,
+        side=o.side,
+        price=o.price,
+        qty=o.qty,
+        status=o.status,
+        cum_qty=o.cum_qty,
+        order_id=o.order_id,
+    )
+    return msgspec.structs.replace(update, **changes) if changes else update

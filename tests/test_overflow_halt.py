@@ -11,10 +11,10 @@ import trio
 
 from mm_trio.core.lifecycle import SymbolState
 from mm_trio.domain.config import config_from_dict
-from mm_trio.domain.model import OpenOrder, OrderUpdate
+from mm_trio.domain.model import OpenOrder
 from mm_trio.engine.orchestrator import open_orchestrator
 from mm_trio.exchange.limiter import Limiter
-from tests.fakes import QuotingFake, ours
+from tests.fakes import QuotingFake, ours, report_again
 
 SYM = "AAA/USDT"
 CHANNEL = 64  # room for the grid's own reports; a burst fills it
@@ -32,21 +32,6 @@ class SlowQuery(QuotingFake):
         return await super().query(symbol, client_id)
 
 
-def _same_again(fake: QuotingFake, client_id: str) -> OrderUpdate:
-    """The venue's report of ``client_id`` as it stands: one the symbol already applied."""
-    o = fake.history[client_id]
-    return OrderUpdate(
-        symbol=o.symbol,
-        client_id=o.client_id,
-        side=o.side,
-        price=o.price,
-        qty=o.qty,
-        status=o.status,
-        cum_qty=o.cum_qty,
-        order_id=o.order_id,
-    )
-
-
 async def test_unchanged_reports_after_an_overflow_still_halt_opening(
     autojump_clock: trio.abc.Clock,
 ) -> None:
@@ -62,7 +47,7 @@ async def test_unchanged_reports_after_an_overflow_still_halt_opening(
         live = len(m.strategy.live_orders())  # the resync queries each of them
         # a burst of reports that change nothing, more than the channel holds
         for _ in range(CHANNEL + 2):  # the waiting task takes one at once
-            m.deliver(_same_again(fake, order.client_id))
+            m.deliver(report_again(fake, order.client_id))
         assert m.overflows == overflows + 1
         await trio.sleep(1)  # the queued reports are handled; the resync still waits
         assert m._resyncing
@@ -90,7 +75,7 @@ async def test_a_kill_whose_stop_marker_did_not_fit_still_stops_the_strategy(
         order = ours(fake, SYM)[0]
         fake.slow = True
         for _ in range(CHANNEL + 1):  # fills the channel (the waiting task takes one at once)
-            m.deliver(_same_again(fake, order.client_id))
+            m.deliver(report_again(fake, order.client_id))
         overflows = m.overflows
         m.kill("test")  # no checkpoint since the burst: its STOP marker does not fit
         assert m.overflows == overflows + 1

@@ -11,35 +11,17 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-import msgspec
 import pytest
 import trio
 
 from mm_trio.domain.config import config_from_dict
-from mm_trio.domain.model import OrderUpdate
 from mm_trio.engine.manager import SymbolManager
 from mm_trio.engine.orchestrator import open_orchestrator
 from mm_trio.exchange.limiter import Limiter
-from tests.fakes import QuotingFake, ours
+from tests.fakes import QuotingFake, ours, report_again
 
 D = Decimal
 SYM = "AAA/USDT"
-
-
-def _report(fake: QuotingFake, client_id: str, **changes: object) -> OrderUpdate:
-    """The venue's report of ``client_id`` as it stands (``changes`` applied)."""
-    o = fake.history[client_id]
-    update = OrderUpdate(
-        symbol=o.symbol,
-        client_id=o.client_id,
-        side=o.side,
-        price=o.price,
-        qty=o.qty,
-        status=o.status,
-        cum_qty=o.cum_qty,
-        order_id=o.order_id,
-    )
-    return msgspec.structs.replace(update, **changes)
 
 
 class _Spy:
@@ -86,7 +68,7 @@ async def test_a_report_that_changes_nothing_skips_gates_and_governor(
             fields["cum_qty"] = fields["last_qty"] = order.qty / 2
             fields["last_price"] = order.price
             fields["trade_id"] = 777
-        fake.inject(_report(fake, order.client_id, **fields))
+        fake.inject(report_again(fake, order.client_id, **fields))
         await trio.sleep(0.01)
         assert m.events == events + 1, name
         if skipped:
@@ -124,10 +106,10 @@ async def test_after_an_overflow_resync_an_unchanged_report_recomputes_the_gates
         order = ours(fake, SYM)[0]
         spy = _Spy(m)
         m._regate = True  # what the end of an overflow resync leaves when GATES did not fit
-        fake.inject(_report(fake, order.client_id))
+        fake.inject(report_again(fake, order.client_id))
         await trio.sleep(0.01)
         assert spy.gates == 1
         assert m._regate is False
-        fake.inject(_report(fake, order.client_id))
+        fake.inject(report_again(fake, order.client_id))
         await trio.sleep(0.01)
         assert spy.gates == 1  # only the first one had to
