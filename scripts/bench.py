@@ -1,6 +1,6 @@
 """Benchmarks of mm-trio: decode vs replay, scaling, latency, memory, vs hftbacktest.
 
-    python scripts/bench.py [--quick] [--write] [--profile] [--only abcde] [--strict]
+    python scripts/bench.py [--quick] [--write] [--profile] [--only abcdefp] [--strict]
 
 Runs, in one process run (the memory measurement in a subprocess of its own):
 
@@ -19,7 +19,9 @@ Runs, in one process run (the memory measurement in a subprocess of its own):
     its own (``bench_hftbacktest.py``; skipped, with the reason, when that cannot be done);
 (f) live ingest: market events/s a ``mm-trio run --venue binance`` takes from the paper
     venue's combined stream (``--replay-speed`` ramp), with no loss and no trade later than
-    100 ms, and each process's CPU (``bench_ingest.py``).
+    100 ms, and each process's CPU (``bench_ingest.py``);
+(p) where the remaining time goes: ``cProfile`` of the full replay and of one grid-window
+    move, grouped by area of the code (``bench_profile.py``).
 
 (c) and (d) run on the test double the package ships (``mm_trio.exchange.testing``). It
 prints a markdown table (metric, value, target, pass/fail); ``--write`` records the run in
@@ -47,10 +49,11 @@ from bench_hftbacktest import bench_hftbacktest
 from bench_ingest import bench_ingest
 from bench_latency import bench_latency
 from bench_memory import bench_memory
+from bench_profile import bench_profile
 from bench_report import render_markdown
 from bench_scaling import bench_scaling
 
-PARTS = "abcdef"
+PARTS = "abcdefp"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -87,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "d": lambda: bench_memory(res),
             "e": lambda: bench_hftbacktest(res, tmp),
             "f": lambda: bench_ingest(res, tmp, args.profile),
+            "p": lambda: bench_profile(res, tmp),
         }
         for key, part in parts.items():
             if key in args.only:

@@ -53,6 +53,7 @@ class Results:
     quick: bool
     rows: list[Row] = field(default_factory=list)
     notes: dict[str, str] = field(default_factory=dict)
+    profiles: list[str] = field(default_factory=list)  # markdown blocks (part p)
 
     def add(self, metric: str, value: str, target: str = "", ok: bool | None = None) -> None:
         self.rows.append(Row(metric, value, target, ok))

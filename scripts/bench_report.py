@@ -69,6 +69,10 @@ def render_markdown(res: Results, started: dt.datetime, elapsed: float, load: fl
     for key, title in METHOD_TITLES.items():
         if key in res.notes:
             out += [f"**{title}.** {res.notes[key]}", ""]
+    if res.profiles:
+        out += ["## Profiles of this run", ""]
+        for block in res.profiles:
+            out += [block, ""]
     out += ["## Where the time goes, and why (a), (b), (c) and (e) miss", "", ANALYSIS, ""]
     return "\n".join(out)
 
@@ -120,13 +124,16 @@ pyinstrument), December 2026, after issue 12's fast path:
   does more order work per market event than the 2-symbol run: 1,000 grids are built on
   their first quotes (2,000 placements and their acknowledgements), and 2,000 resting
   orders are crossed more often than 4 (1,216 fills against 569, and 48 % more events
-  handled by the symbols). That order work costs what (c) measures, ~400 µs of CPU per
+  handled by the symbols). That order work costs what the (p) row measures per
   cancel-and-place, so the slower row is the order path's cost, not per-symbol overhead.
 * **(c)** One window move (a cancel, its acknowledgements, the placement that follows and
   its acknowledgements: 5 events handled by the symbol, 2 request tasks, ~9 passes of
-  trio's run loop) costs ~420 µs of CPU, measured alone on one symbol (`FakeExchange`); a
-  report that repeats an outcome (the stream's and the request's own answer) no longer runs
-  the gates and the governor (~560 µs before). The target run moves a grid window 3,750
+  trio's run loop and ~14 task steps) costs the (p) row's CPU (420-560 µs in this
+  machine's runs, measured alone on one symbol on `FakeExchange`); its profile above puts a
+  third of it in trio's scheduler and channels and most of the rest in the pure strategy,
+  risk and governor code and the symbol's shell. A report that repeats an outcome (the
+  stream's and the request's own answer) no longer runs the gates and the governor (it
+  was ~25 % more before). The target run moves a grid window 3,750
   times a second (7,500 orders a second, 750 times the 10 a second Binance allows an
   account: the limiter's default `orders_per_10s` = 100),
   which needs ~1.6 cores of work in one trio thread: it saturates, and its latency is the
@@ -135,7 +142,9 @@ pyinstrument), December 2026, after issue 12's fast path:
   ticker and garbage collection. No single function dominates the move (a profile spreads
   it over the strategy's reconcile, the exposure report and governor, the request tasks,
   the limiter and trio's scheduling); meeting the target needs the order path about 4x
-  cheaper, a redesign rather than a tuning.
+  cheaper, a redesign rather than a tuning. The run with a move every 100th quote also
+  shows what the ticker did: it used to tick all 1,000 symbols at once (~50 ms of deferred
+  work once a second, p99 12.6 ms); now slices of 10 spread over the second (p99 ~2.6 ms).
 * **(d)** an idle symbol is its channel, its pure objects and its child nursery: ~20 KiB.
 * **(f)** the trader's market stream is a lean wsproto-over-trio client that hands every
   socket read's messages on at once (~20 µs of CPU a message, ~40,000 messages/s on its
