@@ -266,12 +266,27 @@ def _whole_process(res: Results, paths: Sequence[Path], tmp: Path, events: int) 
         f">= {TARGET_RATIO:.0%}",
         ratio >= TARGET_RATIO,
     )
+    runs = [tmp / f"whole{i}" for i in range(WHOLE_REPEATS)]
+    same = all(_same_tree(runs[0], other) for other in runs[1:])
+    files = sorted(p.name for p in runs[0].iterdir())
+    res.add(
+        f"(a) the {WHOLE_REPEATS} whole-process replays' outputs byte-identical",
+        f"{'yes' if same else 'NO'} ({', '.join(files)})",
+    )
     floor = floor_seconds(paths)
     res.add(
         "(a) floor: start, import trio + msgspec, gunzip, bare decode; no pipeline",
         f"{floor:.3f} s (bare msgspec / floor {bare / floor:.1%}; "
         f"{(bare / TARGET_RATIO - floor) * 1e3:,.0f} ms left for the rest at {TARGET_RATIO:.0%})",
     )
+
+
+def _same_tree(a: Path, b: Path) -> bool:
+    """``a`` and ``b`` hold the same files with the same bytes."""
+    names = sorted(p.name for p in a.iterdir())
+    if names != sorted(p.name for p in b.iterdir()):
+        return False
+    return all((a / n).read_bytes() == (b / n).read_bytes() for n in names)
 
 
 def _store_cost(res: Results, paths: Sequence[Path], tmp: Path) -> None:
