@@ -156,8 +156,13 @@ pyinstrument), December 2026, after issue 12's fast path:
   own, `scripts/bench_ws_reader.py`); the paper venue's market streams are a lean
   wsproto server writing many frames per socket write (~60,000 messages/s to one client).
   Late trades at ~20,000 events/s came from garbage-collector pauses: both processes now
-  freeze their start-up heap and the event structs are untracked. At the top step (~29,500
-  events/s) neither process is CPU-bound; the two share two cores with the benchmark, and
-  the venue's publication (decode of the recording, JSON encoding, the send) is the first
-  limit (`venue only` row).
+  freeze their start-up heap and the event structs are untracked. The largest lag left is
+  batching plus scheduling: the venue stamps a clock tick's events with the tick's time and
+  sends them after the tick, so a tick now publishes at most 50 records (was 500: the
+  x110 step's largest lag fell from ~80 to ~60 ms), and the trader handles a socket read's
+  messages in one go. At the top step (~29,500 events/s) neither process is CPU-bound; the
+  two share two cores with the benchmark, and the venue's publication (decode of the
+  recording, JSON encoding, the send) is the first limit (`venue only` row). The margin to
+  100 ms is thin on a loaded machine: another process taking a core for tens of
+  milliseconds shows up as late trades.
 """
