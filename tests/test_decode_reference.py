@@ -217,3 +217,14 @@ def test_many_stream_names_all_decode_and_the_name_cache_stays_bounded() -> None
         assert quote.symbol == f"S{i % len(names)}/USDT"
     assert len(decoder._routes) == limit
     assert decoder.stats.book_ticker == 2 * len(names) and decoder.stats.malformed == 0
+
+
+def test_a_long_stream_name_decodes_but_is_not_remembered() -> None:
+    name = "x" * decode_module._MAX_STREAM_NAME_BYTES + "usdt"
+    decoder = StreamDecoder({name.upper(): "X/USDT"})
+    for i in range(3):
+        raw = BOOK.format(stream=f"{name}@bookTicker", s=name.upper(), b='"1"', B='"2"',
+                          a='"3"', A='"4"', extra="").encode()  # fmt: skip
+        (quote,) = decoder.decode(raw, i)
+        assert quote.symbol == "X/USDT"
+    assert decoder._routes == {}  # garbage-length names cannot fill the table

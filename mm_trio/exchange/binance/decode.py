@@ -152,6 +152,9 @@ _PREFIX_LEN = len(_PREFIX)
 # one decoder meets (a replay of 1,000 symbols has 2,000+ names; past the bound every
 # message of the other streams sniffed its name again)
 _MAX_STREAM_NAMES = 16_384
+# ... and only names this long at most (Binance's are ~30 bytes): garbage names cannot hold
+# more than ~2 MB of the table
+_MAX_STREAM_NAME_BYTES = 128
 
 
 class MalformedMessage(ValueError):
@@ -289,7 +292,7 @@ class StreamDecoder:
         else:
             kind = self._payload_kind(kind)
             handler = _combined_handler(_COMBINED_DECODERS[kind].decode, self._converters[kind])
-        if len(self._routes) < _MAX_STREAM_NAMES:
+        if len(self._routes) < _MAX_STREAM_NAMES and len(name) <= _MAX_STREAM_NAME_BYTES:
             self._routes[name] = handler
         return handler
 
