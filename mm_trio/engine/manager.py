@@ -77,6 +77,9 @@ _EVENT_KINDS: dict[type, str] = {
     StreamStatus: "stream",
 }
 _TERMINAL = frozenset({"FILLED", "CANCELED", "REJECTED", "EXPIRED"})
+# a symbol in these states places nothing: stopping (removal, shutdown) or stopped (kill
+# switch, loss limit) until resumed
+_STOPPED_STATES = frozenset({SymbolState.STOPPING, SymbolState.STOPPED})
 
 FOREIGN_MEMORY = 1_000
 """How many client ids of orders not ours are remembered (each is logged once)."""
@@ -168,9 +171,6 @@ class SymbolManager:
         # the next event must run the gates (and the flat and state checks), even one that
         # changes nothing: after an overflow, and when its resync ends
         self._regate = False
-        # a stop or a kill was asked for: the strategy is stopped by the next event even if
-        # its STOP marker did not fit in the channel (an overflow)
-        self._stop_wanted = False
         self.flat = trio.Event()  # set when stopping and no live orders remain
         self.done = trio.Event()  # set when the manager's scope has exited
         self.cancel_scope = trio.CancelScope()
@@ -380,7 +380,6 @@ class SymbolManager:
         if self._stopping:
             return
         self._stopping = True
-        self._stop_wanted = True
         self.lifecycle.apply(LifecycleEvent.STOP)
         self._note_state()
         self.poke(Marker.STOP)
@@ -389,7 +388,6 @@ class SymbolManager:
         """The kill switch: cancel everything and stay stopped until resumed."""
         self.lifecycle.apply(LifecycleEvent.KILL, "kill switch: " + reason)
         self._note_state()
-        self._stop_wanted = True
         self.poke(Marker.STOP)
 
     def removed(self) -> None:
@@ -548,8 +546,9 @@ class SymbolManager:
         if changes:
             self._log_breakers(changes)
         self._regate = False
-        if self._stop_wanted and not self.strategy.stopped:
-            intents += self.strategy.stop()  # its STOP marker was lost to an overflow
+        if self.lifecycle.state in _STOPPED_STATES and not self.strategy.stopped:
+            # a stop or kill whose STOP marker did not fit in the channel (an overflow)
+            intents += self.strategy.stop()
         intents += self.gate.apply_gates(self._resyncing, self.paused)
         if self.risk.stopped and not self.loss_latched:
             self.loss_latched = True  # latched in the store: a restart stays stopped
@@ -656,7 +655,6 @@ class SymbolManager:
         if marker is Marker.RESUME:
             if self._stopping or self._host.governor.killed:
                 return []  # being removed / still killed: stopping is one-way
-            self._stop_wanted = False
             intents = self.strategy.resume()
             self.lifecycle.apply(LifecycleEvent.RESUME)
             return intents
