@@ -17,11 +17,10 @@ from typing import Any
 
 from hypothesis import given, settings
 
-from mm_trio.core.grid.strategy import GridStrategy
 from mm_trio.domain.intents import Intent
 from mm_trio.domain.model import Quote
 from tests.grid_harness import Run, Scenario, scenarios
-from tests.test_quiet_band import _quote_inside
+from tests.test_quiet_band import _quote_inside, quiet_quote
 
 D = Decimal
 MAX_DEPTH = 12  # the strategy's objects nest a few levels; deeper means a cycle
@@ -56,14 +55,11 @@ probed = {"quiet": 0}
 
 
 def _check_note(run: Run, kind: str, intents: list[Intent]) -> None:
-    band = run.strategy.quiet_band()
-    if band is None:
-        return
-    quote = _quote_inside(*band, run.scn.spec.tick_size)
+    quote = quiet_quote(run)
     if quote is None:
         return
     handled, noted = copy.deepcopy(run.strategy), copy.deepcopy(run.strategy)
-    assert handled.on_quote(quote) == [], (band, quote)
+    assert handled.on_quote(quote) == [], quote
     noted.note_quote(quote)
     assert dump(noted) == dump(handled)
     assert noted.quiet_band() == handled.quiet_band()
@@ -118,6 +114,3 @@ def _one_scenario() -> Scenario:
     pick()
     assert found
     return found[0]
-
-
-assert GridStrategy.note_quote  # the API under test

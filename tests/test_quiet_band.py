@@ -66,19 +66,22 @@ def _quote_inside(lo: Decimal, hi: Decimal, tick: Decimal) -> Quote | None:
     return None
 
 
+def quiet_quote(run: Run) -> Quote | None:
+    """A quote inside the run's strategy's quiet band now (``None`` if there is none)."""
+    band = run.strategy.quiet_band()
+    return None if band is None else _quote_inside(*band, run.scn.spec.tick_size)
+
+
 checked = {"quiet": 0}
 
 
 def _check_quiet(run: Run, kind: str, intents: list[Intent]) -> None:
-    band = run.strategy.quiet_band()
-    if band is None:
-        return
-    quote = _quote_inside(*band, run.scn.spec.tick_size)
+    quote = quiet_quote(run)
     if quote is None:
         return
     probe = copy.deepcopy(run.strategy)
     before = _state(probe)
-    assert probe.on_quote(quote) == [], (band, quote)
+    assert probe.on_quote(quote) == [], quote
     assert _state(probe) == before
     checked["quiet"] += 1
 
