@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "d": lambda: bench_memory(res),
             "e": lambda: bench_hftbacktest(res, tmp),
             "f": lambda: bench_ingest(res, tmp, args.profile),
-            "p": lambda: bench_profile(res, tmp),
+            "p": lambda: bench_profile(res),
         }
         for key, part in parts.items():
             if key in args.only:

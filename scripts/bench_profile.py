@@ -23,7 +23,6 @@ import pstats
 import time
 from collections.abc import Callable, Sequence
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import trio
@@ -143,7 +142,7 @@ async def _moves(n: int, profiler: cProfile.Profile | None = None) -> float:
     return cpu / n
 
 
-def bench_profile(res: Results, tmp: Path) -> None:
+def bench_profile(res: Results) -> None:
     paths, real = recordings()
     config = load_config(None)  # the defaults, as `mm-trio replay` runs them
     t0 = time.perf_counter()
